@@ -1,0 +1,116 @@
+"""Frame validation and batching into a normalised NCHW float32 tensor.
+
+Kept free of torch so it runs on any edge box with just numpy + OpenCV.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import cv2
+import numpy as np
+
+LETTERBOX_VALUE = 114  # the usual neutral gray; avoids a hard black border edge
+
+
+@dataclass(frozen=True)
+class Transform:
+    """How one frame was mapped into the network input, so masks can be mapped back.
+
+    ``scale_x/scale_y`` multiply original coordinates; ``pad_x/pad_y`` are the
+    left/top padding (letterbox only) in input pixels; ``new_w/new_h`` the size
+    of the resized image content before padding.
+    """
+
+    orig_h: int
+    orig_w: int
+    input_h: int
+    input_w: int
+    scale_x: float
+    scale_y: float
+    pad_x: int = 0
+    pad_y: int = 0
+    new_w: int = 0
+    new_h: int = 0
+    mode: str = "resize"
+
+
+def to_bgr(frame: np.ndarray) -> np.ndarray:
+    """Return a HxWx3 uint8 BGR view/copy of ``frame``.
+
+    Accepts gray (HxW or HxWx1), BGR and BGRA uint8 so callers can pass camera
+    frames straight in; anything else fails early with a clear message rather
+    than as a cryptic OpenCV error deep in resizing.
+    """
+    if frame is None:
+        raise ValueError("frame is None; check that the camera/video read succeeded before calling")
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f"frame must be a numpy array, got {type(frame).__name__}; convert with np.asarray(frame)")
+    if frame.size == 0:
+        raise ValueError(f"frame is empty (shape {frame.shape}); skip empty frames before preprocessing")
+    if frame.dtype != np.uint8:
+        raise ValueError(f"frame dtype must be uint8, got {frame.dtype}; convert e.g. with np.clip(x, 0, 255).astype(np.uint8)")
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.ndim != 3:
+        raise ValueError(f"frame must have 2 or 3 dims (HxW or HxWxC), got shape {frame.shape}; pass a single image, not a batch")
+    c = frame.shape[2]
+    if c == 1:
+        return cv2.cvtColor(frame[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if c == 3:
+        return frame
+    if c == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    raise ValueError(f"frame must have 1, 3 or 4 channels, got {c} (shape {frame.shape}); pass gray, BGR or BGRA")
+
+
+def _letterbox(bgr: np.ndarray, h: int, w: int) -> tuple[np.ndarray, Transform]:
+    oh, ow = bgr.shape[:2]
+    s = min(h / oh, w / ow)
+    nh, nw = max(1, int(round(oh * s))), max(1, int(round(ow * s)))
+    resized = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    py, px = (h - nh) // 2, (w - nw) // 2
+    canvas = np.full((h, w, 3), LETTERBOX_VALUE, dtype=np.uint8)
+    canvas[py : py + nh, px : px + nw] = resized
+    t = Transform(oh, ow, h, w, nw / ow, nh / oh, px, py, nw, nh, "letterbox")
+    return canvas, t
+
+
+def preprocess(
+    frames: list[np.ndarray],
+    size: tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    mode: Literal["resize", "letterbox"] = "resize",
+) -> tuple[np.ndarray, list[Transform]]:
+    """Batch frames into NCHW float32 RGB, normalised as ``(x/255 - mean)/std``.
+
+    ``size`` is ``(h, w)``; ``mean``/``std`` are RGB in 0..1 units (the
+    torchvision convention the model was trained with). "resize" stretches;
+    "letterbox" keeps aspect ratio and pads with gray 114, centred.
+    """
+    if mode not in ("resize", "letterbox"):
+        raise ValueError(f"mode must be 'resize' or 'letterbox', got {mode!r}")
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError("mean and std must each have 3 values (RGB order, 0..1 units)")
+    if any(float(s) == 0 for s in std):
+        raise ValueError("std values must be non-zero")
+    if not frames:
+        raise ValueError("frames is empty; pass at least one frame")
+    h, w = int(size[0]), int(size[1])
+    batch = np.empty((len(frames), h, w, 3), dtype=np.uint8)
+    transforms: list[Transform] = []
+    for i, f in enumerate(frames):
+        bgr = to_bgr(f)
+        oh, ow = bgr.shape[:2]
+        if mode == "resize":
+            img = bgr if (oh, ow) == (h, w) else cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+            t = Transform(oh, ow, h, w, w / ow, h / oh, 0, 0, w, h, "resize")
+        else:
+            img, t = _letterbox(bgr, h, w)
+        batch[i] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        transforms.append(t)
+    m = np.asarray(mean, dtype=np.float32).reshape(1, 1, 1, 3)
+    s = np.asarray(std, dtype=np.float32).reshape(1, 1, 1, 3)
+    x = (batch.astype(np.float32) / np.float32(255.0) - m) / s
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), transforms

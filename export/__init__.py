@@ -1,0 +1,1 @@
+"""Checkpoint -> ONNX (needs torch) and ONNX -> TensorRT engine (no torch) conversion."""
