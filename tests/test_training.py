@@ -1,0 +1,66 @@
+"""Training: loss terms, folder loading, a real (tiny) training run and export of its checkpoint."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from export.checkpoint import load_model
+from training.data import NOT_LEAK, load_folder, synthetic_gas
+from training.losses import partial_nll, soft_dice
+from training.train import Config, Phase, StageConfig, train
+
+
+def test_partial_nll_merges_background_and_machine():
+    logits = torch.tensor([[1.0, 2.0, 0.5]]).reshape(1, 3, 1, 1)
+    p = torch.softmax(logits, 1).flatten()
+    for code, expected in [(0, -torch.log(p[0])), (1, -torch.log(p[1])), (2, -torch.log(p[2])),
+                           (NOT_LEAK, -torch.log(p[0] + p[2]))]:
+        got = partial_nll(logits, torch.tensor([[[code]]]))
+        assert torch.isclose(got, expected, atol=1e-6), code
+
+
+def test_soft_dice_perfect_and_disjoint():
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert soft_dice(t, t).item() == pytest.approx(0.0, abs=1e-6)
+    assert soft_dice(1 - t, t).item() == pytest.approx(1 - 1 / 5, abs=1e-6)  # (0+1)/(2+2+1)
+
+
+def test_load_folder_binary_and_class_layouts(tmp_path):
+    for sub in ("img", "gt"):
+        (tmp_path / sub).mkdir()
+    img = np.full((40, 60, 3), 100, np.uint8)
+    gt = np.zeros((40, 60), np.uint8)
+    gt[10:20, 10:30] = 255
+    cv2.imwrite(str(tmp_path / "img" / "a.jpg"), img)
+    cv2.imwrite(str(tmp_path / "gt" / "a.png"), gt)
+    cv2.imwrite(str(tmp_path / "img" / "orphan.jpg"), img)  # no mask: ignored
+    d = load_folder(tmp_path, size=32, layout="binary", cache=False)
+    assert d.images.shape == (1, 32, 32, 3) and bool(d.real[0])
+    assert set(np.unique(d.labels)) == {1, NOT_LEAK}
+    cv2.imwrite(str(tmp_path / "gt" / "a.png"), (gt > 0).astype(np.uint8) * 2)
+    d = load_folder(tmp_path, size=32, layout="classes", cache=False)
+    assert set(np.unique(d.labels)) == {0, 2}
+
+
+def test_tiny_training_loss_falls_and_checkpoint_exports(tmp_path):
+    smoke = synthetic_gas(8, seed=3, size=64)
+    smoke.labels = np.where(smoke.labels == 1, 1, NOT_LEAK).astype(np.uint8)
+    cfg = Config(stages=[StageConfig("smoke", [Phase(24, 64, 4)], lr=1e-3, warmup=2, real_fraction=0.0),
+                         StageConfig("gas", [Phase(4, 64, 4)], lr=1e-4, warmup=1, synth_fraction=0.5)],
+                 synth_train=8, eval_every=1000, ckpt_every=10)
+    final = train(cfg, tmp_path, smoke, None, None, log=lambda m: None)
+    hist = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    losses = [h["loss"] for h in hist if h["stage"] == "smoke"]
+    assert len(losses) == 24
+    assert np.mean(losses[-6:]) < np.mean(losses[:6])
+    model, info = load_model(final)
+    assert info["num_classes"] == 3
+    # resuming a finished run does no more steps and returns the same weights
+    before = final.read_bytes()
+    train(cfg, tmp_path, smoke, None, None, log=lambda m: None)
+    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == len(hist)
+    assert final.read_bytes() == before

@@ -1,0 +1,268 @@
+"""Train the shipped model: stage 1 on smoke (real photos + SMOKE5K composites), stage 2
+fine-tune on synthetic gas scenes with smoke replay (the paper's transfer learning).
+
+CPU-feasible recipe (2 cores): fully convolutional, so most steps use small crops biased to
+contain smoke, then a short finish at the full 256 input; AdamW with warm-up + cosine decay;
+partial-label NLL + Dice (see ``losses``). Resumable: a checkpoint is written every
+``--ckpt-every`` steps and on exit, and a rerun continues from it. Fixed seed.
+
+    python -m training.train --out runs/train                # both stages, the shipped recipe
+    python -m training.train --out runs/tiny --tiny           # seconds, for tests
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edgeseg.metrics import SegmentationScores
+from export.model import UNetResNet18
+from training.data import NOT_LEAK, SegData, load_folder, synthetic_gas
+from training.losses import segmentation_loss
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "smoke5k"
+
+
+@dataclass
+class Phase:
+    """A block of steps at one crop size / batch size."""
+
+    steps: int
+    crop: int
+    batch: int
+
+
+@dataclass
+class StageConfig:
+    name: str
+    phases: list[Phase]
+    lr: float
+    warmup: int = 100
+    synth_fraction: float = 0.0  # share of each batch drawn from synthetic gas scenes
+    real_fraction: float = 0.5  # share of smoke samples drawn from real photos (vs composites)
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    activation: str = "softmax"
+    stages: list[StageConfig] = field(default_factory=list)
+    synth_train: int = 1500
+    eval_every: int = 500
+    ckpt_every: int = 200
+    threads: int = 2
+
+
+def shipped_config() -> Config:
+    """The recipe that produces the bundled model (budget measured on 2 cores; see README)."""
+    return Config(stages=[
+        StageConfig("smoke", [Phase(2600, 128, 16), Phase(300, 256, 8)], lr=1e-3, real_fraction=0.5),
+        StageConfig("gas", [Phase(200, 256, 8)], lr=1e-4, warmup=20, synth_fraction=0.5),
+    ])
+
+
+def tiny_config() -> Config:
+    return Config(stages=[
+        StageConfig("smoke", [Phase(6, 64, 4)], lr=1e-3, warmup=1),
+        StageConfig("gas", [Phase(4, 64, 4)], lr=1e-3, warmup=1, synth_fraction=0.5),
+    ], synth_train=16, eval_every=5, ckpt_every=5)
+
+
+def augmenter(crop: int) -> A.Compose:
+    """The paper's augmentations (h-flip, shift/scale/rotate, random crop, noise, intensity,
+    sharpen, blur) plus grayscale, which bridges colour smoke photos and thermal gas frames."""
+    return A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.Affine(scale=(0.75, 1.3), translate_percent=(-0.1, 0.1), rotate=(-15, 15), p=0.7),
+        A.OneOf([A.CropNonEmptyMaskIfExists(crop, crop, ignore_values=[NOT_LEAK, 2]),
+                 A.RandomCrop(crop, crop)], p=1.0),
+        A.GaussNoise(std_range=(0.01, 0.06), p=0.3),
+        A.RandomBrightnessContrast(0.25, 0.25, p=0.5),
+        A.OneOf([A.Sharpen(p=1.0), A.Blur(blur_limit=3, p=1.0)], p=0.3),
+        A.ToGray(p=0.15),
+    ])
+
+
+class Sampler:
+    """Draws augmented batches mixing real photos, composites and synthetic gas scenes."""
+
+    def __init__(self, smoke: SegData, synth: SegData | None, stage: StageConfig, rng: np.random.Generator):
+        self.smoke, self.synth, self.stage, self.rng = smoke, synth, stage, rng
+        self.real_idx = np.flatnonzero(smoke.real)
+        self.comp_idx = np.flatnonzero(~smoke.real)
+
+    def _pick(self) -> tuple[np.ndarray, np.ndarray]:
+        r = self.rng.random()
+        if self.synth is not None and r < self.stage.synth_fraction:
+            i = self.rng.integers(len(self.synth))
+            return self.synth.images[i], self.synth.labels[i]
+        pool = self.real_idx if (self.rng.random() < self.stage.real_fraction and len(self.real_idx)) else self.comp_idx
+        if not len(pool):
+            pool = np.arange(len(self.smoke))
+        i = pool[self.rng.integers(len(pool))]
+        return self.smoke.images[i], self.smoke.labels[i]
+
+    def batch(self, phase: Phase, aug: A.Compose) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for _ in range(phase.batch):
+            img, lab = self._pick()
+            out = aug(image=img, mask=lab)
+            xs.append(out["image"])
+            ys.append(out["mask"])
+        x = (np.stack(xs)[..., ::-1].astype(np.float32) / 255.0 - MEAN) / STD  # BGR -> RGB
+        x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        x = x.contiguous(memory_format=torch.channels_last)
+        return x, torch.from_numpy(np.stack(ys).astype(np.int64))
+
+
+def lr_at(step: int, total: int, stage: StageConfig) -> float:
+    """Linear warm-up then cosine decay to 1 % of the peak."""
+    if step < stage.warmup:
+        return stage.lr * (step + 1) / stage.warmup
+    t = (step - stage.warmup) / max(1, total - stage.warmup)
+    return stage.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+@torch.no_grad()
+def evaluate(model: UNetResNet18, data: SegData, batch: int = 8) -> dict:
+    """Smoke IoU/F1 on binary-labelled data (leak vs the rest) or 3-class scores on class ids."""
+    model.eval()
+    binary = bool((data.labels == NOT_LEAK).any())
+    scores = SegmentationScores(2 if binary else 3)
+    for s in range(0, len(data), batch):
+        x = (data.images[s:s + batch][..., ::-1].astype(np.float32) / 255.0 - MEAN) / STD
+        pred = model.logits(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).argmax(1).numpy()
+        for p, t in zip(pred, data.labels[s:s + batch]):
+            if binary:
+                scores.update((t == 1).astype(np.uint8), (p == 1).astype(np.uint8))
+            else:
+                scores.update(t, p.astype(np.uint8))
+    model.train()
+    names = ["not-smoke", "gas-smoke"] if binary else ["background", "gas-smoke", "machine"]
+    return scores.summary(names)
+
+
+def train(cfg: Config, out: Path, smoke: SegData, val: SegData | None, synth_val: SegData | None,
+          log=print) -> Path:
+    """Run (or resume) all stages; returns the final checkpoint path (safetensors state_dict)."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    model = UNetResNet18(classes=3, activation=cfg.activation)  # type: ignore[arg-type]
+    # channels_last: measured 1.73 -> 1.12 s per 16x128x128 step on 2 cores (oneDNN layouts)
+    model = model.to(memory_format=torch.channels_last)
+    synth = synthetic_gas(cfg.synth_train, seed=10_000) if any(s.synth_fraction for s in cfg.stages) else None
+    state_path = out / "last.pt"
+    start_stage, start_step = 0, 0
+    opt_state = None
+    if state_path.is_file():
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(st["model"])
+        start_stage, start_step, opt_state = int(st["stage"]), int(st["step"]), st["optimizer"]
+        log(f"resuming from {state_path}: stage {start_stage} step {start_step}")
+    history_file = out / "history.jsonl"
+    model.train()
+    for si, stage in enumerate(cfg.stages):
+        if si < start_stage:
+            continue
+        total = sum(p.steps for p in stage.phases)
+        opt = torch.optim.AdamW(model.parameters(), lr=stage.lr, weight_decay=1e-4)
+        if opt_state is not None and si == start_stage:
+            opt.load_state_dict(opt_state)
+        step0 = start_step if si == start_stage else 0
+        rng = np.random.default_rng(cfg.seed * 1000 + si * 100_003 + step0)
+        sampler = Sampler(smoke, synth, stage, rng)
+
+        def save(step: int) -> None:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "stage": si, "step": step}, state_path)
+
+        bar = tqdm(total=total, initial=step0, desc=f"stage {si + 1} ({stage.name})", unit="step")
+        step, t0, ema = step0, time.time(), None
+        for phase in stage.phases:
+            aug = augmenter(phase.crop)
+            phase_end = sum(p.steps for p in stage.phases[: stage.phases.index(phase) + 1])
+            while step < phase_end:
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step, total, stage)
+                x, y = sampler.batch(phase, aug)
+                loss = segmentation_loss(model.logits(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+                bar.update(1)
+                bar.set_postfix(loss=f"{ema:.3f}", crop=phase.crop, lr=f"{opt.param_groups[0]['lr']:.1e}")
+                rec = {"stage": stage.name, "step": step, "loss": loss.item(), "loss_ema": ema,
+                       "crop": phase.crop, "elapsed_s": round(time.time() - t0, 1)}
+                if step % cfg.eval_every == 0 or step == total:
+                    if val is not None:
+                        rec["val_smoke_iou"] = evaluate(model, val)["per_class"]["gas-smoke"]["iou_dataset"]
+                    if synth_val is not None and stage.synth_fraction:
+                        rec["synth_miou"] = evaluate(model, synth_val)["mean_iou_dataset"]
+                    log(json.dumps(rec))
+                with history_file.open("a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                if step % cfg.ckpt_every == 0:
+                    save(step)
+        bar.close()
+        save(total)
+        # next stage starts fresh from these weights
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "stage": si + 1, "step": 0}, state_path)
+        opt_state, start_step = None, 0
+    from safetensors.torch import save_file
+
+    final = out / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(final))
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    return final
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("runs/train"))
+    ap.add_argument("--data", type=Path, default=DATA_ROOT, help="folder with train/ and val/ (img/ + gt/)")
+    ap.add_argument("--tiny", action="store_true", help="a few steps on generated data (tests)")
+    ap.add_argument("--activation", default="softmax", choices=["softmax", "sigmoid", "none"])
+    args = ap.parse_args(argv)
+    cfg = tiny_config() if args.tiny else shipped_config()
+    cfg.activation = args.activation
+    if args.tiny:
+        smoke = synthetic_gas(16, seed=1, size=64)
+        smoke.labels = np.where(smoke.labels == 1, 1, NOT_LEAK).astype(np.uint8)
+        val, synth_val = None, synthetic_gas(4, seed=99, size=64)
+    else:
+        if not (args.data / "train").is_dir():
+            raise SystemExit(f"training data not found at {args.data}: pass --data (see README)")
+        t = time.time()
+        smoke = load_folder(args.data / "train")
+        val = load_folder(args.data / "val")
+        synth_val = synthetic_gas(100, seed=900_000)
+        print(f"data: {len(smoke)} train ({int(smoke.real.sum())} real photos), {len(val)} val, "
+              f"loaded in {time.time() - t:.0f}s")
+    logf = (args.out / "train.log")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        tqdm.write(msg)
+        with logf.open("a") as f:
+            f.write(msg + "\n")
+
+    t = time.time()
+    final = train(cfg, args.out, smoke, val, synth_val, log)
+    log(f"done in {(time.time() - t) / 60:.1f} min -> {final}")
+
+
+if __name__ == "__main__":
+    main()
