@@ -1,0 +1,1 @@
+"""Benchmarks: accuracy (IoU/F1 on labelled folders) and latency per backend/precision."""

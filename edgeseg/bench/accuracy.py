@@ -1,0 +1,92 @@
+"""Accuracy of a model through the *whole SDK pipeline* (preprocess -> backend -> postprocess).
+
+Scores come from ``edgeseg.metrics`` (the same code training evaluates with), both per-image
+averaged (as the paper reports) and dataset-level. Two label layouts are understood:
+binary smoke masks (0/255: scored as not-smoke vs gas-smoke) and class-id PNGs (0/1/2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+
+from edgeseg.metrics import SegmentationScores
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+@dataclass
+class LabelledImage:
+    name: str
+    image: np.ndarray
+    truth: np.ndarray
+
+
+def iter_labelled(folder: str | Path, limit: int | None = None) -> Iterator[LabelledImage]:
+    """``folder/img/*`` with ``folder/gt/<same stem>.png``; unreadable pairs raise (data bug)."""
+    folder = Path(folder)
+    img_dir, gt_dir = folder / "img", folder / "gt"
+    if not img_dir.is_dir() or not gt_dir.is_dir():
+        raise FileNotFoundError(f"{folder}: expected img/ and gt/ subfolders (see README: data layout)")
+    masks = {p.stem: p for p in gt_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS}
+    n = 0
+    for p in sorted(img_dir.iterdir()):
+        if p.suffix.lower() not in IMAGE_EXTS or p.stem not in masks:
+            continue
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        gt = cv2.imread(str(masks[p.stem]), cv2.IMREAD_GRAYSCALE)
+        if img is None or gt is None:
+            raise ValueError(f"unreadable image or mask: {p.name}")
+        yield LabelledImage(p.stem, img, gt)
+        n += 1
+        if limit and n >= limit:
+            return
+
+
+def is_binary_layout(truth: np.ndarray) -> bool:
+    """0/255 masks are binary smoke labels; small integers are class ids."""
+    return bool(truth.max() > 2)
+
+
+def evaluate_folder(segmenter: Any, folder: str | Path, limit: int | None = None,
+                    keep_predictions: bool = False) -> dict[str, Any]:
+    """Run the segmenter over a labelled folder and summarise IoU/F1 (+ optional predictions)."""
+    scores: SegmentationScores | None = None
+    names: list[str] = []
+    preds: dict[str, np.ndarray] = {}
+    binary = False
+    leak = segmenter.info.leak_class
+    for item in iter_labelled(folder, limit):
+        mask = segmenter.segment(item.image).mask
+        if scores is None:
+            binary = is_binary_layout(item.truth)
+            names = ["not-smoke", "gas-smoke"] if binary else list(segmenter.info.classes)
+            scores = SegmentationScores(len(names))
+        if binary:
+            scores.update((item.truth > 127).astype(np.uint8), (mask == leak).astype(np.uint8))
+        else:
+            scores.update(item.truth, mask)
+        if keep_predictions:
+            preds[item.name] = mask
+    if scores is None:
+        raise FileNotFoundError(f"{folder}: no image/mask pairs found")
+    out = scores.summary(names)
+    out["layout"] = "binary" if binary else "classes"
+    if keep_predictions:
+        out["predictions"] = preds
+    return out
+
+
+def false_alarm_rate(segmenter: Any, frames: list[np.ndarray], min_area: int) -> float:
+    """Fraction of smoke-free frames with any gas-smoke region of at least ``min_area`` px."""
+    from edgeseg.postprocess import extract_regions
+
+    leak = segmenter.info.leak_class
+    hits = 0
+    for f in frames:
+        regions = extract_regions(segmenter.segment(f).mask, leak_class=leak, min_area=min_area)
+        hits += bool(regions)
+    return hits / max(1, len(frames))
