@@ -152,6 +152,151 @@ def inspect_cmd(
     out.print(table)
 
 
+@app.command("build")
+def build_cmd(
+    model: Path = typer.Argument(..., help="ONNX model (from 'edgeseg export onnx')"),
+    output: Path = typer.Option(..., "-o", "--output", help="TensorRT engine to write (+ <engine>.json sidecar)"),
+    fp16: bool = typer.Option(True, "--fp16/--no-fp16", help="FP16 precision (TensorRT 11: uses/creates <model>.fp16.onnx)"),
+    int8: bool = typer.Option(False, "--int8", help="INT8 with entropy calibration (TensorRT 8.6/10 only)"),
+    calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="Folder of representative images for --int8"),
+    min_batch: int = typer.Option(1, "--min-batch"),
+    opt_batch: int = typer.Option(4, "--opt-batch"),
+    max_batch: int = typer.Option(8, "--max-batch"),
+    height: Optional[int] = typer.Option(None, help="Input height (default: ONNX metadata input_size)"),
+    width: Optional[int] = typer.Option(None, help="Input width (default: ONNX metadata input_size)"),
+    workspace: int = typer.Option(1024, "--workspace", help="Builder workspace in MB"),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file to load/save"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout"),
+) -> None:
+    """Build a TensorRT engine for this GPU (run it on the device that will do inference)."""
+    from edgeseg.cuda_layer import BackendUnavailable
+    from edgeseg.engine_meta import EngineMismatch
+    from export.trt_build import BuildError, BuildOptions, build_engine
+
+    if not model.is_file():
+        _fail(f"ONNX model not found: {model}")
+    opts = BuildOptions(
+        fp16=fp16, int8=int8, calib_data=str(calib_data) if calib_data else None, min_batch=min_batch,
+        opt_batch=opt_batch, max_batch=max_batch, height=height, width=width, workspace_mb=workspace,
+        timing_cache=str(timing_cache) if timing_cache else None,
+    )
+    try:
+        opts.validate()
+        try:
+            import tensorrt  # noqa: F401
+        except ImportError:
+            from edgeseg.backends.tensorrt_backend import TRT_MISSING
+
+            _fail(TRT_MISSING)
+        report = build_engine(model, output, opts)
+    except (BuildError, BackendUnavailable, EngineMismatch, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        console.print(
+            f"built {report['engine']} ({report['precision']}, {report['branch']}, batch "
+            f"{'/'.join(map(str, report['batch_profile']))}, {report['input_size'][0]}x{report['input_size'][1]}) "
+            f"on {report['gpu_name']} in {report['build_time_s']:.1f} s", highlight=False,
+        )
+        for note in report["notes"]:
+            console.print(f"  - {note}", highlight=False)
+
+
+def _verify_images(data: Path, limit: int) -> tuple[list[str], list]:
+    import cv2
+
+    from export.trt_build import IMAGE_EXTS
+
+    if not data.is_dir():
+        _fail(f"--data {data} is not a folder of images")
+    names, frames = [], []
+    for p in sorted(data.rglob("*")):
+        if p.suffix.lower() in IMAGE_EXTS:
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is not None:
+                names.append(str(p.relative_to(data)))
+                frames.append(img)
+        if len(frames) >= limit:
+            break
+    if not frames:
+        _fail(f"no readable images in {data}")
+    return names, frames
+
+
+@app.command("verify")
+def verify_cmd(
+    engine: Path = typer.Argument(..., help="TensorRT engine (built by 'edgeseg build')"),
+    onnx_model: Path = typer.Option(..., "--onnx", help="The ONNX model the engine was built from"),
+    data: Path = typer.Option(..., "--data", help="Folder of test images"),
+    save_reference: Optional[Path] = typer.Option(None, "--save-reference", help="Run ONNX Runtime fp32 (CPU ok) and save probs+masks (.npz)"),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Compare against a saved reference .npz instead of running ORT"),
+    limit: int = typer.Option(64, help="Max images"),
+    min_iou: float = typer.Option(0.99, "--min-iou", help="Required mask IoU agreement"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Check a TensorRT engine's masks against ONNX Runtime fp32 (or save that reference on a CPU box)."""
+    import numpy as np
+
+    from edgeseg.backends.base import ModelInfo
+    from edgeseg.preprocess import preprocess
+    from export.trt_build import onnx_metadata
+
+    if not onnx_model.is_file():
+        _fail(f"ONNX model not found: {onnx_model}")
+    info = ModelInfo.from_metadata(onnx_metadata(onnx_model))
+    names, frames = _verify_images(data, limit)
+    x = preprocess(frames, info.input_size, info.mean, info.std)[0]
+
+    def ort_probs() -> "np.ndarray":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(onnx_model), providers=["CPUExecutionProvider"])
+        out = [o.name for o in sess.get_outputs()]
+        name = "probs" if "probs" in out else out[0]
+        return np.concatenate([sess.run([name], {sess.get_inputs()[0].name: x[i : i + 1]})[0] for i in range(len(x))])
+
+    if save_reference is not None:
+        probs = ort_probs()
+        np.savez_compressed(save_reference, probs=probs.astype(np.float16), masks=probs.argmax(1).astype(np.uint8),
+                            names=np.array(names), input_size=np.array(info.input_size))
+        console.print(f"saved ONNX Runtime fp32 reference for {len(names)} images to {save_reference}", highlight=False)
+        return
+    if reference is not None:
+        ref = np.load(reference)
+        if list(ref["names"]) != names:
+            _fail(f"{reference} was made from other images than {data}; re-create it with --save-reference")
+        ref_probs, ref_masks = ref["probs"].astype(np.float32), ref["masks"]
+    else:
+        ref_probs = ort_probs()
+        ref_masks = ref_probs.argmax(1)
+    from edgeseg.backends.tensorrt_backend import BackendUnavailable, EngineMismatch, TensorRTBackend
+
+    try:
+        be = TensorRTBackend(engine, onnx_path=onnx_model)
+    except (BackendUnavailable, EngineMismatch) as exc:
+        _fail(f"{exc} (on a machine without a GPU use --save-reference and verify later on the device)")
+    probs = be.infer(x)
+    masks = probs.argmax(1)
+    inter = union = 0
+    for c in range(probs.shape[1]):
+        a, b = masks == c, ref_masks == c
+        inter += np.logical_and(a, b).sum()
+        union += np.logical_or(a, b).sum()
+    report = {
+        "images": len(names), "mask_iou_agreement": float(inter / max(union, 1)),
+        "pixel_agreement": float((masks == ref_masks).mean()),
+        "max_prob_error": float(np.abs(probs - ref_probs).max()), "gpu_ms_last_batch": be.gpu_timing_ms,
+        "precision": be.meta.precision, "reference": str(reference) if reference else "onnxruntime fp32",
+    }
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        console.print(" ".join(f"{k}={v}" for k, v in report.items()), highlight=False)
+    if report["mask_iou_agreement"] < min_iou:
+        _fail(f"mask IoU agreement {report['mask_iou_agreement']:.4f} < {min_iou}", code=1)
+
+
 def main() -> None:  # pragma: no cover - console_scripts entry point
     app()
 

@@ -1,0 +1,198 @@
+"""TensorRT inference backend (TensorRT 8.6+ / 10 / 11 named-tensor API).
+
+TensorRT and CUDA are imported lazily; on a machine without them constructing the backend raises
+:class:`BackendUnavailable` saying what is missing. Buffers (page-locked host + device) are
+allocated once for the engine's max batch and reused: no per-frame allocation.
+
+API references:
+- IExecutionContext set_input_shape / get_tensor_shape / set_tensor_address / execute_async_v3:
+  https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/ExecutionContext.html
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgeseg.backends.base import ModelInfo
+from edgeseg.cuda_layer import BackendUnavailable, CudaLayer, load_cuda_layer
+from edgeseg.engine_meta import EngineMismatch, check_compatible, read_sidecar
+
+TRT_MISSING = (
+    "TensorRT python package not installed (pip install 'edgeseg[gpu]', or on Jetson use JetPack's system "
+    "TensorRT with a venv created with --system-site-packages)"
+)
+
+__all__ = ["TensorRTBackend", "BackendUnavailable", "EngineMismatch", "import_tensorrt"]
+
+
+def import_tensorrt() -> Any:
+    try:
+        import tensorrt as trt  # noqa: PLC0415 - lazy on purpose
+    except ImportError as exc:
+        raise BackendUnavailable(f"{TRT_MISSING} [{exc}]") from exc
+    return trt
+
+
+class TensorRTBackend:
+    """Runs a serialized TensorRT plan built by ``edgeseg build`` (needs its ``.json`` sidecar)."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        engine_path: str | Path,
+        onnx_path: str | Path | None = None,
+        auto_rebuild: bool = False,
+        cuda: Optional[CudaLayer] = None,
+        trt: Any = None,
+        build_options: Any = None,
+    ) -> None:
+        self.trt = trt if trt is not None else import_tensorrt()
+        self.cuda = cuda if cuda is not None else load_cuda_layer()
+        self.engine_path = Path(engine_path)
+        self.onnx_path = Path(onnx_path) if onnx_path else None
+        self.rebuilt = False
+        self._ensure_engine(auto_rebuild, build_options)
+        self.meta = read_sidecar(self.engine_path)
+        self.info = ModelInfo.from_metadata(self.meta.onnx_metadata)
+        self.gpu_timing_ms: Optional[float] = None
+        self.last_labels: Optional[np.ndarray] = None
+        self._load()
+
+    # -- engine file / compatibility
+    def _check(self) -> None:
+        check_compatible(
+            read_sidecar(self.engine_path), self.trt.__version__, self.cuda.device_name(),
+            self.cuda.compute_capability(), self.engine_path, self.onnx_path,
+        )
+
+    def _ensure_engine(self, auto_rebuild: bool, build_options: Any) -> None:
+        try:
+            if not self.engine_path.is_file():
+                raise EngineMismatch(
+                    f"engine not found: {self.engine_path}; build it with: edgeseg build "
+                    f"{self.onnx_path or '<onnx>'} -o {self.engine_path}"
+                )
+            self._check()
+        except EngineMismatch:
+            if not (auto_rebuild and self.onnx_path):
+                raise
+            from export.trt_build import BuildOptions, build_engine  # noqa: PLC0415
+
+            old = None
+            try:
+                old = read_sidecar(self.engine_path) if self.engine_path.is_file() else None
+            except EngineMismatch:
+                pass
+            if build_options is None:
+                build_options = BuildOptions(fp16=(old.precision != "fp32") if old else True)
+                if old:
+                    build_options.min_batch, build_options.opt_batch, build_options.max_batch = old.batch_profile
+                    build_options.height, build_options.width = old.input_size
+            build_engine(self.onnx_path, self.engine_path, build_options, trt=self.trt, cuda=self.cuda)
+            self.rebuilt = True
+            self._check()
+
+    # -- deserialize and allocate once
+    def _load(self) -> None:
+        trt, cuda = self.trt, self.cuda
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        with cuda:
+            self._runtime = trt.Runtime(self._logger)
+            self.engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+            if self.engine is None:
+                raise EngineMismatch(
+                    f"TensorRT could not deserialize {self.engine_path}; rebuild with: edgeseg build "
+                    f"{self.onnx_path or self.meta.onnx_path or '<onnx>'} -o {self.engine_path}"
+                )
+            self.context = self.engine.create_execution_context()
+            self.inputs: list[str] = []
+            self.outputs: list[str] = []
+            self.dtypes: dict[str, np.dtype] = {}
+            for i in range(self.engine.num_io_tensors):
+                name = self.engine.get_tensor_name(i)
+                self.dtypes[name] = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
+                if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                    self.inputs.append(name)
+                else:
+                    self.outputs.append(name)
+            if len(self.inputs) != 1:
+                raise EngineMismatch(f"{self.engine_path}: expected one input tensor, found {self.inputs}")
+            self.input_name = self.inputs[0]
+            self.probs_name = "probs" if "probs" in self.outputs else next(
+                (o for o in self.outputs if self.dtypes[o].kind == "f"), self.outputs[0]
+            )
+            self.labels_name = "labels" if "labels" in self.outputs else None
+            h, w = self.meta.input_size
+            self.max_batch = int(self.meta.batch_profile[2])
+            self.input_hw = (int(h), int(w))
+            # shapes at the profile max, to size buffers once
+            self.context.set_input_shape(self.input_name, (self.max_batch, 3, h, w))
+            self._host: dict[str, np.ndarray] = {}
+            self._dev: dict[str, Any] = {}
+            for name in self.inputs + self.outputs:
+                shape = tuple(self.context.get_tensor_shape(name))
+                count = int(np.prod(shape))
+                self._host[name] = cuda.alloc_host_pinned((count,), self.dtypes[name])
+                self._dev[name] = cuda.alloc_device(count * self.dtypes[name].itemsize)
+                self.context.set_tensor_address(name, cuda.device_ptr(self._dev[name]))
+            self._stream = cuda.stream_create()
+            self._events = None
+            if getattr(cuda, "supports_events", False):
+                self._events = (cuda.event_create(), cuda.event_create())
+
+    # -- inference
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch)
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise ValueError(f"expected an NCHW batch with 3 channels, got shape {batch.shape}")
+        if tuple(batch.shape[2:]) != self.input_hw:
+            raise ValueError(
+                f"engine was built for {self.input_hw[0]}x{self.input_hw[1]} inputs, got {batch.shape[2]}x{batch.shape[3]}; "
+                f"preprocess to the engine size or rebuild with --height/--width"
+            )
+        if batch.shape[0] > self.max_batch:  # split: buffers are sized for the profile max
+            parts = [self.infer(batch[i : i + self.max_batch]) for i in range(0, batch.shape[0], self.max_batch)]
+            return np.concatenate(parts)
+        if batch.shape[0] == 0:
+            raise ValueError("empty batch")
+        return self._run(batch)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        cuda, ctx = self.cuda, self.context
+        n = batch.shape[0]
+        with cuda:
+            ctx.set_input_shape(self.input_name, tuple(batch.shape))
+            host_in = self._host[self.input_name][: batch.size].reshape(batch.shape)
+            host_in[...] = batch  # casts to the engine's input dtype (fp32/fp16)
+            stream = self._stream
+            cuda.memcpy_htod_async(self._dev[self.input_name], host_in, stream)
+            if self._events:
+                cuda.event_record(self._events[0], stream)
+            if not ctx.execute_async_v3(cuda.stream_handle(stream)):
+                raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+            if self._events:
+                cuda.event_record(self._events[1], stream)
+            views = {}
+            for name in self.outputs:
+                shape = tuple(ctx.get_tensor_shape(name))  # actual shape for this batch, not the profile max
+                views[name] = self._host[name][: int(np.prod(shape))].reshape(shape)
+                cuda.memcpy_dtoh_async(views[name], self._dev[name], stream)
+            cuda.stream_sync(stream)
+            if self._events:
+                self.gpu_timing_ms = cuda.event_elapsed_ms(*self._events)
+        if self.labels_name:
+            self.last_labels = views[self.labels_name].copy()
+        probs = views[self.probs_name]
+        assert probs.shape[0] == n
+        return probs.astype(np.float32, copy=True)
+
+    def close(self) -> None:
+        for ptr in getattr(self, "_dev", {}).values():
+            try:
+                self.cuda.free(ptr)
+            except Exception:  # noqa: BLE001 - best effort at teardown
+                pass
+        self._dev = {}

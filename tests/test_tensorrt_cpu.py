@@ -1,0 +1,569 @@
+"""TensorRT path tests that run on a CPU-only machine.
+
+The builder tests use ``FakeTensorRT``: a minimal stand-in ``trt`` module that records calls. It
+checks OUR orchestration (flags, profile, precision branches, files), not TensorRT itself; the real
+build is covered by tests/test_tensorrt_gpu.py on a GPU host.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import types
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeseg.cuda_layer import BackendUnavailable, CudaError, load_cuda_layer
+from edgeseg.engine_meta import (
+    EngineMeta, EngineMismatch, cache_key, check_compatible, engine_cache_path, read_sidecar, sidecar_path,
+    write_sidecar,
+)
+from edgeseg.preprocess import preprocess
+from export.trt_build import BuildError, BuildOptions, CalibrationBatches, build_engine
+
+
+# ----------------------------------------------------------------------------- fakes
+
+def make_tiny_onnx(path: Path, size=(64, 96)) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    inp = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "height", "width"])
+    out = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 3, "height", "width"])
+    graph = helper.make_graph([helper.make_node("Softmax", ["image"], ["probs"], axis=1)], "tiny", [inp], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for k, v in {"input_size": json.dumps(list(size)), "classes": json.dumps(["background", "gas-smoke", "machine"])}.items():
+        e = model.metadata_props.add()
+        e.key, e.value = k, v
+    onnx.save(model, str(path))
+    return path
+
+
+class FakeCuda:
+    supports_events = False
+
+    def device_name(self):
+        return "Fake Orin"
+
+    def compute_capability(self):
+        return "8.7"
+
+
+def make_fake_trt(version: str):
+    """FakeTensorRT: records every builder call; no real TensorRT (checks our orchestration only)."""
+    major = int(version.split(".")[0])
+    calls: list[tuple] = []
+    trt = types.SimpleNamespace(__version__=version, calls=calls)
+
+    class NDCF(enum.IntEnum):
+        EXPLICIT_BATCH = 0
+        STRONGLY_TYPED = 1
+
+    trt.NetworkDefinitionCreationFlag = NDCF
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+    if major < 11:
+        trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8")
+    else:
+        trt.BuilderFlag = types.SimpleNamespace()  # FP16/INT8 removed in TensorRT 11
+
+    class Logger:
+        WARNING, VERBOSE = "W", "V"
+
+        def __init__(self, level):
+            calls.append(("Logger", level))
+
+    class Profile:
+        def set_shape(self, name, mn, opt, mx):
+            calls.append(("set_shape", name, mn, opt, mx))
+
+    class TimingCache:
+        def serialize(self):
+            return b"timing-cache-bytes"
+
+    class Config:
+        def set_memory_pool_limit(self, pool, size):
+            calls.append(("set_memory_pool_limit", pool, size))
+
+        def set_flag(self, flag):
+            calls.append(("set_flag", flag))
+
+        def add_optimization_profile(self, p):
+            calls.append(("add_optimization_profile",))
+
+        def create_timing_cache(self, data):
+            calls.append(("create_timing_cache", bytes(data)))
+            return TimingCache()
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            calls.append(("set_timing_cache",))
+
+        def get_timing_cache(self):
+            return TimingCache()
+
+    class Network:
+        def get_input(self, i):
+            return types.SimpleNamespace(name="image")
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            calls.append(("create_network", flags))
+            return Network()
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            calls.append(("build_serialized_network",))
+            return None if getattr(trt, "fail_build", False) else b"PLAN"
+
+    class OnnxParser:
+        num_errors = 0
+
+        def __init__(self, network, logger):
+            pass
+
+        def parse_from_file(self, path):
+            calls.append(("parse_from_file", path))
+            return True
+
+    trt.Logger, trt.Builder, trt.OnnxParser = Logger, Builder, OnnxParser
+    return trt
+
+
+def names(calls):
+    return [c[0] for c in calls]
+
+
+# ----------------------------------------------------------------------------- (a) builder orchestration
+
+class TestFakeTensorRTOrchestration:
+    """FakeTensorRT... checks our orchestration, not TensorRT."""
+
+    @pytest.mark.parametrize("version,flags,fp16_flag", [("8.6.1", 1 << 0, True), ("10.3.0", 0, True), ("11.0.0", 1 << 1, False)])
+    def test_build_branches(self, tmp_path, version, flags, fp16_flag):
+        onnx_path = make_tiny_onnx(tmp_path / "m.onnx")
+        fp16_path = make_tiny_onnx(tmp_path / "m.fp16.onnx")
+        trt = make_fake_trt(version)
+        opts = BuildOptions(fp16=True, min_batch=1, opt_batch=2, max_batch=4, workspace_mb=256,
+                            timing_cache=str(tmp_path / "tc.bin"))
+        engine = tmp_path / "out" / "m.engine"
+        rep = build_engine(onnx_path, engine, opts, trt=trt, cuda=FakeCuda())
+        c = trt.calls
+        assert ("create_network", flags) in c
+        assert (("set_flag", "FP16") in c) is fp16_flag
+        assert ("set_shape", "image", (1, 3, 64, 96), (2, 3, 64, 96), (4, 3, 64, 96)) in c
+        assert ("set_memory_pool_limit", "WORKSPACE", 256 << 20) in c
+        assert ("create_timing_cache", b"") in c
+        assert (tmp_path / "tc.bin").read_bytes() == b"timing-cache-bytes"
+        parsed = [x[1] for x in c if x[0] == "parse_from_file"]
+        assert parsed == [str(fp16_path if version.startswith("11") else onnx_path)]
+        assert rep["strongly_typed"] is version.startswith("11")
+        assert engine.read_bytes() == b"PLAN"  # plain plan, no header
+        side = json.loads(sidecar_path(engine).read_text())
+        assert side["precision"] == "fp16" and side["batch_profile"] == [1, 2, 4] and side["input_size"] == [64, 96]
+        assert side["tensorrt_version"] == version and side["gpu_name"] == "Fake Orin" and side["compute_capability"] == "8.7"
+        assert json.loads(side["onnx_metadata"]["input_size"]) == [64, 96]
+        assert len(side["onnx_sha256"]) == 64 and side["built_at"]
+
+    def test_timing_cache_is_loaded_when_present(self, tmp_path):
+        onnx_path = make_tiny_onnx(tmp_path / "m.onnx")
+        (tmp_path / "tc.bin").write_bytes(b"old")
+        trt = make_fake_trt("10.3.0")
+        build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(timing_cache=str(tmp_path / "tc.bin")), trt=trt, cuda=FakeCuda())
+        assert ("create_timing_cache", b"old") in trt.calls
+
+    def test_fp32_sets_no_precision_flag(self, tmp_path):
+        trt = make_fake_trt("10.3.0")
+        rep = build_engine(make_tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", BuildOptions(fp16=False), trt=trt, cuda=FakeCuda())
+        assert "set_flag" not in names(trt.calls) and rep["precision"] == "fp32"
+
+    def test_failed_build_raises_clearly(self, tmp_path):
+        trt = make_fake_trt("10.3.0")
+        trt.fail_build = True
+        with pytest.raises(BuildError, match="failed to build"):
+            build_engine(make_tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", BuildOptions(), trt=trt, cuda=FakeCuda())
+        assert not (tmp_path / "m.engine").exists()
+
+    def test_trt11_int8_refused_and_old_trt_refused(self, tmp_path):
+        onnx_path = make_tiny_onnx(tmp_path / "m.onnx")
+        (tmp_path / "calib").mkdir()
+        with pytest.raises(BuildError, match="Q/DQ"):
+            build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(int8=True, calib_data=str(tmp_path / "calib")),
+                         trt=make_fake_trt("11.0.0"), cuda=FakeCuda())
+        with pytest.raises(BuildError, match=">= 8.6"):
+            build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(), trt=make_fake_trt("8.5.3"), cuda=FakeCuda())
+
+    def test_bad_profile_rejected(self):
+        with pytest.raises(ValueError, match="min <= opt <= max"):
+            BuildOptions(min_batch=4, opt_batch=2, max_batch=8).validate()
+
+
+# ----------------------------------------------------------------------------- (b) sidecar
+
+def _meta(**kw):
+    d = dict(onnx_sha256="ab" * 32, precision="fp16", batch_profile=(1, 4, 8), input_size=(256, 256),
+             tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7", build_time_s=12.5, built_at="2026-01-01T00:00:00Z")
+    d.update(kw)
+    return EngineMeta(**d)
+
+
+def test_sidecar_roundtrip(tmp_path):
+    m = _meta(onnx_metadata={"input_size": "[256, 256]"})
+    write_sidecar(tmp_path / "m.engine", m)
+    assert (tmp_path / "m.engine.json").is_file()
+    assert read_sidecar(tmp_path / "m.engine") == m
+
+
+def test_mismatch_refusal_messages(tmp_path):
+    m = _meta()
+    check_compatible(m, "10.3.0", "Orin", "8.7")  # same: ok
+    check_compatible(m, "10.3.0", "Other name same arch", "8.7")  # same SM: ok
+    with pytest.raises(EngineMismatch) as e:
+        check_compatible(m, "10.3.0", "NVIDIA GeForce RTX 4090", "8.9", engine_path="m.engine", onnx_path="m.onnx")
+    msg = str(e.value)
+    assert "\n" not in msg and "RTX 4090" in msg and "8.9" in msg and "rebuild with: edgeseg build m.onnx -o m.engine" in msg
+    with pytest.raises(EngineMismatch, match=r"TensorRT 10.3.0 at build vs 8.6.1 here.*rebuild with: edgeseg build"):
+        check_compatible(m, "8.6.1", "Orin", "8.7")
+    with pytest.raises(EngineMismatch, match="no sidecar"):
+        read_sidecar(tmp_path / "missing.engine")
+
+
+# ----------------------------------------------------------------------------- (c) cache keys
+
+def test_cache_keys(tmp_path):
+    base = ("ab" * 32, "fp16", (1, 4, 8), "10.3.0", "8.7")
+    k = cache_key(*base)
+    assert k == cache_key(*base) and len(k) == 16 and int(k, 16) >= 0
+    variants = [("cd" * 32, *base[1:]), (base[0], "int8", *base[2:]), (*base[:2], (1, 4, 16), *base[3:]),
+                (*base[:3], "10.4.0", base[4]), (*base[:4], "8.9")]
+    keys = {cache_key(*v) for v in variants}
+    assert len(keys) == len(variants) and k not in keys
+    onnx_path = make_tiny_onnx(tmp_path / "m.onnx")
+    p = engine_cache_path(tmp_path / "cache", onnx_path, "fp16", (1, 4, 8), "10.3.0", "8.7")
+    assert p == engine_cache_path(tmp_path / "cache", onnx_path, "fp16", (1, 4, 8), "10.3.0", "8.7")
+    assert p.parent == tmp_path / "cache" and p.name.startswith("m.fp16.") and p.suffix == ".engine"
+
+
+# ----------------------------------------------------------------------------- (d) (e) no TensorRT / CUDA here
+
+def _has(mod: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(mod) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@pytest.mark.skipif(_has("tensorrt"), reason="tensorrt is installed here")
+def test_backend_without_tensorrt_names_it(tmp_path):
+    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+
+    with pytest.raises(BackendUnavailable, match="TensorRT python package not installed"):
+        TensorRTBackend(tmp_path / "m.engine")
+
+
+def test_backend_refuses_mismatched_engine_with_fake_trt(tmp_path):
+    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"PLAN")
+    write_sidecar(engine, _meta(gpu_name="RTX 4090", compute_capability="8.9"))
+    with pytest.raises(EngineMismatch, match="rebuild with: edgeseg build"):
+        TensorRTBackend(engine, trt=make_fake_trt("10.3.0"), cuda=FakeCuda())
+
+
+def test_load_cuda_layer_unavailable_here():
+    try:
+        layer = load_cuda_layer()
+    except BackendUnavailable as exc:
+        msg = str(exc)
+        assert "pycuda" in msg and "cuda-python" in msg
+    else:  # pragma: no cover - a GPU host
+        pytest.skip(f"a CUDA layer works here ({layer.name})")
+
+
+@pytest.mark.skipif(not _has("cuda"), reason="cuda-python not installed")
+def test_cuda_python_layer_no_driver_error_path():
+    from edgeseg.cuda_layer import CudaPythonLayer
+
+    try:
+        layer = CudaPythonLayer()
+    except CudaError as exc:
+        assert "cudaError" in str(exc)  # the CUDA error name, e.g. cudaErrorInsufficientDriver / NoDevice
+    except BackendUnavailable as exc:
+        assert "no CUDA GPU" in str(exc)
+    else:  # pragma: no cover - a GPU host
+        pytest.skip(f"CUDA works here ({layer.device_name()})")
+    with pytest.raises(BackendUnavailable, match="cuda-python: .*cudaError"):
+        load_cuda_layer(prefer="cuda-python")
+
+
+# ----------------------------------------------------------------------------- (f) calibration batches
+
+def test_calibration_batches(tmp_path):
+    rng = np.random.default_rng(0)
+    imgs = []
+    for i in range(5):
+        img = rng.integers(0, 255, (20 + i, 30, 3), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), img)
+        imgs.append(img)
+    (tmp_path / "03b_broken.png").write_bytes(b"not a png")
+    (tmp_path / "notes.txt").write_text("ignored")
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    cb = CalibrationBatches(tmp_path, (16, 24), mean, std, batch=2)
+    batches = list(cb)
+    assert [b.shape for b in batches] == [(2, 3, 16, 24), (2, 3, 16, 24), (1, 3, 16, 24)]
+    assert all(b.dtype == np.float32 for b in batches)
+    expected = preprocess(imgs, (16, 24), mean, std)[0]
+    np.testing.assert_array_equal(np.concatenate(batches), expected)
+    assert len(cb.skipped) == 1 and cb.skipped[0].endswith("03b_broken.png")
+    assert [b.shape[0] for b in CalibrationBatches(tmp_path, (16, 24), mean, std, batch=4, limit=3)] == [3]
+    with pytest.raises(FileNotFoundError):
+        CalibrationBatches(tmp_path / "nope", (16, 24), mean, std, batch=2)
+
+
+def test_no_torch_in_runtime_modules():
+    import subprocess
+    import sys
+
+    code = ("import sys, edgeseg.engine_meta, edgeseg.cuda_layer, edgeseg.backends.tensorrt_backend, export.trt_build, edgeseg.cli;"
+            "bad=[m for m in ('torch','tensorrt','pycuda') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+# ----------------------------------------------------------------------------- backend + calibrator data flow (fakes)
+
+class FakeMemCuda(FakeCuda):
+    """FakeCuda with host-side 'device' memory so data flow can be checked without a GPU."""
+
+    supports_events = True
+
+    def __init__(self):
+        self.mem, self.allocs, self.syncs = {}, 0, 0
+
+    def alloc_device(self, nbytes):
+        self.allocs += 1
+        ptr = 4096 * (len(self.mem) + 1)
+        self.mem[ptr] = bytearray(nbytes)
+        return ptr
+
+    def device_ptr(self, p):
+        return int(p)
+
+    def alloc_host_pinned(self, shape, dtype):
+        self.allocs += 1
+        return np.zeros(shape, dtype)
+
+    def memcpy_htod_async(self, dst, src, stream, nbytes=None):
+        b = np.ascontiguousarray(src).tobytes()
+        self.mem[dst][: len(b)] = b
+
+    def memcpy_dtoh_async(self, dst, src, stream, nbytes=None):
+        dst.reshape(-1).view(np.uint8)[:] = np.frombuffer(bytes(self.mem[src][: dst.nbytes]), np.uint8)
+
+    def stream_create(self):
+        return "stream"
+
+    def stream_handle(self, s):
+        return 7
+
+    def stream_sync(self, s):
+        self.syncs += 1
+
+    def event_create(self):
+        return object()
+
+    def event_record(self, e, s):
+        pass
+
+    def event_elapsed_ms(self, a, b):
+        return 1.5
+
+    def push(self):
+        pass
+
+    def pop(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        pass
+
+
+def add_fake_runtime(trt, cuda, io_dtype=np.float32):
+    class Mode(enum.Enum):
+        INPUT = 1
+        OUTPUT = 2
+
+    trt.TensorIOMode = Mode
+    trt.nptype = lambda t: t
+    tensors = [("image", Mode.INPUT, io_dtype), ("probs", Mode.OUTPUT, io_dtype), ("labels", Mode.OUTPUT, np.uint8)]
+
+    class Context:
+        def __init__(self):
+            self.shape, self.addr, self.runs = None, {}, []
+
+        def set_input_shape(self, name, shape):
+            assert name == "image"
+            self.shape = tuple(shape)
+
+        def get_tensor_shape(self, name):
+            n, c, h, w = self.shape
+            return (n, h, w) if name == "labels" else (n, 3, h, w)
+
+        def set_tensor_address(self, name, ptr):
+            self.addr[name] = ptr
+
+        def execute_async_v3(self, stream_handle):
+            assert stream_handle == 7
+            self.runs.append(self.shape)
+            n = int(np.prod(self.shape))
+            x = np.frombuffer(bytes(cuda.mem[self.addr["image"]][: n * np.dtype(io_dtype).itemsize]), io_dtype).reshape(self.shape)
+            p = (x * 2).astype(io_dtype).tobytes()
+            cuda.mem[self.addr["probs"]][: len(p)] = p
+            lab = x.argmax(1).astype(np.uint8).tobytes()
+            cuda.mem[self.addr["labels"]][: len(lab)] = lab
+            return True
+
+    class Engine:
+        num_io_tensors = 3
+
+        def __init__(self):
+            self.ctx = Context()
+
+        def get_tensor_name(self, i):
+            return tensors[i][0]
+
+        def get_tensor_mode(self, name):
+            return next(t[1] for t in tensors if t[0] == name)
+
+        def get_tensor_dtype(self, name):
+            return next(t[2] for t in tensors if t[0] == name)
+
+        def create_execution_context(self):
+            return self.ctx
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, data):
+            assert data == b"PLAN"
+            trt.engine = Engine()
+            return trt.engine
+
+    trt.Runtime = Runtime
+    return trt
+
+
+@pytest.mark.parametrize("io_dtype", [np.float32, np.float16])
+def test_backend_data_flow_with_fakes(tmp_path, io_dtype):
+    """FakeTensorRT runtime: buffers allocated once, actual (not max) output shapes, fp16 I/O cast back to fp32."""
+    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+
+    onnx_path = make_tiny_onnx(tmp_path / "m.onnx", size=(8, 12))
+    cuda = FakeMemCuda()
+    trt = add_fake_runtime(make_fake_trt("10.3.0"), cuda, io_dtype)
+    engine = tmp_path / "m.engine"
+    build_engine(onnx_path, engine, BuildOptions(min_batch=1, opt_batch=2, max_batch=4), trt=trt, cuda=cuda)
+    be = TensorRTBackend(engine, onnx_path=onnx_path, trt=trt, cuda=cuda)
+    assert be.info.input_size == (8, 12) and be.max_batch == 4
+    allocs = cuda.allocs
+    assert allocs == 6  # host + device for image, probs, labels
+    x = np.random.default_rng(0).normal(size=(3, 3, 8, 12)).astype(np.float32)
+    y = be.infer(x)
+    assert y.dtype == np.float32 and y.shape == (3, 3, 8, 12)
+    np.testing.assert_allclose(y, (x.astype(io_dtype) * 2).astype(np.float32))
+    np.testing.assert_array_equal(be.last_labels, x.astype(io_dtype).argmax(1))
+    assert be.gpu_timing_ms == 1.5
+    y6 = be.infer(np.concatenate([x, x]))  # > max batch: split into 4 + 2
+    assert y6.shape[0] == 6 and trt.engine.ctx.runs[-2:] == [(4, 3, 8, 12), (2, 3, 8, 12)]
+    assert cuda.allocs == allocs  # no per-frame allocation
+    with pytest.raises(ValueError, match="8x12"):
+        be.infer(np.zeros((1, 3, 16, 16), np.float32))
+
+
+def test_int8_calibrator_with_fakes(tmp_path):
+    from export.trt_build import make_calibrator
+    from edgeseg.backends.base import ModelInfo
+
+    trt = make_fake_trt("8.6.1")
+
+    class IInt8EntropyCalibrator2:
+        def __init__(self):
+            pass
+
+    trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((10, 10, 3), 40 * i, np.uint8))
+    cuda = FakeMemCuda()
+    cal = make_calibrator(trt, tmp_path, ModelInfo(input_size=(8, 8)), 2, tmp_path / "c.cache", cuda)
+    assert isinstance(cal, IInt8EntropyCalibrator2) and cal.get_batch_size() == 2
+    assert cal.read_calibration_cache() is None
+    p1, p2, end = cal.get_batch(["image"]), cal.get_batch(["image"]), cal.get_batch(["image"])
+    assert p1 == p2 and len(p1) == 1 and end is None  # remainder padded to a full batch, then done
+    cal.write_calibration_cache(b"CAL")
+    assert cal.read_calibration_cache() == b"CAL"
+
+
+def test_int8_build_orchestration_with_fakes(tmp_path):
+    """FakeTensorRT 8.6: INT8 + FP16 fallback flags and an entropy calibrator attached."""
+    trt = make_fake_trt("8.6.1")
+    trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {"__init__": lambda self: None})
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    cv2.imwrite(str(calib / "a.png"), np.zeros((10, 10, 3), np.uint8))
+    cuda = FakeMemCuda()
+    rep = build_engine(make_tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine",
+                       BuildOptions(int8=True, calib_data=str(calib)), trt=trt, cuda=cuda)
+    assert ("set_flag", "INT8") in trt.calls and ("set_flag", "FP16") in trt.calls
+    assert rep["precision"] == "int8" and read_sidecar(tmp_path / "m.engine").precision == "int8"
+
+
+def test_cli_build_and_verify_on_cpu(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    onnx_path = make_tiny_onnx(tmp_path / "m.onnx", size=(16, 16))
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(imgs / f"{i}.png"), np.full((20, 30, 3), 60 * i, np.uint8))
+    runner = CliRunner()
+    if not _has("tensorrt"):
+        r = runner.invoke(app, ["build", str(onnx_path), "-o", str(tmp_path / "m.engine")])
+        assert r.exit_code == 2 and "TensorRT python package not installed" in r.output
+    r = runner.invoke(app, ["build", str(onnx_path), "-o", str(tmp_path / "m.engine"), "--min-batch", "4", "--opt-batch", "2"])
+    assert r.exit_code == 2 and "min <= opt <= max" in r.output
+    ref = tmp_path / "ref.npz"
+    r = runner.invoke(app, ["verify", str(tmp_path / "m.engine"), "--onnx", str(onnx_path), "--data", str(imgs), "--save-reference", str(ref)])
+    assert r.exit_code == 0, r.output
+    z = np.load(ref)
+    assert z["probs"].shape == (2, 3, 16, 16) and z["masks"].shape == (2, 16, 16) and list(z["names"]) == ["0.png", "1.png"]
+
+
+def test_backend_auto_rebuild_with_fakes(tmp_path):
+    """FakeTensorRT: a stale engine (other TensorRT version) is rebuilt when auto_rebuild and the ONNX are given."""
+    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+
+    onnx_path = make_tiny_onnx(tmp_path / "m.onnx", size=(8, 8))
+    cuda = FakeMemCuda()
+    engine = tmp_path / "m.engine"
+    build_engine(onnx_path, engine, BuildOptions(max_batch=2, opt_batch=2), trt=make_fake_trt("10.2.0"), cuda=cuda)
+    trt = add_fake_runtime(make_fake_trt("10.3.0"), cuda)
+    with pytest.raises(EngineMismatch, match="TensorRT 10.2.0 at build vs 10.3.0"):
+        TensorRTBackend(engine, onnx_path=onnx_path, trt=trt, cuda=cuda)
+    be = TensorRTBackend(engine, onnx_path=onnx_path, auto_rebuild=True, trt=trt, cuda=cuda)
+    assert be.rebuilt and be.meta.tensorrt_version == "10.3.0" and be.meta.batch_profile == (1, 2, 2)
