@@ -18,7 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-export_app = typer.Typer(help="Convert trained checkpoints (needs the [export] extra: torch).", no_args_is_help=True)
+export_app = typer.Typer(help="Convert trained checkpoints (needs the \\[export] extra: torch).", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 console = Console(stderr=True)
 
