@@ -5,3 +5,14 @@ onnxruntime only. Conversion from PyTorch lives in the separate ``export`` packa
 """
 __version__ = "0.1.0"
 CLASSES = ("background", "gas-smoke", "machine")
+
+__all__ = ["Segmenter", "Result", "CLASSES", "__version__"]
+
+
+def __getattr__(name: str):
+    """Lazy exports keep ``import edgeseg`` cheap (no onnxruntime import until needed)."""
+    if name in ("Segmenter", "Result"):
+        from edgeseg import segmenter
+
+        return getattr(segmenter, name)
+    raise AttributeError(f"module 'edgeseg' has no attribute {name!r}")

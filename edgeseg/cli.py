@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 export_app = typer.Typer(help="Convert trained checkpoints (needs the \\[export] extra: torch).", no_args_is_help=True)
 app.add_typer(export_app, name="export")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # errors stay on one line
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -295,6 +295,56 @@ def verify_cmd(
         console.print(" ".join(f"{k}={v}" for k, v in report.items()), highlight=False)
     if report["mask_iou_agreement"] < min_iou:
         _fail(f"mask IoU agreement {report['mask_iou_agreement']:.4f} < {min_iou}", code=1)
+
+
+@app.command("detect")
+def detect_cmd(
+    source: str = typer.Argument(..., help="Image, folder of images, video file, rtsp://|http:// URL, or webcam index (0)"),
+    output: Path = typer.Option(Path("runs/detect"), "-o", "--output", help="Folder for annotated output and events.jsonl"),
+    model: Optional[Path] = typer.Option(None, help="Model (.onnx or .engine); default: the bundled model"),
+    backend: str = typer.Option("auto", help="auto | onnxruntime | tensorrt (auto: TensorRT when an engine and GPU exist)"),
+    threshold: Optional[float] = typer.Option(None, help="Leak probability threshold (default: argmax)"),
+    min_area: int = typer.Option(64, help="Ignore leak regions smaller than this many frame pixels"),
+    every: int = typer.Option(1, help="Process every Nth frame (frame skip for slow devices)"),
+    letterbox: bool = typer.Option(False, help="Keep aspect ratio (pad) instead of resizing to the model size"),
+    show: bool = typer.Option(False, help="Show a window (needs a display)"),
+    k: int = typer.Option(3, help="Alarm: confirm a leak seen in k of the last n frames"),
+    n: int = typer.Option(5, help="Alarm: window length n"),
+    m: int = typer.Option(10, help="Alarm: clear after m frames without a leak"),
+    retries: int = typer.Option(5, help="Stream reconnect attempts (exponential backoff) before giving up"),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout"),
+) -> None:
+    """Detect gas leaks / smoke; write annotated images or video and events.jsonl."""
+    import logging
+
+    from edgeseg.alarm import LeakAlarm
+    from edgeseg.detect import run_detect
+    from edgeseg.errors import InputError, ModelError, SourceError
+    from edgeseg.segmenter import Segmenter
+    from edgeseg.sources import open_source
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if every < 1:
+        _fail(f"--every must be >= 1, got {every}")
+    try:
+        alarm = LeakAlarm(k, n, m)
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        src = open_source(source, max_retries=retries)
+        seg = Segmenter(model, backend=backend, threshold=threshold, min_area=min_area, letterbox=letterbox)  # type: ignore[arg-type]
+        console.print(f"model {seg.model_path.name} on {seg.backend_name}; source {source} ({src.kind})")
+        summary = run_detect(src, output, seg, every=every, show=show, alarm=alarm, progress=not as_json)
+    except (ModelError, InputError, SourceError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        where = summary["outputs"][0] if len(summary["outputs"]) == 1 else f"{len(summary['outputs'])} images in {output}"
+        console.print(f"processed {summary['frames_processed']} frames at {summary['fps']} fps; "
+                      f"annotated: {where}; events: {summary['events_file']} ({summary['events']} lines)")
+    if summary["interrupted"]:
+        raise typer.Exit(130)
 
 
 def main() -> None:  # pragma: no cover - console_scripts entry point

@@ -1,0 +1,72 @@
+"""ONNX Runtime backend: the default everywhere (CPU), GPU via the CUDA / TensorRT providers."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgeseg.backends.base import ModelInfo
+from edgeseg.errors import ModelError
+
+log = logging.getLogger("edgeseg")
+_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def default_providers() -> list[str]:
+    """GPU providers first when onnxruntime-gpu has them, CPU always as the fallback."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in _GPU_PROVIDERS if p in available] + ["CPUExecutionProvider"]
+
+
+class OrtBackend:
+    """Wraps one ``InferenceSession``; reads preprocessing parameters from the model metadata."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model_path: str | Path, providers: Sequence[str] | None = None,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(f"model not found: {path} (pass the path of an .onnx from 'edgeseg export onnx')")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=list(providers or default_providers()))
+        except Exception as exc:  # ORT raises InvalidProtobuf / Fail / NoSuchFile subclasses
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{path}: not a loadable ONNX model ({first}); re-export it with 'edgeseg export onnx'") from exc
+        inputs = {i.name for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        if "image" not in inputs or "probs" not in outputs:
+            raise ModelError(
+                f"{path}: expected input 'image' and output 'probs', found inputs {sorted(inputs)} "
+                f"and outputs {sorted(outputs)}; export with 'edgeseg export onnx'"
+            )
+        self.path = path
+        self.providers = self.session.get_providers()
+        self.info = ModelInfo.from_metadata(self.session.get_modelmeta().custom_metadata_map)
+        fixed = self.session.get_inputs()[0].shape[0]
+        self.fixed_batch = fixed if isinstance(fixed, int) else None
+        log.info("onnxruntime backend on %s (%s)", path.name, ", ".join(self.providers))
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """NCHW float32 -> probs NCHW float32 (split/padded if the model has a fixed batch)."""
+        if self.fixed_batch is None or len(batch) == self.fixed_batch:
+            return self.session.run(["probs"], {"image": batch})[0].astype(np.float32, copy=False)
+        outs = []
+        b = self.fixed_batch
+        for s in range(0, len(batch), b):
+            chunk = batch[s:s + b]
+            n = len(chunk)
+            if n < b:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
+            outs.append(self.session.run(["probs"], {"image": chunk})[0][:n])
+        return np.concatenate(outs).astype(np.float32, copy=False)

@@ -1,0 +1,13 @@
+"""Errors users act on. Each message is one line naming the problem and the fix."""
+
+
+class ModelError(ValueError):
+    """The model file is missing, corrupt, or not an edgeseg segmentation model."""
+
+
+class InputError(ValueError):
+    """A frame cannot be segmented (wrong type, shape or channels)."""
+
+
+class SourceError(RuntimeError):
+    """An image/video/stream source cannot be opened or has dropped for good."""

@@ -1,0 +1,164 @@
+"""Frame sources for ``edgeseg detect``: image, folder, video file, RTSP/HTTP URL or webcam.
+
+Live streams drop; a gateway must survive that. A failed read on a stream releases the capture
+and reopens it with exponential backoff (0.5 s doubling, capped at 8 s); only after
+``max_retries`` failed reopenings does it give up with a one-line ``SourceError``. A corrupt
+image or an empty frame is logged and skipped, never fatal.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import cv2
+import numpy as np
+
+from edgeseg.errors import SourceError
+
+log = logging.getLogger("edgeseg")
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".ts"}
+
+
+@dataclass
+class Frame:
+    index: int
+    timestamp_s: float
+    image: np.ndarray
+    name: str
+
+
+class Source:
+    """Iterable of ``Frame``; ``kind`` is image/folder/video/stream, ``fps`` when known."""
+
+    def __init__(self, spec: str, kind: str, fps: float | None, frames: Callable[[], Iterator[Frame]]):
+        self.spec, self.kind, self.fps, self._frames = spec, kind, fps, frames
+
+    @property
+    def is_stream(self) -> bool:
+        return self.kind == "stream"
+
+    @property
+    def is_video(self) -> bool:
+        return self.kind in ("video", "stream")
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self._frames()
+
+
+def _images(paths: list[Path]) -> Iterator[Frame]:
+    t0 = time.time()
+    i = 0
+    for p in paths:
+        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        if img is None or img.size == 0:
+            log.warning("skipping unreadable image %s (corrupt or not an image)", p)
+            continue
+        if img.dtype != np.uint8:  # 16-bit PNG/TIFF: scale to 8 bits
+            img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))
+        yield Frame(i, time.time() - t0, img, p.stem)
+        i += 1
+
+
+def _video(spec: str, factory: Callable[[Any], Any]) -> tuple[float | None, Callable[[], Iterator[Frame]]]:
+    cap = factory(spec)
+    if not cap.isOpened():
+        raise SourceError(f"cannot open video {spec} (corrupt file or unsupported codec); convert it with ffmpeg to H.264 mp4")
+    fps = cap.get(cv2.CAP_PROP_FPS) or None
+    ok, first = cap.read()
+    if not ok or first is None:
+        cap.release()
+        raise SourceError(f"video {spec} has no readable frames (corrupt or empty file)")
+
+    def frames() -> Iterator[Frame]:
+        idx, img, bad = 0, first, 0
+        try:
+            while True:
+                if img is not None and img.size:
+                    yield Frame(idx, idx / fps if fps else float(idx), img, Path(spec).stem)
+                    bad = 0
+                else:
+                    log.warning("skipping corrupt frame %d of %s", idx, spec)
+                idx += 1
+                ok, img = cap.read()
+                if not ok:
+                    # OpenCV returns False both at EOF and on an undecodable frame: try to step
+                    # over a bad one a few times before calling it the end.
+                    total = cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0
+                    bad += 1
+                    if total and idx < total - 1 and bad <= 3:
+                        img = None
+                        continue
+                    return
+        finally:
+            cap.release()
+
+    return fps, frames
+
+
+def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
+            sleep: Callable[[float], None]) -> tuple[float | None, Callable[[], Iterator[Frame]]]:
+    cap = factory(spec)
+    if not cap.isOpened():
+        cap.release()
+        raise SourceError(f"cannot open stream {spec}; check the URL/camera index and the network")
+    fps = cap.get(cv2.CAP_PROP_FPS) or None
+
+    def frames() -> Iterator[Frame]:
+        nonlocal cap
+        t0, idx = time.time(), 0
+        try:
+            while True:
+                ok, img = cap.read()
+                if ok and img is not None and img.size:
+                    yield Frame(idx, time.time() - t0, img, f"stream{idx}")
+                    idx += 1
+                    continue
+                cap.release()
+                delay = 0.5
+                for attempt in range(1, max_retries + 1):
+                    log.warning("stream %s dropped; reconnect %d/%d in %.1fs", spec, attempt, max_retries, delay)
+                    sleep(delay)
+                    cap = factory(spec)
+                    if cap.isOpened():
+                        break
+                    cap.release()
+                    delay = min(delay * 2, 8.0)
+                else:
+                    raise SourceError(f"stream {spec} dropped and did not come back after {max_retries} retries; "
+                                      "check the camera/network")
+        finally:
+            cap.release()
+
+    return fps, frames
+
+
+def open_source(spec: str, max_retries: int = 5, sleep: Callable[[float], None] = time.sleep,
+                capture_factory: Callable[[Any], Any] = cv2.VideoCapture) -> Source:
+    """Classify ``spec`` and return a ``Source``; errors are one-line ``SourceError``."""
+    s = str(spec)
+    if s.isdigit():
+        fps, fr = _stream(int(s), capture_factory, max_retries, sleep)
+        return Source(s, "stream", fps, fr)
+    if "://" in s:
+        fps, fr = _stream(s, capture_factory, max_retries, sleep)
+        return Source(s, "stream", fps, fr)
+    p = Path(s)
+    if not p.exists():
+        raise SourceError(f"source not found: {p} (give an image, folder, video, rtsp:// URL or camera index)")
+    if p.is_dir():
+        files = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTS)
+        if not files:
+            raise SourceError(f"folder {p} has no images ({', '.join(sorted(IMAGE_EXTS))})")
+        return Source(s, "folder", None, lambda: _images(files))
+    if p.suffix.lower() in IMAGE_EXTS:
+        if cv2.imread(str(p), cv2.IMREAD_UNCHANGED) is None:
+            raise SourceError(f"cannot read image {p} (corrupt or not an image)")
+        return Source(s, "image", None, lambda: _images([p]))
+    if p.suffix.lower() in VIDEO_EXTS:
+        fps, fr = _video(s, capture_factory)
+        return Source(s, "video", fps, fr)
+    raise SourceError(f"unsupported source {p}: expected an image ({', '.join(sorted(IMAGE_EXTS))}) or a video file")

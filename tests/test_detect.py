@@ -1,0 +1,112 @@
+"""`edgeseg detect` end to end (ONNX Runtime) and the stream reconnect logic."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgeseg.cli import app
+from edgeseg.errors import SourceError
+from edgeseg.sources import open_source
+from training.synth import render_scene, write_clip_video
+
+runner = CliRunner()
+
+
+def _lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_detect_image(tiny_onnx, tmp_path):
+    img, _ = render_scene(1, (96, 128))
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    res = runner.invoke(app, ["detect", str(tmp_path / "a.png"), "--model", str(tiny_onnx), "-o", str(tmp_path / "out"), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout[res.stdout.index("{"):])
+    assert summary["frames_processed"] == 1
+    out = cv2.imread(str(tmp_path / "out" / "a_annotated.png"))
+    assert out.shape == img.shape
+    (line,) = _lines(tmp_path / "out" / "events.jsonl")
+    assert line["event"] == "detection" and line["image"] == "a"
+
+
+def test_detect_folder_skips_corrupt(tiny_onnx, tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(d / f"f{i}.png"), render_scene(i, (64, 64))[0])
+    (d / "broken.png").write_bytes(b"\x89PNG not really")
+    (d / "notes.txt").write_text("ignored")
+    res = runner.invoke(app, ["detect", str(d), "--model", str(tiny_onnx), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"f{i}_annotated.png" for i in range(3)]
+    assert len(_lines(tmp_path / "out" / "events.jsonl")) == 3
+
+
+def test_detect_video(tiny_onnx, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    write_clip_video(clip, seed=3, frames=8, size=(64, 64), fps=8)
+    res = runner.invoke(app, ["detect", str(clip), "--model", str(tiny_onnx), "-o", str(tmp_path / "out"),
+                              "--every", "2", "--k", "1", "--n", "1", "--min-area", "0", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout[res.stdout.index("{"):])
+    assert summary["frames_read"] == 8 and summary["frames_processed"] == 4
+    cap = cv2.VideoCapture(str(tmp_path / "out" / "annotated.mp4"))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    for ev in _lines(tmp_path / "out" / "events.jsonl"):
+        assert ev["event"] in {"start", "update", "end"} and "timestamp" in ev
+
+
+def test_missing_source_and_corrupt_video(tiny_onnx, tmp_path):
+    res = runner.invoke(app, ["detect", str(tmp_path / "nope.mp4"), "--model", str(tiny_onnx)])
+    assert res.exit_code == 2 and "source not found" in res.output
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    res = runner.invoke(app, ["detect", str(bad), "--model", str(tiny_onnx)])
+    assert res.exit_code == 2 and "video" in res.output
+
+
+class FakeCapture:
+    """A camera that serves scripted reads; ``opens`` scripts whether reopening succeeds."""
+
+    def __init__(self, script):
+        self.script = script
+
+    def isOpened(self):
+        return self.script["opens"].pop(0) if self.script["opens"] else True
+
+    def read(self):
+        if self.script["reads"]:
+            ok = self.script["reads"].pop(0)
+            return (True, np.zeros((4, 4, 3), np.uint8)) if ok else (False, None)
+        return False, None
+
+    def get(self, prop):
+        return 25.0
+
+    def release(self):
+        pass
+
+
+def test_stream_reconnects_with_backoff_then_resumes():
+    script = {"opens": [True, False, False, True], "reads": [1, 1, 0, 1, 1]}
+    sleeps = []
+    src = open_source("rtsp://camera/stream", max_retries=5, sleep=sleeps.append,
+                      capture_factory=lambda spec: FakeCapture(script))
+    it = iter(src)
+    frames = [next(it) for _ in range(4)]
+    assert [f.index for f in frames] == [0, 1, 2, 3]
+    assert sleeps == [0.5, 1.0, 2.0]  # two failed reopenings, then success
+
+
+def test_stream_gives_up_after_max_retries():
+    script = {"opens": [True] + [False] * 10, "reads": [1, 0]}
+    sleeps = []
+    src = open_source("rtsp://camera/stream", max_retries=4, sleep=sleeps.append,
+                      capture_factory=lambda spec: FakeCapture(script))
+    with pytest.raises(SourceError, match="did not come back after 4 retries"):
+        list(src)
+    assert sleeps == [0.5, 1.0, 2.0, 4.0]

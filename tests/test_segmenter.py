@@ -1,0 +1,80 @@
+"""Segmenter on a real (random-init) ONNX model through ONNX Runtime."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgeseg.segmenter as segmenter_mod
+from edgeseg import Segmenter
+from edgeseg.errors import InputError, ModelError
+
+
+@pytest.fixture(scope="module")
+def seg(tiny_onnx):
+    return Segmenter(tiny_onnx, backend="onnxruntime")
+
+
+def test_mask_at_frame_resolution(seg):
+    frame = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    r = seg.segment(frame, return_probs=True)
+    assert r.mask.shape == (70, 90) and r.mask.dtype == np.uint8
+    assert r.probs.shape == (3, 70, 90) and r.probs.dtype == np.float32
+    np.testing.assert_allclose(r.probs.sum(0), 1.0, atol=1e-4)
+    assert set(np.unique(r.mask)) <= {0, 1, 2}
+    assert set(r.timings) == {"pre_ms", "infer_ms", "post_ms"} and r.timings["infer_ms"] > 0
+    assert r.to_dict()["frame_size"] == [70, 90]
+    assert seg.backend_name == "onnxruntime" and seg.info.input_size == (64, 64)
+
+
+def test_batch_equals_single(seg):
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 255, (64 + 8 * i, 80, 3), dtype=np.uint8) for i in range(3)]
+    batch = seg.segment_batch(frames)
+    for f, r in zip(frames, batch):
+        np.testing.assert_array_equal(seg.segment(f).mask, r.mask)
+
+
+def test_gray_and_bgra_frames(seg):
+    gray = np.full((50, 60), 128, np.uint8)
+    bgra = np.dstack([np.full((50, 60, 3), 128, np.uint8), np.full((50, 60), 255, np.uint8)])
+    np.testing.assert_array_equal(seg.segment(gray).mask, seg.segment(bgra).mask)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((10, 10, 2), np.uint8), np.zeros((10, 10, 3), np.float64),
+                                 np.zeros((0, 0, 3), np.uint8), None])
+def test_bad_frames_raise_input_error(seg, bad):
+    with pytest.raises(InputError):
+        seg.segment(bad)
+
+
+def test_model_errors(tmp_path, monkeypatch):
+    with pytest.raises(ModelError, match="not found"):
+        Segmenter(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not a protobuf" * 10)
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        Segmenter(junk)
+    monkeypatch.setattr(segmenter_mod, "DEFAULT_MODEL", tmp_path / "none.onnx")
+    with pytest.raises(ModelError, match="no trained model is bundled"):
+        Segmenter()
+
+
+def test_engine_without_tensorrt_falls_back_to_onnx(tiny_onnx, tmp_path, caplog):
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(tiny_onnx.read_bytes())
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    seg = Segmenter(engine, backend="auto")
+    assert seg.backend_name == "onnxruntime"
+    assert "falling back to ONNX Runtime" in caplog.text
+    with pytest.raises(ModelError, match="TensorRT backend unavailable"):
+        Segmenter(engine, backend="tensorrt")
+
+
+def test_threshold_and_min_area_change_output(tiny_onnx):
+    frame = np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    probs = Segmenter(tiny_onnx).segment(frame, return_probs=True).probs
+    strict = Segmenter(tiny_onnx, threshold=0.99).segment(frame)
+    assert ((strict.mask == 1) == (probs[1] >= 0.99)).all()
+    big = Segmenter(tiny_onnx, min_area=64 * 64 + 1).segment(frame)
+    assert big.regions == [] and not (big.mask == 1).any()
