@@ -78,3 +78,13 @@ def test_threshold_and_min_area_change_output(tiny_onnx):
     assert ((strict.mask == 1) == (probs[1] >= 0.99)).all()
     big = Segmenter(tiny_onnx, min_area=64 * 64 + 1).segment(frame)
     assert big.regions == [] and not (big.mask == 1).any()
+
+
+def test_runtime_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, edgeseg, edgeseg.segmenter, edgeseg.detect, edgeseg.sources, edgeseg.cli; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
