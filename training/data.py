@@ -96,3 +96,16 @@ def synthetic_gas(count: int, seed: int, size: int = 256) -> SegData:
     for i in range(count):
         images[i], labels[i] = render_scene(seed + i, (size, size))
     return SegData(images, labels, np.zeros(count, bool), [f"synth{seed + i}" for i in range(count)])
+
+
+def subset(data: SegData, idx: np.ndarray) -> SegData:
+    return SegData(data.images[idx], data.labels[idx], data.real[idx], [data.names[i] for i in idx])
+
+
+def split_holdout(data: SegData, every: int = 10) -> tuple[SegData, SegData]:
+    """Hold out every ``every``-th real photo: a validation set drawn from the *training*
+    folder, so choices (threshold, checkpoint) never look at the reported val/test images."""
+    real = np.flatnonzero(data.real)
+    held = real[::every]
+    keep = np.setdiff1d(np.arange(len(data)), held)
+    return subset(data, keep), subset(data, held)

@@ -34,7 +34,7 @@ def soft_dice(prob: torch.Tensor, truth: torch.Tensor, eps: float = 1.0) -> torc
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0,
-                      leak_weight: float = 2.0) -> torch.Tensor:
+                      leak_weight: float = 1.0) -> torch.Tensor:
     """Partial-label NLL + Dice on gas-smoke (+ Dice on machine where machines are labelled)."""
     prob = F.softmax(logits, dim=1)
     loss = partial_nll(logits, target, leak_weight)

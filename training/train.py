@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from edgeseg.metrics import SegmentationScores
 from export.model import UNetResNet18
-from training.data import NOT_LEAK, SegData, load_folder, synthetic_gas
+from training.data import NOT_LEAK, SegData, load_folder, split_holdout, synthetic_gas
 from training.losses import segmentation_loss
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -66,7 +66,8 @@ class Config:
 def shipped_config() -> Config:
     """The recipe that produces the bundled model (budget measured on 2 cores; see README)."""
     return Config(stages=[
-        StageConfig("smoke", [Phase(2600, 128, 16), Phase(300, 256, 8)], lr=1e-3, real_fraction=0.5),
+        StageConfig("smoke", [Phase(1500, 128, 16), Phase(800, 192, 12), Phase(400, 256, 8)], lr=1e-3,
+                    real_fraction=0.6),
         StageConfig("gas", [Phase(200, 256, 8)], lr=1e-4, warmup=20, synth_fraction=0.5),
     ])
 
@@ -84,8 +85,10 @@ def augmenter(crop: int) -> A.Compose:
     return A.Compose([
         A.HorizontalFlip(p=0.5),
         A.Affine(scale=(0.75, 1.3), translate_percent=(-0.1, 0.1), rotate=(-15, 15), p=0.7),
-        A.OneOf([A.CropNonEmptyMaskIfExists(crop, crop, ignore_values=[NOT_LEAK, 2]),
-                 A.RandomCrop(crop, crop)], p=1.0),
+        # a mild bias towards crops that contain smoke (30 %): a stronger one taught the first
+        # run to over-predict smoke (23 % of val pixels predicted vs 9 % true)
+        A.OneOf([A.CropNonEmptyMaskIfExists(crop, crop, ignore_values=[NOT_LEAK, 2], p=0.3),
+                 A.RandomCrop(crop, crop, p=0.7)], p=1.0),
         A.GaussNoise(std_range=(0.01, 0.06), p=0.3),
         A.RandomBrightnessContrast(0.25, 0.25, p=0.5),
         A.OneOf([A.Sharpen(p=1.0), A.Blur(blur_limit=3, p=1.0)], p=0.3),
@@ -153,7 +156,7 @@ def evaluate(model: UNetResNet18, data: SegData, batch: int = 8) -> dict:
 
 
 def train(cfg: Config, out: Path, smoke: SegData, val: SegData | None, synth_val: SegData | None,
-          log=print) -> Path:
+          log=print, holdout: SegData | None = None) -> Path:
     """Run (or resume) all stages; returns the final checkpoint path (safetensors state_dict)."""
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
@@ -207,6 +210,8 @@ def train(cfg: Config, out: Path, smoke: SegData, val: SegData | None, synth_val
                 rec = {"stage": stage.name, "step": step, "loss": loss.item(), "loss_ema": ema,
                        "crop": phase.crop, "elapsed_s": round(time.time() - t0, 1)}
                 if step % cfg.eval_every == 0 or step == total:
+                    if holdout is not None:
+                        rec["holdout_smoke_iou"] = evaluate(model, holdout)["per_class"]["gas-smoke"]["iou_dataset"]
                     if val is not None:
                         rec["val_smoke_iou"] = evaluate(model, val)["per_class"]["gas-smoke"]["iou_dataset"]
                     if synth_val is not None and stage.synth_fraction:
@@ -218,6 +223,10 @@ def train(cfg: Config, out: Path, smoke: SegData, val: SegData | None, synth_val
                     save(step)
         bar.close()
         save(total)
+        from safetensors.torch import save_file as _save
+
+        # keep each stage's weights: lets the README compare smoke-only vs after gas transfer
+        _save({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / f"stage{si + 1}-{stage.name}.safetensors"))
         # next stage starts fresh from these weights
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "stage": si + 1, "step": 0}, state_path)
         opt_state, start_step = None, 0
@@ -241,15 +250,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.tiny:
         smoke = synthetic_gas(16, seed=1, size=64)
         smoke.labels = np.where(smoke.labels == 1, 1, NOT_LEAK).astype(np.uint8)
-        val, synth_val = None, synthetic_gas(4, seed=99, size=64)
+        val, synth_val, holdout = None, synthetic_gas(4, seed=99, size=64), None
     else:
         if not (args.data / "train").is_dir():
             raise SystemExit(f"training data not found at {args.data}: pass --data (see README)")
         t = time.time()
-        smoke = load_folder(args.data / "train")
+        smoke, holdout = split_holdout(load_folder(args.data / "train"))
         val = load_folder(args.data / "val")
         synth_val = synthetic_gas(100, seed=900_000)
-        print(f"data: {len(smoke)} train ({int(smoke.real.sum())} real photos), {len(val)} val, "
+        print(f"data: {len(smoke)} train ({int(smoke.real.sum())} real photos), {len(holdout)} held-out "
+              f"train photos, {len(val)} val, "
               f"loaded in {time.time() - t:.0f}s")
     logf = (args.out / "train.log")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -260,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
             f.write(msg + "\n")
 
     t = time.time()
-    final = train(cfg, args.out, smoke, val, synth_val, log)
+    final = train(cfg, args.out, smoke, val, synth_val, log, holdout=holdout)
     log(f"done in {(time.time() - t) / 60:.1f} min -> {final}")
 
 

@@ -1,0 +1,153 @@
+"""Turn a finished training run into the bundled model, and measure it honestly.
+
+    python -m training.ship --run runs/train
+
+1. fp16 safetensors checkpoint -> ``edgeseg/models/edgeseg-unet-r18.safetensors`` (half the
+   size; the converter upcasts on load) and a verified ONNX export of it (the SDK default);
+2. ``edgeseg bench accuracy``'s code on SMOKE5K val (real photos) and on a held-out synthetic
+   gas test set (seeds never used in training), plus false alarms on smoke-free frames;
+3. a sidecar JSON with classes, size, normalisation, data, training time, scores and sha256;
+4. a picture of input / truth / prediction for val images, best and worst.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from training.train import DATA_ROOT
+
+MODELS = Path(__file__).resolve().parents[1] / "edgeseg" / "models"
+NAME = "edgeseg-unet-r18"
+SYNTH_TEST_SEED, SYNTH_TEST_COUNT = 500_000, 200
+NO_LEAK_SEED, NO_LEAK_COUNT = 600_000, 200
+
+
+def smoke_free_real_crops(val_dir: Path, min_side: int = 96) -> list[np.ndarray]:
+    """The largest smoke-free square of each real val photo (a real 'nothing there' frame)."""
+    from edgeseg.bench.accuracy import iter_labelled
+
+    crops = []
+    for item in iter_labelled(val_dir):
+        free = (item.truth <= 127).astype(np.uint8)
+        # largest all-free square via distance transform on a dilated smoke mask
+        smoke = cv2.dilate(1 - free, np.ones((9, 9), np.uint8))
+        dist = cv2.distanceTransform((1 - smoke).astype(np.uint8), cv2.DIST_C, 3)
+        r = int(dist.max())
+        if 2 * r < min_side:
+            continue
+        y, x = np.unravel_index(int(dist.argmax()), dist.shape)
+        crops.append(item.image[y - r + 1:y + r, x - r + 1:x + r].copy())
+    return crops
+
+
+def examples_figure(val_dir: Path, predictions: dict[str, np.ndarray], leak: int, out: Path, n: int = 4) -> None:
+    """Rows of input | truth | prediction for the n best and n worst val images by smoke IoU."""
+    from edgeseg.bench.accuracy import iter_labelled
+
+    items = {i.name: i for i in iter_labelled(val_dir)}
+    ious = {}
+    for name, pred in predictions.items():
+        t, p = items[name].truth > 127, pred == leak
+        ious[name] = (t & p).sum() / max(1, (t | p).sum())
+    order = sorted(ious, key=ious.get)
+    rows = []
+    for name in order[-n:][::-1] + order[:n]:
+        img = cv2.resize(items[name].image, (256, 192))
+        truth = cv2.resize((items[name].truth > 127).astype(np.uint8) * 255, (256, 192), interpolation=cv2.INTER_NEAREST)
+        pred = cv2.resize((predictions[name] == leak).astype(np.uint8) * 255, (256, 192), interpolation=cv2.INTER_NEAREST)
+        tile = np.hstack([img, cv2.cvtColor(truth, cv2.COLOR_GRAY2BGR), cv2.cvtColor(pred, cv2.COLOR_GRAY2BGR)])
+        cv2.putText(tile, f"{name[:18]} IoU {ious[name]:.2f}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 255, 255), 1)
+        rows.append(tile)
+    header = np.zeros((22, rows[0].shape[1], 3), np.uint8)
+    for i, t in enumerate(["input", "truth (smoke)", "prediction (gas-smoke)"]):
+        cv2.putText(header, t, (4 + 256 * i, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+    cv2.imwrite(str(out), np.vstack([header] + rows))
+
+
+def measure(model_path: Path, data_root: Path, min_area: int, figure: Path | None = None) -> dict:
+    """All shipped-model scores, through the SDK (what users get)."""
+    from edgeseg import Segmenter
+    from edgeseg.bench.accuracy import evaluate_folder, false_alarm_rate
+    from training.synth import render_scene, write_dataset
+
+    seg = Segmenter(model_path, backend="onnxruntime")
+    scores: dict = {}
+    if (data_root / "val").is_dir():
+        val = evaluate_folder(seg, data_root / "val", keep_predictions=figure is not None)
+        preds = val.pop("predictions", None)
+        scores["smoke5k_val"] = val
+        crops = smoke_free_real_crops(data_root / "val")
+        scores["false_alarms_real_smoke_free_crops"] = {
+            "frames": len(crops), "min_area_px": min_area,
+            "fraction": false_alarm_rate(seg, crops, min_area)}
+        if figure is not None and preds:
+            examples_figure(data_root / "val", preds, seg.info.leak_class, figure)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_dataset(tmp, SYNTH_TEST_COUNT, seed=SYNTH_TEST_SEED)
+        scores["synthetic_gas_test"] = evaluate_folder(seg, tmp)
+    no_leak = [render_scene(NO_LEAK_SEED + i, p_no_leak=1.0)[0] for i in range(NO_LEAK_COUNT)]
+    scores["false_alarms_synthetic_no_leak"] = {
+        "frames": len(no_leak), "min_area_px": min_area,
+        "fraction": false_alarm_rate(seg, no_leak, min_area)}
+    return scores
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, default=Path("runs/train"))
+    ap.add_argument("--data", type=Path, default=DATA_ROOT)
+    ap.add_argument("--min-area", type=int, default=64, help="false-alarm region size (px at frame size)")
+    args = ap.parse_args(argv)
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from export.checkpoint import load_model, sha256_of
+    from export.onnx_export import DEFAULT_MEAN, DEFAULT_STD, build_metadata, export_onnx, verify_against_torch
+
+    MODELS.mkdir(parents=True, exist_ok=True)
+    ckpt = MODELS / f"{NAME}.safetensors"
+    sd = load_file(str(args.run / "model.safetensors"))
+    save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}, str(ckpt))
+    model, info = load_model(ckpt)
+    onnx_path = MODELS / f"{NAME}.onnx"
+    meta = build_metadata(info["classes"], "softmax", (256, 256), DEFAULT_MEAN, DEFAULT_STD, info["sha256"], ckpt.name)
+    export_onnx(model, onnx_path, meta)
+    err = max(verify_against_torch(model, onnx_path, (256, 256)).values())
+    print(f"exported {onnx_path} (max abs error vs torch {err:.2e})")
+
+    hist = [json.loads(x) for x in (args.run / "history.jsonl").read_text().splitlines()]
+    train_s = sum(max(h["elapsed_s"] for h in hist if h["stage"] == s) for s in {h["stage"] for h in hist})
+    t = time.time()
+    figure = Path(__file__).resolve().parents[1] / "benchmarks" / "reports" / "val_examples.png"
+    scores = measure(onnx_path, args.data, args.min_area, figure)
+    cfg = json.loads((args.run / "config.json").read_text())
+    sidecar = {
+        "name": NAME,
+        "classes": info["classes"],
+        "input_size": [256, 256],
+        "mean": list(DEFAULT_MEAN), "std": list(DEFAULT_STD), "color_order": "RGB",
+        "activation": "softmax",
+        "onnx_sha256": sha256_of(onnx_path),
+        "checkpoint_sha256": info["sha256"],
+        "data": {"smoke": "SMOKE5K train (5,406 pairs, see shared/data/README.md)",
+                 "gas": f"training.synth scenes seeds 10000..{10000 + cfg['synth_train'] - 1}",
+                 "synthetic_test": f"seeds {SYNTH_TEST_SEED}..{SYNTH_TEST_SEED + SYNTH_TEST_COUNT - 1}"},
+        "training": {"command": "python -m training.train --out runs/train", "minutes": round(train_s / 60, 1),
+                     "hardware": "2 CPU cores", "config": cfg},
+        "scores": scores,
+        "scored_by": "python -m training.ship (edgeseg.bench.accuracy)",
+    }
+    (MODELS / f"{NAME}.json").write_text(json.dumps(sidecar, indent=2))
+    print(json.dumps(scores, indent=2)[:3000])
+    print(f"measured in {time.time() - t:.0f}s; wrote {MODELS / (NAME + '.json')}")
+
+
+if __name__ == "__main__":
+    main()
