@@ -93,7 +93,8 @@ def _make_backend(model: Path, backend: BackendName, threads: int | None) -> Bac
 class Segmenter:
     """Preprocess -> backend -> postprocess, with model-driven normalisation and sizes.
 
-    ``threshold``: leak-probability threshold (None = argmax). ``min_area``: drop leak blobs
+    ``threshold``: leak-probability threshold (None = the model's ``leak_threshold`` metadata
+    when it has one, else argmax). ``min_area``: drop leak blobs
     smaller than this many frame pixels (noise never raises an alarm). ``letterbox`` keeps the
     aspect ratio (pads); the default plain resize matches how the bundled model was trained.
     """
@@ -113,6 +114,9 @@ class Segmenter:
             raise ModelError(f"threshold must be between 0 and 1, got {threshold}")
         self.backend: Backend = _make_backend(path, backend, threads)
         self.info: ModelInfo = self.backend.info
+        if threshold is None and "leak_threshold" in self.info.extra:
+            # the threshold the model was shipped with (chosen on held-out *training* photos)
+            threshold = float(self.info.extra["leak_threshold"])
         self.threshold = threshold
         self.min_area = int(min_area)
         self.mode: Literal["resize", "letterbox"] = "letterbox" if letterbox else "resize"

@@ -88,3 +88,17 @@ def test_runtime_never_imports_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_model_leak_threshold_metadata_is_the_default(tiny_onnx, tmp_path):
+    """A model shipped with a chosen threshold uses it unless the caller overrides it."""
+    import onnx
+
+    m = onnx.load(str(tiny_onnx))
+    entry = m.metadata_props.add()
+    entry.key, entry.value = "leak_threshold", "0.65"
+    path = tmp_path / "with_threshold.onnx"
+    onnx.save(m, str(path))
+    assert Segmenter(path, backend="onnxruntime").threshold == 0.65
+    assert Segmenter(path, backend="onnxruntime", threshold=0.3).threshold == 0.3
+    assert Segmenter(tiny_onnx, backend="onnxruntime").threshold is None
