@@ -303,7 +303,7 @@ def detect_cmd(
     output: Path = typer.Option(Path("runs/detect"), "-o", "--output", help="Folder for annotated output and events.jsonl"),
     model: Optional[Path] = typer.Option(None, help="Model (.onnx or .engine); default: the bundled model"),
     backend: str = typer.Option("auto", help="auto | onnxruntime | tensorrt (auto: TensorRT when an engine and GPU exist)"),
-    threshold: Optional[float] = typer.Option(None, help="Leak probability threshold (default: argmax)"),
+    threshold: Optional[float] = typer.Option(None, help="Leak probability threshold (default: the one the model was shipped with, else argmax)"),
     min_area: int = typer.Option(64, help="Ignore leak regions smaller than this many frame pixels"),
     every: int = typer.Option(1, help="Process every Nth frame (frame skip for slow devices)"),
     letterbox: bool = typer.Option(False, help="Keep aspect ratio (pad) instead of resizing to the model size"),
@@ -312,6 +312,7 @@ def detect_cmd(
     n: int = typer.Option(5, help="Alarm: window length n"),
     m: int = typer.Option(10, help="Alarm: clear after m frames without a leak"),
     retries: int = typer.Option(5, help="Stream reconnect attempts (exponential backoff) before giving up"),
+    rebuild_engine: bool = typer.Option(False, "--rebuild-engine", help="TensorRT: rebuild an engine made for another GPU / TensorRT version from the .onnx next to it"),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout"),
 ) -> None:
     """Detect gas leaks / smoke; write annotated images or video and events.jsonl."""
@@ -332,7 +333,8 @@ def detect_cmd(
         _fail(str(exc))
     try:
         src = open_source(source, max_retries=retries)
-        seg = Segmenter(model, backend=backend, threshold=threshold, min_area=min_area, letterbox=letterbox)  # type: ignore[arg-type]
+        seg = Segmenter(model, backend=backend, threshold=threshold, min_area=min_area, letterbox=letterbox,  # type: ignore[arg-type]
+                        rebuild_engine=rebuild_engine)
         console.print(f"model {seg.model_path.name} on {seg.backend_name}; source {source} ({src.kind})")
         summary = run_detect(src, output, seg, every=every, show=show, alarm=alarm, progress=not as_json)
     except (ModelError, InputError, SourceError) as exc:

@@ -56,7 +56,7 @@ def _prob_to_frame(prob_hw: np.ndarray, t: Transform) -> np.ndarray:
     return cv2.resize(prob_hw, (t.orig_w, t.orig_h), interpolation=cv2.INTER_LINEAR)
 
 
-def _make_backend(model: Path, backend: BackendName, threads: int | None) -> Backend:
+def _make_backend(model: Path, backend: BackendName, threads: int | None, rebuild_engine: bool = False) -> Backend:
     """Choose and construct the backend; ``auto`` falls back to ONNX Runtime with a logged reason."""
     from edgeseg.backends.onnxruntime_backend import OrtBackend
 
@@ -68,7 +68,7 @@ def _make_backend(model: Path, backend: BackendName, threads: int | None) -> Bac
         try:
             from edgeseg.backends.tensorrt_backend import TensorRTBackend
 
-            return TensorRTBackend(engine, onnx_path=onnx if onnx.is_file() else None)
+            return TensorRTBackend(engine, onnx_path=onnx if onnx.is_file() else None, auto_rebuild=rebuild_engine)
         except Exception as exc:  # noqa: BLE001 - any failure means "no TensorRT here"
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if backend == "tensorrt":
@@ -81,7 +81,7 @@ def _make_backend(model: Path, backend: BackendName, threads: int | None) -> Bac
         try:
             from edgeseg.backends.tensorrt_backend import TensorRTBackend
 
-            be = TensorRTBackend(model.with_suffix(".engine"), onnx_path=model)
+            be = TensorRTBackend(model.with_suffix(".engine"), onnx_path=model, auto_rebuild=rebuild_engine)
             log.info("auto backend: TensorRT engine %s", model.with_suffix(".engine").name)
             return be
         except Exception as exc:  # noqa: BLE001
@@ -97,11 +97,13 @@ class Segmenter:
     when it has one, else argmax). ``min_area``: drop leak blobs
     smaller than this many frame pixels (noise never raises an alarm). ``letterbox`` keeps the
     aspect ratio (pads); the default plain resize matches how the bundled model was trained.
+    ``rebuild_engine``: when a TensorRT engine was built for another GPU / TensorRT version (or
+    is missing), rebuild it from the ``.onnx`` next to it instead of refusing (takes minutes).
     """
 
     def __init__(self, model: str | Path | None = None, backend: BackendName = "auto",
                  threshold: float | None = None, min_area: int = 0, letterbox: bool = False,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, rebuild_engine: bool = False) -> None:
         if model is None:
             if not DEFAULT_MODEL.is_file():
                 raise ModelError(f"no trained model is bundled at {DEFAULT_MODEL}; pass a model path "
@@ -112,7 +114,7 @@ class Segmenter:
             raise ModelError(f"model not found: {path} (check the path)")
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ModelError(f"threshold must be between 0 and 1, got {threshold}")
-        self.backend: Backend = _make_backend(path, backend, threads)
+        self.backend: Backend = _make_backend(path, backend, threads, rebuild_engine)
         self.info: ModelInfo = self.backend.info
         if threshold is None and "leak_threshold" in self.info.extra:
             # the threshold the model was shipped with (chosen on held-out *training* photos)
