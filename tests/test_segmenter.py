@@ -102,3 +102,20 @@ def test_model_leak_threshold_metadata_is_the_default(tiny_onnx, tmp_path):
     assert Segmenter(path, backend="onnxruntime").threshold == 0.65
     assert Segmenter(path, backend="onnxruntime", threshold=0.3).threshold == 0.3
     assert Segmenter(tiny_onnx, backend="onnxruntime").threshold is None
+
+
+def test_bundled_model_loads_and_matches_its_sidecar():
+    """The shipped model is what `Segmenter()` loads; its sidecar describes that exact file."""
+    import json
+
+    from edgeseg.engine_meta import sha256_file
+
+    if not segmenter_mod.DEFAULT_MODEL.is_file():
+        pytest.skip(f"no bundled model at {segmenter_mod.DEFAULT_MODEL} (produced by python -m training.ship)")
+    sidecar = json.loads(segmenter_mod.DEFAULT_MODEL.with_suffix(".json").read_text())
+    assert sidecar["onnx_sha256"] == sha256_file(segmenter_mod.DEFAULT_MODEL)
+    seg = Segmenter()
+    assert seg.info.classes == tuple(sidecar["classes"])
+    frame = np.full((180, 320, 3), 90, np.uint8)
+    res = seg.segment(frame)
+    assert res.mask.shape == (180, 320)

@@ -64,3 +64,17 @@ def test_tiny_training_loss_falls_and_checkpoint_exports(tmp_path):
     train(cfg, tmp_path, smoke, None, None, log=lambda m: None)
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == len(hist)
     assert final.read_bytes() == before
+
+
+def test_split_holdout_takes_only_real_photos_and_never_overlaps():
+    from training.data import SegData, split_holdout
+
+    n = 30
+    real = np.zeros(n, bool)
+    real[::2] = True  # 15 real photos, 15 composites
+    data = SegData(np.zeros((n, 4, 4, 3), np.uint8), np.zeros((n, 4, 4), np.uint8), real,
+                   [f"im{i}" for i in range(n)])
+    train, held = split_holdout(data, every=5)
+    assert held.real.all() and len(held) == 3
+    assert not set(train.names) & set(held.names)
+    assert len(train) + len(held) == n
