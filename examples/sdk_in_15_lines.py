@@ -1,0 +1,14 @@
+"""Embed edgeseg: python examples/sdk_in_15_lines.py [IMAGE_OR_VIDEO] [MODEL.onnx] (default: bundled clip + model)."""
+import sys
+from pathlib import Path
+
+from edgeseg import Segmenter
+from edgeseg.sources import open_source
+
+source = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).parents[1] / "edgeseg/assets/demo_gas_leak.mp4")
+seg = Segmenter(sys.argv[2] if len(sys.argv) > 2 else None, min_area=64)  # None: the bundled model
+for frame in open_source(source):
+    result = seg.segment(frame.image)
+    regions = ", ".join(f"bbox {r.bbox} {r.area_px} px conf {r.max_conf:.2f}" for r in result.regions)
+    print(f"frame {frame.index}: {'LEAK ' + regions if result.leak else 'no leak'} "
+          f"({sum(result.timings.values()):.1f} ms)")
