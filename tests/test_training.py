@@ -78,3 +78,13 @@ def test_split_holdout_takes_only_real_photos_and_never_overlaps():
     assert held.real.all() and len(held) == 3
     assert not set(train.names) & set(held.names)
     assert len(train) + len(held) == n
+
+
+def test_training_seconds_counts_time_before_a_resume_and_every_stage():
+    from training.ship import training_seconds
+
+    hist = [{"stage": "smoke", "elapsed_s": t} for t in (10.0, 20.0, 30.0)]  # interrupted at 30 s
+    hist += [{"stage": "smoke", "elapsed_s": t} for t in (5.0, 15.0)]        # resumed: clock restarts
+    hist += [{"stage": "gas", "elapsed_s": t} for t in (2.0, 4.0)]           # next stage
+    assert training_seconds(hist) == 30.0 + 15.0 + 4.0
+    assert training_seconds([]) == 0.0

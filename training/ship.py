@@ -119,6 +119,20 @@ def measure(model_path: Path, data_root: Path, min_area: int, figure: Path | Non
     return scores
 
 
+def training_seconds(history: list[dict]) -> float:
+    """Wall time of a run from its history; a resumed run restarts ``elapsed_s`` at 0.
+
+    Each stage and each resume is a segment whose clock starts at 0: add up every segment's last
+    reading, so time spent before an interruption (and steps redone after it) is counted.
+    """
+    total, prev, prev_stage = 0.0, None, None
+    for rec in history:
+        if prev is not None and (rec["stage"] != prev_stage or rec["elapsed_s"] < prev):
+            total += prev
+        prev, prev_stage = rec["elapsed_s"], rec["stage"]
+    return total + (prev or 0.0)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("runs/train"))
@@ -150,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"exported {onnx_path} (max abs error vs torch {err:.2e})")
 
     hist = [json.loads(x) for x in (args.run / "history.jsonl").read_text().splitlines()]
-    train_s = sum(max(h["elapsed_s"] for h in hist if h["stage"] == s) for s in {h["stage"] for h in hist})
+    train_s = training_seconds(hist)
     t = time.time()
     figure = Path(__file__).resolve().parents[1] / "benchmarks" / "reports" / "val_examples.png"
     scores = measure(onnx_path, args.data, args.min_area, figure)
