@@ -8,8 +8,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from typer.testing import CliRunner  # noqa: F401  (keeps typer import errors obvious)
-
 ASSET = Path(__file__).resolve().parents[1] / "edgeseg" / "assets" / "demo_gas_leak.mp4"
 OUT = Path("runs/demo")
 
@@ -20,7 +18,10 @@ def main() -> int:
     args = ["detect", str(ASSET), "-o", str(OUT)]
     print("$ edgeseg " + " ".join(args), flush=True)
     try:
-        app(args, standalone_mode=False)
+        # non-standalone click returns the exit code of typer.Exit instead of raising it
+        code = app(args, standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            return code
     except SystemExit as exc:  # typer.Exit inside non-standalone mode
         return int(exc.code or 0)
     except Exception as exc:  # noqa: BLE001 - print the one-line reason, non-zero exit

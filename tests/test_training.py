@@ -88,3 +88,11 @@ def test_training_seconds_counts_time_before_a_resume_and_every_stage():
     hist += [{"stage": "gas", "elapsed_s": t} for t in (2.0, 4.0)]           # next stage
     assert training_seconds(hist) == 30.0 + 15.0 + 4.0
     assert training_seconds([]) == 0.0
+
+
+def test_images_per_second_ignores_evaluation_steps():
+    from training.ship import images_per_second
+
+    t = [0.0, 1.0, 2.0, 3.0, 13.0, 14.0]  # one slow step: an evaluation
+    hist = [{"stage": "smoke", "crop": 256, "elapsed_s": x} for x in t]
+    assert images_per_second(hist, {256: 8}) == {256: 8.0}
