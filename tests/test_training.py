@@ -96,3 +96,21 @@ def test_images_per_second_ignores_evaluation_steps():
     t = [0.0, 1.0, 2.0, 3.0, 13.0, 14.0]  # one slow step: an evaluation
     hist = [{"stage": "smoke", "crop": 256, "elapsed_s": x} for x in t]
     assert images_per_second(hist, {256: 8}) == {256: 8.0}
+
+
+def test_smoke_free_crops_stay_inside_the_frame_and_off_the_smoke(tmp_path):
+    """Largest smoke-free square per photo; smoke near an edge once produced an empty crop."""
+    from training.ship import smoke_free_real_crops
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "gt").mkdir()
+    rng = np.random.default_rng(0)
+    gt = np.zeros((154, 300), np.uint8)
+    gt[:, 200:] = 255  # smoke along the right edge: the free region touches three borders
+    img = rng.integers(0, 255, (154, 300, 3), dtype=np.uint8)
+    img[gt > 0] = 0
+    cv2.imwrite(str(tmp_path / "img" / "a.png"), img)
+    cv2.imwrite(str(tmp_path / "gt" / "a.png"), gt)
+    (crop,) = smoke_free_real_crops(tmp_path, min_side=64)
+    assert crop.shape[0] == crop.shape[1] >= 140  # nearly the full 154-px height fits
+    assert (crop.reshape(-1, 3).max(axis=1) > 0).mean() > 0.99  # no (black) smoke pixels inside
