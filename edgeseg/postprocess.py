@@ -116,6 +116,17 @@ def remove_small(mask: np.ndarray, leak_class: int = 1, min_area: int = 0) -> np
     return m
 
 
+def _palette() -> np.ndarray:
+    """256-entry BGR lookup table: class id -> colour (black for ids without a colour)."""
+    lut = np.zeros((256, 1, 3), np.uint8)
+    for cls, c in CLASS_COLORS.items():
+        lut[cls, 0] = c
+    return lut
+
+
+_PALETTE = _palette()
+
+
 def overlay(frame_bgr: np.ndarray, mask: np.ndarray, regions: list[Region] | None = None, alpha: float = 0.45) -> np.ndarray:
     """Blend class colours over the frame, outline leaks and label each region.
 
@@ -125,14 +136,15 @@ def overlay(frame_bgr: np.ndarray, mask: np.ndarray, regions: list[Region] | Non
     m = np.asarray(mask)
     if m.shape[:2] != out.shape[:2]:
         raise ValueError(f"mask shape {m.shape[:2]} != frame shape {out.shape[:2]}; map it back with labels_to_frame")
-    color = np.zeros_like(out)
-    for cls, c in CLASS_COLORS.items():
-        color[m == cls] = c
-    sel = m > 0
-    if sel.any():
+    # all in OpenCV (palette LUT, masked copy): numpy boolean indexing per class cost ~30 ms on
+    # a 720p frame, as much as a third of the detect loop (benchmarks/sdk_overhead.py)
+    m8 = m.astype(np.uint8, copy=False)
+    sel = cv2.compare(m8, 0, cv2.CMP_GT)
+    if cv2.countNonZero(sel):
+        color = cv2.LUT(cv2.merge([m8, m8, m8]), _PALETTE)
         blended = cv2.addWeighted(out, 1.0 - alpha, color, alpha, 0.0)
-        out[sel] = blended[sel]
-    contours, _ = cv2.findContours((m == 1).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.copyTo(blended, sel, out)
+    contours, _ = cv2.findContours(cv2.compare(m8, 1, cv2.CMP_EQ), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(out, contours, -1, CLASS_COLORS[1], 1)
     for r in regions or []:
         cv2.rectangle(out, (r.x, r.y), (r.x + r.w - 1, r.y + r.h - 1), (0, 0, 255), 1)

@@ -75,3 +75,19 @@ def test_overlay_shape_and_input_unchanged():
     assert not np.array_equal(out[2, 2], frame[2, 2])  # leak pixel coloured
     assert not np.array_equal(out[9, 1], frame[9, 1])  # machine pixel coloured
     np.testing.assert_array_equal(out[35, 35], frame[35, 35])  # background far from boxes/labels untouched
+
+
+def test_overlay_blends_class_colours_like_a_plain_reference():
+    from edgeseg.postprocess import CLASS_COLORS
+
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    m = np.zeros((60, 80), np.int64)  # int masks are accepted too
+    m[10:30, 10:40] = 2  # machine only: no leak contour drawn over the blend
+    alpha = 0.45
+    out = overlay(frame, m, alpha=alpha)
+    ref = frame.astype(np.float64)
+    sel = m == 2
+    ref[sel] = ref[sel] * (1 - alpha) + np.array(CLASS_COLORS[2], np.float64) * alpha
+    assert np.abs(out.astype(np.float64) - ref).max() <= 1.0
+    assert np.array_equal(out[~sel], frame[~sel])
