@@ -5,6 +5,7 @@ The clip is rendered by ``training.synth`` (our own generator, so the project ma
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ OUT = Path("runs/demo")
 def main() -> int:
     from edgeseg.cli import app
 
-    args = ["detect", str(ASSET), "-o", str(OUT)]
+    args = ["detect", os.path.relpath(ASSET), "-o", str(OUT)]  # relative: readable output
     print("$ edgeseg " + " ".join(args), flush=True)
     try:
         # non-standalone click returns the exit code of typer.Exit instead of raising it
@@ -27,8 +28,25 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001 - print the one-line reason, non-zero exit
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
+    preview = save_preview(OUT / "annotated.mp4", OUT / "preview.png")
     print(f"annotated video: {OUT / 'annotated.mp4'}\nevents:          {OUT / 'events.jsonl'}")
+    if preview:
+        print(f"preview frame:   {preview}")
     return 0
+
+
+def save_preview(video: Path, out: Path) -> Path | None:
+    """The middle frame of the annotated video as a PNG: something to look at without a player."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) // 2))
+    ok, frame = cap.read()
+    cap.release()
+    if not ok:
+        return None
+    cv2.imwrite(str(out), frame)
+    return out
 
 
 if __name__ == "__main__":
