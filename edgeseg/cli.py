@@ -117,13 +117,14 @@ def export_onnx_cmd(
     if fp16:
         fp16_path = path.with_suffix(".fp16.onnx")
         with console.status("writing and verifying the fp16 variant..."):
-            convert_fp16(path, fp16_path)
+            _, clamped = convert_fp16(path, fp16_path)
             try:
                 iou, err = verify_fp16(path, fp16_path, hw)
             except VerificationError as exc:
                 _fail(str(exc), code=1)
         report.fp16_path, report.fp16_mask_iou, report.fp16_max_abs_error = str(fp16_path), iou, err
-        console.print(f"[green]fp16[/]: {fp16_path} mask IoU vs fp32 {iou:.4f}, max prob error {err:.2e}")
+        console.print(f"[green]fp16[/]: {fp16_path} mask IoU vs fp32 {iou:.4f}, max prob error {err:.2e}"
+                      + (f" ({clamped} weights below fp16's range clamped to ±1e-7)" if clamped else ""))
     if as_json:
         typer.echo(report.to_json())
     else:

@@ -201,14 +201,15 @@ def mask_iou_agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(ious))
 
 
-def convert_fp16(src: str | Path, dst: str | Path) -> Path:
-    """FP16 weights and compute with float32 I/O (TensorRT 11 strongly typed / smaller file)."""
-    from onnxconverter_common import float16
+def convert_fp16(src: str | Path, dst: str | Path) -> tuple[Path, int]:
+    """FP16 weights and compute with float32 I/O (TensorRT 11 strongly typed / smaller file).
+
+    Returns the path and how many tiny weights were clamped to +-1e-7 (fp16's range).
+    """
+    from export.fp16 import convert_to_fp16
 
     proto = onnx.load(str(src))
-    half = float16.convert_float_to_float16(
-        proto, keep_io_types=True, op_block_list=["ArgMax", "Resize"]  # Resize scales must stay fp32 (ONNX spec)
-    )
+    half, clamped = convert_to_fp16(proto)
     del half.metadata_props[:]
     for p in proto.metadata_props:
         entry = half.metadata_props.add()
@@ -217,7 +218,7 @@ def convert_fp16(src: str | Path, dst: str | Path) -> Path:
     entry.key, entry.value = "precision", "fp16"
     onnx.save(half, str(dst))
     onnx.checker.check_model(str(dst), full_check=True)
-    return Path(dst)
+    return Path(dst), clamped
 
 
 def verify_fp16(

@@ -174,14 +174,16 @@ def _fp16_onnx_for(onnx_path: Path, meta: dict[str, str], work_dir: Path) -> tup
         return sibling, f"used {sibling} (from 'edgeseg export onnx --fp16')"
     try:
         import onnx
-        from onnxconverter_common import float16
+        import onnxconverter_common  # noqa: F401  (checked here for the error message)
     except ImportError as exc:
         raise BuildError(
             f"TensorRT >= 11 builds strongly typed networks (no FP16 builder flag): need {sibling}. "
             f"Create it with 'edgeseg export onnx <ckpt> -o {onnx_path} --fp16' or pip install onnxconverter-common ({exc.name})"
         ) from exc
     proto = onnx.load(str(onnx_path))
-    half = float16.convert_float_to_float16(proto, keep_io_types=True, op_block_list=["ArgMax", "Resize"])
+    from export.fp16 import convert_to_fp16
+
+    half, _ = convert_to_fp16(proto)
     dst = work_dir / (onnx_path.stem + ".fp16.onnx")
     onnx.save(half, str(dst))
     return dst, f"converted {onnx_path} to fp16 on the fly with onnxconverter-common -> {dst}"

@@ -85,7 +85,7 @@ def test_fixed_batch_export(model, tmp_path):
 
 
 def test_fp16_agreement(onnx_path, tmp_path):
-    half = convert_fp16(onnx_path, tmp_path / "m.fp16.onnx")
+    half, _clamped = convert_fp16(onnx_path, tmp_path / "m.fp16.onnx")
     assert half.stat().st_size < 0.6 * onnx_path.stat().st_size
     sess = ort.InferenceSession(str(half), providers=["CPUExecutionProvider"])
     assert sess.get_inputs()[0].type == "tensor(float)"  # fp32 I/O kept
@@ -197,3 +197,23 @@ def test_cli_bad_checkpoint_one_line_error(tmp_path):
     assert res.exit_code == 2
     assert "2 classes but 3 class names" in res.output
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_fp16_conversion_counts_tiny_weights_instead_of_printing_them(recwarn):
+    """onnxconverter-common warns once per weight below 1e-7; a trained net has hundreds."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.fp16 import convert_to_fp16
+
+    w = np.array([1e-9, -2e-9, 0.5, 0.0], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        [numpy_helper.from_array(w, "w")])
+    half, clamped = convert_to_fp16(helper.make_model(graph))
+    assert clamped == 2
+    assert not [r for r in recwarn if "truncated" in str(r.message)]
+    out = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": np.ones(4, np.float32)})[0]
+    np.testing.assert_allclose(out, 1 + np.array([1e-7, -1e-7, 0.5, 0.0]), atol=1e-3)
