@@ -114,3 +114,27 @@ def test_smoke_free_crops_stay_inside_the_frame_and_off_the_smoke(tmp_path):
     (crop,) = smoke_free_real_crops(tmp_path, min_side=64)
     assert crop.shape[0] == crop.shape[1] >= 140  # nearly the full 154-px height fits
     assert (crop.reshape(-1, 3).max(axis=1) > 0).mean() > 0.99  # no (black) smoke pixels inside
+
+
+def test_scores_markdown_reports_the_sidecar_figures():
+    from training.ship import scores_markdown
+
+    per = lambda i, f: {"iou_dataset": i, "f1_dataset": f, "iou_per_image": i / 2, "f1_per_image": f / 2}  # noqa: E731
+    sidecar = {
+        "leak_threshold": 0.55, "threshold_selection": {"images": 141, "iou_by_threshold": {"0.5": 0.3, "0.55": 0.317}},
+        "training": {"minutes": 104.2, "hardware": "2 CPU cores", "images_per_s_by_crop": {"128": 13.3, "256": 3.2},
+                     "config": {"stages": [{"phases": [{"steps": 1000}, {"steps": 500}]}, {"phases": [{"steps": 250}]}]}},
+        "scores": {
+            "smoke5k_val": {"images": 51, "per_class": {"gas-smoke": per(0.352, 0.521)},
+                            "mean_iou_dataset": 0.632, "mean_iou_per_image": 0.488},
+            "synthetic_gas_test": {"images": 200, "mean_iou_per_image": 0.544, "mean_f1_per_image": 0.653,
+                                   "per_class": {"background": per(0.85, 0.9), "gas-smoke": per(0.374, 0.5),
+                                                 "machine": per(0.473, 0.6)}},
+            "false_alarms_real_smoke_free_crops": {"frames": 51, "min_area_px": 64, "fraction": 14 / 51},
+            "false_alarms_synthetic_no_leak": {"frames": 200, "min_area_px": 64, "fraction": 0.12},
+        },
+    }
+    md = scores_markdown(sidecar)
+    for text in ("104 minutes", "1,750 steps", "13.3 / 3.2 images/s at 128 / 256 px", "0.55", "IoU 0.317",
+                 "**0.352**", "0.176", "**0.544**", "0.850 / 0.374 / 0.473", "**27 %** (14 of 51)", "**12 %**"):
+        assert text in md, text
