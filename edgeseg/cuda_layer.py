@@ -56,6 +56,18 @@ def _nbytes(arr: np.ndarray, nbytes: Optional[int]) -> int:
     return int(arr.nbytes if nbytes is None else nbytes)
 
 
+def _prefix(arr: np.ndarray, nbytes: Optional[int]) -> np.ndarray:
+    """The first ``nbytes`` of a C-contiguous buffer as a byte view (no copy)."""
+    n = _nbytes(arr, nbytes)
+    if not 0 <= n <= arr.nbytes:
+        raise ValueError(f"copy of {n} bytes does not fit a {arr.nbytes}-byte host buffer")
+    if n == arr.nbytes:
+        return arr
+    if not arr.flags.c_contiguous:
+        raise ValueError("partial copies need a C-contiguous host buffer")
+    return arr.reshape(-1).view(np.uint8)[:n]
+
+
 class PycudaLayer(CudaLayer):
     """pycuda.driver with our own retained primary context, pushed/popped around every call.
 
@@ -103,11 +115,13 @@ class PycudaLayer(CudaLayer):
         return self._call(self._cuda.pagelocked_empty, tuple(shape), np.dtype(dtype))
 
     def memcpy_htod_async(self, dst: Any, src: np.ndarray, stream: Any, nbytes: Optional[int] = None) -> None:
-        # pycuda copies the whole host buffer: pass an exact-size view of the pinned buffer
-        self._call(self._cuda.memcpy_htod_async, dst, src, stream)
+        # pycuda copies as many bytes as the host buffer has: a batch smaller than the buffers
+        # must pass a prefix view (still the same page-locked memory). Found on an H100: without
+        # it the whole max-batch buffer moved (tests/test_cuda_layer_gpu.py)
+        self._call(self._cuda.memcpy_htod_async, dst, _prefix(src, nbytes), stream)
 
     def memcpy_dtoh_async(self, dst: np.ndarray, src: Any, stream: Any, nbytes: Optional[int] = None) -> None:
-        self._call(self._cuda.memcpy_dtoh_async, dst, src, stream)
+        self._call(self._cuda.memcpy_dtoh_async, _prefix(dst, nbytes), src, stream)
 
     def stream_create(self) -> Any:
         return self._call(self._cuda.Stream)

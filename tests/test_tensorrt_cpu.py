@@ -33,7 +33,9 @@ def make_tiny_onnx(path: Path, size=(64, 96)) -> Path:
     inp = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "height", "width"])
     out = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 3, "height", "width"])
     graph = helper.make_graph([helper.make_node("Softmax", ["image"], ["probs"], axis=1)], "tiny", [inp], [out])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 8 is what opset 17 needs; onnx's newest default (IR 14 in onnx 1.23) is refused by
+    # onnxruntime <= 1.30 (seen on a GPU host with those versions)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     for k, v in {"input_size": json.dumps(list(size)), "classes": json.dumps(["background", "gas-smoke", "machine"])}.items():
         e = model.metadata_props.add()
         e.key, e.value = k, v
@@ -567,3 +569,16 @@ def test_backend_auto_rebuild_with_fakes(tmp_path):
         TensorRTBackend(engine, onnx_path=onnx_path, trt=trt, cuda=cuda)
     be = TensorRTBackend(engine, onnx_path=onnx_path, auto_rebuild=True, trt=trt, cuda=cuda)
     assert be.rebuilt and be.meta.tensorrt_version == "10.3.0" and be.meta.batch_profile == (1, 2, 2)
+
+
+def test_partial_copy_views_are_prefixes_of_the_same_memory():
+    """pycuda copies whole host buffers; a smaller batch passes a prefix view (no copy)."""
+    from edgeseg.cuda_layer import _prefix
+
+    buf = np.arange(8 * 3 * 4, dtype=np.float32).reshape(8, 3, 4)
+    assert _prefix(buf, None) is buf
+    part = _prefix(buf, buf[:3].nbytes)
+    assert part.nbytes == buf[:3].nbytes and np.shares_memory(part, buf)
+    assert np.array_equal(part.view(np.float32), buf[:3].reshape(-1))
+    with pytest.raises(ValueError, match="does not fit"):
+        _prefix(buf, buf.nbytes + 4)
