@@ -99,13 +99,17 @@ def check_compatible(
 ) -> None:
     """Raise :class:`EngineMismatch` (one line) if the engine cannot run here.
 
-    TensorRT plans are tied to the exact TensorRT version and the GPU's compute capability; a
-    different GPU *name* with the same compute capability is allowed (same SM architecture).
+    TensorRT plans are tied to the TensorRT version and, "by default, ... only with the type of
+    device where they were built" (tactics are timed on that GPU model): another GPU model is
+    refused even with the same compute capability. Hardware-compatible plans are not built here.
+    https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/advanced.html
+    (Version Compatibility, Hardware Compatibility)
     """
     diffs = []
     if str(sidecar.tensorrt_version) != str(runtime_trt_version):
         diffs.append(f"TensorRT {sidecar.tensorrt_version} at build vs {runtime_trt_version} here")
-    if str(sidecar.compute_capability) != str(compute_capability):
+    if (str(sidecar.compute_capability) != str(compute_capability)
+            or sidecar.gpu_name.strip() != str(gpu_name).strip()):
         diffs.append(
             f"GPU {sidecar.gpu_name} (sm {sidecar.compute_capability}) at build vs "
             f"{gpu_name} (sm {compute_capability}) here"
@@ -128,6 +132,7 @@ def cache_key(
     trt_version: str,
     compute_capability: str,
     input_size: tuple[int, int] | list[int] | None = None,
+    gpu_name: str | None = None,
 ) -> str:
     """Short stable hex key of everything that makes an engine different."""
     parts = [
@@ -135,6 +140,8 @@ def cache_key(
     ]
     if input_size is not None:
         parts.append("x".join(str(int(s)) for s in input_size))
+    if gpu_name is not None:  # plans are tied to the GPU model, not only its architecture
+        parts.append(gpu_name.strip())
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -146,7 +153,9 @@ def engine_cache_path(
     trt_version: str,
     compute_capability: str,
     input_size: tuple[int, int] | list[int] | None = None,
+    gpu_name: str | None = None,
 ) -> Path:
     """``<cache_dir>/<onnx stem>.<precision>.<key>.engine``."""
-    key = cache_key(sha256_file(onnx_path), precision, batch_profile, trt_version, compute_capability, input_size)
+    key = cache_key(sha256_file(onnx_path), precision, batch_profile, trt_version, compute_capability, input_size,
+                    gpu_name)
     return Path(cache_dir) / f"{Path(onnx_path).stem}.{precision}.{key}.engine"

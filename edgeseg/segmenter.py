@@ -62,13 +62,23 @@ def _make_backend(model: Path, backend: BackendName, threads: int | None, rebuil
 
     if backend not in ("auto", "onnxruntime", "tensorrt"):
         raise ModelError(f"unknown backend {backend!r}: use auto, onnxruntime or tensorrt")
+    if backend == "onnxruntime" and model.suffix == ".engine":
+        # an explicit choice wins over the file type: run the ONNX model the engine came from
+        onnx = model.with_suffix(".onnx")
+        if not onnx.is_file():
+            raise ModelError(f"backend onnxruntime cannot run a TensorRT engine ({model.name}) and there is no "
+                             f"{onnx.name} next to it; pass the .onnx model or use --backend tensorrt")
+        log.info("backend onnxruntime: using %s instead of the engine %s", onnx.name, model.name)
+        return OrtBackend(onnx, threads=threads)
     if model.suffix == ".engine" or backend == "tensorrt":
         engine = model if model.suffix == ".engine" else model.with_suffix(".engine")
         onnx = model if model.suffix == ".onnx" else model.with_suffix(".onnx")
         try:
             from edgeseg.backends.tensorrt_backend import TensorRTBackend
 
-            return TensorRTBackend(engine, onnx_path=onnx if onnx.is_file() else None, auto_rebuild=rebuild_engine)
+            be = TensorRTBackend(engine, onnx_path=onnx if onnx.is_file() else None, auto_rebuild=rebuild_engine)
+            log.info("%s backend: TensorRT engine %s", backend, engine.name)
+            return be
         except Exception as exc:  # noqa: BLE001 - any failure means "no TensorRT here"
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if backend == "tensorrt":

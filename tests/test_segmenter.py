@@ -71,6 +71,29 @@ def test_engine_without_tensorrt_falls_back_to_onnx(tiny_onnx, tmp_path, caplog)
         Segmenter(engine, backend="tensorrt")
 
 
+def test_explicit_onnxruntime_on_an_engine_runs_its_onnx(tiny_onnx, tmp_path, caplog):
+    """--backend onnxruntime wins over the file type, even where TensorRT is installed."""
+    import logging
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    with pytest.raises(ModelError, match="no m.onnx next to it"):
+        Segmenter(engine, backend="onnxruntime")
+    (tmp_path / "m.onnx").write_bytes(tiny_onnx.read_bytes())
+    with caplog.at_level(logging.INFO, logger="edgeseg"):
+        seg = Segmenter(engine, backend="onnxruntime")
+    assert seg.backend_name == "onnxruntime" and "using m.onnx instead of the engine" in caplog.text
+
+
+def test_auto_with_an_unusable_sibling_engine_logs_why(tiny_onnx, tmp_path, caplog):
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(tiny_onnx.read_bytes())
+    (tmp_path / "m.engine").write_bytes(b"plan")
+    seg = Segmenter(onnx, backend="auto")
+    assert seg.backend_name == "onnxruntime"
+    assert "engine present but TensorRT unusable" in caplog.text
+
+
 def test_threshold_and_min_area_change_output(tiny_onnx):
     frame = np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     probs = Segmenter(tiny_onnx).segment(frame, return_probs=True).probs

@@ -227,7 +227,10 @@ def test_sidecar_roundtrip(tmp_path):
 def test_mismatch_refusal_messages(tmp_path):
     m = _meta()
     check_compatible(m, "10.3.0", "Orin", "8.7")  # same: ok
-    check_compatible(m, "10.3.0", "Other name same arch", "8.7")  # same SM: ok
+    # another GPU model is refused even with the same compute capability (NVIDIA: plans are
+    # compatible "only with the type of device where they were built")
+    with pytest.raises(EngineMismatch, match=r"GPU Orin \(sm 8.7\) at build vs Jetson AGX Orin 64GB \(sm 8.7\) here"):
+        check_compatible(m, "10.3.0", "Jetson AGX Orin 64GB", "8.7")
     with pytest.raises(EngineMismatch) as e:
         check_compatible(m, "10.3.0", "NVIDIA GeForce RTX 4090", "8.9", engine_path="m.engine", onnx_path="m.onnx")
     msg = str(e.value)
@@ -252,6 +255,9 @@ def test_cache_keys(tmp_path):
     p = engine_cache_path(tmp_path / "cache", onnx_path, "fp16", (1, 4, 8), "10.3.0", "8.7")
     assert p == engine_cache_path(tmp_path / "cache", onnx_path, "fp16", (1, 4, 8), "10.3.0", "8.7")
     assert p.parent == tmp_path / "cache" and p.name.startswith("m.fp16.") and p.suffix == ".engine"
+    other_gpu = engine_cache_path(tmp_path / "cache", onnx_path, "fp16", (1, 4, 8), "10.3.0", "8.7", None, "Orin Nano")
+    assert other_gpu != p and other_gpu != engine_cache_path(tmp_path / "cache", onnx_path, "fp16", (1, 4, 8),
+                                                             "10.3.0", "8.7", None, "AGX Orin")
 
 
 # ----------------------------------------------------------------------------- (d) (e) no TensorRT / CUDA here
@@ -567,8 +573,28 @@ def test_backend_auto_rebuild_with_fakes(tmp_path):
     trt = add_fake_runtime(make_fake_trt("10.3.0"), cuda)
     with pytest.raises(EngineMismatch, match="TensorRT 10.2.0 at build vs 10.3.0"):
         TensorRTBackend(engine, onnx_path=onnx_path, trt=trt, cuda=cuda)
+    stale = engine.read_bytes()
     be = TensorRTBackend(engine, onnx_path=onnx_path, auto_rebuild=True, trt=trt, cuda=cuda)
     assert be.rebuilt and be.meta.tensorrt_version == "10.3.0" and be.meta.batch_profile == (1, 2, 2)
+    # built into the engine cache beside it, keyed like engine_cache_path; the old plan still
+    # serves the machine it was built for
+    assert be.engine_path.parent == tmp_path / ".engine-cache" and be.engine_path.name.startswith("m.fp16.")
+    assert engine.read_bytes() == stale
+    again = TensorRTBackend(engine, onnx_path=onnx_path, auto_rebuild=True, trt=trt, cuda=cuda)
+    assert not again.rebuilt and again.engine_path == be.engine_path  # found in the cache, no rebuild
+
+
+def test_auto_rebuild_refuses_int8_without_calibration_data(tmp_path):
+    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+
+    onnx_path = make_tiny_onnx(tmp_path / "m.onnx", size=(8, 8))
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"PLAN")
+    write_sidecar(engine, _meta(precision="int8", tensorrt_version="10.2.0"))
+    cuda = FakeMemCuda()
+    trt = add_fake_runtime(make_fake_trt("10.3.0"), cuda)
+    with pytest.raises(EngineMismatch, match="INT8 needs calibration images.*--int8 --calib-data DIR"):
+        TensorRTBackend(engine, onnx_path=onnx_path, auto_rebuild=True, trt=trt, cuda=cuda)
 
 
 def test_partial_copy_views_are_prefixes_of_the_same_memory():

@@ -10,6 +10,7 @@ API references:
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,6 +24,8 @@ TRT_MISSING = (
     "TensorRT python package not installed (pip install 'edgeseg[gpu]', or on Jetson use JetPack's system "
     "TensorRT with a venv created with --system-site-packages)"
 )
+
+log = logging.getLogger("edgeseg")
 
 __all__ = ["TensorRTBackend", "BackendUnavailable", "EngineMismatch", "import_tensorrt"]
 
@@ -79,21 +82,58 @@ class TensorRTBackend:
         except EngineMismatch:
             if not (auto_rebuild and self.onnx_path):
                 raise
-            from export.trt_build import BuildOptions, build_engine  # noqa: PLC0415
+            self._rebuild_into_cache(build_options)
 
-            old = None
+    def _rebuild_into_cache(self, build_options: Any) -> None:
+        """Use (or build) an engine in the cache beside the stale one, keyed by ONNX sha256,
+        precision, batch profile, input size, TensorRT version and GPU.
+
+        Why a cache and not an overwrite: the stale engine still serves the machine it was built
+        for (a fleet shares one model folder), and a machine that comes back finds its engine
+        without another build of several minutes.
+        """
+        from export.trt_build import BuildOptions, build_engine  # noqa: PLC0415
+
+        from edgeseg.engine_meta import engine_cache_path  # noqa: PLC0415
+
+        assert self.onnx_path is not None
+        old = None
+        try:
+            old = read_sidecar(self.engine_path) if self.engine_path.is_file() else None
+        except EngineMismatch:
+            pass
+        if old is not None and old.precision == "int8" and build_options is None:
+            raise EngineMismatch(
+                f"engine {self.engine_path} is INT8 and does not match this machine; INT8 needs calibration "
+                f"images, so it is not rebuilt automatically: edgeseg build {self.onnx_path} -o {self.engine_path} "
+                "--int8 --calib-data DIR"
+            )
+        if build_options is None:
+            build_options = BuildOptions(fp16=(old.precision != "fp32") if old else True)
+            if old:
+                build_options.min_batch, build_options.opt_batch, build_options.max_batch = old.batch_profile
+                build_options.height, build_options.width = old.input_size
+        precision = "int8" if build_options.int8 else ("fp16" if build_options.fp16 else "fp32")
+        profile = (build_options.min_batch, build_options.opt_batch, build_options.max_batch)
+        size = (build_options.height, build_options.width) if build_options.height else None
+        cached = engine_cache_path(self.engine_path.parent / ".engine-cache", self.onnx_path, precision, profile,
+                                   self.trt.__version__, self.cuda.compute_capability(), size,
+                                   self.cuda.device_name())
+        stale = self.engine_path
+        self.engine_path = cached
+        if cached.is_file():
             try:
-                old = read_sidecar(self.engine_path) if self.engine_path.is_file() else None
+                self._check()
+                log.info("engine %s does not match this machine; using cached %s", stale.name, cached)
+                return
             except EngineMismatch:
                 pass
-            if build_options is None:
-                build_options = BuildOptions(fp16=(old.precision != "fp32") if old else True)
-                if old:
-                    build_options.min_batch, build_options.opt_batch, build_options.max_batch = old.batch_profile
-                    build_options.height, build_options.width = old.input_size
-            build_engine(self.onnx_path, self.engine_path, build_options, trt=self.trt, cuda=self.cuda)
-            self.rebuilt = True
-            self._check()
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        log.warning("engine %s does not match this machine; building %s from %s (takes minutes)",
+                    stale.name, cached, self.onnx_path.name)
+        build_engine(self.onnx_path, cached, build_options, trt=self.trt, cuda=self.cuda)
+        self.rebuilt = True
+        self._check()
 
     # -- deserialize and allocate once
     def _load(self) -> None:
