@@ -502,6 +502,25 @@ def test_backend_data_flow_with_fakes(tmp_path, io_dtype):
         be.infer(np.zeros((1, 3, 16, 16), np.float32))
 
 
+def test_batch_below_min_batch_is_padded_with_fakes(tmp_path):
+    """FakeTensorRT: an engine built with --min-batch 2 still serves Segmenter.segment() (batch 1)."""
+    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+
+    onnx_path = make_tiny_onnx(tmp_path / "m.onnx", size=(8, 12))
+    cuda = FakeMemCuda()
+    trt = add_fake_runtime(make_fake_trt("10.3.0"), cuda)
+    engine = tmp_path / "m.engine"
+    build_engine(onnx_path, engine, BuildOptions(min_batch=2, opt_batch=2, max_batch=4), trt=trt, cuda=cuda)
+    be = TensorRTBackend(engine, onnx_path=onnx_path, trt=trt, cuda=cuda)
+    x = np.random.default_rng(1).normal(size=(1, 3, 8, 12)).astype(np.float32)
+    y = be.infer(x)
+    assert y.shape == (1, 3, 8, 12) and trt.engine.ctx.runs[-1] == (2, 3, 8, 12)
+    np.testing.assert_allclose(y, x * 2)
+    assert be.last_labels.shape == (1, 8, 12)
+    be.close()
+    assert be._dev == {} and be._host == {}
+
+
 def test_int8_calibrator_with_fakes(tmp_path):
     from export.trt_build import make_calibrator
     from edgeseg.backends.base import ModelInfo

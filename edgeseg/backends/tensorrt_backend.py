@@ -198,13 +198,23 @@ class TensorRTBackend:
             return np.concatenate(parts)
         if batch.shape[0] == 0:
             raise ValueError("empty batch")
+        n, min_batch = batch.shape[0], int(self.meta.batch_profile[0])
+        if n < min_batch:  # the profile rejects smaller shapes: pad with zeros, return the real rows
+            padded = np.zeros((min_batch, *batch.shape[1:]), batch.dtype)
+            padded[:n] = batch
+            probs = self._run(padded)[:n]
+            if self.last_labels is not None:
+                self.last_labels = self.last_labels[:n]
+            return probs
         return self._run(batch)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         cuda, ctx = self.cuda, self.context
         n = batch.shape[0]
         with cuda:
-            ctx.set_input_shape(self.input_name, tuple(batch.shape))
+            if ctx.set_input_shape(self.input_name, tuple(batch.shape)) is False:  # returns bool (TRT >= 8.5)
+                raise RuntimeError(f"TensorRT rejected input shape {tuple(batch.shape)} (engine profile "
+                                   f"{self.meta.batch_profile}, {self.input_hw[0]}x{self.input_hw[1]})")
             host_in = self._host[self.input_name][: batch.size].reshape(batch.shape)
             host_in[...] = batch  # casts to the engine's input dtype (fp32/fp16)
             stream = self._stream
@@ -230,9 +240,18 @@ class TensorRTBackend:
         return probs.astype(np.float32, copy=True)
 
     def close(self) -> None:
+        """Free device buffers and (cuda-python) pinned host buffers; pycuda frees its own on GC."""
         for ptr in getattr(self, "_dev", {}).values():
             try:
                 self.cuda.free(ptr)
             except Exception:  # noqa: BLE001 - best effort at teardown
                 pass
         self._dev = {}
+        free_host = getattr(self.cuda, "free_host", None)
+        for arr in getattr(self, "_host", {}).values():
+            if free_host is not None:
+                try:
+                    free_host(arr)
+                except Exception:  # noqa: BLE001
+                    pass
+        self._host = {}
