@@ -127,7 +127,8 @@ def _palette() -> np.ndarray:
 _PALETTE = _palette()
 
 
-def overlay(frame_bgr: np.ndarray, mask: np.ndarray, regions: list[Region] | None = None, alpha: float = 0.45) -> np.ndarray:
+def overlay(frame_bgr: np.ndarray, mask: np.ndarray, regions: list[Region] | None = None, alpha: float = 0.45,
+            leak_class: int = 1) -> np.ndarray:
     """Blend class colours over the frame, outline leaks and label each region.
 
     Returns a new image; the input frame is never modified.
@@ -144,8 +145,8 @@ def overlay(frame_bgr: np.ndarray, mask: np.ndarray, regions: list[Region] | Non
         color = cv2.LUT(cv2.merge([m8, m8, m8]), _PALETTE)
         blended = cv2.addWeighted(out, 1.0 - alpha, color, alpha, 0.0)
         cv2.copyTo(blended, sel, out)
-    contours, _ = cv2.findContours(cv2.compare(m8, 1, cv2.CMP_EQ), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(out, contours, -1, CLASS_COLORS[1], 1)
+    contours, _ = cv2.findContours(cv2.compare(m8, leak_class, cv2.CMP_EQ), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, CLASS_COLORS.get(leak_class, (255, 0, 255)), 1)
     for r in regions or []:
         cv2.rectangle(out, (r.x, r.y), (r.x + r.w - 1, r.y + r.h - 1), (0, 0, 255), 1)
         cv2.putText(out, f"leak {r.max_conf:.2f}", (r.x, max(r.y - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 255), 1, cv2.LINE_AA)
