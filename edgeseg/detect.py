@@ -2,16 +2,21 @@
 
 Nothing is lost on Ctrl-C or a dropped stream: every event line is flushed when written and
 the video writer is released in ``finally``, so the mp4 is playable up to the last frame.
+``--show`` on a headless box (no display, or opencv-python-headless) degrades to a one-line
+warning instead of a cv2.error traceback: the detection itself is what the gateway needs.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from edgeseg.alarm import LeakAlarm
 from edgeseg.postprocess import overlay
@@ -28,6 +33,43 @@ def _progress(enabled: bool, total: int | None):
                     TextColumn("{task.fields[fps]} fps"), disable=not enabled, transient=False)
 
 
+GUI_MISSING = "OpenCV was built without GUI support (opencv-python-headless); pip install opencv-python for --show"
+_WINDOW = "edgeseg"
+
+
+def display_unavailable_reason() -> str | None:
+    """Why a preview window cannot be shown here, or None when it can.
+
+    Checked once before the loop so a headless gateway gets one clear line, not a cv2.error
+    traceback from ``imshow`` after the model has already loaded.
+    """
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY / WAYLAND_DISPLAY not set)"
+    try:
+        cv2.namedWindow(_WINDOW, cv2.WINDOW_NORMAL)
+        cv2.destroyWindow(_WINDOW)
+    except cv2.error:
+        return GUI_MISSING
+    return None
+
+
+def _show_enabled(show: bool) -> bool:
+    """``show`` unless no window can be opened; then warn once and carry on without it."""
+    if not show:
+        return False
+    reason = display_unavailable_reason()
+    if reason is None:
+        return True
+    log.warning("--show disabled: %s; detection continues and outputs are still written", reason)
+    return False
+
+
+def _show_frame(image: np.ndarray) -> bool:
+    """Display one frame; True when the user pressed Esc to stop."""
+    cv2.imshow(_WINDOW, image)
+    return cv2.waitKey(1) & 0xFF == 27
+
+
 def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every: int = 1,
                show: bool = False, alarm: LeakAlarm | None = None, progress: bool = True) -> dict[str, Any]:
     """Process ``source``; returns a summary (frames, fps, events, output paths, interrupted)."""
@@ -41,7 +83,8 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
     video_path = out / "annotated.mp4"
     outputs: list[str] = []
     read = processed = n_events = 0
-    interrupted = False
+    interrupted = window_open = False
+    show = _show_enabled(show)
     t0 = time.perf_counter()
     total = None
     if source.kind == "video":
@@ -67,7 +110,7 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
                 processed += 1
                 shown = overlay(frame.image if frame.image.ndim == 3 and frame.image.shape[2] == 3
                                 else cv2.cvtColor(frame.image, cv2.COLOR_GRAY2BGR if frame.image.ndim == 2 else cv2.COLOR_BGRA2BGR),
-                                result.mask, result.regions)
+                                result.mask, result.regions, leak_class=segmenter.info.leak_class)
                 if source.is_video:
                     for ev in alarm.update(frame.index, frame.timestamp_s, result.regions):
                         emit({**ev, "source": source.spec, "wall_time": time.time()})
@@ -88,8 +131,8 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
                 elapsed = time.perf_counter() - t0
                 bar.update(task, fps=f"{processed / elapsed:.1f}" if elapsed > 0 else "-")
                 if show:
-                    cv2.imshow("edgeseg", shown)
-                    if cv2.waitKey(1) & 0xFF == 27:
+                    window_open = True
+                    if _show_frame(shown):
                         break
         except KeyboardInterrupt:
             interrupted = True
@@ -97,7 +140,7 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
         finally:
             if writer is not None:
                 writer.release()
-            if show:
+            if window_open:  # never touch the GUI when nothing was shown
                 cv2.destroyAllWindows()
     elapsed = time.perf_counter() - t0
     return {"source": source.spec, "kind": source.kind, "frames_read": read, "frames_processed": processed,

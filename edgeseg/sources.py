@@ -2,7 +2,9 @@
 
 Live streams drop; a gateway must survive that. A failed read on a stream releases the capture
 and reopens it with exponential backoff (0.5 s doubling, capped at 8 s); only after
-``max_retries`` failed reopenings does it give up with a one-line ``SourceError``. A corrupt
+``max_retries`` consecutive failed reconnects does it give up with a one-line ``SourceError``.
+A reconnect counts as successful only once it delivers a frame: a camera that accepts the
+connection but never sends video would otherwise reset the budget and loop forever. A corrupt
 image or an empty frame is logged and skipped, never fatal.
 """
 from __future__ import annotations
@@ -99,6 +101,11 @@ def _video(spec: str, factory: Callable[[Any], Any]) -> tuple[float | None, Call
     return fps, frames
 
 
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before reconnect ``attempt`` (1-based): 0.5 s doubling, capped at 8 s."""
+    return min(0.5 * 2 ** (attempt - 1), 8.0)
+
+
 def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
             sleep: Callable[[float], None]) -> tuple[float | None, Callable[[], Iterator[Frame]]]:
     cap = factory(spec)
@@ -110,26 +117,28 @@ def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
     def frames() -> Iterator[Frame]:
         nonlocal cap
         t0, idx = time.time(), 0
+        failures = 0  # consecutive reconnects without a frame; reset only by a delivered frame
         try:
             while True:
                 ok, img = cap.read()
                 if ok and img is not None and img.size:
+                    failures = 0
                     yield Frame(idx, time.time() - t0, img, f"stream{idx}")
                     idx += 1
                     continue
                 cap.release()
-                delay = 0.5
-                for attempt in range(1, max_retries + 1):
-                    log.warning("stream %s dropped; reconnect %d/%d in %.1fs", spec, attempt, max_retries, delay)
+                while True:  # reopen until it opens; a failed reopen and a frameless one both count
+                    if failures >= max_retries:
+                        raise SourceError(f"stream {spec} dropped and did not come back after {max_retries} retries; "
+                                          "check the camera/network")
+                    failures += 1
+                    delay = _backoff(failures)
+                    log.warning("stream %s dropped; reconnect %d/%d in %.1fs", spec, failures, max_retries, delay)
                     sleep(delay)
                     cap = factory(spec)
                     if cap.isOpened():
                         break
                     cap.release()
-                    delay = min(delay * 2, 8.0)
-                else:
-                    raise SourceError(f"stream {spec} dropped and did not come back after {max_retries} retries; "
-                                      "check the camera/network")
         finally:
             cap.release()
 
