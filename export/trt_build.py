@@ -275,6 +275,8 @@ def build_engine(
             if hasattr(config, "set_calibration_profile"):
                 calib_profile = builder.create_optimization_profile()
                 calib_profile.set_shape(input_name, *[(opts.opt_batch, 3, h, w)] * 3)
+                # IBuilderConfig.set_calibration_profile: shapes the INT8 calibrator runs at with a
+                # dynamic batch (python-api/infer/Core/BuilderConfig.html; removed with implicit INT8 in 11)
                 config.set_calibration_profile(calib_profile)
             notes.append(f"BuilderFlag.INT8 with entropy calibration on {opts.calib_data} (cache {cache_file})")
 
@@ -283,6 +285,8 @@ def build_engine(
         data = timing_cache_path.read_bytes() if timing_cache_path.is_file() else b""
         notes.append(f"timing cache {'loaded from' if data else 'created at'} {timing_cache_path}")
         cache = config.create_timing_cache(data)
+        # set_timing_cache(cache, ignore_mismatch): False refuses a cache from another device/version
+        # instead of silently using wrong timings (python-api/infer/Core/BuilderConfig.html)
         config.set_timing_cache(cache, ignore_mismatch=False)
 
     plan = builder.build_serialized_network(network, config)

@@ -153,6 +153,7 @@ class TensorRTBackend:
             self.dtypes: dict[str, np.dtype] = {}
             for i in range(self.engine.num_io_tensors):
                 name = self.engine.get_tensor_name(i)
+                # trt.nptype: TensorRT DataType -> numpy type (python-api/infer/FoundationalTypes/DataType.html)
                 self.dtypes[name] = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
                 if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                     self.inputs.append(name)
