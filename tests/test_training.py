@@ -138,3 +138,17 @@ def test_scores_markdown_reports_the_sidecar_figures():
     for text in ("104 minutes", "1,750 steps", "13.3 / 3.2 images/s at 128 / 256 px", "0.55", "IoU 0.317",
                  "**0.352**", "0.176", "**0.544**", "0.850 / 0.374 / 0.473", "**27 %** (14 of 51)", "**12 %**"):
         assert text in md, text
+
+
+def test_curves_history_dedups_resumed_steps_and_chains_stages(tmp_path):
+    from training.curves import load_history, plot
+
+    recs = [{"stage": "smoke", "step": s, "crop": 128, "loss_ema": 1.0 / s, "elapsed_s": s} for s in (1, 2, 3)]
+    recs.append({"stage": "smoke", "step": 3, "crop": 128, "loss_ema": 0.2, "elapsed_s": 1, "val_smoke_iou": 0.3})  # redone
+    recs += [{"stage": "gas", "step": s, "crop": 256, "loss_ema": 0.5, "elapsed_s": s} for s in (1, 2)]
+    (tmp_path / "history.jsonl").write_text("\n".join(json.dumps(r) for r in recs))
+    hist = load_history(tmp_path)
+    assert [r["global_step"] for r in hist] == [1, 2, 3, 4, 5]
+    assert hist[2]["loss_ema"] == 0.2 and hist[2]["val_smoke_iou"] == 0.3  # the later record of a step wins
+    plot(hist, tmp_path / "curve.png")
+    assert cv2.imread(str(tmp_path / "curve.png")) is not None
