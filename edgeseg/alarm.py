@@ -39,7 +39,7 @@ class LeakAlarm:
     def active(self) -> bool:
         return self._active
 
-    def _event(self, kind: str, frame_index: int, timestamp: float, regions: list) -> dict:
+    def _event(self, kind: str, frame_index: int, timestamp: float, regions: list, **extra: Any) -> dict:
         return {
             "event": kind,
             "frame": frame_index,
@@ -47,6 +47,7 @@ class LeakAlarm:
             "regions": [_region_dict(r) for r in regions],
             "confidence": max((_max_conf(r) for r in regions), default=0.0),
             "active": self._active,
+            **extra,
         }
 
     def update(self, frame_index: int, timestamp: float, regions: list) -> list[dict]:
@@ -70,5 +71,16 @@ class LeakAlarm:
                 self._active = False
                 self._quiet = 0
                 self._window.clear()
-                events.append(self._event("end", frame_index, timestamp, regions))
+                events.append(self._event("end", frame_index, timestamp, regions, reason="quiet"))
         return events
+
+    def close(self, frame_index: int, timestamp: float, reason: str) -> list[dict]:
+        """End an open alarm because the video stopped (source ended, Ctrl-C, camera gone).
+
+        Consumers pair every "start" with an "end"; without this an incident that is still
+        open when the stream stops would dangle forever in their records. Returns [] when no
+        alarm is open. The state is reset either way.
+        """
+        was_active = self._active
+        self.reset()
+        return [self._event("end", frame_index, timestamp, [], reason=reason)] if was_active else []

@@ -83,6 +83,7 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
     video_path = out / "annotated.mp4"
     outputs: list[str] = []
     read = processed = n_events = 0
+    last_index, last_ts = -1, 0.0
     interrupted = window_open = False
     show = _show_enabled(show)
     t0 = time.perf_counter()
@@ -112,6 +113,7 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
                                 else cv2.cvtColor(frame.image, cv2.COLOR_GRAY2BGR if frame.image.ndim == 2 else cv2.COLOR_BGRA2BGR),
                                 result.mask, result.regions, leak_class=segmenter.info.leak_class)
                 if source.is_video:
+                    last_index, last_ts = frame.index, frame.timestamp_s
                     for ev in alarm.update(frame.index, frame.timestamp_s, result.regions):
                         emit({**ev, "source": source.spec, "wall_time": time.time()})
                     if writer is None:
@@ -138,6 +140,10 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
             interrupted = True
             log.warning("interrupted: closing outputs cleanly")
         finally:
+            # an incident still open when the video stops gets its "end" (Ctrl-C included)
+            reason = "interrupted" if interrupted else "error" if sys.exc_info()[0] else "source_ended"
+            for ev in alarm.close(last_index, last_ts, reason):
+                emit({**ev, "source": source.spec, "wall_time": time.time()})
             if writer is not None:
                 writer.release()
             if window_open:  # never touch the GUI when nothing was shown

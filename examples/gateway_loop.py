@@ -64,7 +64,7 @@ def camera_worker(cam: str, spec: str, args: argparse.Namespace, stop: threading
     from edgeseg.sources import open_source
 
     try:
-        seg = Segmenter(args.model, threads=args.threads, min_area=args.min_area)
+        seg = Segmenter(args.model, threads=args.threads, min_area=args.min_area, threshold=args.threshold)
     except ModelError as exc:
         emit({"event": "worker_error", "camera": cam, "error": str(exc)})
         return
@@ -109,8 +109,8 @@ def camera_worker(cam: str, spec: str, args: argparse.Namespace, stop: threading
             reason = "source_ended"
             break
     elapsed = time.monotonic() - t0
-    if alarm.active:  # close an open alarm so consumers never see a dangling "start"
-        emit({"event": "end", "camera": cam, "source": spec, "frame": processed, "reason": "camera_finished"})
+    for ev in alarm.close(processed, elapsed, "camera_finished"):  # never leave a dangling "start"
+        emit({**ev, "camera": cam, "source": spec})
     emit({"event": "camera_finished", "camera": cam, "frames": processed, "reason": reason,
           "fps": round(processed / elapsed, 2) if elapsed > 0 else None})
 
@@ -124,6 +124,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-frames", type=int, default=0, help="Stop each camera after N processed frames (0: never)")
     ap.add_argument("--every", type=int, default=1, help="Process every Nth frame (frame skip)")
     ap.add_argument("--loop", action="store_true", help="Replay video files when they end")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="Leak-probability threshold (default: the one shipped with the model)")
     ap.add_argument("--min-area", type=int, default=64, help="Ignore leak regions smaller than this (frame px)")
     ap.add_argument("--retries", type=int, default=5, help="Stream reconnect attempts before a source_error event")
     ap.add_argument("--k", type=int, default=3, help="Alarm starts after k leak frames ...")

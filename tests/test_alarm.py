@@ -38,7 +38,7 @@ def test_update_and_clear_after_exactly_m_quiet():
     ev = _feed(a, [0, 0], start=4)  # m-1 quiet frames: still active
     assert ev == [] and a.active
     ev = a.update(6, 0.6, [])
-    assert len(ev) == 1 and ev[0]["event"] == "end"
+    assert len(ev) == 1 and ev[0]["event"] == "end" and ev[0]["reason"] == "quiet"
     assert ev[0]["active"] is False and ev[0]["confidence"] == 0.0 and ev[0]["regions"] == []
     assert not a.active
     # a single hit after clearing does not re-confirm (history was cleared)
@@ -64,3 +64,18 @@ def test_reset_and_validation():
     for k, n, m in [(4, 3, 1), (0, 3, 1), (1, 1, 0)]:
         with pytest.raises(ValueError):
             LeakAlarm(k, n, m)
+
+
+def test_close_ends_an_open_alarm_once_and_resets():
+    a = LeakAlarm(k=1, n=1, m=5)
+    assert [e["event"] for e in a.update(0, 0.0, [R])] == ["start"]
+    ev = a.close(1, 0.1, "interrupted")
+    assert len(ev) == 1 and ev[0]["event"] == "end" and ev[0]["reason"] == "interrupted"
+    assert ev[0]["frame"] == 1 and ev[0]["active"] is False and not a.active
+    assert a.close(2, 0.2, "interrupted") == []  # nothing open: nothing to end
+
+
+def test_close_without_an_alarm_emits_nothing():
+    a = LeakAlarm(k=2, n=3, m=5)
+    a.update(0, 0.0, [R])  # one hit: not confirmed
+    assert a.close(1, 0.1, "source_ended") == []

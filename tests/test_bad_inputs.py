@@ -131,8 +131,9 @@ def test_ctrl_c_during_detect_closes_outputs_cleanly(tiny_onnx, tmp_path, monkey
 
     monkeypatch.setattr(Segmenter, "segment", interrupted_on_third)
     out = tmp_path / "out"
+    # threshold 0.01: every frame is a leak, so an alarm is open when Ctrl-C arrives
     res = runner.invoke(app, ["detect", str(clip), "--model", str(tiny_onnx), "-o", str(out), "--json",
-                              "--k", "1", "--n", "1", "--min-area", "0"])
+                              "--k", "1", "--n", "1", "--min-area", "0", "--threshold", "0.01"])
     assert res.exit_code == 130, res.output  # the CLI's documented exit for an interrupted run
     summary = json.loads(res.stdout[res.stdout.index("{"):])
     assert summary["interrupted"] and summary["frames_processed"] == 2
@@ -147,7 +148,9 @@ def test_ctrl_c_during_detect_closes_outputs_cleanly(tiny_onnx, tmp_path, monkey
         frames.append(img)
     cap.release()
     assert len(frames) == 2 and frames[0].shape == (64, 64, 3)
-    lines = (out / "events.jsonl").read_text().splitlines()
-    assert len(lines) == summary["events"]
-    for line in lines:
-        assert json.loads(line)["source"] == str(clip)
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert len(events) == summary["events"]
+    # every event written before the interrupt is on disk, and the open incident was closed
+    assert [e["event"] for e in events] == ["start", "update", "end"]
+    assert [e["frame"] for e in events] == [0, 1, 1] and events[-1]["reason"] == "interrupted"
+    assert all(e["source"] == str(clip) for e in events)
