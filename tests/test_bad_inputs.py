@@ -18,7 +18,7 @@ from edgeseg.detect import run_detect
 from edgeseg.errors import ModelError
 from edgeseg.segmenter import Segmenter
 from edgeseg.sources import open_source
-from test_detect import FakeCapture  # the scripted cv2.VideoCapture stand-in
+from fakes import FakeCapture  # the scripted cv2.VideoCapture stand-in
 from training.synth import render_scene, write_clip_video
 
 runner = CliRunner()

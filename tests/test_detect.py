@@ -13,6 +13,7 @@ from edgeseg.cli import app
 from edgeseg.errors import SourceError
 from edgeseg.sources import open_source
 from training.synth import render_scene, write_clip_video
+from fakes import FakeCapture  # the scripted cv2.VideoCapture stand-in
 
 runner = CliRunner()
 
@@ -68,28 +69,6 @@ def test_missing_source_and_corrupt_video(tiny_onnx, tmp_path):
     bad.write_bytes(b"\x00" * 1000)
     res = runner.invoke(app, ["detect", str(bad), "--model", str(tiny_onnx)])
     assert res.exit_code == 2 and "video" in res.output
-
-
-class FakeCapture:
-    """A camera that serves scripted reads; ``opens`` scripts whether reopening succeeds."""
-
-    def __init__(self, script):
-        self.script = script
-
-    def isOpened(self):
-        return self.script["opens"].pop(0) if self.script["opens"] else True
-
-    def read(self):
-        if self.script["reads"]:
-            ok = self.script["reads"].pop(0)
-            return (True, np.zeros((4, 4, 3), np.uint8)) if ok else (False, None)
-        return False, None
-
-    def get(self, prop):
-        return 25.0
-
-    def release(self):
-        pass
 
 
 def test_stream_reconnects_with_backoff_then_resumes():
