@@ -34,7 +34,9 @@ class CudaLayer:
     def stream_create(self) -> Any: raise NotImplementedError
     def stream_handle(self, stream: Any) -> int: return int(stream)
     def stream_sync(self, stream: Any) -> None: raise NotImplementedError
+    def stream_destroy(self, stream: Any) -> None: raise NotImplementedError
     def event_create(self) -> Any: raise NotImplementedError
+    def event_destroy(self, event: Any) -> None: raise NotImplementedError
     def event_record(self, event: Any, stream: Any) -> None: raise NotImplementedError
     def event_elapsed_ms(self, start: Any, end: Any) -> float: raise NotImplementedError
     def device_name(self) -> str: raise NotImplementedError
@@ -138,6 +140,14 @@ class PycudaLayer(CudaLayer):
     def event_create(self) -> Any:
         return self._call(self._cuda.Event)
 
+    # pycuda's Stream / Event have no destroy call: the object frees its handle when collected,
+    # re-activating its own context to do so, so dropping our reference is the whole job.
+    def stream_destroy(self, stream: Any) -> None:
+        del stream
+
+    def event_destroy(self, event: Any) -> None:
+        del event
+
     def event_record(self, event: Any, stream: Any) -> None:
         self._call(event.record, stream)
 
@@ -235,8 +245,16 @@ class CudaPythonLayer(CudaLayer):
     def stream_sync(self, stream: Any) -> None:
         self._check(self._rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
 
+    def stream_destroy(self, stream: Any) -> None:
+        # cudaStreamDestroy / cudaEventDestroy return at once; pending work still completes
+        # (CUDA runtime API, "Stream Management" / "Event Management")
+        self._check(self._rt.cudaStreamDestroy(stream), "cudaStreamDestroy")
+
     def event_create(self) -> Any:
         return self._check(self._rt.cudaEventCreate(), "cudaEventCreate")
+
+    def event_destroy(self, event: Any) -> None:
+        self._check(self._rt.cudaEventDestroy(event), "cudaEventDestroy")
 
     def event_record(self, event: Any, stream: Any) -> None:
         self._check(self._rt.cudaEventRecord(event, stream), "cudaEventRecord")

@@ -138,11 +138,28 @@ class Segmenter:
     def backend_name(self) -> str:
         return self.backend.name
 
+    def close(self) -> None:
+        """Release the backend's resources now (TensorRT: device and pinned buffers, stream,
+        events) instead of whenever the garbage collector runs; a gateway that swaps models or
+        cameras should not wait for that. Safe to call twice; the Segmenter is unusable after."""
+        self._closed = True
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> "Segmenter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def segment(self, frame: np.ndarray, return_probs: bool = False) -> Result:
         return self.segment_batch([frame], return_probs)[0]
 
     def segment_batch(self, frames: Sequence[np.ndarray], return_probs: bool = False) -> list[Result]:
         """One backend call for the whole batch; results are per frame at frame resolution."""
+        if getattr(self, "_closed", False):
+            raise RuntimeError("this Segmenter was closed (close() / end of its 'with' block); create a new one")
         t0 = time.perf_counter()
         try:
             x, transforms = preprocess(list(frames), self.info.input_size, self.info.mean, self.info.std, self.mode)

@@ -47,6 +47,9 @@ def _round_trip(cuda: CudaLayer, shape: tuple[int, ...], rows: int) -> tuple[np.
     ms = cuda.event_elapsed_ms(start, end)
     sent, received = src.copy(), dst.copy()
     cuda.free(dev)
+    for ev in (start, end):
+        cuda.event_destroy(ev)
+    cuda.stream_destroy(stream)
     return sent, received, ms
 
 

@@ -103,6 +103,15 @@ def test_threshold_and_min_area_change_output(tiny_onnx):
     assert big.regions == [] and not (big.mask == 1).any()
 
 
+def test_closed_segmenter_refuses_frames(tiny_onnx):
+    frame = np.zeros((32, 32, 3), np.uint8)
+    with Segmenter(tiny_onnx) as seg:
+        assert seg.segment(frame).mask.shape == (32, 32)
+    with pytest.raises(RuntimeError, match="closed"):
+        seg.segment(frame)
+    seg.close()  # twice is harmless
+
+
 def test_runtime_never_imports_torch():
     import subprocess
     import sys

@@ -356,7 +356,7 @@ class FakeMemCuda(FakeCuda):
     supports_events = True
 
     def __init__(self):
-        self.mem, self.allocs, self.syncs = {}, 0, 0
+        self.mem, self.allocs, self.syncs, self.destroyed = {}, 0, 0, []
 
     def alloc_device(self, nbytes):
         self.allocs += 1
@@ -387,8 +387,14 @@ class FakeMemCuda(FakeCuda):
     def stream_sync(self, s):
         self.syncs += 1
 
+    def stream_destroy(self, s):
+        self.destroyed.append(s)
+
     def event_create(self):
         return object()
+
+    def event_destroy(self, e):
+        self.destroyed.append(e)
 
     def event_record(self, e, s):
         pass
@@ -517,8 +523,12 @@ def test_batch_below_min_batch_is_padded_with_fakes(tmp_path):
     assert y.shape == (1, 3, 8, 12) and trt.engine.ctx.runs[-1] == (2, 3, 8, 12)
     np.testing.assert_allclose(y, x * 2)
     assert be.last_labels.shape == (1, 8, 12)
+    events = be._events
     be.close()
     assert be._dev == {} and be._host == {}
+    assert cuda.destroyed == [*events, "stream"]  # the stream and both timing events are released
+    be.close()  # twice is harmless
+    assert len(cuda.destroyed) == 3
 
 
 def test_int8_calibrator_with_fakes(tmp_path):

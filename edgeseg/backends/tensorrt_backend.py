@@ -241,7 +241,17 @@ class TensorRTBackend:
         return probs.astype(np.float32, copy=True)
 
     def close(self) -> None:
-        """Free device buffers and (cuda-python) pinned host buffers; pycuda frees its own on GC."""
+        """Free device buffers, (cuda-python) pinned host buffers, the stream and the timing events;
+        pycuda frees its own objects on GC. Safe to call twice."""
+        handles = [(self.cuda.event_destroy, e) for e in (getattr(self, "_events", None) or ())]
+        if getattr(self, "_stream", None) is not None:
+            handles.append((self.cuda.stream_destroy, self._stream))
+        for destroy, handle in handles:
+            try:
+                destroy(handle)
+            except Exception:  # noqa: BLE001 - best effort at teardown
+                pass
+        self._events, self._stream = None, None
         for ptr in getattr(self, "_dev", {}).values():
             try:
                 self.cuda.free(ptr)
