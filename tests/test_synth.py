@@ -108,3 +108,23 @@ def test_write_clip_video_and_cli(tmp_path) -> None:
     synth.main(["dataset", str(tmp_path / "ds"), "--count", "2", "--seed", "5",
                 "--size", "64", "64"])
     assert len(list((tmp_path / "ds" / "gt").glob("*.png"))) == 2
+
+
+def test_composite_cli_writes_pairs_the_loader_reads(tmp_path, capsys) -> None:
+    from training.data import NOT_LEAK, load_folder
+
+    bgs = tmp_path / "bg"
+    bgs.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        cv2.imwrite(str(bgs / f"view{i}.jpg"), rng.integers(0, 90, (96, 128, 3), dtype=np.uint8))
+    (bgs / "broken.png").write_bytes(b"not an image")
+    synth.main(["composite", str(bgs), str(tmp_path / "out"), "--count", "3", "--seed", "5"])
+    assert "wrote 2 composites" in capsys.readouterr().out  # the broken file is skipped, not fatal
+    data = load_folder(tmp_path / "out", size=64, cache=False)
+    assert len(data) == 2 and data.real.all()  # 96x128 photos: flagged as real photos, not 256 composites
+    # binary layout: smoke = 1, the rest "not leak" (machines unknown), and every pair has a plume
+    assert set(np.unique(data.labels)) == {1, NOT_LEAK}
+    assert all((lab == 1).any() for lab in data.labels)
+    with pytest.raises(SystemExit, match="no .jpg/.png/.bmp backgrounds"):
+        synth.main(["composite", str(tmp_path / "nothing"), str(tmp_path / "o2")])

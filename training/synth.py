@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -360,6 +361,35 @@ def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0,
         cv2.imwrite(str(out / "gt" / f"{i:05d}.png"), lab)
 
 
+def write_composites(backgrounds: str | os.PathLike, out_dir: str | os.PathLike, count: int,
+                     seed: int = 0) -> int:
+    """Composite plumes over smoke-free photos in ``backgrounds`` (cycled) into ``img/`` + ``gt/``.
+
+    Why: a user's own camera views, without smoke, become exactly labelled training pairs in
+    the binary layout ``training.data.load_folder`` reads (gt 0 / 255, same size as the image).
+    Unreadable files are skipped with a warning; returns the number of pairs written.
+    """
+    src = Path(backgrounds)
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"}) if src.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"{src}: no .jpg/.png/.bmp backgrounds found (pass a folder of smoke-free photos)")
+    out = Path(out_dir)
+    (out / "img").mkdir(parents=True, exist_ok=True)
+    (out / "gt").mkdir(parents=True, exist_ok=True)
+    written = 0
+    for i in range(count):
+        path = files[i % len(files)]
+        bg = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bg is None:
+            print(f"warning: skipping unreadable background {path}", file=sys.stderr)
+            continue
+        img, lab = composite_plume(bg, seed + i)
+        cv2.imwrite(str(out / "img" / f"{i:05d}.png"), img)
+        cv2.imwrite(str(out / "gt" / f"{i:05d}.png"), lab * 255)
+        written += 1
+    return written
+
+
 def write_clip_video(path: str | os.PathLike, seed: int = 0, frames: int = 24,
                      size: tuple[int, int] = (256, 256), fps: float = 12.0) -> None:
     """Write a rendered clip to an mp4 (fourcc 'mp4v') for demo/inference tests."""
@@ -389,9 +419,20 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--fps", type=float, default=12.0)
     c.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    m = sub.add_parser("composite", help="plumes over your own smoke-free photos -> img/ + gt/ (0/255)")
+    m.add_argument("backgrounds", help="folder of smoke-free photos (e.g. frames of your camera views)")
+    m.add_argument("out")
+    m.add_argument("--count", type=int, default=100)
+    m.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     if a.cmd == "dataset":
         write_dataset(a.out, a.count, a.seed, tuple(a.size))
+    elif a.cmd == "composite":
+        try:
+            n = write_composites(a.backgrounds, a.out, a.count, a.seed)
+        except FileNotFoundError as exc:
+            sys.exit(f"error: {exc}")
+        print(f"wrote {n} composites to {a.out}/img and {a.out}/gt")
     else:
         write_clip_video(a.out, a.seed, a.frames, tuple(a.size), a.fps)
 
