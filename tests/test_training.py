@@ -152,3 +152,36 @@ def test_curves_history_dedups_resumed_steps_and_chains_stages(tmp_path):
     assert hist[2]["loss_ema"] == 0.2 and hist[2]["val_smoke_iou"] == 0.3  # the later record of a step wins
     plot(hist, tmp_path / "curve.png")
     assert cv2.imread(str(tmp_path / "curve.png")) is not None
+
+
+def test_rescore_measures_the_bundled_model_and_keeps_its_training_record(tiny_onnx, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import pytest
+
+    from export.checkpoint import sha256_of
+    from training import ship
+
+    models = tmp_path / "models"
+    models.mkdir()
+    onnx_path = models / f"{ship.NAME}.onnx"
+    shutil.copy(tiny_onnx, onnx_path)
+    training = {"minutes": 104.0, "hardware": "2 CPU cores", "images_per_s_by_crop": {"128": 13.3},
+                "config": {"stages": [{"phases": [{"steps": 10}]}]}}
+    sidecar = {"onnx_sha256": sha256_of(onnx_path), "leak_threshold": None, "threshold_selection": {},
+               "training": training, "scores": {"stale": True}}
+    (models / f"{ship.NAME}.json").write_text(json.dumps(sidecar))
+    monkeypatch.setattr(ship, "MODELS", models)
+    monkeypatch.setattr(ship, "FIGURE", tmp_path / "fig.png")
+    monkeypatch.setattr(ship, "SYNTH_TEST_COUNT", 4)
+    monkeypatch.setattr(ship, "NO_LEAK_COUNT", 3)
+    ship.main(["--rescore", "--data", str(tmp_path / "no-smoke5k-here")])
+    out = json.loads((models / f"{ship.NAME}.json").read_text())
+    assert out["training"] == training and "stale" not in out["scores"]
+    syn = out["scores"]["synthetic_gas_test"]
+    assert syn["images"] == 4 and 0.0 <= syn["mean_iou_per_image"] <= 1.0
+    assert out["scores"]["false_alarms_synthetic_no_leak"]["frames"] == 3
+    assert "synthetic gas test, 4 held-out scenes" in capsys.readouterr().out  # the README block, printed
+    onnx_path.write_bytes(onnx_path.read_bytes() + b"\0")  # the model changed after shipping: refuse
+    with pytest.raises(SystemExit, match="does not match the sha256"):
+        ship.main(["--rescore"])
