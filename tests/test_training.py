@@ -182,6 +182,11 @@ def test_rescore_measures_the_bundled_model_and_keeps_its_training_record(tiny_o
     assert syn["images"] == 4 and 0.0 <= syn["mean_iou_per_image"] <= 1.0
     assert out["scores"]["false_alarms_synthetic_no_leak"]["frames"] == 3
     assert "synthetic gas test, 4 held-out scenes" in capsys.readouterr().out  # the README block, printed
+    # a sidecar with real-photo scores is not rescored without the photos (they would be dropped)
+    side = models / f"{ship.NAME}.json"
+    side.write_text(json.dumps({**out, "scores": {**out["scores"], "smoke5k_val": {"images": 51}}}))
+    with pytest.raises(SystemExit, match="would drop the model's real-photo scores"):
+        ship.main(["--rescore", "--data", str(tmp_path / "no-smoke5k-here")])
     onnx_path.write_bytes(onnx_path.read_bytes() + b"\0")  # the model changed after shipping: refuse
     with pytest.raises(SystemExit, match="does not match the sha256"):
         ship.main(["--rescore"])

@@ -72,10 +72,10 @@ def _cell(values: list[float]) -> str:
 
 def ablation_table(rows: list[dict]) -> str:
     """Markdown: per activation, mean IoU / F1 over the seeds run (range in brackets), beside the paper."""
-    seeds = sorted({r.get("seed", 0) for r in rows})
-    head = "ours: mean IoU" if len(seeds) == 1 else f"ours: mean IoU, {len(seeds)} seeds (range)"
-    headf = "ours: mean F1" if len(seeds) == 1 else f"ours: mean F1, {len(seeds)} seeds (range)"
-    lines = [f"| final activation | {head} | {headf} | paper: mean IoU | paper: mean F1 |", "|---|---|---|---|---|"]
+    n = len({r.get("seed", 0) for r in rows})
+    over = "" if n == 1 else f", {n} seeds (range)"
+    lines = [f"| final activation | ours: mean IoU{over} | ours: mean F1{over} | paper: mean IoU | paper: mean F1 |",
+             "|---|---|---|---|---|"]
     for act in ACTIVATIONS:
         mine = [r for r in rows if r["activation"] == act]
         if not mine:

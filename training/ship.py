@@ -225,6 +225,9 @@ def rescore(data_root: Path, min_area: int) -> None:
     if sha256_of(onnx_path) != sidecar.get("onnx_sha256"):
         raise SystemExit(f"error: {onnx_path.name} does not match the sha256 in {side_path.name}; "
                          "re-ship it from its run: python -m training.ship --run RUN")
+    if "smoke5k_val" in sidecar.get("scores", {}) and not (data_root / "val").is_dir():
+        raise SystemExit(f"error: {data_root / 'val'} not found; rescoring without it would drop the model's "
+                         "real-photo scores (pass --data DIR with train/ and val/)")
     threshold, sweep = choose_threshold(onnx_path, data_root)
     if threshold is not None:
         shipped = sidecar.get("leak_threshold")
