@@ -142,12 +142,14 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
         finally:
             # an incident still open when the video stops gets its "end" (Ctrl-C included)
             reason = "interrupted" if interrupted else "error" if sys.exc_info()[0] else "source_ended"
-            for ev in alarm.close(last_index, last_ts, reason):
-                emit({**ev, "source": source.spec, "wall_time": time.time()})
-            if writer is not None:
-                writer.release()
-            if window_open:  # never touch the GUI when nothing was shown
-                cv2.destroyAllWindows()
+            try:
+                for ev in alarm.close(last_index, last_ts, reason):
+                    emit({**ev, "source": source.spec, "wall_time": time.time()})
+            finally:  # the video is finished even if that last write fails (disk full)
+                if writer is not None:
+                    writer.release()
+                if window_open:  # never touch the GUI when nothing was shown
+                    cv2.destroyAllWindows()
     elapsed = time.perf_counter() - t0
     return {"source": source.spec, "kind": source.kind, "frames_read": read, "frames_processed": processed,
             "fps": round(processed / elapsed, 2) if elapsed > 0 else 0.0, "events": n_events,

@@ -246,10 +246,15 @@ class TensorRTBackend:
         handles = [(self.cuda.event_destroy, e) for e in (getattr(self, "_events", None) or ())]
         if getattr(self, "_stream", None) is not None:
             handles.append((self.cuda.stream_destroy, self._stream))
-        for destroy, handle in handles:
+        if handles:
             try:
-                destroy(handle)
-            except Exception:  # noqa: BLE001 - best effort at teardown
+                with self.cuda:  # our device / context current, whichever thread closes
+                    for destroy, handle in handles:
+                        try:
+                            destroy(handle)
+                        except Exception:  # noqa: BLE001 - best effort at teardown
+                            pass
+            except Exception:  # noqa: BLE001 - the context itself may be gone at teardown
                 pass
         self._events, self._stream = None, None
         for ptr in getattr(self, "_dev", {}).values():
