@@ -133,6 +133,7 @@ class Segmenter:
         self.min_area = int(min_area)
         self.mode: Literal["resize", "letterbox"] = "letterbox" if letterbox else "resize"
         self.model_path = path
+        self._closed = False
 
     @property
     def backend_name(self) -> str:
@@ -158,7 +159,7 @@ class Segmenter:
 
     def segment_batch(self, frames: Sequence[np.ndarray], return_probs: bool = False) -> list[Result]:
         """One backend call for the whole batch; results are per frame at frame resolution."""
-        if getattr(self, "_closed", False):
+        if self._closed:
             raise RuntimeError("this Segmenter was closed (close() / end of its 'with' block); create a new one")
         t0 = time.perf_counter()
         try:
