@@ -1,12 +1,12 @@
 """edgeseg: gas-leak and smoke segmentation for edge devices (ONNX Runtime / TensorRT).
 
 The runtime package never imports torch: camera gateways install numpy, opencv and
-onnxruntime only. Conversion from PyTorch lives in the separate ``export`` package.
+onnxruntime only. Conversion from PyTorch lives in ``edgeseg_export`` (``export/`` in a checkout),
+which imports this package, never the reverse. See README "Architecture".
 """
 __version__ = "0.1.0"
-CLASSES = ("background", "gas-smoke", "machine")
 
-__all__ = ["Segmenter", "Result", "CLASSES", "__version__"]
+__all__ = ["Segmenter", "Result", "__version__"]
 
 
 def __getattr__(name: str):

@@ -25,110 +25,21 @@ bench_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(bench_app, name="bench")
-console = Console(stderr=True, soft_wrap=True)  # errors stay on one line
+from edgeseg.console import console, fail, parse_size  # noqa: E402
+
+_fail, _parse_size = fail, parse_size
 
 
-def _fail(message: str, code: int = 2) -> None:
-    """One line, red, non-zero exit: what went wrong and how to fix it."""
-    from rich.markup import escape
+def _register_plugins() -> None:
+    """Commands of other installed packages (the torch-side ``export onnx`` lives in
+    ``edgeseg_export``): found by entry point, so this package never imports them by name."""
+    from importlib.metadata import entry_points
 
-    # escape: messages name extras like "[gpu]", which rich would otherwise eat as markup
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        _fail(f"--size {text!r} is not HxW or N (e.g. 256 or 256x384)")
-    return (vals[0], vals[0]) if len(vals) == 1 else (vals[0], vals[1])
-
-
-@export_app.command("onnx")
-def export_onnx_cmd(
-    checkpoint: Path = typer.Argument(..., help="PyTorch checkpoint (.pt/.pth/.ckpt, weights only) or .safetensors"),
-    output: Path = typer.Option(Path("model.onnx"), "-o", "--output", help="ONNX file to write"),
-    classes: Optional[str] = typer.Option(
-        None, help="Comma-separated class names; must match the checkpoint's class count. "
-        "Default for 3 classes: background,gas-smoke,machine"
-    ),
-    activation: str = typer.Option("softmax", help="Final activation baked into the graph: softmax | sigmoid | none"),
-    size: str = typer.Option("256", help="Nominal input size HxW (multiple of 32), stored in the metadata"),
-    mean: str = typer.Option("0.485,0.456,0.406", help="RGB mean in 0..1 units (metadata for preprocessing)"),
-    std: str = typer.Option("0.229,0.224,0.225", help="RGB std in 0..1 units"),
-    opset: int = typer.Option(17, help="ONNX opset (17 or newer)"),
-    batch: str = typer.Option("dynamic", help="'dynamic' (batch, height, width all dynamic) or a fixed batch size N"),
-    labels: str = typer.Option("uint8", help="Extra argmax output 'labels': uint8 | int32 | none"),
-    fp16: bool = typer.Option(False, "--fp16", help="Also write <output>.fp16.onnx (fp16 weights, fp32 I/O) and verify it"),
-    tolerance: float = typer.Option(1e-4, help="Max abs error allowed between PyTorch and ONNX Runtime"),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout"),
-) -> None:
-    """Convert a ResNet-18 U-Net checkpoint (smp-compatible) to a verified ONNX model."""
-    try:
-        from export.checkpoint import CheckpointError, load_model
-        from export.onnx_export import (
-            ExportReport, VerificationError, build_metadata, check_size, convert_fp16,
-            export_onnx, verify_against_torch, verify_fp16,
-        )
-    except ImportError as exc:
-        _fail(f"export needs torch ({exc}); install with: pip install 'edgeseg[export]'")
-    if activation not in ("softmax", "sigmoid", "none"):
-        _fail(f"--activation {activation!r}: use softmax, sigmoid or none")
-    if labels not in ("uint8", "int32", "none"):
-        _fail(f"--labels {labels!r}: use uint8, int32 or none")
-    if batch != "dynamic" and not (batch.isdigit() and int(batch) >= 1):
-        _fail(f"--batch {batch!r}: use 'dynamic' or a positive integer")
-    hw = _parse_size(size)
-    try:
-        check_size(*hw)
-    except ValueError as exc:
-        _fail(str(exc))
-    try:
-        mean_t = tuple(float(v) for v in mean.split(","))
-        std_t = tuple(float(v) for v in std.split(","))
-        assert len(mean_t) == 3 and len(std_t) == 3
-    except (ValueError, AssertionError):
-        _fail("--mean/--std need three comma-separated numbers, e.g. 0.485,0.456,0.406")
-    names = [c.strip() for c in classes.split(",")] if classes else None
-    batch_arg = "dynamic" if batch == "dynamic" else int(batch)
-    with console.status("loading checkpoint (weights_only)..."):
+    for ep in entry_points(group="edgeseg.export_commands"):
         try:
-            model, info = load_model(checkpoint, names, activation)  # type: ignore[arg-type]
-        except CheckpointError as exc:
-            _fail(str(exc))
-    console.print(f"loaded {checkpoint} ({info['num_classes']} classes: {', '.join(info['classes'])})")
-    meta = build_metadata(info["classes"], activation, hw, mean_t, std_t, info["sha256"], checkpoint.name)
-    with console.status(f"exporting to ONNX (opset {opset})..."):
-        path = export_onnx(model, output, meta, hw, opset, batch_arg, labels)  # type: ignore[arg-type]
-    report = ExportReport(
-        path=str(path), opset=opset, batch=str(batch), tolerance=tolerance,
-        inputs=["image"], outputs=["probs"] + ([] if labels == "none" else ["labels"]),
-        size_mb=round(path.stat().st_size / 1e6, 2),
-    )
-    with console.status("verifying ONNX Runtime against PyTorch (random + image-like inputs)..."):
-        try:
-            report.errors_by_input = verify_against_torch(model, path, hw, tolerance=tolerance)
-        except VerificationError as exc:
-            _fail(str(exc), code=1)
-    report.max_abs_error = max(report.errors_by_input.values())
-    console.print(f"[green]verified[/]: max abs error {report.max_abs_error:.2e} (tolerance {tolerance:.0e})")
-    if fp16:
-        fp16_path = path.with_suffix(".fp16.onnx")
-        with console.status("writing and verifying the fp16 variant..."):
-            _, clamped = convert_fp16(path, fp16_path)
-            try:
-                iou, err = verify_fp16(path, fp16_path, hw)
-            except VerificationError as exc:
-                _fail(str(exc), code=1)
-        report.fp16_path, report.fp16_mask_iou, report.fp16_max_abs_error = str(fp16_path), iou, err
-        console.print(f"[green]fp16[/]: {fp16_path} mask IoU vs fp32 {iou:.4f}, max prob error {err:.2e}"
-                      + (f" ({clamped} weights below fp16's range clamped to ±1e-7)" if clamped else ""))
-    if as_json:
-        typer.echo(report.to_json())
-    else:
-        console.print(f"wrote {path} ({report.size_mb} MB)")
+            export_app.command(ep.name)(ep.load())
+        except ImportError:  # a broken plugin must not take the whole CLI down
+            continue
 
 
 @app.command("inspect")
@@ -178,9 +89,9 @@ def build_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout"),
 ) -> None:
     """Build a TensorRT engine for this GPU (run it on the device that will do inference)."""
-    from edgeseg.cuda_layer import BackendUnavailable
-    from edgeseg.engine_meta import EngineMismatch
-    from export.trt_build import BuildError, BuildOptions, build_engine
+    from edgeseg.engine_build import BuildError, BuildOptions, build_engine
+    from edgeseg.errors import BackendUnavailable
+    from edgeseg.model_meta import EngineMismatch
 
     if not model.is_file():
         _fail(f"ONNX model not found: {model}")
@@ -215,17 +126,16 @@ def build_cmd(
 def _verify_images(data: Path, limit: int) -> tuple[list[str], list]:
     import cv2
 
-    from export.trt_build import IMAGE_EXTS
+    from edgeseg.files import list_images
 
     if not data.is_dir():
         _fail(f"--data {data} is not a folder of images")
     names, frames = [], []
-    for p in sorted(data.rglob("*")):
-        if p.suffix.lower() in IMAGE_EXTS:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is not None:
-                names.append(str(p.relative_to(data)))
-                frames.append(img)
+    for p in list_images(data, recursive=True):
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is not None:
+            names.append(str(p.relative_to(data)))
+            frames.append(img)
         if len(frames) >= limit:
             break
     if not frames:
@@ -247,23 +157,20 @@ def verify_cmd(
     """Check a TensorRT engine's masks against ONNX Runtime fp32 (or save that reference on a CPU box)."""
     import numpy as np
 
-    from edgeseg.backends.base import ModelInfo
+    from edgeseg.fp16 import cpu_session
+    from edgeseg.metrics import mask_iou
+    from edgeseg.model_meta import read_model_info
     from edgeseg.preprocess import preprocess
-    from export.trt_build import onnx_metadata
 
     if not onnx_model.is_file():
         _fail(f"ONNX model not found: {onnx_model}")
-    info = ModelInfo.from_metadata(onnx_metadata(onnx_model))
+    info = read_model_info(onnx_model)
     names, frames = _verify_images(data, limit)
     x = preprocess(frames, info.input_size, info.mean, info.std)[0]
 
     def ort_probs() -> "np.ndarray":
-        import onnxruntime as ort
-
-        sess = ort.InferenceSession(str(onnx_model), providers=["CPUExecutionProvider"])
-        out = [o.name for o in sess.get_outputs()]
-        name = "probs" if "probs" in out else out[0]
-        return np.concatenate([sess.run([name], {sess.get_inputs()[0].name: x[i : i + 1]})[0] for i in range(len(x))])
+        sess = cpu_session(onnx_model)
+        return np.concatenate([sess.run(["probs"], {"image": x[i : i + 1]})[0] for i in range(len(x))])
 
     if save_reference is not None:
         probs = ort_probs()
@@ -287,13 +194,8 @@ def verify_cmd(
         _fail(f"{exc} (on a machine without a GPU use --save-reference and verify later on the device)")
     probs = be.infer(x)
     masks = probs.argmax(1)
-    inter = union = 0
-    for c in range(probs.shape[1]):
-        a, b = masks == c, ref_masks == c
-        inter += np.logical_and(a, b).sum()
-        union += np.logical_or(a, b).sum()
     report = {
-        "images": len(names), "mask_iou_agreement": float(inter / max(union, 1)),
+        "images": len(names), "mask_iou_agreement": mask_iou(ref_masks, masks, probs.shape[1]),
         "pixel_agreement": float((masks == ref_masks).mean()),
         "max_prob_error": float(np.abs(probs - ref_probs).max()), "gpu_ms_last_batch": be.gpu_timing_ms,
         "precision": be.meta.precision, "reference": str(reference) if reference else "onnxruntime fp32",
@@ -609,6 +511,9 @@ def bench_int8_configs_cmd() -> None:
     for c in CONFIGS:
         table.add_row(c.name + (" (default)" if c.name == DEFAULT_CONFIG else ""), c.describe())
     Console().print(table)
+
+
+_register_plugins()
 
 
 def main() -> None:  # pragma: no cover - console_scripts entry point

@@ -11,9 +11,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-
-class BackendUnavailable(RuntimeError):
-    """A backend cannot run on this machine (library missing, no driver, no GPU)."""
+from edgeseg.errors import BackendUnavailable
 
 
 class CudaError(RuntimeError):

@@ -11,3 +11,7 @@ class InputError(ValueError):
 
 class SourceError(RuntimeError):
     """An image/video/stream source cannot be opened or has dropped for good."""
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend cannot run on this machine (library missing, no driver, no GPU)."""

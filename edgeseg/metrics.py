@@ -114,3 +114,32 @@ class SegmentationScores:
                 "images": self.images,
             }
         return out
+
+
+def mask_agreement(reference: Sequence[np.ndarray], other: Sequence[np.ndarray], num_classes: int) -> dict[str, float]:
+    """How closely ``other`` masks reproduce ``reference`` masks (e.g. INT8 or TensorRT vs fp32).
+
+    The reference is scored as if it were ground truth, with the same confusion-matrix code
+    as accuracy, so "agreement" means mask IoU: 1.0 = identical. Returns dataset-level mean IoU,
+    per-image mean IoU and plain pixel agreement.
+    """
+    if len(reference) != len(other) or not len(reference):
+        raise ValueError(f"need equally many masks, got {len(reference)} and {len(other)}")
+    scores = SegmentationScores(num_classes)
+    same = total = 0
+    for r, o in zip(reference, other):
+        scores.update(r, o)
+        same += int(np.count_nonzero(r == o))
+        total += r.size
+    s = scores.summary()
+    return {"mask_iou": s["mean_iou_dataset"], "mask_iou_per_image": s["mean_iou_per_image"],
+            "pixel_agreement": same / total}
+
+
+def mask_iou(reference: np.ndarray, other: np.ndarray, num_classes: int) -> float:
+    """Dataset-level mean IoU of ``other`` against ``reference`` label maps (any batch shape):
+    the one number every "do these two models agree" check prints (1.0 = identical masks)."""
+    ref, oth = np.asarray(reference), np.asarray(other)
+    if ref.shape != oth.shape:
+        raise ValueError(f"mask shapes differ: {ref.shape} vs {oth.shape}")
+    return mask_agreement([ref.reshape(-1)], [oth.reshape(-1)], num_classes)["mask_iou"]

@@ -7,22 +7,24 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import cv2
 import numpy as np
 
-from edgeseg.backends.base import Backend, ModelInfo
+from edgeseg.backends.base import Backend, BackendOptions
+from edgeseg.backends.registry import open_backend
 from edgeseg.errors import InputError, ModelError
+from edgeseg.model_meta import ModelInfo
 from edgeseg.postprocess import Region, extract_regions, labels_to_frame, probs_to_labels, remove_small
 from edgeseg.preprocess import Transform, preprocess
 
 log = logging.getLogger("edgeseg")
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "edgeseg-unet-r18.onnx"
-BackendName = Literal["auto", "onnxruntime", "tensorrt"]
+BackendName = str  # "auto" or a name in edgeseg.backends.registry.BACKENDS
 
 
 @dataclass
@@ -34,7 +36,6 @@ class Result:
     timings: dict[str, float]  # pre_ms / infer_ms / post_ms (batch stages shared per frame)
     classes: tuple[str, ...]
     probs: np.ndarray | None = None  # CxHxW float32 when requested
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def leak(self) -> bool:
@@ -56,50 +57,6 @@ def _prob_to_frame(prob_hw: np.ndarray, t: Transform) -> np.ndarray:
     return cv2.resize(prob_hw, (t.orig_w, t.orig_h), interpolation=cv2.INTER_LINEAR)
 
 
-def _make_backend(model: Path, backend: BackendName, threads: int | None, rebuild_engine: bool = False) -> Backend:
-    """Choose and construct the backend; ``auto`` falls back to ONNX Runtime with a logged reason."""
-    from edgeseg.backends.onnxruntime_backend import OrtBackend
-
-    if backend not in ("auto", "onnxruntime", "tensorrt"):
-        raise ModelError(f"unknown backend {backend!r}: use auto, onnxruntime or tensorrt")
-    if backend == "onnxruntime" and model.suffix == ".engine":
-        # an explicit choice wins over the file type: run the ONNX model the engine came from
-        onnx = model.with_suffix(".onnx")
-        if not onnx.is_file():
-            raise ModelError(f"backend onnxruntime cannot run a TensorRT engine ({model.name}) and there is no "
-                             f"{onnx.name} next to it; pass the .onnx model or use --backend tensorrt")
-        log.info("backend onnxruntime: using %s instead of the engine %s", onnx.name, model.name)
-        return OrtBackend(onnx, threads=threads)
-    if model.suffix == ".engine" or backend == "tensorrt":
-        engine = model if model.suffix == ".engine" else model.with_suffix(".engine")
-        onnx = model if model.suffix == ".onnx" else model.with_suffix(".onnx")
-        try:
-            from edgeseg.backends.tensorrt_backend import TensorRTBackend
-
-            be = TensorRTBackend(engine, onnx_path=onnx if onnx.is_file() else None, auto_rebuild=rebuild_engine)
-            log.info("%s backend: TensorRT engine %s", backend, engine.name)
-            return be
-        except Exception as exc:  # noqa: BLE001 - any failure means "no TensorRT here"
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if backend == "tensorrt":
-                raise ModelError(f"TensorRT backend unavailable: {reason}") from exc
-            if not onnx.is_file():
-                raise ModelError(f"cannot run {engine.name} ({reason}) and no {onnx.name} next to it to fall back to") from exc
-            log.warning("TensorRT unavailable (%s); falling back to ONNX Runtime on %s", reason, onnx.name)
-            return OrtBackend(onnx, threads=threads)
-    if backend == "auto" and model.with_suffix(".engine").is_file():
-        try:
-            from edgeseg.backends.tensorrt_backend import TensorRTBackend
-
-            be = TensorRTBackend(model.with_suffix(".engine"), onnx_path=model, auto_rebuild=rebuild_engine)
-            log.info("auto backend: TensorRT engine %s", model.with_suffix(".engine").name)
-            return be
-        except Exception as exc:  # noqa: BLE001
-            log.warning("auto backend: engine present but TensorRT unusable (%s); using ONNX Runtime",
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    return OrtBackend(model, threads=threads)
-
-
 class Segmenter:
     """Preprocess -> backend -> postprocess, with model-driven normalisation and sizes.
 
@@ -107,28 +64,31 @@ class Segmenter:
     when it has one, else argmax). ``min_area``: drop leak blobs
     smaller than this many frame pixels (noise never raises an alarm). ``letterbox`` keeps the
     aspect ratio (pads); the default plain resize matches how the bundled model was trained.
-    ``rebuild_engine``: when a TensorRT engine was built for another GPU / TensorRT version (or
+    ``backend``: ``auto``, a registered name (``edgeseg.backends.registry``) or a ready
+    :class:`~edgeseg.backends.base.Backend` object. ``rebuild_engine``: when a TensorRT engine was built for another GPU / TensorRT version (or
     is missing), rebuild it from the ``.onnx`` next to it instead of refusing (takes minutes).
     """
 
-    def __init__(self, model: str | Path | None = None, backend: BackendName = "auto",
+    def __init__(self, model: str | Path | None = None, backend: BackendName | Backend = "auto",
                  threshold: float | None = None, min_area: int = 0, letterbox: bool = False,
                  threads: int | None = None, rebuild_engine: bool = False) -> None:
-        if model is None:
-            if not DEFAULT_MODEL.is_file():
-                raise ModelError(f"no trained model is bundled at {DEFAULT_MODEL}; pass a model path "
-                                 "(Segmenter('model.onnx')) or train one: python -m training.train")
-            model = DEFAULT_MODEL
-        path = Path(model)
-        if not path.exists() and not (path.suffix == ".engine" and path.with_suffix(".onnx").exists()):
-            raise ModelError(f"model not found: {path} (check the path)")
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ModelError(f"threshold must be between 0 and 1, got {threshold}")
-        self.backend: Backend = _make_backend(path, backend, threads, rebuild_engine)
+        if isinstance(backend, Backend):  # a ready backend (tests, benchmarks, custom runtimes)
+            path = Path(model) if model is not None else None
+        else:
+            if model is None:
+                if not DEFAULT_MODEL.is_file():
+                    raise ModelError(f"no trained model is bundled at {DEFAULT_MODEL}; pass a model path "
+                                     "(Segmenter('model.onnx')) or train one: python -m training.train")
+                model = DEFAULT_MODEL
+            path = Path(model)
+            if not path.exists() and not (path.suffix == ".engine" and path.with_suffix(".onnx").exists()):
+                raise ModelError(f"model not found: {path} (check the path)")
+        self.backend: Backend = open_backend(path or Path("."), backend, BackendOptions(threads, rebuild_engine))
         self.info: ModelInfo = self.backend.info
-        if threshold is None and "leak_threshold" in self.info.extra:
-            # the threshold the model was shipped with (chosen on held-out *training* photos)
-            threshold = float(self.info.extra["leak_threshold"])
+        if threshold is None:
+            threshold = self.info.leak_threshold  # shipped with the model, chosen on held-out *training* photos
         self.threshold = threshold
         self.min_area = int(min_area)
         self.mode: Literal["resize", "letterbox"] = "letterbox" if letterbox else "resize"
@@ -144,9 +104,7 @@ class Segmenter:
         events) instead of whenever the garbage collector runs; a gateway that swaps models or
         cameras should not wait for that. Safe to call twice; the Segmenter is unusable after."""
         self._closed = True
-        close = getattr(self.backend, "close", None)
-        if close is not None:
-            close()
+        self.backend.close()
 
     def __enter__(self) -> "Segmenter":
         return self

@@ -19,10 +19,9 @@ import cv2
 import numpy as np
 
 from edgeseg.errors import SourceError
+from edgeseg.files import IMAGE_EXTS, VIDEO_EXTS, list_images
 
 log = logging.getLogger("edgeseg")
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".ts"}
 
 
 @dataclass
@@ -159,7 +158,7 @@ def open_source(spec: str, max_retries: int = 5, sleep: Callable[[float], None] 
     if not p.exists():
         raise SourceError(f"source not found: {p} (give an image, folder, video, rtsp:// URL or camera index)")
     if p.is_dir():
-        files = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTS)
+        files = list_images(p)
         if not files:
             raise SourceError(f"folder {p} has no images ({', '.join(sorted(IMAGE_EXTS))})")
         return Source(s, "folder", None, lambda: _images(files))

@@ -7,14 +7,15 @@ the model so a mismatch reads as one line listing the first offending keys.
 """
 from __future__ import annotations
 
-import hashlib
 import pickle
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
-from export.model import Activation, UNetResNet18
+from edgeseg.files import sha256_file
+
+from .model import Activation, UNetResNet18
 
 _PREFIXES = ("model.", "module.", "net.", "network.")
 _CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
@@ -22,15 +23,6 @@ _CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be used; the message says why and what to do."""
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file, recorded in the ONNX metadata so a model can be traced to its source."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_raw(path: str | Path) -> Mapping[str, object]:
@@ -134,4 +126,4 @@ def load_model(
     names = class_names or (
         ["background", "gas-smoke", "machine"] if n == 3 else [f"class{i}" for i in range(n)]
     )
-    return model, {"classes": names, "sha256": sha256_of(path), "num_classes": n}
+    return model, {"classes": names, "sha256": sha256_file(path), "num_classes": n}

@@ -300,8 +300,8 @@ def test_quantize_keeps_metadata_and_runs_in_the_sdk(suite_report, tiny_data):
 
     int8 = next(v for v in r["variants"] if v["key"] == "ort_int8")
     seg = Segmenter(int8["path"], backend="onnxruntime", threads=1)
-    assert seg.info.input_size == (64, 64) and seg.info.extra["precision"] == "int8"
-    assert seg.info.extra["int8_config"] == int8["details"]["config"]
+    assert seg.info.input_size == (64, 64) and seg.info.metadata["precision"] == "int8"
+    assert seg.info.metadata["int8_config"] == int8["details"]["config"]
     img = cv2.imread(str(next((tiny_data / "img").iterdir())))
     assert seg.segment(img).mask.shape == img.shape[:2]
 

@@ -66,8 +66,8 @@ def test_engine_without_tensorrt_falls_back_to_onnx(tiny_onnx, tmp_path, caplog)
     engine.write_bytes(b"plan")
     seg = Segmenter(engine, backend="auto")
     assert seg.backend_name == "onnxruntime"
-    assert "falling back to ONNX Runtime" in caplog.text
-    with pytest.raises(ModelError, match="TensorRT backend unavailable"):
+    assert "tensorrt cannot run m.engine" in caplog.text
+    with pytest.raises(ModelError, match="tensorrt backend unavailable"):
         Segmenter(engine, backend="tensorrt")
 
 
@@ -77,12 +77,12 @@ def test_explicit_onnxruntime_on_an_engine_runs_its_onnx(tiny_onnx, tmp_path, ca
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"plan")
-    with pytest.raises(ModelError, match="no m.onnx next to it"):
+    with pytest.raises(ModelError, match="no m.onnx next to m.engine"):
         Segmenter(engine, backend="onnxruntime")
     (tmp_path / "m.onnx").write_bytes(tiny_onnx.read_bytes())
     with caplog.at_level(logging.INFO, logger="edgeseg"):
         seg = Segmenter(engine, backend="onnxruntime")
-    assert seg.backend_name == "onnxruntime" and "using m.onnx instead of the engine" in caplog.text
+    assert seg.backend_name == "onnxruntime" and "using m.onnx instead of m.engine" in caplog.text
 
 
 def test_auto_with_an_unusable_sibling_engine_logs_why(tiny_onnx, tmp_path, caplog):
@@ -91,7 +91,7 @@ def test_auto_with_an_unusable_sibling_engine_logs_why(tiny_onnx, tmp_path, capl
     (tmp_path / "m.engine").write_bytes(b"plan")
     seg = Segmenter(onnx, backend="auto")
     assert seg.backend_name == "onnxruntime"
-    assert "engine present but TensorRT unusable" in caplog.text
+    assert "tensorrt cannot run m.engine" in caplog.text and "TensorRT python package not installed" in caplog.text
 
 
 def test_threshold_and_min_area_change_output(tiny_onnx):
@@ -140,7 +140,7 @@ def test_bundled_model_loads_and_matches_its_sidecar():
     """The shipped model is what `Segmenter()` loads; its sidecar describes that exact file."""
     import json
 
-    from edgeseg.engine_meta import sha256_file
+    from edgeseg.model_meta import sha256_file
 
     if not segmenter_mod.DEFAULT_MODEL.is_file():
         pytest.skip(f"no bundled model at {segmenter_mod.DEFAULT_MODEL} (produced by python -m training.ship)")

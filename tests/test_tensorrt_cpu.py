@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from edgeseg.cuda_layer import BackendUnavailable, CudaError, load_cuda_layer
-from edgeseg.engine_meta import (
+from edgeseg.model_meta import (
     EngineMeta, EngineMismatch, cache_key, check_compatible, engine_cache_path, read_sidecar, sidecar_path,
     write_sidecar,
 )
 from edgeseg.preprocess import preprocess
-from export.trt_build import BuildError, BuildOptions, CalibrationBatches, build_engine
+from edgeseg.engine_build import BuildError, BuildOptions, CalibrationBatches, build_engine
 
 
 # ----------------------------------------------------------------------------- fakes
@@ -343,7 +343,7 @@ def test_no_torch_in_runtime_modules():
     import subprocess
     import sys
 
-    code = ("import sys, edgeseg.engine_meta, edgeseg.cuda_layer, edgeseg.backends.tensorrt_backend, export.trt_build, edgeseg.cli;"
+    code = ("import sys, edgeseg.model_meta, edgeseg.cuda_layer, edgeseg.backends.tensorrt_backend, edgeseg.engine_build, edgeseg.cli;"
             "bad=[m for m in ('torch','tensorrt','pycuda') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
@@ -499,7 +499,6 @@ def test_backend_data_flow_with_fakes(tmp_path, io_dtype):
     y = be.infer(x)
     assert y.dtype == np.float32 and y.shape == (3, 3, 8, 12)
     np.testing.assert_allclose(y, (x.astype(io_dtype) * 2).astype(np.float32))
-    np.testing.assert_array_equal(be.last_labels, x.astype(io_dtype).argmax(1))
     assert be.gpu_timing_ms == 1.5
     y6 = be.infer(np.concatenate([x, x]))  # > max batch: split into 4 + 2
     assert y6.shape[0] == 6 and trt.engine.ctx.runs[-2:] == [(4, 3, 8, 12), (2, 3, 8, 12)]
@@ -522,7 +521,6 @@ def test_batch_below_min_batch_is_padded_with_fakes(tmp_path):
     y = be.infer(x)
     assert y.shape == (1, 3, 8, 12) and trt.engine.ctx.runs[-1] == (2, 3, 8, 12)
     np.testing.assert_allclose(y, x * 2)
-    assert be.last_labels.shape == (1, 8, 12)
     events = be._events
     be.close()
     assert be._dev == {} and be._host == {}
@@ -532,7 +530,7 @@ def test_batch_below_min_batch_is_padded_with_fakes(tmp_path):
 
 
 def test_int8_calibrator_with_fakes(tmp_path):
-    from export.trt_build import make_calibrator
+    from edgeseg.engine_build import make_calibrator
     from edgeseg.backends.base import ModelInfo
 
     trt = make_fake_trt("8.6.1")

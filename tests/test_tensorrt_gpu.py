@@ -37,7 +37,7 @@ def test_fp16_engine_matches_onnxruntime(tmp_path):
 
     from edgeseg.backends.tensorrt_backend import TensorRTBackend
     from edgeseg.preprocess import preprocess
-    from export.trt_build import BuildOptions, build_engine
+    from edgeseg.engine_build import BuildOptions, build_engine
 
     engine = tmp_path / "m.engine"
     report = build_engine(ONNX, engine, BuildOptions(fp16=True, min_batch=1, opt_batch=2, max_batch=4), cuda=cuda)

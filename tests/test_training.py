@@ -159,7 +159,7 @@ def test_rescore_measures_the_bundled_model_and_keeps_its_training_record(tiny_o
 
     import pytest
 
-    from export.checkpoint import sha256_of
+    from edgeseg.files import sha256_file
     from training import ship
 
     models = tmp_path / "models"
@@ -168,7 +168,7 @@ def test_rescore_measures_the_bundled_model_and_keeps_its_training_record(tiny_o
     shutil.copy(tiny_onnx, onnx_path)
     training = {"minutes": 104.0, "hardware": "2 CPU cores", "images_per_s_by_crop": {"128": 13.3},
                 "config": {"stages": [{"phases": [{"steps": 10}]}]}}
-    sidecar = {"onnx_sha256": sha256_of(onnx_path), "leak_threshold": None, "threshold_selection": {},
+    sidecar = {"onnx_sha256": sha256_file(onnx_path), "leak_threshold": None, "threshold_selection": {},
                "training": training, "scores": {"stale": True}}
     (models / f"{ship.NAME}.json").write_text(json.dumps(sidecar))
     monkeypatch.setattr(ship, "MODELS", models)

@@ -18,8 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeseg.files import is_image, list_images
+
 NOT_LEAK = 3  # "background or machine": only the leak probability is supervised
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 CACHE_DIR = Path.home() / ".cache" / "edgeseg"
 
 
@@ -42,9 +43,9 @@ def pairs(folder: str | Path) -> list[tuple[Path, Path]]:
     img_dir, gt_dir = folder / "img", folder / "gt"
     if not img_dir.is_dir() or not gt_dir.is_dir():
         raise FileNotFoundError(f"{folder}: expected img/ and gt/ subfolders")
-    masks = {p.stem: p for p in gt_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS}
+    masks = {p.stem: p for p in list_images(gt_dir)}
     out = [(p, masks[p.stem]) for p in sorted(img_dir.iterdir())
-           if p.suffix.lower() in IMAGE_EXTS and p.stem in masks]
+           if is_image(p) and p.stem in masks]
     if not out:
         raise FileNotFoundError(f"{folder}: no image/mask pairs with matching names")
     return out

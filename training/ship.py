@@ -225,13 +225,13 @@ def rescore(data_root: Path, min_area: int) -> None:
     """Measure the bundled model again without its training run (e.g. on a fresh clone, or after
     an SDK change): the same threshold sweep and scores as shipping; the training record and the
     model itself stay as shipped. Refuses when the ONNX no longer matches its sidecar."""
-    from export.checkpoint import sha256_of
+    from edgeseg.files import sha256_file
 
     onnx_path, side_path = MODELS / f"{NAME}.onnx", MODELS / f"{NAME}.json"
     if not (onnx_path.is_file() and side_path.is_file()):
         raise SystemExit(f"error: no bundled model at {onnx_path} (+ .json); ship one first: python -m training.ship --run RUN")
     sidecar = json.loads(side_path.read_text())
-    if sha256_of(onnx_path) != sidecar.get("onnx_sha256"):
+    if sha256_file(onnx_path) != sidecar.get("onnx_sha256"):
         raise SystemExit(f"error: {onnx_path.name} does not match the sha256 in {side_path.name}; "
                          "re-ship it from its run: python -m training.ship --run RUN")
     if "smoke5k_val" in sidecar.get("scores", {}) and not (data_root / "val").is_dir():
@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from export.checkpoint import load_model, sha256_of
+    from edgeseg.files import sha256_file
+    from export.checkpoint import load_model
     from export.onnx_export import DEFAULT_MEAN, DEFAULT_STD, build_metadata, export_onnx, verify_against_torch
 
     MODELS.mkdir(parents=True, exist_ok=True)
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         "activation": "softmax",
         "leak_threshold": threshold,
         "threshold_selection": sweep,
-        "onnx_sha256": sha256_of(onnx_path),
+        "onnx_sha256": sha256_file(onnx_path),
         "checkpoint_sha256": info["sha256"],
         "data": {"smoke": "SMOKE5K train (5,406 pairs, see shared/data/README.md)",
                  "gas": f"training.synth scenes seeds 10000..{10000 + cfg['synth_train'] - 1}",

@@ -1,59 +1,54 @@
-"""The contract every inference backend fulfils, and the model description they share.
+"""The contract every inference backend fulfils.
 
-Keeping this tiny (one ``infer`` call on a preprocessed batch) is what lets ONNX Runtime and
-TensorRT be swapped without the Segmenter knowing which one runs.
+A backend runs the network and nothing else: a preprocessed NCHW float32 batch in, NCHW float32
+probabilities out. Pre- and post-processing stay in the Segmenter, so ONNX Runtime, TensorRT (and
+any backend added later: one file plus one registry entry) are interchangeable.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from typing import Mapping, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from edgeseg.model_meta import ModelInfo
+
+__all__ = ["Backend", "BackendOptions", "ModelInfo"]
+
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """What preprocessing and postprocessing must know about a model (from ONNX metadata)."""
+class BackendOptions:
+    """Settings a caller may pass to whichever backend the registry picks (each uses what applies)."""
 
-    classes: tuple[str, ...] = ("background", "gas-smoke", "machine")
-    input_size: tuple[int, int] = (256, 256)
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    activation: str = "softmax"
-    extra: Mapping[str, str] = field(default_factory=dict)
+    threads: int | None = None  # CPU backends: intra-op threads (None: the runtime's default)
+    rebuild_engine: bool = False  # TensorRT: rebuild an engine made for another GPU / version
+
+
+class Backend(ABC):
+    """Runs the network. Subclasses set ``name`` and ``suffixes`` and fill ``info`` in ``__init__``."""
+
+    name: ClassVar[str] = "backend"
+    suffixes: ClassVar[tuple[str, ...]] = ()  # model files this backend runs, e.g. (".onnx",)
+    info: ModelInfo
+    #: largest batch one ``infer`` call runs in one go (bigger batches are split); None: any
+    max_batch: int | None = None
+    #: device time of the last ``infer`` call in ms, where the backend can measure it (GPU events)
+    gpu_timing_ms: float | None = None
+    #: input (height, width) the backend is fixed to (TensorRT engines); None: any multiple of 32
+    input_hw: tuple[int, int] | None = None
+    #: execution providers / devices actually in use, for reports
+    providers: tuple[str, ...] = ()
 
     @classmethod
-    def from_metadata(cls, meta: Mapping[str, str]) -> "ModelInfo":
-        """Parse edgeseg's ONNX ``metadata_props``; missing keys fall back to the defaults."""
-        def get(key: str, default):  # noqa: ANN001 - json values
-            return json.loads(meta[key]) if key in meta else default
+    @abstractmethod
+    def open(cls, model: Path, options: BackendOptions) -> "Backend":
+        """Construct the backend for ``model`` (a file of one of ``suffixes``, or a sibling of it)."""
 
-        d = cls()
-        return cls(
-            classes=tuple(get("classes", d.classes)),
-            input_size=tuple(get("input_size", d.input_size)),  # type: ignore[arg-type]
-            mean=tuple(get("mean", d.mean)),  # type: ignore[arg-type]
-            std=tuple(get("std", d.std)),  # type: ignore[arg-type]
-            activation=meta.get("activation", d.activation),
-            extra=dict(meta),
-        )
-
-    @property
-    def leak_class(self) -> int:
-        """Index of the gas-smoke class (what alarms are about)."""
-        for name in ("gas-smoke", "smoke", "gas"):
-            if name in self.classes:
-                return self.classes.index(name)
-        return 1
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """Runs the network: NCHW float32 normalised batch in, NCHW float32 probabilities out."""
-
-    name: str
-    info: ModelInfo
-
+    @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        ...
+        """NCHW float32 normalised batch -> NCHW float32 probabilities."""
+
+    def close(self) -> None:
+        """Release buffers and handles now rather than at garbage collection. Safe to call twice."""

@@ -7,7 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from edgeseg.backends.base import ModelInfo
+from edgeseg.backends.base import Backend, BackendOptions
+from edgeseg.model_meta import ModelInfo
 from edgeseg.errors import ModelError
 
 log = logging.getLogger("edgeseg")
@@ -22,10 +23,15 @@ def default_providers() -> list[str]:
     return [p for p in _GPU_PROVIDERS if p in available] + ["CPUExecutionProvider"]
 
 
-class OrtBackend:
+class OrtBackend(Backend):
     """Wraps one ``InferenceSession``; reads preprocessing parameters from the model metadata."""
 
     name = "onnxruntime"
+    suffixes = (".onnx",)
+
+    @classmethod
+    def open(cls, model: Path, options: BackendOptions) -> "OrtBackend":
+        return cls(model, threads=options.threads)
 
     def __init__(self, model_path: str | Path, providers: Sequence[str] | None = None,
                  threads: int | None = None) -> None:
@@ -51,10 +57,14 @@ class OrtBackend:
                 f"and outputs {sorted(outputs)}; export with 'edgeseg export onnx'"
             )
         self.path = path
-        self.providers = self.session.get_providers()
-        self.info = ModelInfo.from_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.providers = tuple(self.session.get_providers())
+        try:
+            self.info = ModelInfo.from_metadata(self.session.get_modelmeta().custom_metadata_map)
+        except ValueError as exc:
+            raise ModelError(f"{path}: {exc}") from exc
         fixed = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = fixed if isinstance(fixed, int) else None
+        self.max_batch = self.fixed_batch
         log.info("onnxruntime backend on %s (%s)", path.name, ", ".join(self.providers))
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -16,9 +16,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgeseg.backends.base import ModelInfo
-from edgeseg.cuda_layer import BackendUnavailable, CudaLayer, load_cuda_layer
-from edgeseg.engine_meta import EngineMismatch, check_compatible, read_sidecar
+from edgeseg.backends.base import Backend, BackendOptions
+from edgeseg.cuda_layer import CudaLayer, load_cuda_layer
+from edgeseg.errors import BackendUnavailable
+from edgeseg.model_meta import EngineMismatch, ModelInfo, check_compatible, read_sidecar
 
 TRT_MISSING = (
     "TensorRT python package not installed (pip install 'edgeseg[gpu]', or on Jetson use JetPack's system "
@@ -38,10 +39,23 @@ def import_tensorrt() -> Any:
     return trt
 
 
-class TensorRTBackend:
+class TensorRTBackend(Backend):
     """Runs a serialized TensorRT plan built by ``edgeseg build`` (needs its ``.json`` sidecar)."""
 
     name = "tensorrt"
+    suffixes = (".engine", ".plan")
+
+    @classmethod
+    def open(cls, model: Path, options: BackendOptions) -> "TensorRTBackend":
+        """``model`` is the engine, or the ONNX whose sibling ``.engine`` runs (built from it when
+        ``options.rebuild_engine`` and it is missing or stale)."""
+        model = Path(model)
+        engine = model if model.suffix in cls.suffixes else model.with_suffix(".engine")
+        onnx = model if model.suffix == ".onnx" else model.with_suffix(".onnx")
+        try:
+            return cls(engine, onnx_path=onnx if onnx.is_file() else None, auto_rebuild=options.rebuild_engine)
+        except EngineMismatch as exc:
+            raise BackendUnavailable(str(exc)) from exc
 
     def __init__(
         self,
@@ -61,7 +75,6 @@ class TensorRTBackend:
         self.meta = read_sidecar(self.engine_path)
         self.info = ModelInfo.from_metadata(self.meta.onnx_metadata)
         self.gpu_timing_ms: Optional[float] = None
-        self.last_labels: Optional[np.ndarray] = None
         self._load()
 
     # -- engine file / compatibility
@@ -92,9 +105,9 @@ class TensorRTBackend:
         for (a fleet shares one model folder), and a machine that comes back finds its engine
         without another build of several minutes.
         """
-        from export.trt_build import BuildOptions, build_engine  # noqa: PLC0415
+        from edgeseg.engine_build import BuildOptions, build_engine  # noqa: PLC0415
 
-        from edgeseg.engine_meta import engine_cache_path  # noqa: PLC0415
+        from edgeseg.model_meta import engine_cache_path  # noqa: PLC0415
 
         assert self.onnx_path is not None
         old = None
@@ -165,7 +178,6 @@ class TensorRTBackend:
             self.probs_name = "probs" if "probs" in self.outputs else next(
                 (o for o in self.outputs if self.dtypes[o].kind == "f"), self.outputs[0]
             )
-            self.labels_name = "labels" if "labels" in self.outputs else None
             h, w = self.meta.input_size
             self.max_batch = int(self.meta.batch_profile[2])
             self.input_hw = (int(h), int(w))
@@ -203,10 +215,7 @@ class TensorRTBackend:
         if n < min_batch:  # the profile rejects smaller shapes: pad with zeros, return the real rows
             padded = np.zeros((min_batch, *batch.shape[1:]), batch.dtype)
             padded[:n] = batch
-            probs = self._run(padded)[:n]
-            if self.last_labels is not None:
-                self.last_labels = self.last_labels[:n]
-            return probs
+            return self._run(padded)[:n]
         return self._run(batch)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -234,8 +243,6 @@ class TensorRTBackend:
             cuda.stream_sync(stream)
             if self._events:
                 self.gpu_timing_ms = cuda.event_elapsed_ms(*self._events)
-        if self.labels_name:
-            self.last_labels = views[self.labels_name].copy()
         probs = views[self.probs_name]
         assert probs.shape[0] == n
         return probs.astype(np.float32, copy=True)

@@ -13,9 +13,9 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
+from edgeseg.files import list_images
 from edgeseg.metrics import SegmentationScores
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
 @dataclass
@@ -31,10 +31,10 @@ def iter_labelled(folder: str | Path, limit: int | None = None) -> Iterator[Labe
     img_dir, gt_dir = folder / "img", folder / "gt"
     if not img_dir.is_dir() or not gt_dir.is_dir():
         raise FileNotFoundError(f"{folder}: expected img/ and gt/ subfolders (see README: data layout)")
-    masks = {p.stem: p for p in gt_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS}
+    masks = {p.stem: p for p in list_images(gt_dir)}
     n = 0
-    for p in sorted(img_dir.iterdir()):
-        if p.suffix.lower() not in IMAGE_EXTS or p.stem not in masks:
+    for p in list_images(img_dir):
+        if p.stem not in masks:
             continue
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         gt = cv2.imread(str(masks[p.stem]), cv2.IMREAD_GRAYSCALE)

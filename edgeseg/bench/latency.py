@@ -43,7 +43,7 @@ def _set_input_size(segmenter: Any, size: tuple[int, int] | None) -> tuple[int, 
     current = tuple(segmenter.info.input_size)
     if size is None or tuple(size) == current:
         return current  # type: ignore[return-value]
-    fixed = getattr(segmenter.backend, "input_hw", None)
+    fixed = segmenter.backend.input_hw
     if fixed is not None and tuple(fixed) != tuple(size):
         raise ValueError(f"this engine was built for {fixed[0]}x{fixed[1]}; rebuild it to benchmark {size[0]}x{size[1]}")
     # Segmenter reads info.input_size on every call, so replacing it changes the network size.
@@ -69,7 +69,7 @@ def measure_segmenter(segmenter: Any, frames: Sequence[np.ndarray], batch: int =
     stage_samples: dict[str, list[float]] = {k: [] for k in _TIMING_KEYS}
     gpu: list[float] = []
     backend = segmenter.backend
-    gpu_whole_batch = batch <= int(getattr(backend, "max_batch", batch))  # a split batch times only its last part
+    gpu_whole_batch = batch <= (backend.max_batch or batch)  # a split batch times only its last part
     n = len(frames)
     timing = [False]
 
@@ -80,7 +80,7 @@ def measure_segmenter(segmenter: Any, frames: Sequence[np.ndarray], batch: int =
             return
         for stage, key in _TIMING_KEYS.items():
             stage_samples[stage].append(results[0].timings[key] * batch)
-        g = getattr(backend, "gpu_timing_ms", None)
+        g = backend.gpu_timing_ms
         if g is not None and gpu_whole_batch:
             gpu.append(float(g))
 
@@ -130,7 +130,7 @@ def run_latency(model: str | Path, backend: str = "auto", batches: Sequence[int]
     return {
         "model": str(model),
         "backend": seg.backend_name,
-        "providers": list(getattr(seg.backend, "providers", []) or []),
+        "providers": list(seg.backend.providers),
         "input_size": list(hw),
         "frame_size": list(frames[0].shape[:2]),
         "threads": threads,
@@ -160,7 +160,7 @@ def bare_ort_latency(model: str | Path, batch: int = 1, size: tuple[int, int] | 
     Fetches the same ``probs`` output the SDK fetches, so the difference to
     :func:`measure_segmenter` is exactly the SDK's pre/post-processing and bookkeeping.
     """
-    from edgeseg.backends.base import ModelInfo
+    from edgeseg.model_meta import ModelInfo
 
     sess = session or bare_session(model, threads, providers)
     info = ModelInfo.from_metadata(sess.get_modelmeta().custom_metadata_map)

@@ -27,12 +27,13 @@ from typing import Any, Iterator, Sequence
 import cv2
 import numpy as np
 
-from edgeseg.backends.base import ModelInfo
+from edgeseg.files import IMAGE_EXTS
+from edgeseg.files import list_images as files_in
+from edgeseg.model_meta import ModelInfo, metadata_of, read_metadata, read_model_info, set_metadata
 from edgeseg.bench.stats import mask_agreement, summarize, timed_loop
 from edgeseg.preprocess import preprocess
 
 log = logging.getLogger("edgeseg")
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def list_images(folder: str | Path) -> list[Path]:
     root = folder / "img" if (folder / "img").is_dir() else folder
     if not root.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder of images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    files = files_in(root, recursive=True)
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) in {root}")
     return files
@@ -129,10 +130,7 @@ def load_tensors(files: Sequence[Path], info: ModelInfo) -> list[np.ndarray]:
 
 
 def model_info(model: str | Path) -> ModelInfo:
-    import onnx
-
-    proto = onnx.load(str(model), load_external_data=False)
-    return ModelInfo.from_metadata({p.key: p.value for p in proto.metadata_props})
+    return read_model_info(model)
 
 
 def _reader(tensors: list[np.ndarray], input_name: str) -> Any:
@@ -207,7 +205,7 @@ def quantize(model: str | Path, out: str | Path, config: QuantConfig, calib: lis
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     proto = onnx.load(str(model))
-    meta = dict(source_metadata or {p.key: p.value for p in proto.metadata_props})
+    meta = dict(source_metadata or metadata_of(proto))
     exclude = [n.name for n in proto.graph.node if n.op_type in config.exclude_op_types and n.name]
     input_name = proto.graph.input[0].name
     with contextlib.redirect_stdout(io.StringIO()):  # Percentile/Entropy calibration prints progress
@@ -224,10 +222,7 @@ def quantize(model: str | Path, out: str | Path, config: QuantConfig, calib: lis
         )
     q = onnx.load(str(out))
     meta.update({"precision": "int8", "int8_config": config.name, "int8_settings": config.describe()})
-    del q.metadata_props[:]
-    for k, v in meta.items():
-        e = q.metadata_props.add()
-        e.key, e.value = k, v
+    set_metadata(q, meta)
     onnx.save(q, str(out))
     return Path(out)
 
@@ -262,9 +257,7 @@ def search(model: str | Path, data: str | Path, work_dir: str | Path, configs: S
     work.mkdir(parents=True, exist_ok=True)
     configs = list(configs or CONFIGS)
     info = model_info(model)
-    import onnx
-
-    source_meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    source_meta = read_metadata(model)
     cal_files, eval_files = split_images(list_images(data), calib, eval_images)
     cal_t, eval_t = load_tensors(cal_files, info), load_tensors(eval_files, info)
     prepared, prepare_note = prepare(model, work / f"{model.stem}.preprocessed.onnx")
@@ -343,9 +336,7 @@ def quantize_from_folder(model: str | Path, data: str | Path, out: str | Path, c
     info = model_info(model)
     cal_files, _ = split_images(list_images(data), calib, 0)
     prepared, _ = prepare(model, out.with_suffix(".preprocessed.onnx"))
-    import onnx
-
-    meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    meta = read_metadata(model)
     try:
         return quantize(prepared, out, config, load_tensors(cal_files, info), meta)
     finally:

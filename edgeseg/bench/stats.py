@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from edgeseg.metrics import SegmentationScores
+from edgeseg.metrics import mask_agreement  # noqa: F401  (re-exported: benchmarks import it from here)
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -68,21 +68,3 @@ def timed_loop(fn: Callable[[int], None], duration_s: float, warmup: int = 3, mi
     return samples, time.perf_counter() - start
 
 
-def mask_agreement(reference: Sequence[np.ndarray], other: Sequence[np.ndarray], num_classes: int) -> dict[str, float]:
-    """How closely ``other`` masks reproduce ``reference`` masks (e.g. INT8 vs fp32).
-
-    The reference is scored as if it were ground truth, with the same confusion-matrix code
-    as accuracy (``edgeseg.metrics``), so "agreement" means mask IoU: 1.0 = identical.
-    Returns dataset-level mean IoU, per-image mean IoU and plain pixel agreement.
-    """
-    if len(reference) != len(other) or not reference:
-        raise ValueError(f"need equally many masks, got {len(reference)} and {len(other)}")
-    scores = SegmentationScores(num_classes)
-    same = total = 0
-    for r, o in zip(reference, other):
-        scores.update(r, o)
-        same += int(np.count_nonzero(r == o))
-        total += r.size
-    s = scores.summary()
-    return {"mask_iou": s["mean_iou_dataset"], "mask_iou_per_image": s["mean_iou_per_image"],
-            "pixel_agreement": same / total}

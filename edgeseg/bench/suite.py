@@ -96,7 +96,7 @@ def _ort_variant(key: str, label: str, path: Path, threads: int | None) -> Varia
         v.segmenter = Segmenter(path, backend="onnxruntime", threads=threads)
     except Exception as exc:  # noqa: BLE001 - report, do not abort the suite
         return v.fail(exc)
-    providers = list(getattr(v.segmenter.backend, "providers", []))
+    providers = list(v.segmenter.backend.providers)
     v.details["providers"] = providers
     if providers and providers[0] != "CPUExecutionProvider":
         v.label += f" [{providers[0]}]"
@@ -105,19 +105,26 @@ def _ort_variant(key: str, label: str, path: Path, threads: int | None) -> Varia
 
 
 def pytorch_variant(opts: SuiteOptions) -> Variant:
-    from edgeseg.bench.torch_variant import torch_segmenter, torch_unavailable_reason
+    from edgeseg.backends.registry import backend_class
+    from edgeseg.errors import ModelError
+    from edgeseg.model_meta import read_model_info
+    from edgeseg.segmenter import Segmenter
 
     v = Variant("pytorch", "PyTorch eager fp32")
     if opts.checkpoint is None:
         return v.skip("no --checkpoint given (the .safetensors/.pt the ONNX model was exported from)")
     if not opts.checkpoint.is_file():
         return v.skip(f"checkpoint not found: {opts.checkpoint}")
-    reason = torch_unavailable_reason()
-    if reason:
-        return v.skip(reason)
+    try:
+        torch_backend = backend_class("pytorch")
+        import torch  # noqa: F401
+    except (ModelError, ImportError) as exc:
+        return v.skip(f"PyTorch variant needs the [export] extra (torch): {exc}")
     v.path, v.size_mb = str(opts.checkpoint), _mb(opts.checkpoint)
     try:
-        v.segmenter = torch_segmenter(opts.model, opts.checkpoint, opts.threads)
+        # metadata (size, mean/std, classes) from the ONNX: the checkpoint must be the one it was exported from
+        backend = torch_backend(opts.checkpoint, read_model_info(opts.model), opts.threads)
+        v.segmenter = Segmenter(opts.model, backend=backend)
     except Exception as exc:  # noqa: BLE001
         return v.fail(exc)
     import torch
@@ -159,13 +166,12 @@ def fp16_variant(opts: SuiteOptions, models: Path) -> Variant:
     existing = opts.model.with_suffix(".fp16.onnx")
     dst = existing if existing.is_file() else models / f"{opts.model.stem}.fp16.onnx"
     if not existing.is_file():
-        try:
-            from export.onnx_export import convert_fp16
-        except ImportError as exc:
-            return Variant("ort_fp16", "ONNX Runtime fp16").skip(
-                f"no {existing.name} next to the model and converting needs the [export] extra ({exc})")
+        from edgeseg.fp16 import convert_fp16
+
         try:
             convert_fp16(opts.model, dst)  # counts (does not print) the tiny-weight warnings
+        except ImportError as exc:
+            return Variant("ort_fp16", "ONNX Runtime fp16").skip(f"no {existing.name} next to the model and {exc}")
         except Exception as exc:  # noqa: BLE001
             return Variant("ort_fp16", "ONNX Runtime fp16").fail(exc)
     v = _ort_variant("ort_fp16", "ONNX Runtime fp16", dst, opts.threads)
@@ -189,13 +195,13 @@ def tensorrt_unavailable_reason() -> str | None:
 
 
 def tensorrt_variants(opts: SuiteOptions, models: Path) -> list[Variant]:
-    """Build fp16 and INT8 engines for this GPU with ``export.trt_build`` and load them."""
+    """Build fp16 and INT8 engines for this GPU with ``edgeseg.engine_build`` and load them."""
     fp16, int8 = Variant("trt_fp16", "TensorRT fp16"), Variant("trt_int8", "TensorRT INT8")
     reason = "disabled (--no-tensorrt)" if not opts.tensorrt else tensorrt_unavailable_reason()
     if reason:
         return [fp16.skip(reason), int8.skip(reason)]
     from edgeseg.segmenter import Segmenter
-    from export.trt_build import BuildOptions, build_engine
+    from edgeseg.engine_build import BuildOptions, build_engine
 
     calib_dir = opts.data / "img" if (opts.data / "img").is_dir() else opts.data
     for v, bo in ((fp16, BuildOptions(fp16=True)),

@@ -1,8 +1,11 @@
-"""TensorRT engine sidecar (``<engine>.json``): what an engine was built from and for.
+"""Model metadata, written and read in one place: the ONNX ``metadata_props`` contract and the
+TensorRT engine sidecar (``<engine>.json``).
 
-A TensorRT plan only runs on the TensorRT version and GPU architecture it was built with, so we
-record both next to the plan and refuse (with the rebuild command) instead of crashing inside
-``deserialize_cuda_engine``. No TensorRT import here: this module is usable on any machine.
+The ONNX metadata tells preprocessing and postprocessing what the network expects (classes,
+normalisation, input size, activation); the exporter writes it, every backend reads it. A
+TensorRT plan only runs on the TensorRT version and GPU architecture it was built with, so the
+sidecar records both next to the plan and the backend refuses (with the rebuild command) instead
+of crashing inside ``deserialize_cuda_engine``. No torch, no TensorRT import here.
 """
 from __future__ import annotations
 
@@ -11,7 +14,121 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+from edgeseg.files import sha256_file
+
+FORMAT_VERSION = "1"
+SIZE_MULTIPLE = 32  # the ResNet encoder downsamples 5 times
+DEFAULT_CLASSES = ("background", "gas-smoke", "machine")
+DEFAULT_MEAN = (0.485, 0.456, 0.406)
+DEFAULT_STD = (0.229, 0.224, 0.225)
+LEAK_CLASS_NAMES = ("gas-smoke", "smoke", "gas")
+
+
+# ----------------------------------------------------------------------------- ONNX metadata
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What preprocessing and postprocessing must know about a model (from its metadata)."""
+
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    input_size: tuple[int, int] = (256, 256)
+    mean: tuple[float, float, float] = DEFAULT_MEAN
+    std: tuple[float, float, float] = DEFAULT_STD
+    activation: str = "softmax"
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, str]) -> "ModelInfo":
+        """Parse edgeseg's metadata; missing keys fall back to the defaults, malformed ones raise
+        ``ValueError`` naming the key (a hand-edited model should not fail three calls later)."""
+        def get(key: str, default: Any) -> Any:
+            if key not in meta:
+                return default
+            try:
+                return json.loads(meta[key])
+            except (json.JSONDecodeError, TypeError) as exc:
+                raise ValueError(f"model metadata {key!r} is not valid JSON ({meta[key]!r}); re-export the model") from exc
+
+        d = cls()
+        info = cls(
+            classes=tuple(str(c) for c in get("classes", d.classes)),
+            input_size=tuple(int(v) for v in get("input_size", d.input_size)),  # type: ignore[arg-type]
+            mean=tuple(float(v) for v in get("mean", d.mean)),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in get("std", d.std)),  # type: ignore[arg-type]
+            activation=str(meta.get("activation", d.activation)),
+            metadata=dict(meta),
+        )
+        if len(info.input_size) != 2 or len(info.mean) != 3 or len(info.std) != 3 or not info.classes:
+            raise ValueError(f"model metadata malformed (input_size {info.input_size}, mean {info.mean}, std "
+                             f"{info.std}, classes {info.classes}); re-export the model")
+        return info
+
+    @property
+    def leak_class(self) -> int:
+        """Index of the gas-smoke class (what alarms are about)."""
+        for name in LEAK_CLASS_NAMES:
+            if name in self.classes:
+                return self.classes.index(name)
+        return 1
+
+    @property
+    def leak_threshold(self) -> float | None:
+        """The threshold the model was shipped with (chosen on held-out *training* photos)."""
+        value = self.metadata.get("leak_threshold")
+        return float(value) if value is not None else None
+
+
+def build_metadata(
+    classes: Sequence[str],
+    activation: str,
+    size: tuple[int, int],
+    mean: Sequence[float] = DEFAULT_MEAN,
+    std: Sequence[float] = DEFAULT_STD,
+    source_sha256: str = "",
+    source_name: str = "",
+) -> dict[str, str]:
+    """The ONNX ``metadata_props`` the SDK reads to preprocess and label correctly."""
+    return {
+        "edgeseg_format": FORMAT_VERSION,
+        "classes": json.dumps(list(classes)),
+        "activation": activation,
+        "input_size": json.dumps(list(size)),
+        "mean": json.dumps(list(mean)),
+        "std": json.dumps(list(std)),
+        "color_order": "RGB",
+        "size_multiple": str(SIZE_MULTIPLE),
+        "source_checkpoint": source_name,
+        "source_sha256": source_sha256,
+    }
+
+
+def metadata_of(proto: Any) -> dict[str, str]:
+    """The ``metadata_props`` of a loaded ``onnx.ModelProto`` as a dict."""
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def set_metadata(proto: Any, meta: Mapping[str, str]) -> None:
+    """Replace the ``metadata_props`` of ``proto`` with ``meta`` (in place)."""
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = str(k), str(v)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The edgeseg metadata of an ONNX file, without loading its weights."""
+    import onnx  # runtime dependency, no torch
+
+    return metadata_of(onnx.load(str(path), load_external_data=False))
+
+
+def read_model_info(path: str | Path) -> ModelInfo:
+    return ModelInfo.from_metadata(read_metadata(path))
+
+
+# ----------------------------------------------------------------------------- engine sidecar
 
 SIDECAR_VERSION = 1
 
@@ -54,14 +171,6 @@ class EngineMeta:
 def sidecar_path(engine_path: str | Path) -> Path:
     p = Path(engine_path)
     return p.with_name(p.name + ".json")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def now_iso() -> str:

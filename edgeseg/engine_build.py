@@ -13,7 +13,6 @@ API references used:
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,8 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from edgeseg.backends.base import ModelInfo
-from edgeseg.engine_meta import EngineMeta, now_iso, sha256_file, write_sidecar
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from edgeseg.files import IMAGE_EXTS, list_images, sha256_file
+from edgeseg.model_meta import EngineMeta, ModelInfo, now_iso, read_metadata, write_sidecar
 
 
 class BuildError(RuntimeError):
@@ -62,13 +59,6 @@ class BuildOptions:
             raise ValueError("workspace must be a positive number of MB")
 
 
-def onnx_metadata(path: str | Path) -> dict[str, str]:
-    import onnx  # runtime dependency, no torch
-
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
-
-
 def trt_version_tuple(trt: Any) -> tuple[int, int]:
     parts = str(trt.__version__).split(".")
     return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
@@ -93,10 +83,10 @@ class CalibrationBatches:
         if batch < 1:
             raise ValueError("batch must be >= 1")
         self.size, self.mean, self.std, self.batch = (int(size[0]), int(size[1])), mean, std, int(batch)
-        files = sorted(p for p in self.image_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+        files = list_images(self.image_dir, recursive=True)
         self.files = files[:limit] if limit else files
         if not self.files:
-            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) in {self.image_dir}")
+            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) in {self.image_dir}")
         self.skipped: list[str] = []
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -181,7 +171,7 @@ def _fp16_onnx_for(onnx_path: Path, meta: dict[str, str], work_dir: Path) -> tup
             f"Create it with 'edgeseg export onnx <ckpt> -o {onnx_path} --fp16' or pip install onnxconverter-common ({exc.name})"
         ) from exc
     proto = onnx.load(str(onnx_path))
-    from export.fp16 import convert_to_fp16
+    from edgeseg.fp16 import convert_to_fp16
 
     half, _ = convert_to_fp16(proto)
     dst = work_dir / (onnx_path.stem + ".fp16.onnx")
@@ -217,7 +207,7 @@ def build_engine(
     major, minor = trt_version_tuple(trt)
     if major < 8 or (major == 8 and minor < 6):
         raise BuildError(f"TensorRT {trt.__version__} is too old; edgeseg needs TensorRT >= 8.6")
-    meta = onnx_metadata(onnx_path)
+    meta = read_metadata(onnx_path)
     info = ModelInfo.from_metadata(meta)
     h = int(opts.height or info.input_size[0])
     w = int(opts.width or info.input_size[1])
@@ -337,7 +327,3 @@ def build_engine(
         "engine_bytes": engine_path.stat().st_size,
         "notes": notes,
     }
-
-
-def report_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2)
