@@ -1,14 +1,10 @@
-"""Turn network output into label masks, leak regions and a visual overlay."""
+"""Mask analysis: network output -> label masks -> leak regions. Drawing is in ``edgeseg.annotate``."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
-
-# BGR colours: gas-smoke magenta-ish, machine cyan-ish (distinct from most scenes).
-CLASS_COLORS: dict[int, tuple[int, int, int]] = {1: (255, 0, 255), 2: (255, 255, 0)}
-
 
 def labels_to_frame(labels_hw: np.ndarray, transform) -> np.ndarray:
     """Map a label mask at network size back to the original frame size.
@@ -114,40 +110,3 @@ def remove_small(mask: np.ndarray, leak_class: int = 1, min_area: int = 0) -> np
     if small.size:
         m[np.isin(lab, small)] = 0
     return m
-
-
-def _palette() -> np.ndarray:
-    """256-entry BGR lookup table: class id -> colour (black for ids without a colour)."""
-    lut = np.zeros((256, 1, 3), np.uint8)
-    for cls, c in CLASS_COLORS.items():
-        lut[cls, 0] = c
-    return lut
-
-
-_PALETTE = _palette()
-
-
-def overlay(frame_bgr: np.ndarray, mask: np.ndarray, regions: list[Region] | None = None, alpha: float = 0.45,
-            leak_class: int = 1) -> np.ndarray:
-    """Blend class colours over the frame, outline leaks and label each region.
-
-    Returns a new image; the input frame is never modified.
-    """
-    out = np.array(frame_bgr, dtype=np.uint8, copy=True)
-    m = np.asarray(mask)
-    if m.shape[:2] != out.shape[:2]:
-        raise ValueError(f"mask shape {m.shape[:2]} != frame shape {out.shape[:2]}; map it back with labels_to_frame")
-    # all in OpenCV (palette LUT, masked copy): numpy boolean indexing per class cost ~30 ms on
-    # a 720p frame, as much as a third of the detect loop (benchmarks/sdk_overhead.py)
-    m8 = m.astype(np.uint8, copy=False)
-    sel = cv2.compare(m8, 0, cv2.CMP_GT)
-    if cv2.countNonZero(sel):
-        color = cv2.LUT(cv2.merge([m8, m8, m8]), _PALETTE)
-        blended = cv2.addWeighted(out, 1.0 - alpha, color, alpha, 0.0)
-        cv2.copyTo(blended, sel, out)
-    contours, _ = cv2.findContours(cv2.compare(m8, leak_class, cv2.CMP_EQ), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(out, contours, -1, CLASS_COLORS.get(leak_class, (255, 0, 255)), 1)
-    for r in regions or []:
-        cv2.rectangle(out, (r.x, r.y), (r.x + r.w - 1, r.y + r.h - 1), (0, 0, 255), 1)
-        cv2.putText(out, f"leak {r.max_conf:.2f}", (r.x, max(r.y - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 255), 1, cv2.LINE_AA)
-    return out

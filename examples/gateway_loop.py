@@ -21,13 +21,12 @@ Design choices, and why:
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -36,83 +35,71 @@ if str(ROOT) not in sys.path:
 DEMO_CLIP = ROOT / "edgeseg" / "assets" / "demo_gas_leak.mp4"
 
 
-class JsonLines:
-    """Thread-safe writer: one event per line, flushed at once (no event lost on a crash)."""
-
-    def __init__(self, stream: Any = sys.stdout) -> None:
-        self._lock = threading.Lock()
-        self._stream = stream
-
-    def __call__(self, record: dict[str, Any]) -> None:
-        line = json.dumps({**record, "wall_time": round(time.time(), 3)})
-        with self._lock:
-            self._stream.write(line + "\n")
-            self._stream.flush()
-
-
 def is_stream(spec: str) -> bool:
     """Live sources (URL, webcam index) are retried forever; files are not."""
     return spec.isdigit() or "://" in spec
 
 
-def camera_worker(cam: str, spec: str, args: argparse.Namespace, stop: threading.Event,
-                  emit: Callable[[dict[str, Any]], None]) -> None:
-    """Segment one camera until it ends (files), ``--max-frames`` or the gateway stops."""
+def camera_worker(cam: str, spec: str, args: argparse.Namespace, stop: threading.Event, events: Any) -> None:
+    """Segment one camera until it ends (files), ``--max-frames`` or the gateway stops.
+
+    The frame -> Segmenter -> alarm -> events path is ``edgeseg.pipeline.DetectionLoop``, the
+    same loop ``edgeseg detect`` runs; this worker adds only the camera's lifecycle.
+    """
     from edgeseg.alarm import LeakAlarm
     from edgeseg.errors import InputError, ModelError, SourceError
+    from edgeseg.pipeline import DetectionLoop
     from edgeseg.segmenter import Segmenter
+    from edgeseg.sinks import stamp
     from edgeseg.sources import open_source
 
     try:
         seg = Segmenter(args.model, threads=args.threads, min_area=args.min_area, threshold=args.threshold)
     except ModelError as exc:
-        emit({"event": "worker_error", "camera": cam, "error": str(exc)})
+        events.event(stamp({"event": "worker_error", "error": str(exc)}, camera=cam))
         return
-    alarm = LeakAlarm(args.k, args.n, args.m)
-    processed, t0, backoff, reason = 0, time.monotonic(), 1.0, "stopped"
-    emit({"event": "camera_started", "camera": cam, "source": spec, "backend": seg.backend_name})
-    while not stop.is_set():
-        try:
-            source = open_source(spec, max_retries=args.retries)
-            for frame in source:
-                if stop.is_set() or (args.max_frames and processed >= args.max_frames):
+    loop = DetectionLoop(seg, [events], LeakAlarm(args.k, args.n, args.m), args.every,
+                         context={"camera": cam, "source": spec})
+    t0, backoff, reason = time.monotonic(), 1.0, "stopped"
+    loop.emit({"event": "camera_started", "backend": seg.backend_name})
+    try:
+        while not stop.is_set():
+            try:
+                source = open_source(spec, max_retries=args.retries)
+                for frame in source:
+                    if stop.is_set() or (args.max_frames and loop.processed >= args.max_frames):
+                        break
+                    try:
+                        # a running index and gateway time: monotonic across reconnects and --loop replays
+                        loop.step(frame, index=loop.processed + 1, timestamp=time.monotonic() - t0)
+                    except InputError as exc:  # a corrupt frame is skipped, never fatal
+                        loop.emit({"event": "frame_skipped", "frame": frame.index, "error": str(exc)})
+                backoff = 1.0
+            except SourceError as exc:
+                if not is_stream(spec):  # a missing or unreadable file will not come back
+                    loop.emit({"event": "source_error", "error": str(exc), "retry_in_s": None})
+                    reason = "source_error"
                     break
-                if frame.index % args.every:
-                    continue
-                try:
-                    result = seg.segment(frame.image)
-                except InputError as exc:  # a corrupt frame is skipped, never fatal
-                    emit({"event": "frame_skipped", "camera": cam, "frame": frame.index, "error": str(exc)})
-                    continue
-                processed += 1
-                # a running index and gateway time: stays monotonic across reconnects and --loop replays
-                for ev in alarm.update(processed, time.monotonic() - t0, result.regions):
-                    emit({**ev, "camera": cam, "source": spec})
-            backoff = 1.0
-        except SourceError as exc:
-            if not is_stream(spec):  # a missing or unreadable file will not come back
-                emit({"event": "source_error", "camera": cam, "error": str(exc), "retry_in_s": None})
-                reason = "source_error"
+                loop.emit({"event": "source_error", "error": str(exc), "retry_in_s": backoff})
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            except Exception as exc:  # noqa: BLE001 - report, and end this camera only
+                loop.emit({"event": "worker_error", "error": f"{type(exc).__name__}: {exc}"})
+                reason = "error"
                 break
-            emit({"event": "source_error", "camera": cam, "error": str(exc), "retry_in_s": backoff})
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
-            continue
-        except Exception as exc:  # noqa: BLE001 - report, and end this camera only
-            emit({"event": "worker_error", "camera": cam, "error": f"{type(exc).__name__}: {exc}"})
-            reason = "error"
-            break
-        if args.max_frames and processed >= args.max_frames:
-            reason = "max_frames"
-            break
-        if not (args.loop or source.is_stream):
-            reason = "source_ended"
-            break
+            if args.max_frames and loop.processed >= args.max_frames:
+                reason = "max_frames"
+                break
+            if not (args.loop or source.is_stream):
+                reason = "source_ended"
+                break
+    finally:
+        loop.finish("camera_finished")  # never leave a dangling "start"
+        seg.close()
     elapsed = time.monotonic() - t0
-    for ev in alarm.close(processed, elapsed, "camera_finished"):  # never leave a dangling "start"
-        emit({**ev, "camera": cam, "source": spec})
-    emit({"event": "camera_finished", "camera": cam, "frames": processed, "reason": reason,
-          "fps": round(processed / elapsed, 2) if elapsed > 0 else None})
+    loop.emit({"event": "camera_finished", "frames": loop.processed, "reason": reason,
+               "fps": round(loop.processed / elapsed, 2) if elapsed > 0 else None})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -139,10 +126,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edgeseg.sinks import JsonlEvents, stamp
+
     args = parse_args(argv)
-    emit = JsonLines()
+    events = JsonlEvents(sys.stdout)  # one thread-safe writer shared by every camera
     stop = threading.Event()
-    workers = [threading.Thread(target=camera_worker, args=(f"cam{i}", s, args, stop, emit), name=f"cam{i}", daemon=True)
+    workers = [threading.Thread(target=camera_worker, args=(f"cam{i}", s, args, stop, events), name=f"cam{i}", daemon=True)
                for i, s in enumerate(args.sources)]
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     t0 = time.monotonic()
@@ -157,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.set()  # workers finish their current frame and report
     for w in workers:
         w.join(timeout=10)
-    emit({"event": "gateway_finished", "cameras": len(workers), "wall_s": round(time.monotonic() - t0, 2)})
+    events.event(stamp({"event": "gateway_finished", "cameras": len(workers), "wall_s": round(time.monotonic() - t0, 2)}))
     return 0
 
 

@@ -140,12 +140,12 @@ def test_show_without_display_warns_and_still_writes(tiny_onnx, tmp_path, monkey
 
 
 def test_show_with_headless_opencv_names_the_fix(monkeypatch):
-    import edgeseg.detect as detect
+    import edgeseg.sinks as sinks
 
     def no_gui(*args):
         raise cv2.error("The function is not implemented. Rebuild the library with GTK+ 2.x or Cocoa support")
 
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.setattr(cv2, "namedWindow", no_gui)
-    reason = detect.display_unavailable_reason()
+    reason = sinks.display_unavailable_reason()
     assert reason and "opencv-python-headless" in reason and "pip install opencv-python" in reason

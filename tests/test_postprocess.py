@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgeseg.postprocess import extract_regions, overlay, probs_to_labels, remove_small
+from edgeseg.postprocess import extract_regions, probs_to_labels, remove_small
 
 
 def _two_blobs():
@@ -62,32 +62,3 @@ def test_threshold_behaviour():
     np.testing.assert_array_equal(probs_to_labels(probs, 0.5)[0], [0, 1, 2, 1])
     # threshold 0.95: no leak survives; d falls back to bg/machine tie -> bg
     np.testing.assert_array_equal(probs_to_labels(probs, 0.95)[0], [0, 0, 2, 0])
-
-
-def test_overlay_shape_and_input_unchanged():
-    frame = np.full((40, 40, 3), 50, dtype=np.uint8)
-    before = frame.copy()
-    m = np.zeros((40, 40), dtype=np.uint8)
-    m[:10, :10] = _two_blobs()
-    out = overlay(frame, m, extract_regions(m))
-    assert out.shape == frame.shape and out.dtype == np.uint8
-    np.testing.assert_array_equal(frame, before)
-    assert not np.array_equal(out[2, 2], frame[2, 2])  # leak pixel coloured
-    assert not np.array_equal(out[9, 1], frame[9, 1])  # machine pixel coloured
-    np.testing.assert_array_equal(out[35, 35], frame[35, 35])  # background far from boxes/labels untouched
-
-
-def test_overlay_blends_class_colours_like_a_plain_reference():
-    from edgeseg.postprocess import CLASS_COLORS
-
-    rng = np.random.default_rng(1)
-    frame = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
-    m = np.zeros((60, 80), np.int64)  # int masks are accepted too
-    m[10:30, 10:40] = 2  # machine only: no leak contour drawn over the blend
-    alpha = 0.45
-    out = overlay(frame, m, alpha=alpha)
-    ref = frame.astype(np.float64)
-    sel = m == 2
-    ref[sel] = ref[sel] * (1 - alpha) + np.array(CLASS_COLORS[2], np.float64) * alpha
-    assert np.abs(out.astype(np.float64) - ref).max() <= 1.0
-    assert np.array_equal(out[~sel], frame[~sel])
