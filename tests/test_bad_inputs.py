@@ -18,7 +18,7 @@ from edgeseg.detect import run_detect
 from edgeseg.errors import ModelError
 from edgeseg.segmenter import Segmenter
 from edgeseg.sources import open_source
-from fakes import FakeCapture  # the scripted cv2.VideoCapture stand-in
+from fakes import FakeVideo  # the scripted cv2.VideoCapture stand-in
 from training.synth import render_scene, write_clip_video
 
 runner = CliRunner()
@@ -74,25 +74,6 @@ def test_corrupt_single_image_fails_naming_the_file(tiny_onnx, tmp_path, content
 
 
 # ------------------------------------------------------------------------------- videos
-class FakeVideo(FakeCapture):
-    """``FakeCapture`` as a video file: real synthetic frames and a frame count.
-
-    ``reads`` scripts each read (1 = decodes, 0 = corrupt frame: OpenCV returns False).
-    """
-
-    def __init__(self, script):
-        super().__init__(script)
-        self.n, self.pos = len(script["reads"]), 0
-
-    def read(self):
-        ok, _ = super().read()
-        self.pos += 1
-        return (True, render_scene(self.pos, (64, 64))[0]) if ok else (False, None)
-
-    def get(self, prop):
-        return float(self.n) if prop == cv2.CAP_PROP_FRAME_COUNT else 10.0
-
-
 def test_corrupt_frame_mid_video_is_skipped(tiny_onnx, tmp_path, caplog):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"")  # open_source needs the path to exist; the fake does the decoding
@@ -106,15 +87,6 @@ def test_corrupt_frame_mid_video_is_skipped(tiny_onnx, tmp_path, caplog):
     cap = cv2.VideoCapture(summary["outputs"][0])
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
     cap.release()
-
-
-def test_frame_indices_keep_the_gap_of_a_corrupt_frame(tmp_path):
-    clip = tmp_path / "clip.mp4"
-    clip.write_bytes(b"")
-    script = {"opens": [], "reads": [1, 0, 1, 1]}
-    src = open_source(str(clip), capture_factory=lambda spec: FakeVideo(script))
-    # timestamps stay true to the video: the frame after the bad one is frame 2, at 0.2 s
-    assert [(f.index, f.timestamp_s) for f in src] == [(0, 0.0), (2, 0.2), (3, 0.3)]
 
 
 # ------------------------------------------------------------------------------- Ctrl-C

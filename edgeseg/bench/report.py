@@ -127,7 +127,7 @@ def render_markdown(r: dict[str, Any]) -> str:
                          f"upsampling, connected components).")
     lines += _search_md(r.get("int8_search"))
     lines += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in m.items() if k != "packages"]
-    lines += [f"- packages: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)]
+    lines += ["- packages: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)]
     lines += ["", "## Figures", ""]
     for name, status in r.get("plots", {}).items():
         lines.append(f"![{name}]({status})" if status.endswith(".png") else f"- {name}: {status}")

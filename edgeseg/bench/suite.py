@@ -11,6 +11,7 @@ background load that changes over time affects every variant alike.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import time
 from dataclasses import dataclass, field
@@ -117,7 +118,8 @@ def pytorch_variant(opts: SuiteOptions) -> Variant:
         return v.skip(f"checkpoint not found: {opts.checkpoint}")
     try:
         torch_backend = backend_class("pytorch")
-        import torch  # noqa: F401
+        if importlib.util.find_spec("torch") is None:
+            raise ImportError("No module named 'torch'")
     except (ModelError, ImportError) as exc:
         return v.skip(f"PyTorch variant needs the [export] extra (torch): {exc}")
     v.path, v.size_mb = str(opts.checkpoint), _mb(opts.checkpoint)
@@ -127,9 +129,7 @@ def pytorch_variant(opts: SuiteOptions) -> Variant:
         v.segmenter = Segmenter(opts.model, backend=backend)
     except Exception as exc:  # noqa: BLE001
         return v.fail(exc)
-    import torch
-
-    v.details.update(torch_threads=v.segmenter.backend.threads, torch=torch.__version__)
+    v.details.update(torch_threads=v.segmenter.backend.threads, torch=importlib.metadata.version("torch"))
     v.status = "ok"
     return v
 

@@ -1,0 +1,47 @@
+"""The package line drawn by dependency: what an install puts into site-packages, and who imports whom."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_wheel_adds_no_generic_top_level_names(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("edgeseg-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"edgeseg", "edgeseg_export"}, top  # no bare `export` / `training` in site-packages
+    assert "edgeseg_export/onnx_export.py" in names and "edgeseg/models/edgeseg-unet-r18.json" in names
+    entry_points = next(zipfile.ZipFile(wheel).read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    assert "onnx = edgeseg_export.cli:export_onnx_cmd" in entry_points
+    assert "pytorch = edgeseg_export.torch_backend:TorchBackend" in entry_points
+
+
+def test_edgeseg_never_imports_export_training_or_torch():
+    """edgeseg is the bottom layer: export/ and training/ import it, never the reverse."""
+    for path in (ROOT / "edgeseg").rglob("*.py"):
+        bad = {m for m in _imports(path) if m.split(".")[0] in {"export", "edgeseg_export", "training", "torch"}}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_export_imports_only_relative_or_edgeseg():
+    """Inside export/ the package refers to itself relatively, so it works as `edgeseg_export` when installed."""
+    for path in (ROOT / "export").rglob("*.py"):
+        bad = {m for m in _imports(path) if m.split(".")[0] in {"export", "training"}}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
