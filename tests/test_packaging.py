@@ -45,3 +45,18 @@ def test_export_imports_only_relative_or_edgeseg():
     for path in (ROOT / "export").rglob("*.py"):
         bad = {m for m in _imports(path) if m.split(".")[0] in {"export", "training"}}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+RUNTIME_TESTS = ["test_segmenter.py", "test_detect.py", "test_bad_inputs.py", "test_sinks.py", "test_sources.py",
+                 "test_annotate.py", "test_postprocess.py", "test_preprocess.py", "test_metrics.py", "test_alarm.py",
+                 "test_model_meta.py", "test_files.py", "test_registry.py"]
+
+
+def test_runtime_tests_pass_with_torch_unimportable():
+    """A gateway installs no torch: the runtime's tests must not need it (torch blocked in a subprocess)."""
+    code = ("import sys; sys.modules['torch'] = None; import pytest; "
+            f"sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', *{[f'tests/{t}' for t in RUNTIME_TESTS]!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-500:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in tail and "error" not in tail, tail
