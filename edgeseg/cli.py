@@ -30,6 +30,27 @@ from edgeseg.console import console, fail, parse_size  # noqa: E402
 _fail, _parse_size = fail, parse_size
 
 
+@app.command("doctor")
+def doctor_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print facts and findings as JSON on stdout"),
+) -> None:
+    """What is installed (TensorRT, CUDA driver/runtime, cuda-python/pycuda, GPU, ONNX Runtime, OpenVINO)
+    and whether it fits together, with a one-line fix for each mismatch. Exit 1 on an error finding."""
+    from edgeseg.doctor import report
+
+    rep = report()
+    if as_json:
+        print(json.dumps(rep, indent=2, default=str))
+    else:
+        marks = {"ok": "ok   ", "info": "info ", "warn": "WARN ", "error": "ERROR"}
+        for f in rep["findings"]:
+            console.print(f"{marks[f['level']]} {f['topic']}: {f['message']}", markup=False, highlight=False)
+            if f["fix"]:
+                console.print(f"      fix: {f['fix']}", markup=False, highlight=False)
+    if not rep["ok"]:
+        raise typer.Exit(1)
+
+
 def _register_plugins() -> None:
     """Commands of other installed packages (the torch-side ``export onnx`` lives in
     ``edgeseg_export``): found by entry point, so this package never imports them by name."""
