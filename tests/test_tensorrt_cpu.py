@@ -491,7 +491,7 @@ def test_no_torch_in_runtime_modules():
     import subprocess
     import sys
 
-    code = ("import sys, edgeseg.model_meta, edgeseg.cuda_layer, edgeseg.backends.tensorrt_backend, edgeseg.engine_build, edgeseg.cli;"
+    code = ("import sys, edgeseg.model_meta, edgeseg.cuda_layer, edgeseg.backends.tensorrt_backend, edgeseg.engine_build, edgeseg.cli, edgeseg.doctor;"
             "bad=[m for m in ('torch','tensorrt','pycuda') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
@@ -743,6 +743,8 @@ def test_cli_build_and_verify_on_cpu(tmp_path):
         assert r.exit_code == 2 and "TensorRT python package not installed" in r.output
     r = runner.invoke(app, ["build", str(onnx_path), "-o", str(tmp_path / "m.engine"), "--min-batch", "4", "--opt-batch", "2"])
     assert r.exit_code == 2 and "min <= opt <= max" in r.output
+    r = runner.invoke(app, ["build", str(onnx_path), "-o", str(tmp_path / "m.engine"), "--labels", "uint16"])
+    assert r.exit_code == 2 and "labels must be one of int32, none, keep" in r.output
     ref = tmp_path / "ref.npz"
     r = runner.invoke(app, ["verify", str(tmp_path / "m.engine"), "--onnx", str(onnx_path), "--data", str(imgs), "--save-reference", str(ref)])
     assert r.exit_code == 0, r.output
