@@ -30,6 +30,27 @@ from edgeseg.console import console, fail, parse_size  # noqa: E402
 _fail, _parse_size = fail, parse_size
 
 
+@app.command("doctor")
+def doctor_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print facts and findings as JSON on stdout"),
+) -> None:
+    """What is installed (TensorRT, CUDA driver/runtime, cuda-python/pycuda, GPU, ONNX Runtime, OpenVINO)
+    and whether it fits together, with a one-line fix for each mismatch. Exit 1 on an error finding."""
+    from edgeseg.doctor import report
+
+    rep = report()
+    if as_json:
+        print(json.dumps(rep, indent=2, default=str))
+    else:
+        marks = {"ok": "ok   ", "info": "info ", "warn": "WARN ", "error": "ERROR"}
+        for f in rep["findings"]:
+            console.print(f"{marks[f['level']]} {f['topic']}: {f['message']}", markup=False, highlight=False)
+            if f["fix"]:
+                console.print(f"      fix: {f['fix']}", markup=False, highlight=False)
+    if not rep["ok"]:
+        raise typer.Exit(1)
+
+
 def _register_plugins() -> None:
     """Commands of other installed packages (the torch-side ``export onnx`` lives in
     ``edgeseg_export``): found by entry point, so this package never imports them by name."""
@@ -86,6 +107,8 @@ def build_cmd(
     width: Optional[int] = typer.Option(None, help="Input width (default: ONNX metadata input_size)"),
     workspace: int = typer.Option(1024, "--workspace", help="Builder workspace in MB"),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file to load/save"),
+    labels: str = typer.Option("int32", "--labels", help="The ONNX 'labels' output in the engine: int32 (a uint8 "
+                               "Cast is rewritten; TensorRT casts to UINT8 only from FP32/FP16) | none | keep"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout"),
 ) -> None:
     """Build a TensorRT engine for this GPU (run it on the device that will do inference)."""
@@ -98,7 +121,7 @@ def build_cmd(
     opts = BuildOptions(
         fp16=fp16, int8=int8, calib_data=str(calib_data) if calib_data else None, min_batch=min_batch,
         opt_batch=opt_batch, max_batch=max_batch, height=height, width=width, workspace_mb=workspace,
-        timing_cache=str(timing_cache) if timing_cache else None,
+        timing_cache=str(timing_cache) if timing_cache else None, labels=labels,
     )
     try:
         opts.validate()

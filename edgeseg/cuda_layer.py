@@ -169,6 +169,22 @@ def _import_cudart() -> Any:
     return cudart
 
 
+def native_handle(obj: Any) -> int:
+    """The address a cuda-python handle (``cudaStream_t``, ...) wraps, as an int for TensorRT.
+
+    cuda-bindings 13.0.0 release notes: "Using int(cuda_obj) to retrieve the underlying address of a
+    CUDA object is deprecated and subject to future removal. Please switch to use
+    get_cuda_native_handle() instead" (``cuda.bindings.utils``, also in 12.9.x). Not ``getPtr()``:
+    that is the address of the Python object's storage *for* the handle (a ``cudaStream_t*``), not the
+    stream. Older bindings (no utils module) only have ``int()``.
+    """
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(obj)
+    return int(get_cuda_native_handle(obj))
+
+
 class CudaPythonLayer(CudaLayer):
     """NVIDIA cuda-python runtime bindings. Every call returns ``(err, *values)``; we check err.
 
@@ -238,7 +254,7 @@ class CudaPythonLayer(CudaLayer):
         return self._check(self._rt.cudaStreamCreate(), "cudaStreamCreate")
 
     def stream_handle(self, stream: Any) -> int:
-        return int(stream)
+        return native_handle(stream)
 
     def stream_sync(self, stream: Any) -> None:
         self._check(self._rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
@@ -293,5 +309,6 @@ def load_cuda_layer(prefer: Optional[str] = None, device: int = 0) -> CudaLayer:
             tried.append(f"{name}: {type(exc).__name__}: {exc}")
     raise BackendUnavailable(
         "no usable CUDA layer (" + "; ".join(tried) + "). Needs an NVIDIA GPU with its driver and "
-        "pip install pycuda or cuda-python (pip install 'edgeseg[gpu]' / 'edgeseg[gpu-cuda-python]')"
+        "pip install pycuda or cuda-python (pip install 'edgeseg[gpu-cu12]' / 'edgeseg[gpu-cu13]' / "
+        "'edgeseg[jetson]'; 'edgeseg doctor' says which fits this driver)"
     )

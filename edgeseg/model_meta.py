@@ -152,6 +152,9 @@ class EngineMeta:
     onnx_metadata: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     sidecar_version: int = SIDECAR_VERSION
+    # dtype of the engine's 'labels' output: "int32" | "uint8" | "none" (not in the engine: argmax on the
+    # host); "" = unknown (a sidecar from before this field; the backend reads probs only either way)
+    labels_dtype: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

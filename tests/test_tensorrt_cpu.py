@@ -26,13 +26,21 @@ from edgeseg.engine_build import BuildError, BuildOptions, CalibrationBatches, b
 
 # ----------------------------------------------------------------------------- fakes
 
-def make_tiny_onnx(path: Path, size=(64, 96)) -> Path:
+def make_tiny_onnx(path: Path, size=(64, 96), labels: str = "none") -> Path:
+    """Softmax 'probs' (+ 'labels' = Cast(ArgMax(probs), to=labels) as the exporter writes it)."""
     import onnx
     from onnx import TensorProto, helper
 
     inp = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "height", "width"])
     out = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 3, "height", "width"])
-    graph = helper.make_graph([helper.make_node("Softmax", ["image"], ["probs"], axis=1)], "tiny", [inp], [out])
+    nodes = [helper.make_node("Softmax", ["image"], ["probs"], axis=1)]
+    outs = [out]
+    if labels != "none":
+        to = {"uint8": TensorProto.UINT8, "int32": TensorProto.INT32}[labels]
+        nodes += [helper.make_node("ArgMax", ["probs"], ["am"], axis=1, keepdims=0),
+                  helper.make_node("Cast", ["am"], ["labels"], to=to)]
+        outs.append(helper.make_tensor_value_info("labels", to, ["batch", "height", "width"]))
+    graph = helper.make_graph(nodes, "tiny", [inp], outs)
     # IR 8 is what opset 17 needs; onnx's newest default (IR 14 in onnx 1.23) is refused by
     # onnxruntime <= 1.30 (seen on a GPU host with those versions)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
@@ -53,22 +61,57 @@ class FakeCuda:
         return "8.7"
 
 
-def make_fake_trt(version: str):
-    """FakeTensorRT: records every builder call; no real TensorRT (checks our orchestration only)."""
+# Values from NVIDIA's headers, NVIDIA/TensorRT at tags v8.6.1, v10.3.0, v11.0 and v11.1:
+# include/NvInfer.h `enum class NetworkDefinitionCreationFlag`:
+#   v8.6.1:  kEXPLICIT_BATCH = 0, kEXPLICIT_PRECISION (deprecated) = 1
+#   v10.3.0: kEXPLICIT_BATCH (deprecated, ignored) = 0, kSTRONGLY_TYPED = 1
+#   v11.x:   kSTRONGLY_TYPED (deprecated: "Strongly typed mode is always enabled") = 0,
+#            kPREFER_JIT_PYTHON_PLUGINS = 1, kPREFER_AOT_PYTHON_PLUGINS = 2
+NDCF_VALUES = {
+    8: {"EXPLICIT_BATCH": 0, "EXPLICIT_PRECISION": 1},
+    10: {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1},
+    11: {"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1, "PREFER_AOT_PYTHON_PLUGINS": 2},
+}
+# include/NvInferRuntimeBase.h `enum class DataType` (same numbers in v8.6.1, v10.3.0, v11.1; kBF16 and
+# kINT64 from 10.0): kFLOAT 0, kHALF 1, kINT8 2, kINT32 3, kBOOL 4, kUINT8 5, kFP8 6, kBF16 7, kINT64 8.
+# Its kUINT8 comment: "kUINT8 conversions are only supported for {kFLOAT, kHALF}".
+DATA_TYPE = {"FLOAT": 0, "HALF": 1, "INT8": 2, "INT32": 3, "BOOL": 4, "UINT8": 5, "INT64": 8}
+NPTYPE = {0: np.float32, 1: np.float16, 2: np.int8, 3: np.int32, 4: np.bool_, 5: np.uint8, 8: np.int64}
+# include/NvInferRuntimeBase.h `enum class TensorIOMode`: kNONE = 0, kINPUT = 1, kOUTPUT = 2
+TENSOR_IO_MODE = {"NONE": 0, "INPUT": 1, "OUTPUT": 2}
+
+
+def _uint8_cast_from_int(path: str) -> bool:
+    """Does this ONNX cast an integer (ArgMax) result to UINT8, which TensorRT does not support?"""
+    import onnx
+    from onnx import TensorProto
+
+    g = onnx.load(path, load_external_data=False).graph
+    made_by = {o: n.op_type for n in g.node for o in n.output}
+    return any(n.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.UINT8 for a in n.attribute)
+               and made_by.get(n.input[0]) == "ArgMax" for n in g.node)
+
+
+def make_fake_trt(version: str, gpu: str = "Fake Orin"):
+    """FakeTensorRT: records every builder call; no real TensorRT (checks our orchestration only).
+
+    It follows the real API's values (NDCF_VALUES, DATA_TYPE above) and failure modes: a timing cache
+    made on another GPU / TensorRT is refused by set_timing_cache (returns False, pyCoreDoc.h "A failure
+    will be reported if the CUDA device property in the provided cache is different"), an unreadable one
+    makes create_timing_cache return None (the C++ API returns nullptr), get_timing_cache() is None when
+    no cache is set, and a network casting ArgMax to UINT8 does not build (build_serialized_network
+    returns None, as on a failed build).
+    """
     major = int(version.split(".")[0])
     calls: list[tuple] = []
     trt = types.SimpleNamespace(__version__=version, calls=calls)
-
-    class NDCF(enum.IntEnum):
-        EXPLICIT_BATCH = 0
-        STRONGLY_TYPED = 1
-
-    trt.NetworkDefinitionCreationFlag = NDCF
+    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", NDCF_VALUES[min(major, 11) if major >= 10 else 8])
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
     if major < 11:
         trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8")
     else:
         trt.BuilderFlag = types.SimpleNamespace()  # FP16/INT8 removed in TensorRT 11
+    cache_tag = f"TC|{version}|{gpu}|".encode()
 
     class Logger:
         WARNING, VERBOSE = "W", "V"
@@ -79,12 +122,18 @@ def make_fake_trt(version: str):
     class Profile:
         def set_shape(self, name, mn, opt, mx):
             calls.append(("set_shape", name, mn, opt, mx))
+            trt.profile = (mn, opt, mx)
 
     class TimingCache:
+        def __init__(self, tag):
+            self.tag = tag
+
         def serialize(self):
-            return b"timing-cache-bytes"
+            return self.tag + b"timings"
 
     class Config:
+        cache = None
+
         def set_memory_pool_limit(self, pool, size):
             calls.append(("set_memory_pool_limit", pool, size))
 
@@ -95,14 +144,23 @@ def make_fake_trt(version: str):
             calls.append(("add_optimization_profile",))
 
         def create_timing_cache(self, data):
-            calls.append(("create_timing_cache", bytes(data)))
-            return TimingCache()
+            data = bytes(data)
+            calls.append(("create_timing_cache", data))
+            if not data:
+                return TimingCache(cache_tag)
+            if not data.startswith(b"TC|"):
+                return None  # unreadable blob
+            return TimingCache(data[: data.index(b"|", data.index(b"|", 3) + 1) + 1])
 
         def set_timing_cache(self, cache, ignore_mismatch):
-            calls.append(("set_timing_cache",))
+            ok = bool(ignore_mismatch) or cache.tag == cache_tag
+            calls.append(("set_timing_cache", ok))
+            if ok:
+                self.cache = cache
+            return ok
 
         def get_timing_cache(self):
-            return TimingCache()
+            return self.cache
 
     class Network:
         def get_input(self, i):
@@ -124,16 +182,19 @@ def make_fake_trt(version: str):
 
         def build_serialized_network(self, network, config):
             calls.append(("build_serialized_network",))
-            return None if getattr(trt, "fail_build", False) else b"PLAN"
+            if getattr(trt, "fail_build", False) or getattr(network, "uint8_cast_from_int", False):
+                return None
+            return b"PLAN"
 
     class OnnxParser:
         num_errors = 0
 
         def __init__(self, network, logger):
-            pass
+            self.network = network
 
         def parse_from_file(self, path):
             calls.append(("parse_from_file", path))
+            self.network.uint8_cast_from_int = _uint8_cast_from_int(path)
             return True
 
     trt.Logger, trt.Builder, trt.OnnxParser = Logger, Builder, OnnxParser
@@ -149,7 +210,10 @@ def names(calls):
 class TestFakeTensorRTOrchestration:
     """FakeTensorRT... checks our orchestration, not TensorRT."""
 
-    @pytest.mark.parametrize("version,flags,fp16_flag", [("8.6.1", 1 << 0, True), ("10.3.0", 0, True), ("11.0.0", 1 << 1, False)])
+    # flags = 1 << (enum value) from NDCF_VALUES: 8.6 EXPLICIT_BATCH (0) -> 1; 10.x none (EXPLICIT_BATCH
+    # ignored) -> 0; 11.x STRONGLY_TYPED (0, ignored but harmless) -> 1, never 2 (PREFER_JIT_PYTHON_PLUGINS)
+    @pytest.mark.parametrize("version,flags,fp16_flag", [("8.6.1", 1, True), ("10.3.0", 0, True), ("11.0.0", 1, False),
+                                                         ("11.1.0", 1, False)])
     def test_build_branches(self, tmp_path, version, flags, fp16_flag):
         onnx_path = make_tiny_onnx(tmp_path / "m.onnx")
         fp16_path = make_tiny_onnx(tmp_path / "m.fp16.onnx")
@@ -164,7 +228,7 @@ class TestFakeTensorRTOrchestration:
         assert ("set_shape", "image", (1, 3, 64, 96), (2, 3, 64, 96), (4, 3, 64, 96)) in c
         assert ("set_memory_pool_limit", "WORKSPACE", 256 << 20) in c
         assert ("create_timing_cache", b"") in c
-        assert (tmp_path / "tc.bin").read_bytes() == b"timing-cache-bytes"
+        assert (tmp_path / "tc.bin").read_bytes() == f"TC|{version}|Fake Orin|timings".encode()
         parsed = [x[1] for x in c if x[0] == "parse_from_file"]
         assert parsed == [str(fp16_path if version.startswith("11") else onnx_path)]
         assert rep["strongly_typed"] is version.startswith("11")
@@ -181,6 +245,83 @@ class TestFakeTensorRTOrchestration:
         trt = make_fake_trt("10.3.0")
         build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(timing_cache=str(tmp_path / "tc.bin")), trt=trt, cuda=FakeCuda())
         assert ("create_timing_cache", b"old") in trt.calls
+
+    @pytest.mark.parametrize("blob,why", [(b"TC|10.3.0|NVIDIA GeForce RTX 4090|timings", "refused by TensorRT"),
+                                          (b"TC|10.2.0|Fake Orin|timings", "refused by TensorRT"),
+                                          (b"garbage", "unreadable")])
+    def test_timing_cache_from_elsewhere_is_replaced_and_engine_keeps_its_sidecar(self, tmp_path, blob, why):
+        """Another GPU's / TensorRT's cache is refused (set_timing_cache -> False); an unreadable one gives
+        None. The build goes on with a fresh cache, saved over the old one, and the sidecar is written."""
+        onnx_path = make_tiny_onnx(tmp_path / "m.onnx")
+        tc = tmp_path / "tc.bin"
+        tc.write_bytes(blob)
+        trt = make_fake_trt("10.3.0")
+        rep = build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(timing_cache=str(tc)), trt=trt, cuda=FakeCuda())
+        assert any(why in n and "started a fresh one" in n for n in rep["notes"])
+        assert tc.read_bytes() == b"TC|10.3.0|Fake Orin|timings"
+        assert read_sidecar(tmp_path / "m.engine").tensorrt_version == "10.3.0"
+        # the next build on this machine loads it
+        rep = build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(timing_cache=str(tc)), trt=trt, cuda=FakeCuda())
+        assert f"timing cache loaded from {tc}" in rep["notes"]
+
+    def test_no_timing_cache_set_still_writes_engine_and_sidecar(self, tmp_path):
+        """get_timing_cache() is None when no cache is set (pyCoreDoc.h): noted, no AttributeError."""
+        onnx_path = make_tiny_onnx(tmp_path / "m.onnx")
+        trt = make_fake_trt("10.3.0")
+        real_builder = trt.Builder
+
+        class RefusingBuilder(real_builder):
+            def create_builder_config(self):
+                cfg = super().create_builder_config()
+                cfg.set_timing_cache = lambda cache, ignore_mismatch: False
+                return cfg
+
+        trt.Builder = RefusingBuilder
+        rep = build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(timing_cache=str(tmp_path / "tc.bin")),
+                           trt=trt, cuda=FakeCuda())
+        assert "no timing cache to save (TensorRT had none set)" in rep["notes"]
+        assert not (tmp_path / "tc.bin").exists() and sidecar_path(tmp_path / "m.engine").is_file()
+
+    def test_uint8_labels_are_built_as_int32(self, tmp_path):
+        """ArgMax -> Cast(UINT8) does not build (TensorRT casts to UINT8 only from FP32/FP16); the
+        default rewrites the Cast to INT32 in a copy and says so in the sidecar."""
+        onnx_path = make_tiny_onnx(tmp_path / "m.onnx", labels="uint8")
+        before = onnx_path.read_bytes()
+        with pytest.raises(BuildError, match="--labels none"):
+            build_engine(onnx_path, tmp_path / "k.engine", BuildOptions(labels="keep"), trt=make_fake_trt("8.6.1"),
+                         cuda=FakeCuda())
+        trt = make_fake_trt("8.6.1")
+        rep = build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(), trt=trt, cuda=FakeCuda())
+        side = read_sidecar(tmp_path / "m.engine")
+        assert rep["labels_dtype"] == side.labels_dtype == "int32"
+        assert any("from uint8 to int32" in n for n in side.notes)
+        parsed = [c[1] for c in trt.calls if c[0] == "parse_from_file"][0]
+        assert parsed != str(onnx_path) and not Path(parsed).exists()  # a temporary copy, cleaned up
+        assert onnx_path.read_bytes() == before  # the user's ONNX is untouched
+        assert side.onnx_sha256 == __import__("edgeseg.files", fromlist=["x"]).sha256_file(onnx_path)
+
+    def test_labels_none_drops_the_output_and_int32_is_kept(self, tmp_path):
+        import onnx
+
+        seen = {}
+        onnx_path = make_tiny_onnx(tmp_path / "m.onnx", labels="uint8")
+        trt = make_fake_trt("10.3.0")
+        parser = trt.OnnxParser
+
+        class Peek(parser):
+            def parse_from_file(self, path):
+                g = onnx.load(path).graph
+                seen["outputs"], seen["ops"] = [o.name for o in g.output], [n.op_type for n in g.node]
+                return super().parse_from_file(path)
+
+        trt.OnnxParser = Peek
+        rep = build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(labels="none"), trt=trt, cuda=FakeCuda())
+        assert seen == {"outputs": ["probs"], "ops": ["Softmax"]} and rep["labels_dtype"] == "none"
+        i32 = make_tiny_onnx(tmp_path / "i.onnx", labels="int32")
+        rep = build_engine(i32, tmp_path / "i.engine", BuildOptions(), trt=make_fake_trt("10.3.0"), cuda=FakeCuda())
+        assert rep["labels_dtype"] == "int32" and rep["parsed_onnx"] == str(i32)
+        with pytest.raises(ValueError, match="labels must be one of"):
+            BuildOptions(labels="uint16").validate()
 
     def test_fp32_sets_no_precision_flag(self, tmp_path):
         trt = make_fake_trt("10.3.0")
@@ -200,7 +341,7 @@ class TestFakeTensorRTOrchestration:
         with pytest.raises(BuildError, match="Q/DQ"):
             build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(int8=True, calib_data=str(tmp_path / "calib")),
                          trt=make_fake_trt("11.0.0"), cuda=FakeCuda())
-        with pytest.raises(BuildError, match=">= 8.6"):
+        with pytest.raises(BuildError, match=r">= 8.6 \(JetPack 5 ships 8.5: use JetPack 6"):
             build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(), trt=make_fake_trt("8.5.3"), cuda=FakeCuda())
 
     def test_bad_profile_rejected(self):
@@ -222,6 +363,13 @@ def test_sidecar_roundtrip(tmp_path):
     write_sidecar(tmp_path / "m.engine", m)
     assert (tmp_path / "m.engine.json").is_file()
     assert read_sidecar(tmp_path / "m.engine") == m
+
+
+def test_sidecar_without_labels_dtype_still_reads(tmp_path):
+    d = _meta().to_dict()
+    del d["labels_dtype"]
+    sidecar_path(tmp_path / "m.engine").write_text(json.dumps(d))
+    assert read_sidecar(tmp_path / "m.engine").labels_dtype == ""
 
 
 def test_mismatch_refusal_messages(tmp_path):
@@ -343,7 +491,7 @@ def test_no_torch_in_runtime_modules():
     import subprocess
     import sys
 
-    code = ("import sys, edgeseg.model_meta, edgeseg.cuda_layer, edgeseg.backends.tensorrt_backend, edgeseg.engine_build, edgeseg.cli;"
+    code = ("import sys, edgeseg.model_meta, edgeseg.cuda_layer, edgeseg.backends.tensorrt_backend, edgeseg.engine_build, edgeseg.cli, edgeseg.doctor;"
             "bad=[m for m in ('torch','tensorrt','pycuda') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
@@ -415,22 +563,29 @@ class FakeMemCuda(FakeCuda):
         pass
 
 
-def add_fake_runtime(trt, cuda, io_dtype=np.float32):
-    class Mode(enum.Enum):
-        INPUT = 1
-        OUTPUT = 2
-
-    trt.TensorIOMode = Mode
-    trt.nptype = lambda t: t
-    tensors = [("image", Mode.INPUT, io_dtype), ("probs", Mode.OUTPUT, io_dtype), ("labels", Mode.OUTPUT, np.uint8)]
+def add_fake_runtime(trt, cuda, io_dtype=np.float32, profile=None):
+    """Runtime side of the stand-in: DataType / TensorIOMode numbers from the headers (see above),
+    ``get_tensor_profile_shape`` -> [min, opt, max] (pyCore.cpp), and ``set_input_shape`` returning
+    False for a shape outside the profile ("True on success, false if ... some other error occurred",
+    NvInferRuntime.h). ``profile`` defaults to the one the stand-in builder was given."""
+    Mode = enum.IntEnum("TensorIOMode", TENSOR_IO_MODE)
+    DataType = enum.IntEnum("DataType", DATA_TYPE)
+    trt.TensorIOMode, trt.DataType = Mode, DataType
+    trt.nptype = lambda t: NPTYPE[int(t)]
+    io = DataType.HALF if io_dtype == np.float16 else DataType.FLOAT
+    tensors = [("image", Mode.INPUT, io), ("probs", Mode.OUTPUT, io), ("labels", Mode.OUTPUT, DataType.INT32)]
 
     class Context:
-        def __init__(self):
-            self.shape, self.addr, self.runs = None, {}, []
+        def __init__(self, prof):
+            self.shape, self.addr, self.runs, self.prof = None, {}, [], prof
 
         def set_input_shape(self, name, shape):
-            assert name == "image"
-            self.shape = tuple(shape)
+            shape = tuple(shape)
+            mn, _, mx = self.prof
+            if name != "image" or len(shape) != 4 or not all(a <= s <= b for a, s, b in zip(mn, shape, mx)):
+                return False
+            self.shape = shape
+            return True
 
         def get_tensor_shape(self, name):
             n, c, h, w = self.shape
@@ -438,6 +593,7 @@ def add_fake_runtime(trt, cuda, io_dtype=np.float32):
 
         def set_tensor_address(self, name, ptr):
             self.addr[name] = ptr
+            return True
 
         def execute_async_v3(self, stream_handle):
             assert stream_handle == 7
@@ -446,7 +602,7 @@ def add_fake_runtime(trt, cuda, io_dtype=np.float32):
             x = np.frombuffer(bytes(cuda.mem[self.addr["image"]][: n * np.dtype(io_dtype).itemsize]), io_dtype).reshape(self.shape)
             p = (x * 2).astype(io_dtype).tobytes()
             cuda.mem[self.addr["probs"]][: len(p)] = p
-            lab = x.argmax(1).astype(np.uint8).tobytes()
+            lab = x.argmax(1).astype(np.int32).tobytes()
             cuda.mem[self.addr["labels"]][: len(lab)] = lab
             return True
 
@@ -454,7 +610,12 @@ def add_fake_runtime(trt, cuda, io_dtype=np.float32):
         num_io_tensors = 3
 
         def __init__(self):
-            self.ctx = Context()
+            self.prof = tuple(tuple(d) for d in (profile or trt.profile))
+            self.ctx = Context(self.prof)
+
+        def get_tensor_profile_shape(self, name, profile_index):
+            assert profile_index == 0
+            return [list(d) for d in self.prof] if name == "image" else [[], [], []]
 
         def get_tensor_name(self, i):
             return tensors[i][0]
@@ -582,6 +743,8 @@ def test_cli_build_and_verify_on_cpu(tmp_path):
         assert r.exit_code == 2 and "TensorRT python package not installed" in r.output
     r = runner.invoke(app, ["build", str(onnx_path), "-o", str(tmp_path / "m.engine"), "--min-batch", "4", "--opt-batch", "2"])
     assert r.exit_code == 2 and "min <= opt <= max" in r.output
+    r = runner.invoke(app, ["build", str(onnx_path), "-o", str(tmp_path / "m.engine"), "--labels", "uint16"])
+    assert r.exit_code == 2 and "labels must be one of int32, none, keep" in r.output
     ref = tmp_path / "ref.npz"
     r = runner.invoke(app, ["verify", str(tmp_path / "m.engine"), "--onnx", str(onnx_path), "--data", str(imgs), "--save-reference", str(ref)])
     assert r.exit_code == 0, r.output
@@ -635,3 +798,39 @@ def test_partial_copy_views_are_prefixes_of_the_same_memory():
     assert np.array_equal(part.view(np.float32), buf[:3].reshape(-1))
     with pytest.raises(ValueError, match="does not fit"):
         _prefix(buf, buf.nbytes + 4)
+
+
+def test_backend_reads_the_profile_from_the_engine(tmp_path):
+    """The buffers follow the engine's profile (get_tensor_profile_shape), and an engine whose profile
+    disagrees with its sidecar is refused instead of failing inside set_input_shape."""
+    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+
+    onnx_path = make_tiny_onnx(tmp_path / "m.onnx", size=(8, 12))
+    cuda = FakeMemCuda()
+    trt = add_fake_runtime(make_fake_trt("10.3.0"), cuda, profile=((1, 3, 8, 12), (2, 3, 8, 12), (2, 3, 8, 12)))
+    engine = tmp_path / "m.engine"
+    build_engine(onnx_path, engine, BuildOptions(min_batch=1, opt_batch=2, max_batch=4), trt=trt, cuda=cuda)
+    with pytest.raises(EngineMismatch, match=r"sidecar says batch 1..4 at 8x12, the engine's profile 1..2 at 8x12"):
+        TensorRTBackend(engine, onnx_path=onnx_path, trt=trt, cuda=cuda)
+    trt = add_fake_runtime(make_fake_trt("10.3.0"), cuda)
+    build_engine(onnx_path, engine, BuildOptions(min_batch=2, opt_batch=2, max_batch=3), trt=trt, cuda=cuda)
+    be = TensorRTBackend(engine, onnx_path=onnx_path, trt=trt, cuda=cuda)
+    assert (be.min_batch, be.max_batch, be.input_hw) == (2, 3, (8, 12))
+    assert trt.engine.ctx.set_input_shape("image", (4, 3, 8, 12)) is False  # outside the profile
+    be.min_batch = 1  # as if the profile check were skipped: a refused shape raises, not garbage
+    with pytest.raises(RuntimeError, match=r"TensorRT rejected input shape \(1, 3, 8, 12\)"):
+        be.infer(np.zeros((1, 3, 8, 12), np.float32))
+
+
+@pytest.mark.skipif(not _has("cuda"), reason="cuda-python not installed")
+def test_cuda_python_stream_handle_is_the_native_handle():
+    """cuda-bindings 13: int(cudaStream_t) is deprecated; getPtr() is the address of the handle's storage."""
+    try:
+        from cuda.bindings import runtime as rt
+    except ImportError:
+        pytest.skip("cuda-python without cuda.bindings")
+    from edgeseg.cuda_layer import native_handle
+
+    s = rt.cudaStream_t(0x1234)
+    assert native_handle(s) == 0x1234 and native_handle(rt.cudaStream_t(0)) == 0
+    assert native_handle(s) != int(s.getPtr())

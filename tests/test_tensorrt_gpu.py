@@ -12,13 +12,27 @@ ONNX = Path(__file__).resolve().parents[1] / "edgeseg" / "models" / "edgeseg-une
 
 
 def _gpu_or_skip():
-    pytest.importorskip("tensorrt", reason="TensorRT python package not installed (needs an NVIDIA GPU host)")
-    from edgeseg.cuda_layer import BackendUnavailable, load_cuda_layer
-
+    """Skip with the reason for each missing piece (the fixes are what `edgeseg doctor` prints)."""
     try:
-        return load_cuda_layer()
+        import tensorrt as trt
+    except ImportError as exc:
+        pytest.skip(f"TensorRT python package not installed or not importable ({exc}); "
+                    "pip install 'edgeseg[gpu-cu12]' / '[gpu-cu13]', or JetPack 6's TensorRT")
+    from edgeseg.cuda_layer import BackendUnavailable, load_cuda_layer
+    from edgeseg.engine_build import trt_version_tuple
+
+    if trt_version_tuple(trt) < (8, 6):
+        pytest.skip(f"TensorRT {trt.__version__} < 8.6 (JetPack 5): edgeseg needs JetPack 6 / TensorRT 8.6+")
+    try:
+        cuda = load_cuda_layer()
     except BackendUnavailable as exc:
         pytest.skip(f"no usable CUDA GPU: {exc}")
+    if not ONNX.is_file():
+        pytest.skip(f"shipped model {ONNX} not present")
+    if trt_version_tuple(trt) >= (11, 0) and not ONNX.with_suffix(".fp16.onnx").is_file():
+        pytest.importorskip("onnxconverter_common", reason="TensorRT 11 fp16 builds convert the ONNX to fp16 with "
+                            "onnxconverter-common (pip install 'onnxconverter-common>=1.14')")
+    return cuda
 
 
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -31,8 +45,6 @@ def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_fp16_engine_matches_onnxruntime(tmp_path):
     cuda = _gpu_or_skip()
-    if not ONNX.is_file():
-        pytest.skip(f"shipped model {ONNX} not present")
     import onnxruntime as ort
 
     from edgeseg.backends.tensorrt_backend import TensorRTBackend
@@ -42,6 +54,7 @@ def test_fp16_engine_matches_onnxruntime(tmp_path):
     engine = tmp_path / "m.engine"
     report = build_engine(ONNX, engine, BuildOptions(fp16=True, min_batch=1, opt_batch=2, max_batch=4), cuda=cuda)
     assert report["precision"] == "fp16"
+    assert report["labels_dtype"] in ("int32", "none")  # never an ArgMax -> UINT8 cast (see engine_build)
     be = TensorRTBackend(engine, onnx_path=ONNX, cuda=cuda)
     rng = np.random.default_rng(0)
     frames = []

@@ -22,8 +22,9 @@ from edgeseg.errors import BackendUnavailable
 from edgeseg.model_meta import EngineMismatch, ModelInfo, check_compatible, read_sidecar
 
 TRT_MISSING = (
-    "TensorRT python package not installed (pip install 'edgeseg[gpu]', or on Jetson use JetPack's system "
-    "TensorRT with a venv created with --system-site-packages)"
+    "TensorRT python package not installed (x86: pip install 'edgeseg[gpu-cu12]' or 'edgeseg[gpu-cu13]' to match "
+    "the driver; Jetson: JetPack 6's TensorRT in a venv made with --system-site-packages + pip install "
+    "'edgeseg[jetson]'; 'edgeseg doctor' says which)"
 )
 
 log = logging.getLogger("edgeseg")
@@ -178,19 +179,39 @@ class TensorRTBackend(Backend):
             self.probs_name = "probs" if "probs" in self.outputs else next(
                 (o for o in self.outputs if self.dtypes[o].kind == "f"), self.outputs[0]
             )
-            h, w = self.meta.input_size
-            self.max_batch = int(self.meta.batch_profile[2])
-            self.input_hw = (int(h), int(w))
-            # shapes at the profile max, to size buffers once
-            self.context.set_input_shape(self.input_name, (self.max_batch, 3, h, w))
+            # The engine's own optimization profile, not the sidecar's: ICudaEngine.get_tensor_profile_shape
+            # (name, profile_index) returns [min, opt, max] shapes (python/src/infer/pyCore.cpp, v8.6.1 ..
+            # v11.1: getProfileShape with kMIN, kOPT, kMAX). Profile 0 is the one edgeseg builds.
+            pmin, _popt, pmax = (tuple(int(d) for d in s) for s in self.engine.get_tensor_profile_shape(self.input_name, 0))
+            if len(pmax) != 4 or pmax[2:] != pmin[2:]:
+                raise EngineMismatch(f"{self.engine_path}: input profile {pmin}..{pmax} is not NCHW with a fixed size; "
+                                     f"rebuild with: edgeseg build {self.onnx_path or '<onnx>'} -o {self.engine_path}")
+            side = (tuple(int(b) for b in self.meta.batch_profile[::2]), tuple(int(v) for v in self.meta.input_size))
+            if side != ((pmin[0], pmax[0]), pmax[2:]):
+                raise EngineMismatch(
+                    f"{self.engine_path}: the sidecar says batch {side[0][0]}..{side[0][1]} at {side[1][0]}x{side[1][1]}, "
+                    f"the engine's profile {pmin[0]}..{pmax[0]} at {pmax[2]}x{pmax[3]}; rebuild with: edgeseg build "
+                    f"{self.onnx_path or self.meta.onnx_path or '<onnx>'} -o {self.engine_path}"
+                )
+            self.min_batch, self.max_batch = pmin[0], pmax[0]
+            self.input_hw = (pmax[2], pmax[3])
+            # shapes at the profile max, to size buffers once. set_input_shape / set_tensor_address return
+            # bool: "True on success, false if the provided name does not map to an input tensor, or if some
+            # other error occurred" (include/NvInferRuntime.h IExecutionContext::setInputShape/setTensorAddress)
+            if not self.context.set_input_shape(self.input_name, pmax):
+                raise EngineMismatch(f"{self.engine_path}: TensorRT refused input shape {pmax} (the engine's own "
+                                     "profile maximum); see the TensorRT log")
             self._host: dict[str, np.ndarray] = {}
             self._dev: dict[str, Any] = {}
             for name in self.inputs + self.outputs:
                 shape = tuple(self.context.get_tensor_shape(name))
+                if any(int(d) < 0 for d in shape):
+                    raise EngineMismatch(f"{self.engine_path}: tensor {name!r} has unresolved shape {shape}")
                 count = int(np.prod(shape))
                 self._host[name] = cuda.alloc_host_pinned((count,), self.dtypes[name])
                 self._dev[name] = cuda.alloc_device(count * self.dtypes[name].itemsize)
-                self.context.set_tensor_address(name, cuda.device_ptr(self._dev[name]))
+                if not self.context.set_tensor_address(name, cuda.device_ptr(self._dev[name])):
+                    raise RuntimeError(f"TensorRT refused the device address of tensor {name!r}")
             self._stream = cuda.stream_create()
             self._events = None
             if getattr(cuda, "supports_events", False):
@@ -211,7 +232,7 @@ class TensorRTBackend(Backend):
             return np.concatenate(parts)
         if batch.shape[0] == 0:
             raise ValueError("empty batch")
-        n, min_batch = batch.shape[0], int(self.meta.batch_profile[0])
+        n, min_batch = batch.shape[0], self.min_batch
         if n < min_batch:  # the profile rejects smaller shapes: pad with zeros, return the real rows
             padded = np.zeros((min_batch, *batch.shape[1:]), batch.dtype)
             padded[:n] = batch
@@ -222,9 +243,9 @@ class TensorRTBackend(Backend):
         cuda, ctx = self.cuda, self.context
         n = batch.shape[0]
         with cuda:
-            if ctx.set_input_shape(self.input_name, tuple(batch.shape)) is False:  # returns bool (TRT >= 8.5)
-                raise RuntimeError(f"TensorRT rejected input shape {tuple(batch.shape)} (engine profile "
-                                   f"{self.meta.batch_profile}, {self.input_hw[0]}x{self.input_hw[1]})")
+            if not ctx.set_input_shape(self.input_name, tuple(batch.shape)):  # bool, see _load
+                raise RuntimeError(f"TensorRT rejected input shape {tuple(batch.shape)} (engine profile batch "
+                                   f"{self.min_batch}..{self.max_batch}, {self.input_hw[0]}x{self.input_hw[1]})")
             host_in = self._host[self.input_name][: batch.size].reshape(batch.shape)
             host_in[...] = batch  # casts to the engine's input dtype (fp32/fp16)
             stream = self._stream
