@@ -46,3 +46,13 @@ class FakeVideo(FakeCapture):
 
     def get(self, prop):
         return float(self.n) if prop == cv2.CAP_PROP_FRAME_COUNT else 10.0
+
+
+def engine_meta(**kw):
+    """A plausible TensorRT engine sidecar (Jetson Orin, TensorRT 10.3, fp16); ``kw`` overrides fields."""
+    d = dict(onnx_sha256="ab" * 32, precision="fp16", batch_profile=(1, 4, 8), input_size=(256, 256),
+             tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7", build_time_s=12.5, built_at="2026-01-01T00:00:00Z")
+    d.update(kw)
+    from edgeseg.model_meta import EngineMeta
+
+    return EngineMeta(**d)
