@@ -109,7 +109,7 @@ def build_metadata(
     ``extra``: more keys, e.g. ``output_channels="1"`` for a binary (1-channel sigmoid) model whose
     ``classes`` are (background, leak name).
     """
-    return {**(extra or {}),
+    return {
         "edgeseg_format": FORMAT_VERSION,
         "classes": json.dumps(list(classes)),
         "activation": activation,
@@ -120,6 +120,7 @@ def build_metadata(
         "size_multiple": str(SIZE_MULTIPLE),
         "source_checkpoint": source_name,
         "source_sha256": source_sha256,
+        **(extra or {}),
     }
 
 
