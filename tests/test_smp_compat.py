@@ -174,3 +174,16 @@ def test_failed_verification_leaves_previous_file_untouched(tmp_path):
     assert "beyond the tolerance" in msg and "at (n,c,y,x)=" in msg and "opset" not in msg
     assert out.read_bytes() == b"previous model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "w.pt"]  # no temporary left behind
+
+
+def test_pytorch_backend_runs_a_binary_checkpoint(tmp_path):
+    """The PyTorch backend (bench suite's eager baseline) opens a 1-class checkpoint as binary too."""
+    from edgeseg.segmenter import Segmenter
+    from export.torch_backend import TorchBackend
+
+    torch.save(smp.random_state_dict(1), tmp_path / "one.pt")
+    be = TorchBackend(tmp_path / "one.pt")
+    assert be.info.binary and be.info.classes == ("background", "gas-smoke") and be.info.activation == "sigmoid"
+    frame = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)  # the model's size: no resize
+    r = Segmenter(backend=be).segment(frame, return_probs=True)
+    np.testing.assert_array_equal(r.mask, (r.probs[1] >= 0.5).astype(np.uint8))
