@@ -183,6 +183,7 @@ def verify_cmd(
     from edgeseg.fp16 import cpu_session
     from edgeseg.metrics import mask_iou
     from edgeseg.model_meta import read_model_info
+    from edgeseg.postprocess import class_probs
     from edgeseg.preprocess import preprocess
 
     if not onnx_model.is_file():
@@ -193,7 +194,8 @@ def verify_cmd(
 
     def ort_probs() -> "np.ndarray":
         sess = cpu_session(onnx_model)
-        return np.concatenate([sess.run(["probs"], {"image": x[i : i + 1]})[0] for i in range(len(x))])
+        probs = np.concatenate([sess.run(["probs"], {"image": x[i : i + 1]})[0] for i in range(len(x))])
+        return class_probs(probs, info.activation)  # binary models: (1 - p, p)
 
     if save_reference is not None:
         probs = ort_probs()
@@ -215,7 +217,7 @@ def verify_cmd(
         be = TensorRTBackend(engine, onnx_path=onnx_model)
     except (BackendUnavailable, EngineMismatch) as exc:
         _fail(f"{exc} (on a machine without a GPU use --save-reference and verify later on the device)")
-    probs = be.infer(x)
+    probs = class_probs(be.infer(x), info.activation)
     masks = probs.argmax(1)
     report = {
         "images": len(names), "mask_iou_agreement": mask_iou(ref_masks, masks, probs.shape[1]),

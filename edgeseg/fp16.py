@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeseg.metrics import mask_iou
 from edgeseg.model_meta import DEFAULT_MEAN, DEFAULT_STD, metadata_of, set_metadata
+from edgeseg.postprocess import class_probs
 
 # Resize scales must stay fp32 (ONNX spec); ArgMax output is an index, not a float
 FP32_OPS = ["ArgMax", "Resize"]
@@ -86,6 +87,11 @@ def cpu_session(path: str | Path) -> Any:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def metadata_of_session(session: Any) -> dict[str, str]:
+    """The edgeseg metadata an ONNX Runtime session was built from."""
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
 def verify_fp16(
     fp32_path: str | Path, fp16_path: str | Path, size: tuple[int, int], min_iou: float = 0.95
 ) -> tuple[float, float]:
@@ -93,8 +99,9 @@ def verify_fp16(
     s32, s16 = cpu_session(fp32_path), cpu_session(fp16_path)
     fixed = s32.get_inputs()[0].shape[0]
     x = image_like_inputs(fixed if isinstance(fixed, int) else 4, size, seed=123)
-    p32 = s32.run(["probs"], {"image": x})[0]
-    p16 = s16.run(["probs"], {"image": x})[0].astype(np.float32)
+    activation = metadata_of_session(s32).get("activation", "softmax")
+    p32 = class_probs(s32.run(["probs"], {"image": x})[0], activation)  # binary: (1 - p, p)
+    p16 = class_probs(s16.run(["probs"], {"image": x})[0].astype(np.float32), activation)
     num_classes = p32.shape[1]
     iou = mask_iou(p32.argmax(1), p16.argmax(1), num_classes)
     err = float(np.abs(p32 - p16).max())

@@ -38,6 +38,8 @@ class ModelInfo:
     std: tuple[float, float, float] = DEFAULT_STD
     activation: str = "softmax"
     metadata: Mapping[str, str] = field(default_factory=dict)
+    #: channels of the ``probs`` output; 1 = binary model (p(leak) only), 0 = one per class
+    output_channels: int = 0
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, str]) -> "ModelInfo":
@@ -52,8 +54,13 @@ class ModelInfo:
                 raise ValueError(f"model metadata {key!r} is not valid JSON ({meta[key]!r}); re-export the model") from exc
 
         d = cls()
+        classes = tuple(str(c) for c in get("classes", d.classes))
+        channels = int(get("output_channels", 0))
+        if len(classes) == 1:  # a 1-channel model named by its positive class only
+            classes, channels = ("background", classes[0]), 1
         info = cls(
-            classes=tuple(str(c) for c in get("classes", d.classes)),
+            classes=classes,
+            output_channels=channels,
             input_size=tuple(int(v) for v in get("input_size", d.input_size)),  # type: ignore[arg-type]
             mean=tuple(float(v) for v in get("mean", d.mean)),  # type: ignore[arg-type]
             std=tuple(float(v) for v in get("std", d.std)),  # type: ignore[arg-type]
@@ -66,8 +73,15 @@ class ModelInfo:
         return info
 
     @property
+    def binary(self) -> bool:
+        """One output channel p(leak): label 1 where p >= threshold (0.5 unless set), else 0."""
+        return self.output_channels == 1
+
+    @property
     def leak_class(self) -> int:
         """Index of the gas-smoke class (what alarms are about)."""
+        if self.binary:
+            return 1
         for name in LEAK_CLASS_NAMES:
             if name in self.classes:
                 return self.classes.index(name)
@@ -88,8 +102,13 @@ def build_metadata(
     std: Sequence[float] = DEFAULT_STD,
     source_sha256: str = "",
     source_name: str = "",
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The ONNX ``metadata_props`` the SDK reads to preprocess and label correctly."""
+    """The ONNX ``metadata_props`` the SDK reads to preprocess and label correctly.
+
+    ``extra``: more keys, e.g. ``output_channels="1"`` for a binary (1-channel sigmoid) model whose
+    ``classes`` are (background, leak name).
+    """
     return {
         "edgeseg_format": FORMAT_VERSION,
         "classes": json.dumps(list(classes)),
@@ -101,6 +120,7 @@ def build_metadata(
         "size_multiple": str(SIZE_MULTIPLE),
         "source_checkpoint": source_name,
         "source_sha256": source_sha256,
+        **(extra or {}),
     }
 
 

@@ -46,6 +46,20 @@ def probs_to_labels(probs_chw: np.ndarray, threshold: float | None = None, leak_
     return out.astype(np.uint8)
 
 
+def class_probs(probs: np.ndarray, activation: str = "sigmoid") -> np.ndarray:
+    """Per-class probabilities, ``[N,]CxHxW``. A binary model's single channel p(leak) becomes
+    (1 - p, p), i.e. classes (background, leak), so argmax, thresholds, IoU and overlays treat it
+    like any other model; logits (activation ``none``) go through a sigmoid first. Several
+    channels are returned unchanged."""
+    p = np.asarray(probs)
+    axis = p.ndim - 3
+    if p.ndim not in (3, 4) or p.shape[axis] != 1:
+        return p
+    if activation == "none":
+        p = 1.0 / (1.0 + np.exp(-p.astype(np.float32)))
+    return np.concatenate([1.0 - p, p], axis=axis).astype(np.float32, copy=False)
+
+
 @dataclass
 class Region:
     """One connected leak blob, in original-frame pixel coordinates."""

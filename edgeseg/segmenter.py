@@ -18,7 +18,7 @@ from edgeseg.backends.base import Backend, BackendOptions
 from edgeseg.backends.registry import open_backend
 from edgeseg.errors import InputError, ModelError
 from edgeseg.model_meta import ModelInfo
-from edgeseg.postprocess import Region, extract_regions, labels_to_frame, probs_to_labels, remove_small
+from edgeseg.postprocess import Region, class_probs, extract_regions, labels_to_frame, probs_to_labels, remove_small
 from edgeseg.preprocess import Transform, preprocess
 
 log = logging.getLogger("edgeseg")
@@ -61,7 +61,8 @@ class Segmenter:
     """Preprocess -> backend -> postprocess, with model-driven normalisation and sizes.
 
     ``threshold``: leak-probability threshold (None = the model's ``leak_threshold`` metadata
-    when it has one, else argmax). ``min_area``: drop leak blobs
+    when it has one, else argmax; binary 1-channel sigmoid models: 0.5). Binary models are seen
+    as classes (background, leak): ``return_probs`` gives the 2-channel map (1 - p, p). ``min_area``: drop leak blobs
     smaller than this many frame pixels (noise never raises an alarm). ``letterbox`` keeps the
     aspect ratio (pads); the default plain resize matches how the bundled model was trained.
     ``backend``: ``auto``, a registered name (``edgeseg.backends.registry``) or a ready
@@ -89,6 +90,8 @@ class Segmenter:
         self.info: ModelInfo = self.backend.info
         if threshold is None:
             threshold = self.info.leak_threshold  # shipped with the model, chosen on held-out *training* photos
+        if threshold is None and self.info.binary:
+            threshold = 0.5  # p(leak) >= 0.5; argmax of (1 - p, p) would call p == 0.5 background
         self.threshold = threshold
         self.min_area = int(min_area)
         self.mode: Literal["resize", "letterbox"] = "letterbox" if letterbox else "resize"
@@ -125,7 +128,7 @@ class Segmenter:
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         t1 = time.perf_counter()
-        probs = self.backend.infer(x)
+        probs = class_probs(self.backend.infer(x), self.info.activation)  # binary: (1 - p, p)
         t2 = time.perf_counter()
         leak = self.info.leak_class
         results = []

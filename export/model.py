@@ -3,7 +3,9 @@
 Users train this model with smp; we rebuild the same module tree here so their checkpoints load
 without smp (and without torchvision/timm, which are GBs on an edge box). Key names follow smp:
 ``encoder.conv1``, ``encoder.layer1..4``, ``decoder.blocks.0..4.conv{1,2}.{0,1}``,
-``segmentation_head.0``; decoder channels 256/128/64/32/16; nearest-neighbour upsampling.
+``segmentation_head.0``; decoder channels 256/128/64/32/16. smp's ``decoder_interpolation``
+(nearest, its default, or bilinear/bicubic) changes the forward pass but not the keys, so it is a
+constructor argument here that the converter reads from the checkpoint's config or a flag.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 Activation = Literal["softmax", "sigmoid", "none"]
+Interpolation = Literal["nearest", "bilinear", "bicubic"]
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
 ENCODER_CHANNELS = (3, 64, 64, 128, 256, 512)
 #: Spatial size must be a multiple of this (five stride-2 stages in the encoder).
@@ -74,15 +78,20 @@ def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
 
 
 class DecoderBlock(nn.Module):
-    """Upsample x2 (nearest), concatenate the skip, two conv-BN-ReLU."""
+    """Upsample x2 (``mode``, align_corners False as in smp), concatenate the skip, two conv-BN-ReLU."""
 
-    def __init__(self, cin: int, cskip: int, cout: int) -> None:
+    def __init__(self, cin: int, cskip: int, cout: int, mode: str = "nearest") -> None:
         super().__init__()
+        self.mode = mode
         self.conv1 = _conv_bn_relu(cin + cskip, cout)
         self.conv2 = _conv_bn_relu(cout, cout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        # smp interpolates to the skip's size; sizes are multiples of 32, so that is exactly x2
+        if self.mode == "nearest":
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        else:
+            x = F.interpolate(x, scale_factor=2.0, mode=self.mode, align_corners=False)
         if skip is not None:
             x = torch.cat([x, skip], dim=1)
         return self.conv2(self.conv1(x))
@@ -91,13 +100,13 @@ class DecoderBlock(nn.Module):
 class UnetDecoder(nn.Module):
     """smp UnetDecoder with ``center=False`` (resnet encoders): five blocks in ``self.blocks``."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "nearest") -> None:
         super().__init__()
         head = ENCODER_CHANNELS[-1]
         skips = list(ENCODER_CHANNELS[1:-1][::-1]) + [0]  # 256, 128, 64, 64, 0
         ins = [head] + list(DECODER_CHANNELS[:-1])
         self.blocks = nn.ModuleList(
-            DecoderBlock(i, s, o) for i, s, o in zip(ins, skips, DECODER_CHANNELS)
+            DecoderBlock(i, s, o, mode) for i, s, o in zip(ins, skips, DECODER_CHANNELS)
         )
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
@@ -119,16 +128,23 @@ class UNetResNet18(nn.Module):
         self,
         classes: int = 3,
         activation: Activation = "softmax",
+        interpolation: Interpolation = "nearest",
     ) -> None:
         super().__init__()
         if classes < 1:
             raise ValueError(f"classes must be >= 1, got {classes}")
         if activation not in ("softmax", "sigmoid", "none"):
             raise ValueError(f"activation must be softmax, sigmoid or none, got {activation!r}")
+        if classes == 1 and activation == "softmax":
+            raise ValueError("a softmax over 1 channel is 1.0 everywhere; a 1-class (binary) model needs "
+                             "activation 'sigmoid' (or 'none' for logits)")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
         self.classes = classes
         self.activation = activation
+        self.interpolation = interpolation
         self.encoder = ResNet18Encoder()
-        self.decoder = UnetDecoder()
+        self.decoder = UnetDecoder(interpolation)
         self.segmentation_head = nn.Sequential(
             nn.Conv2d(DECODER_CHANNELS[-1], classes, 3, padding=1)
         )
@@ -147,7 +163,11 @@ class UNetResNet18(nn.Module):
 
 
 class WithLabels(nn.Module):
-    """Wraps the model to also output the argmax class map, so consumers can skip postprocessing."""
+    """Wraps the model to also output the class map, so consumers can skip postprocessing.
+
+    Several channels: argmax. One channel (binary): ArgMax would always be 0, so the label is
+    1 (leak) where the probability is >= 0.5 (logit >= 0 for activation 'none').
+    """
 
     def __init__(self, model: nn.Module, dtype: torch.dtype = torch.uint8) -> None:
         super().__init__()
@@ -156,4 +176,7 @@ class WithLabels(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         probs = self.model(x)
+        if getattr(self.model, "classes", 0) == 1:  # known when tracing, no data-dependent branch
+            cut = 0.0 if getattr(self.model, "activation", "sigmoid") == "none" else 0.5
+            return probs, (probs[:, 0] >= cut).to(self.dtype)
         return probs, torch.argmax(probs, dim=1).to(self.dtype)

@@ -39,7 +39,11 @@ class ExportReport:
     outputs: list[str]
     max_abs_error: float = float("nan")
     errors_by_input: dict[str, float] = field(default_factory=dict)
-    tolerance: float = 1e-4
+    tolerance: float = 1e-4  # absolute part
+    rtol: float = 5e-5  # relative part, times max |PyTorch output| of each input
+    tolerance_used: float = float("nan")  # the largest per-input tolerance actually applied
+    activation: str = "softmax"
+    decoder_interpolation: str = "nearest"
     fp16_path: str | None = None
     fp16_mask_iou: float | None = None
     fp16_max_abs_error: float | None = None
@@ -108,19 +112,30 @@ def export_onnx(
     return out
 
 
+def allowed_error(ref: np.ndarray, atol: float, rtol: float) -> float:
+    """``atol + rtol * max|ref|``: fp32 rounding grows with the outputs' size, so logits of +-20
+    (``--activation none``) get more room than probabilities in [0, 1]."""
+    return float(atol + rtol * float(np.abs(ref).max()))
+
+
 def verify_against_torch(
     model: torch.nn.Module,
     onnx_path: str | Path,
     size: tuple[int, int],
     batches: tuple[int, ...] = (1, 4),
     tolerance: float = 1e-4,
+    rtol: float = 5e-5,
+    tolerances: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Max |torch - ORT| of ``probs`` per input kind; raises VerificationError above tolerance."""
+    """Max |torch - ORT| of ``probs`` per input kind; raises VerificationError where it exceeds
+    ``tolerance + rtol * max|torch output|`` of that input (filled into ``tolerances`` if given)."""
     sess = cpu_session(onnx_path)
     fixed = sess.get_inputs()[0].shape[0]
     if isinstance(fixed, int):
         batches = (fixed,)
     errors: dict[str, float] = {}
+    allowed: dict[str, float] = {} if tolerances is None else tolerances
+    failures = []
     for b in batches:
         cases = {
             f"random_b{b}": np.random.default_rng(b).standard_normal((b, 3, *size)).astype(np.float32),
@@ -130,11 +145,20 @@ def verify_against_torch(
             with torch.no_grad():
                 ref = model(torch.from_numpy(x)).numpy()
             got = sess.run(["probs"], {"image": x})[0]
-            errors[name] = float(np.abs(ref - got).max())
-    worst = max(errors.values())
-    if worst > tolerance:
+            diff = np.abs(ref.astype(np.float64) - got)
+            errors[name] = float(diff.max()) if np.isfinite(diff).all() else float("inf")
+            allowed[name] = allowed_error(ref, tolerance, rtol)
+            if not errors[name] <= allowed[name]:
+                where = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(diff), diff, np.inf))), diff.shape)
+                failures.append(
+                    f"{errors[name]:.2e} > {allowed[name]:.2e} on {name} at (n,c,y,x)={tuple(int(i) for i in where)} "
+                    f"(PyTorch {float(ref[where]):.6g}, ONNX Runtime {float(got[where]):.6g}, max |output| "
+                    f"{float(np.abs(ref).max()):.3g})"
+                )
+    if failures:
         raise VerificationError(
-            f"ONNX Runtime differs from PyTorch by {worst:.2e} > tolerance {tolerance:.0e} "
-            f"({errors}); try another --opset or report a bug"
+            f"ONNX Runtime's 'probs' differs from PyTorch beyond the tolerance ({tolerance:.0e} + {rtol:.0e} x "
+            f"max |output|): {'; '.join(failures)}; the file was not written. If this is rounding noise, raise "
+            "--tolerance/--rtol; otherwise the exported graph computes something else"
         )
     return errors

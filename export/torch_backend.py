@@ -38,10 +38,13 @@ class TorchBackend(Backend):
             torch.set_num_threads(int(threads))
         try:
             names = list(info.classes) if info else None
-            self.model, self.meta = load_model(checkpoint, names, info.activation if info else "softmax")  # type: ignore[arg-type]
+            self.model, self.meta = load_model(  # None: what the checkpoint states, else its class count's default
+                checkpoint, names, info.activation if info else None,  # type: ignore[arg-type]
+                info.metadata.get("decoder_interpolation") if info else None)
         except CheckpointError as exc:
             raise ModelError(str(exc)) from exc
-        self.info = info or ModelInfo(classes=tuple(self.meta["classes"]))
+        self.info = info or ModelInfo(classes=tuple(self.meta["classes"]), activation=str(self.meta["activation"]),
+                                      output_channels=1 if self.meta["num_classes"] == 1 else 0)
         self.threads = torch.get_num_threads()
         self.providers = (f"torch {torch.__version__} CPU",)
 

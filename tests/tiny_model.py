@@ -3,7 +3,8 @@
 Runtime tests (Segmenter, detect, benchmarks, TensorRT orchestration) need a real ONNX file with
 edgeseg's metadata and dynamic batch/height/width, not a U-Net: a 3x3 conv, ReLU, a 1x1 conv to the
 class scores and a softmax (or sigmoid), with the same ``image`` -> ``probs`` (+ ``labels``) I/O the
-exporter writes. So they run on a torch-free install (``pip install edgeseg``).
+exporter writes. One class (``classes=("gas-smoke",)``, ``activation="sigmoid"``) is a binary
+model: one channel p(leak), labels p >= 0.5, as an smp ``Unet(classes=1)`` exports. So they run on a torch-free install (``pip install edgeseg``).
 """
 from __future__ import annotations
 
@@ -39,16 +40,23 @@ def make_tiny_onnx(path: str | Path, classes: tuple[str, ...] = DEFAULT_CLASSES,
     else:
         nodes.append(helper.make_node("Identity", ["logits"], ["probs"]))
     outputs = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, n, "height", "width"])]
-    if labels != "none":
+    to = TensorProto.UINT8 if labels == "uint8" else TensorProto.INT32
+    if labels != "none" and n == 1:  # binary: leak where p >= 0.5 (logit >= 0), as the exporter writes it
+        cut = numpy_helper.from_array(np.array(0.0 if activation == "none" else 0.5, np.float32), "cut")
+        nodes += [helper.make_node("GreaterOrEqual", ["probs", "cut"], ["ge"]),
+                  helper.make_node("Cast", ["ge"], ["ge_t"], to=to),
+                  helper.make_node("Squeeze", ["ge_t", "axis1"], ["labels"])]
+        outputs.append(helper.make_tensor_value_info("labels", to, [batch, "height", "width"]))
+    elif labels != "none":
         nodes.append(helper.make_node("ArgMax", ["probs"], ["argmax"], axis=1, keepdims=0))
-        to = TensorProto.UINT8 if labels == "uint8" else TensorProto.INT32
         nodes.append(helper.make_node("Cast", ["argmax"], ["labels"], to=to))
         outputs.append(helper.make_tensor_value_info("labels", to, [batch, "height", "width"]))
     graph = helper.make_graph(
         nodes, "tiny_edgeseg",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, "height", "width"])],
         outputs,
-        [numpy_helper.from_array(a, name) for a, name in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))],
+        [numpy_helper.from_array(a, name) for a, name in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))]
+        + ([cut, numpy_helper.from_array(np.array([1], np.int64), "axis1")] if labels != "none" and n == 1 else []),
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgeseg-tests")
     model.ir_version = 8  # readable by every onnxruntime the project supports

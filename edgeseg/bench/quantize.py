@@ -227,11 +227,14 @@ def quantize(model: str | Path, out: str | Path, config: QuantConfig, calib: lis
     return Path(out)
 
 
-def _argmax_masks(session: Any, tensors: list[np.ndarray]) -> list[np.ndarray]:
+def _argmax_masks(session: Any, tensors: list[np.ndarray], activation: str = "softmax") -> list[np.ndarray]:
+    """Class masks; a binary model's one channel p is read as (1 - p, p), not argmax over one channel."""
+    from edgeseg.postprocess import class_probs
+
     name = session.get_inputs()[0].name
     outs = [o.name for o in session.get_outputs()]
     fetch = ["probs"] if "probs" in outs else outs[:1]
-    return [session.run(fetch, {name: x})[0][0].argmax(0).astype(np.uint8) for x in tensors]
+    return [class_probs(session.run(fetch, {name: x})[0][0], activation).argmax(0).astype(np.uint8) for x in tensors]
 
 
 def _size_mb(path: Path) -> float:
@@ -275,10 +278,11 @@ def search(model: str | Path, data: str | Path, work_dir: str | Path, configs: S
             row.update(status="failed", reason=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300])
         rows[cfg.name] = row
 
-    ref_masks = _argmax_masks(sessions["fp32"], eval_t)
+    ref_masks = _argmax_masks(sessions["fp32"], eval_t, info.activation)
     for name, sess in sessions.items():
         if name != "fp32":
-            rows[name]["agreement"] = mask_agreement(ref_masks, _argmax_masks(sess, eval_t), len(info.classes))
+            rows[name]["agreement"] = mask_agreement(ref_masks, _argmax_masks(sess, eval_t, info.activation),
+                                                     len(info.classes))
 
     x = eval_t[0]
     samples: dict[str, list[float]] = {k: [] for k in sessions}
