@@ -249,14 +249,20 @@ def detect_cmd(
     m: int = typer.Option(10, help="Alarm: clear after m frames without a leak"),
     retries: int = typer.Option(5, help="Stream reconnect attempts (exponential backoff) before giving up"),
     rebuild_engine: bool = typer.Option(False, "--rebuild-engine", help="TensorRT: rebuild an engine made for another GPU / TensorRT version from the .onnx next to it"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace results an earlier run left in the -o folder (default: refuse)"),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout"),
 ) -> None:
-    """Detect gas leaks / smoke; write annotated images or video and events.jsonl."""
+    """Detect gas leaks / smoke; write annotated images or video (.mkv) and events.jsonl.
+
+    Exit codes: 0 the whole input was processed; 3 part of it was unreadable (corrupt frames or
+    files, truncated video: outputs cover what was read); 130 Ctrl-C; 143 SIGTERM; 2 an error
+    (one line). Ctrl-C and SIGTERM close the outputs cleanly.
+    """
     import logging
 
     from edgeseg.alarm import LeakAlarm
     from edgeseg.detect import run_detect
-    from edgeseg.errors import InputError, ModelError, SourceError
+    from edgeseg.errors import InputError, ModelError, OutputError, SourceError
     from edgeseg.segmenter import Segmenter
     from edgeseg.sources import open_source
 
@@ -272,8 +278,9 @@ def detect_cmd(
         seg = Segmenter(model, backend=backend, threshold=threshold, min_area=min_area, letterbox=letterbox,  # type: ignore[arg-type]
                         rebuild_engine=rebuild_engine)
         console.print(f"model {seg.model_path.name} on {seg.backend_name}; source {source} ({src.kind})")
-        summary = run_detect(src, output, seg, every=every, show=show, alarm=alarm, progress=not as_json)
-    except (ModelError, InputError, SourceError) as exc:
+        summary = run_detect(src, output, seg, every=every, show=show, alarm=alarm, progress=not as_json,
+                             overwrite=overwrite)
+    except (ModelError, InputError, SourceError, OutputError) as exc:
         _fail(str(exc))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -281,8 +288,17 @@ def detect_cmd(
         where = summary["outputs"][0] if len(summary["outputs"]) == 1 else f"{len(summary['outputs'])} images in {output}"
         console.print(f"processed {summary['frames_processed']} frames at {summary['fps']} fps; "
                       f"annotated: {where}; events: {summary['events_file']} ({summary['events']} lines)")
+    if summary["terminated"]:
+        raise typer.Exit(143)
     if summary["interrupted"]:
         raise typer.Exit(130)
+    if not summary["complete"]:
+        expected = summary["frames_expected"]
+        console.print(f"[yellow]input incomplete[/]: {summary['unreadable']} unreadable "
+                      f"{'frames' if src.is_video else 'files'}"
+                      + (f", decoding stopped early ({summary['frames_read']} of {expected} frames)" if summary["ended_early"] else "")
+                      + "; outputs cover what was read (exit code 3)", highlight=False)
+        raise typer.Exit(3)
 
 
 # ----------------------------------------------------------------------------------- bench

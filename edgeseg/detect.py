@@ -1,27 +1,43 @@
 """``edgeseg detect``: a source through the detection loop into annotated output and events.
 
-Nothing is lost on Ctrl-C or a dropped stream: every event line is flushed when written and the
-sinks are closed in ``finally``, so the mp4 is playable up to the last frame. ``--show`` on a
-headless box degrades to a one-line warning (``Display.if_available``): the detection itself is
-what the gateway needs.
+Nothing is lost when a run stops early. Ctrl-C and SIGTERM (what systemd and docker send) both
+stop the loop cleanly: the open incident gets its ``end`` and every sink is closed. The video is
+Matroska, written as it goes, so even ``kill -9`` loses only its last seconds. Every write is
+checked; a full disk ends the run with one line and outputs valid up to the last complete frame
+and event line. The output folder is locked for the run, and earlier results are kept unless
+``overwrite`` is given. ``--show`` on a headless box degrades to a one-line warning.
+
+Exit codes (the CLI's; documented in the README): 0 the whole input was processed; 3 some
+input was unreadable (corrupt frames or files, a truncated video); 130 Ctrl-C; 143 SIGTERM.
 """
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from edgeseg.alarm import LeakAlarm
+from edgeseg.errors import InputError
+from edgeseg.outdir import OutputFolder
 from edgeseg.pipeline import DetectionLoop
 from edgeseg.segmenter import Segmenter
 from edgeseg.sinks import AnnotatedImages, AnnotatedVideo, Display, JsonlEvents, Sink
 from edgeseg.sources import Source
 
 log = logging.getLogger("edgeseg")
+
+EVENTS_NAME = "events.jsonl"
+VIDEO_NAME = "annotated.mkv"
+#: what a run writes, by glob: a later run into the folder refuses to replace these without --overwrite
+RESULT_PATTERNS = (EVENTS_NAME, VIDEO_NAME, "*.annotated.png")
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: stop like Ctrl-C does."""
 
 
 def _progress(enabled: bool):
@@ -31,22 +47,16 @@ def _progress(enabled: bool):
                     TextColumn("{task.fields[fps]} fps"), disable=not enabled, transient=False)
 
 
-def _frame_count(source: Source) -> int | None:
-    if source.kind != "video":
-        return None
-    cap = cv2.VideoCapture(source.spec)
-    try:
-        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    finally:
-        cap.release()
-
-
 def detect_sinks(source: Source, out: Path, every: int, show: bool) -> tuple[list[Sink], JsonlEvents]:
-    """Video and streams: annotated.mp4; images and folders: ``<name>_annotated.png``; always events.jsonl."""
-    events = JsonlEvents(out / "events.jsonl")
+    """Video and streams: annotated.mkv; images and folders: ``<file>.annotated.png``; always events.jsonl.
+
+    A file's rate is known (its fps / ``every``); a live stream's is measured from the frames."""
+    events = JsonlEvents(out / EVENTS_NAME)
     sinks: list[Sink] = [events]
-    if source.is_video:
-        sinks.append(AnnotatedVideo(out / "annotated.mp4", (source.fps or 10.0) / every))
+    if source.kind == "video":
+        sinks.append(AnnotatedVideo(out / VIDEO_NAME, (source.fps or 10.0) / every))
+    elif source.is_stream:
+        sinks.append(AnnotatedVideo(out / VIDEO_NAME, None))
     else:
         sinks.append(AnnotatedImages(out))
     display = Display.if_available() if show else None
@@ -55,38 +65,76 @@ def detect_sinks(source: Source, out: Path, every: int, show: bool) -> tuple[lis
     return sinks, events
 
 
+class _SigtermAsException:
+    """While active (main thread only), SIGTERM raises :class:`Terminated` where the loop is."""
+
+    def __enter__(self) -> "_SigtermAsException":
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            def handler(signum: int, frame: Any) -> None:
+                raise Terminated()
+
+            self.previous = signal.signal(signal.SIGTERM, handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
 def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every: int = 1,
-               show: bool = False, alarm: LeakAlarm | None = None, progress: bool = True) -> dict[str, Any]:
-    """Process ``source``; returns a summary (frames, fps, events, output paths, interrupted)."""
+               show: bool = False, alarm: LeakAlarm | None = None, progress: bool = True,
+               overwrite: bool = False) -> dict[str, Any]:
+    """Process ``source``; returns a summary (frames, fps, events, outputs, completeness, how it stopped).
+
+    Raises :class:`~edgeseg.errors.OutputError` (folder in use, earlier results without
+    ``overwrite``, unwritable, disk full) after closing what was written.
+    """
     if every < 1:
         raise ValueError(f"--every must be >= 1, got {every}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sinks, events = detect_sinks(source, out, every, show)
-    loop = DetectionLoop(segmenter, sinks, (alarm or LeakAlarm()) if source.is_video else None, every,
-                         context={"source": source.spec})
-    interrupted = False
-    t0 = time.perf_counter()
-    total = _frame_count(source)
-    with _progress(progress) as bar:
-        task = bar.add_task("detect", total=total, fps="-")
-        try:
-            for frame in source:
-                bar.update(task, advance=1)
-                if loop.step(frame) is None:
-                    continue
-                elapsed = time.perf_counter() - t0
-                bar.update(task, fps=f"{loop.processed / elapsed:.1f}" if elapsed > 0 else "-")
-                if loop.stop_requested:
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
-            log.warning("interrupted: closing outputs cleanly")
-        finally:
-            # an incident still open when the video stops gets its "end" (Ctrl-C included)
-            loop.finish("interrupted" if interrupted else "error" if sys.exc_info()[0] else "source_ended")
-    elapsed = time.perf_counter() - t0
+    stopped_by = None
+    skipped: list[str] = []
+    with OutputFolder(out_dir, RESULT_PATTERNS, overwrite) as folder:
+        sinks, events = detect_sinks(source, folder.path, every, show)
+        loop = DetectionLoop(segmenter, sinks, (alarm or LeakAlarm()) if source.is_video else None, every,
+                             context={"source": source.spec})
+        t0 = time.perf_counter()
+        with _progress(progress) as bar, _SigtermAsException():
+            task = bar.add_task("detect", total=source.stats.expected, fps="-")
+            try:
+                for frame in source:
+                    bar.update(task, advance=1)
+                    try:
+                        result = loop.step(frame)
+                    except InputError as exc:  # an odd frame (1x1, wrong channels): skip it, keep going
+                        log.warning("skipping %s: %s", frame.name if not source.is_video else f"frame {frame.index}", exc)
+                        skipped.append(frame.name)
+                        continue
+                    if result is None:
+                        continue
+                    elapsed = time.perf_counter() - t0
+                    bar.update(task, fps=f"{loop.processed / elapsed:.1f}" if elapsed > 0 else "-")
+                    if loop.stop_requested:
+                        stopped_by = "window"
+                        break
+            except KeyboardInterrupt:
+                stopped_by = "interrupted"
+                log.warning("interrupted: closing outputs cleanly")
+            except Terminated:
+                stopped_by = "terminated"
+                log.warning("SIGTERM: closing outputs cleanly")
+            finally:
+                # an incident still open when the run stops gets its "end" (every start has one)
+                failing = sys.exc_info()[0] is not None
+                reason = stopped_by if stopped_by in ("interrupted", "terminated") else "error" if failing else "source_ended"
+                loop.finish(reason)
+        elapsed = time.perf_counter() - t0
+    stats = source.stats
+    complete = stats.complete and not skipped and stopped_by in (None, "window")
     return {"source": source.spec, "kind": source.kind, "frames_read": loop.read, "frames_processed": loop.processed,
+            "frames_expected": stats.expected, "unreadable": stats.unreadable + len(skipped),
+            "ended_early": stats.ended_early, "complete": complete,
             "fps": round(loop.processed / elapsed, 2) if elapsed > 0 else 0.0, "events": events.lines,
             "events_file": str(events.path), "outputs": [o for o in loop.outputs if o != str(events.path)],
-            "backend": segmenter.backend_name, "interrupted": interrupted}
+            "backend": segmenter.backend_name, "interrupted": stopped_by == "interrupted",
+            "terminated": stopped_by == "terminated"}

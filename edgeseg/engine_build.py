@@ -210,6 +210,20 @@ def _prune_dead_nodes(graph: Any) -> int:
         removed += len(dead)
 
 
+#: ops that move or reshape a tensor without changing its values: a Cast before them still decides the dtype
+_SHAPE_OPS = frozenset({"Squeeze", "Unsqueeze", "Reshape", "Identity", "Flatten"})
+
+
+def _labels_cast(graph: Any) -> Any:
+    """The Cast that sets the ``labels`` dtype: its producer, or found through shape-only ops
+    (a binary model's labels are ``Squeeze(Cast(p >= 0.5))``). None when there is no such Cast."""
+    producers = {out: n for n in graph.node for out in n.output}
+    node = producers.get("labels")
+    while node is not None and node.op_type in _SHAPE_OPS:
+        node = producers.get(node.input[0])
+    return node if node is not None and node.op_type == "Cast" else None
+
+
 def _labels_onnx_for(onnx_path: Path, mode: str, work_dir: Path) -> tuple[Path, str, str]:
     """(ONNX to parse, labels dtype the engine gets, note) for the ``labels`` output.
 
@@ -237,8 +251,8 @@ def _labels_onnx_for(onnx_path: Path, mode: str, work_dir: Path) -> tuple[Path, 
         note = f"labels output ({dtype}) dropped before parsing ({pruned} nodes pruned): argmax runs on the host"
         new_dtype = "none"
     else:
-        producer = next((n for n in proto.graph.node if "labels" in n.output), None)
-        if producer is None or producer.op_type != "Cast":
+        producer = _labels_cast(proto.graph)
+        if producer is None:
             raise BuildError(f"{onnx_path}: 'labels' ({dtype}) is not made by a Cast; build with --labels none or keep")
         for a in producer.attribute:
             if a.name == "to":

@@ -15,3 +15,7 @@ class SourceError(RuntimeError):
 
 class BackendUnavailable(RuntimeError):
     """A backend cannot run on this machine (library missing, no driver, no GPU)."""
+
+
+class OutputError(RuntimeError):
+    """An output cannot be written (folder in use, exists, unwritable, disk full); nothing earlier is lost."""

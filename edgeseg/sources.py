@@ -32,11 +32,29 @@ class Frame:
     name: str
 
 
-class Source:
-    """Iterable of ``Frame``; ``kind`` is image/folder/video/stream, ``fps`` when known."""
+@dataclass
+class SourceStats:
+    """What a run over a source missed: the summary and exit code say whether the input was complete."""
 
-    def __init__(self, spec: str, kind: str, fps: float | None, frames: Callable[[], Iterator[Frame]]):
+    expected: int | None = None  # frames (video) or files (folder) the source announced
+    unreadable: int = 0  # corrupt files / undecodable frames skipped
+    ended_early: bool = False  # a video stopped decoding before its announced frame count
+
+    @property
+    def complete(self) -> bool:
+        return self.unreadable == 0 and not self.ended_early
+
+
+class Source:
+    """Iterable of ``Frame``; ``kind`` is image/folder/video/stream, ``fps`` when known.
+
+    ``stats`` fills in while iterating (unreadable frames, a video that ends early).
+    """
+
+    def __init__(self, spec: str, kind: str, fps: float | None, frames: Callable[[SourceStats], Iterator[Frame]],
+                 expected: int | None = None):
         self.spec, self.kind, self.fps, self._frames = spec, kind, fps, frames
+        self.stats = SourceStats(expected)
 
     @property
     def is_stream(self) -> bool:
@@ -47,24 +65,27 @@ class Source:
         return self.kind in ("video", "stream")
 
     def __iter__(self) -> Iterator[Frame]:
-        return self._frames()
+        self.stats = SourceStats(self.stats.expected)
+        return self._frames(self.stats)
 
 
-def _images(paths: list[Path]) -> Iterator[Frame]:
+def _images(paths: list[Path], stats: SourceStats) -> Iterator[Frame]:
+    """Frames named by file name *with* extension, so ``cam.png`` and ``cam.jpg`` stay apart."""
     t0 = time.time()
     i = 0
     for p in paths:
         img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
         if img is None or img.size == 0:
             log.warning("skipping unreadable image %s (corrupt or not an image)", p)
+            stats.unreadable += 1
             continue
         if img.dtype != np.uint8:  # 16-bit PNG/TIFF: scale to 8 bits
             img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))
-        yield Frame(i, time.time() - t0, img, p.stem)
+        yield Frame(i, time.time() - t0, img, p.name)
         i += 1
 
 
-def _video(spec: str, factory: Callable[[Any], Any]) -> tuple[float | None, Callable[[], Iterator[Frame]]]:
+def _video(spec: str, factory: Callable[[Any], Any]) -> tuple[float | None, int | None, Callable[[SourceStats], Iterator[Frame]]]:
     cap = factory(spec)
     if not cap.isOpened():
         raise SourceError(f"cannot open video {spec} (corrupt file or unsupported codec); convert it with ffmpeg to H.264 mp4")
@@ -74,8 +95,14 @@ def _video(spec: str, factory: Callable[[Any], Any]) -> tuple[float | None, Call
         cap.release()
         raise SourceError(f"video {spec} has no readable frames (corrupt or empty file)")
 
-    def frames() -> Iterator[Frame]:
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
+
+    def frames(stats: SourceStats) -> Iterator[Frame]:
+        nonlocal cap
         idx, img, bad = 0, first, 0
+        if cap is None:  # iterated again: reopen
+            cap = factory(spec)
+            ok, img = cap.read()
         try:
             while True:
                 if img is not None and img.size:
@@ -83,21 +110,26 @@ def _video(spec: str, factory: Callable[[Any], Any]) -> tuple[float | None, Call
                     bad = 0
                 else:
                     log.warning("skipping corrupt frame %d of %s", idx, spec)
+                    stats.unreadable += 1
                 idx += 1
                 ok, img = cap.read()
                 if not ok:
                     # OpenCV returns False both at EOF and on an undecodable frame: try to step
                     # over a bad one a few times before calling it the end.
-                    total = cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0
                     bad += 1
                     if total and idx < total - 1 and bad <= 3:
                         img = None
                         continue
+                    if total and idx < total - 1:  # gave up well before the announced end: truncated
+                        stats.ended_early = True
+                        stats.unreadable += bad - 1  # the frames stepped over just now were never delivered
+                        log.warning("%s stopped decoding at frame %d of %d (truncated or corrupt file)", spec, idx, total)
                     return
         finally:
             cap.release()
+            cap = None
 
-    return fps, frames
+    return fps, total, frames
 
 
 def _backoff(attempt: int) -> float:
@@ -113,7 +145,7 @@ def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
         raise SourceError(f"cannot open stream {spec}; check the URL/camera index and the network")
     fps = cap.get(cv2.CAP_PROP_FPS) or None
 
-    def frames() -> Iterator[Frame]:
+    def frames(stats: SourceStats) -> Iterator[Frame]:
         nonlocal cap
         t0, idx = time.time(), 0
         failures = 0  # consecutive reconnects without a frame; reset only by a delivered frame
@@ -161,12 +193,12 @@ def open_source(spec: str, max_retries: int = 5, sleep: Callable[[float], None] 
         files = list_images(p)
         if not files:
             raise SourceError(f"folder {p} has no images ({', '.join(sorted(IMAGE_EXTS))})")
-        return Source(s, "folder", None, lambda: _images(files))
+        return Source(s, "folder", None, lambda stats: _images(files, stats), expected=len(files))
     if p.suffix.lower() in IMAGE_EXTS:
         if cv2.imread(str(p), cv2.IMREAD_UNCHANGED) is None:
             raise SourceError(f"cannot read image {p} (corrupt or not an image)")
-        return Source(s, "image", None, lambda: _images([p]))
+        return Source(s, "image", None, lambda stats: _images([p], stats), expected=1)
     if p.suffix.lower() in VIDEO_EXTS:
-        fps, fr = _video(s, capture_factory)
-        return Source(s, "video", fps, fr)
+        fps, total, fr = _video(s, capture_factory)
+        return Source(s, "video", fps, fr, expected=total)
     raise SourceError(f"unsupported source {p}: expected an image ({', '.join(sorted(IMAGE_EXTS))}) or a video file")

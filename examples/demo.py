@@ -16,7 +16,8 @@ OUT = Path("runs/demo")
 def main() -> int:
     from edgeseg.cli import app
 
-    args = ["detect", os.path.relpath(ASSET), "-o", str(OUT)]  # relative: readable output
+    # relative: readable output; --overwrite: the demo is meant to be rerun into the same folder
+    args = ["detect", os.path.relpath(ASSET), "-o", str(OUT), "--overwrite"]
     print("$ edgeseg " + " ".join(args), flush=True)
     try:
         # non-standalone click returns the exit code of typer.Exit instead of raising it
@@ -28,8 +29,8 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001 - print the one-line reason, non-zero exit
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
-    preview = save_preview(OUT / "annotated.mp4", OUT / "preview.png")
-    print(f"annotated video: {OUT / 'annotated.mp4'}\nevents:          {OUT / 'events.jsonl'}")
+    preview = save_preview(OUT / "annotated.mkv", OUT / "preview.png")
+    print(f"annotated video: {OUT / 'annotated.mkv'}\nevents:          {OUT / 'events.jsonl'}")
     if preview:
         print(f"preview frame:   {preview}")
     return 0

@@ -110,7 +110,7 @@ def test_ctrl_c_during_detect_closes_outputs_cleanly(tiny_onnx, tmp_path, monkey
     summary = json.loads(res.stdout[res.stdout.index("{"):])
     assert summary["interrupted"] and summary["frames_processed"] == 2
     assert any("interrupted" in r.getMessage() for r in caplog.records)
-    cap = cv2.VideoCapture(str(out / "annotated.mp4"))
+    cap = cv2.VideoCapture(str(out / "annotated.mkv"))
     assert cap.isOpened()
     frames = []
     while True:

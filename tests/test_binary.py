@@ -94,7 +94,7 @@ def test_detect_image(binary_onnx, tmp_path):
                               "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout[res.stdout.index("{"):])["frames_processed"] == 1
-    assert cv2.imread(str(tmp_path / "out" / "a_annotated.png")).shape == img.shape
+    assert cv2.imread(str(tmp_path / "out" / "a.png.annotated.png")).shape == img.shape
 
 
 @pytest.fixture(scope="module")

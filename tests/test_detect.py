@@ -23,10 +23,10 @@ def test_detect_image(tiny_onnx, tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout[res.stdout.index("{"):])
     assert summary["frames_processed"] == 1
-    out = cv2.imread(str(tmp_path / "out" / "a_annotated.png"))
+    out = cv2.imread(str(tmp_path / "out" / "a.png.annotated.png"))
     assert out.shape == img.shape
     (line,) = _lines(tmp_path / "out" / "events.jsonl")
-    assert line["event"] == "detection" and line["image"] == "a"
+    assert line["event"] == "detection" and line["image"] == "a.png"
 
 
 def test_detect_folder_skips_corrupt(tiny_onnx, tmp_path):
@@ -37,8 +37,9 @@ def test_detect_folder_skips_corrupt(tiny_onnx, tmp_path):
     (d / "broken.png").write_bytes(b"\x89PNG not really")
     (d / "notes.txt").write_text("ignored")
     res = runner.invoke(app, ["detect", str(d), "--model", str(tiny_onnx), "-o", str(tmp_path / "out")])
-    assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"f{i}_annotated.png" for i in range(3)]
+    assert res.exit_code == 3, res.output  # documented: the input was not complete (one unreadable file)
+    assert "input incomplete: 1 unreadable files" in res.output
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"f{i}.png.annotated.png" for i in range(3)]
     assert len(_lines(tmp_path / "out" / "events.jsonl")) == 3
 
 
@@ -50,7 +51,7 @@ def test_detect_video(tiny_onnx, tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout[res.stdout.index("{"):])
     assert summary["frames_read"] == 8 and summary["frames_processed"] == 4
-    cap = cv2.VideoCapture(str(tmp_path / "out" / "annotated.mp4"))
+    cap = cv2.VideoCapture(str(tmp_path / "out" / "annotated.mkv"))
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
     for ev in _lines(tmp_path / "out" / "events.jsonl"):
         assert ev["event"] in {"start", "update", "end"} and "timestamp" in ev

@@ -29,7 +29,7 @@ def test_webp_is_read_by_detect_and_bench_accuracy(tiny_onnx, tmp_path):
     assert json.loads(res.stdout[res.stdout.index("{"):])["scores"]["images"] == 2
     res = runner.invoke(app, ["detect", str(data / "img"), "--model", str(tiny_onnx), "-o", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in (tmp_path / "o").glob("*_annotated.png")) == ["a_annotated.png", "b_annotated.png"]
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.annotated.png")) == ["a.webp.annotated.png", "b.jpg.annotated.png"]
 
 
 def test_sha256_file(tmp_path):

@@ -30,7 +30,7 @@ def test_show_without_display_warns_and_still_writes(tiny_onnx, tmp_path, monkey
     res = runner.invoke(app, ["detect", str(tmp_path / "a.png"), "--model", str(tiny_onnx),
                               "-o", str(tmp_path / "out"), "--show"])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "out" / "a_annotated.png").is_file()
+    assert (tmp_path / "out" / "a.png.annotated.png").is_file()
     assert len(_lines(tmp_path / "out" / "events.jsonl")) == 1
     (warning,) = [r.getMessage() for r in caplog.records if "--show disabled" in r.getMessage()]
     assert "no display" in warning and "\n" not in warning
