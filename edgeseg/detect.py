@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
+
 from edgeseg.alarm import LeakAlarm
 from edgeseg.errors import InputError
 from edgeseg.outdir import OutputFolder
@@ -106,7 +108,7 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
                     bar.update(task, advance=1)
                     try:
                         result = loop.step(frame)
-                    except InputError as exc:  # an odd frame (1x1, wrong channels): skip it, keep going
+                    except (InputError, cv2.error) as exc:  # an odd frame: skip it (counted), keep going
                         log.warning("skipping %s: %s", frame.name if not source.is_video else f"frame {frame.index}", exc)
                         skipped.append(frame.name)
                         continue

@@ -22,6 +22,7 @@ import torch
 
 from edgeseg.files import sha256_file
 
+from .preflight import PreflightError, check_shapes, scan
 from .model import DECODER_CHANNELS, INTERPOLATIONS, Activation, UNetResNet18
 
 _PREFIXES = ("model.", "module.", "net.", "network.")
@@ -32,6 +33,23 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be used; the message says why and what to do."""
 
 
+def preflight(path: Path) -> None:
+    """Tensor records checked against the file and the architecture before anything is allocated."""
+    try:
+        check_shapes(scan(path))
+    except PreflightError as exc:
+        raise CheckpointError(f"{path}: refused before loading: {exc}") from exc
+
+
+def check_finite(sd: Mapping[str, torch.Tensor]) -> None:
+    """NaN / Inf weights make a model that never reports a leak: refuse them by name."""
+    for key, t in sd.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"tensor {key!r} holds {bad:,} NaN/Inf values of {t.numel():,}; the checkpoint is "
+                                  "corrupt or its training diverged: use an earlier checkpoint")
+
+
 def read_raw(path: str | Path) -> Mapping[str, object]:
     """Read a checkpoint file without executing any code from it."""
     path = Path(path)
@@ -39,6 +57,7 @@ def read_raw(path: str | Path) -> Mapping[str, object]:
         return read_pretrained_dir(path)[0]
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (check the path)")
+    preflight(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -188,6 +207,7 @@ def extract_state_dict(raw: Mapping[str, object]) -> dict[str, torch.Tensor]:
     for prefix in _PREFIXES:
         if all(k.startswith(prefix) for k in tensors):
             tensors = {k[len(prefix):]: v for k, v in tensors.items()}
+    check_finite(tensors)
     return tensors
 
 

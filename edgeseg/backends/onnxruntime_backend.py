@@ -1,6 +1,7 @@
 """ONNX Runtime backend: the default everywhere (CPU), GPU via the CUDA / TensorRT providers."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +22,23 @@ def default_providers() -> list[str]:
 
     available = ort.get_available_providers()
     return [p for p in _GPU_PROVIDERS if p in available] + ["CPUExecutionProvider"]
+
+
+def check_input(path: Path, shape: Sequence[object], info: ModelInfo) -> ModelInfo:
+    """Refuse, in one line, an ``image`` input the SDK cannot feed (not NCHW, not 3 channels); a
+    fixed height x width becomes the model's input size unless its metadata says another one."""
+    if len(shape) != 4:
+        raise ModelError(f"{path}: input 'image' has rank {len(shape)} {list(shape)}, expected 4 (batch, 3, height, "
+                         "width); export with 'edgeseg export onnx'")
+    if isinstance(shape[1], int) and shape[1] != 3:
+        raise ModelError(f"{path}: input 'image' has {shape[1]} channels, the SDK feeds 3 (RGB); export a 3-channel model")
+    fixed = tuple(shape[2:])
+    if all(isinstance(d, int) for d in fixed):
+        if "input_size" in info.metadata and tuple(info.input_size) != fixed:
+            raise ModelError(f"{path}: input fixed at {fixed[0]}x{fixed[1]} but its metadata says input_size "
+                             f"{info.input_size[0]}x{info.input_size[1]}; re-export with matching --size")
+        return dataclasses.replace(info, input_size=fixed)  # type: ignore[arg-type]
+    return info
 
 
 class OrtBackend(Backend):
@@ -62,6 +80,7 @@ class OrtBackend(Backend):
             self.info = ModelInfo.from_metadata(self.session.get_modelmeta().custom_metadata_map)
         except ValueError as exc:
             raise ModelError(f"{path}: {exc}") from exc
+        self.info = check_input(path, self.session.get_inputs()[0].shape, self.info)
         fixed = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = fixed if isinstance(fixed, int) else None
         self.max_batch = self.fixed_batch
