@@ -15,3 +15,7 @@ class SourceError(RuntimeError):
 
 class BackendUnavailable(RuntimeError):
     """A backend cannot run on this machine (library missing, no driver, no GPU)."""
+
+
+class InferenceServerError(BackendUnavailable):
+    """A remote inference server (Triton) is down, lacks the model, refused the request or timed out."""
