@@ -8,10 +8,12 @@ does not end in time.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,9 +44,12 @@ def free_port_triplet() -> int:
 
 
 class ServerProcess:
-    def __init__(self, model: Path, port: int | None = None, *extra: str, log: Path | None = None) -> None:
+    def __init__(self, model: Path, port: int | None = None, *extra: str, log: Path | None = None,
+                 home: Path | None = None) -> None:
         self.model, self.port, self.extra = model, port or free_port_triplet(), extra
         self.log = log
+        # PYTRITON_HOME (workspaces with unix sockets: the path must stay short), removed on stop
+        self.home = home or Path(tempfile.mkdtemp(prefix="edgeseg-pyt-"))
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -62,7 +67,8 @@ class ServerProcess:
     def start(self, timeout_s: float = 90.0) -> "ServerProcess":
         cmd = [sys.executable, "-m", "edgeseg.cli", "serve", str(self.model), "--port", str(self.port), *self.extra]
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        env = {**os.environ, "PYTRITON_HOME": str(self.home)}
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         try:
             deadline = time.monotonic() + timeout_s
             while True:
@@ -81,9 +87,30 @@ class ServerProcess:
     def kill(self) -> None:
         """SIGKILL the server's process group at once (a crash, as far as clients can tell)."""
         if self.proc and self.proc.poll() is None:
+            shm = self._shm_files()
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+            time.sleep(0.5)
+            for f in shm:  # shared memory of the killed processes (a clean stop unlinks it itself)
+                Path(f).unlink(missing_ok=True)
         self._reap()
+
+    def _shm_files(self) -> set[str]:
+        """/dev/shm files held open by this server's process group (ours only)."""
+        found: set[str] = set()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) != self.proc.pid:
+                    continue
+                for fd in (proc / "fd").iterdir():
+                    target = os.readlink(fd)
+                    if target.startswith("/dev/shm/"):
+                        found.add(target)
+            except (OSError, ValueError, IndexError):
+                continue
+        return found
 
     def stop(self, grace_s: float = 20.0) -> None:
         """SIGTERM (clean PyTriton shutdown), then SIGKILL of the group when it lingers."""
@@ -94,6 +121,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 pass
         self._reap()
+        if self.home.name.startswith("edgeseg-pyt-"):
+            shutil.rmtree(self.home, ignore_errors=True)
 
     def _reap(self) -> None:
         if self.proc is None:
@@ -104,3 +133,6 @@ class ServerProcess:
             pass
         if self.proc.poll() is None:
             self.proc.wait(10)
+        if self.home.name.startswith("edgeseg-pyt-"):
+            for ws in self.home.glob("workspace_*"):
+                shutil.rmtree(ws, ignore_errors=True)
