@@ -22,7 +22,7 @@ pytest.importorskip("pytriton", reason="needs the [serve] extra (nvidia-pytriton
 from edgeseg.errors import InferenceServerError, ModelError  # noqa: E402
 from edgeseg.segmenter import Segmenter  # noqa: E402
 from edgeseg.serve import batching_stats  # noqa: E402
-from triton_server import ServerProcess  # noqa: E402
+from edgeseg.serve_process import ServerProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
-"""Start / stop ``edgeseg serve`` (a real Triton server through PyTriton) on free loopback ports.
-
-Used by the server tests and ``benchmarks/triton_bench.py``. The server runs in its own process
+"""Start / stop ``edgeseg serve`` (a real Triton server through PyTriton) as a child process on free
+loopback ports: for integration tests and benchmarks (``tests/test_triton_server.py``,
+``benchmarks/triton_bench.py``). The server runs in its own process
 group (``start_new_session``), so stopping it by its PID also reaches ``tritonserver`` and PyTriton's
 proxy processes it started: SIGTERM first (PyTriton stops cleanly), SIGKILL of that group if it
 does not end in time.
