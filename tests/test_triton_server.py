@@ -164,3 +164,18 @@ def test_server_killed_mid_run_then_back(tiny_onnx: Path, tmp_path: Path) -> Non
         assert finished and finished[0]["frames"] == 3
     finally:
         srv.stop()
+
+
+def test_triton_benchmark_runs(tiny_onnx: Path, tmp_path: Path) -> None:
+    """benchmarks/triton_bench.py end to end on the tiny model (short points): both sides, the hop."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("triton_bench", ROOT / "benchmarks" / "triton_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rep = bench.main(["--model", str(tiny_onnx), "--duration", "0.5", "--clients", "1,2", "--hop-calls", "5",
+                      "--out", str(tmp_path)])
+    assert [p["clients"] for p in rep["local"]] == [p["clients"] for p in rep["triton"]] == [1, 2]
+    assert all(p["fps"] > 0 and p["p99_ms"] >= p["p50_ms"] for p in rep["local"] + rep["triton"])
+    assert rep["hop"]["triton_infer_p50_ms"] > 0 and rep["machine"]["cpu"]
+    assert "| 2 |" in (tmp_path / "report.md").read_text() and json.loads((tmp_path / "report.json").read_text())
