@@ -237,8 +237,8 @@ def verify_cmd(
 def detect_cmd(
     source: str = typer.Argument(..., help="Image, folder of images, video file, rtsp://|http:// URL, or webcam index (0)"),
     output: Path = typer.Option(Path("runs/detect"), "-o", "--output", help="Folder for annotated output and events.jsonl"),
-    model: Optional[Path] = typer.Option(None, help="Model (.onnx or .engine); default: the bundled model"),
-    backend: str = typer.Option("auto", help="auto | onnxruntime | tensorrt (auto: TensorRT when an engine and GPU exist)"),
+    model: Optional[str] = typer.Option(None, help="Model (.onnx or .engine) or a Triton server triton://HOST:PORT/NAME; default: the bundled model"),
+    backend: str = typer.Option("auto", help="auto | onnxruntime | tensorrt | triton (auto: TensorRT when an engine and GPU exist)"),
     threshold: Optional[float] = typer.Option(None, help="Leak probability threshold (default: the one the model was shipped with, else argmax)"),
     min_area: int = typer.Option(64, help="Ignore leak regions smaller than this many frame pixels"),
     every: int = typer.Option(1, help="Process every Nth frame (frame skip for slow devices)"),
@@ -552,6 +552,73 @@ def bench_int8_configs_cmd() -> None:
     for c in CONFIGS:
         table.add_row(c.name + (" (default)" if c.name == DEFAULT_CONFIG else ""), c.describe())
     Console().print(table)
+
+
+# ----------------------------------------------------------------------------------- triton
+@export_app.command("triton")
+def export_triton_cmd(
+    model: Path = typer.Argument(..., help="An .onnx (platform onnxruntime_onnx) or a TensorRT .engine (tensorrt_plan)"),
+    output: Path = typer.Option(..., "-o", "--output", help="Model repository folder (REPO/NAME/1/model.*, REPO/NAME/config.pbtxt)"),
+    name: str = typer.Option("edgeseg", help="Model name in the repository (what clients call)"),
+    max_batch: int = typer.Option(8, help="max_batch_size (0: no batching)"),
+    instances: int = typer.Option(1, help="Model instances (instance_group count)"),
+    preferred_batch: str = typer.Option("", help="Preferred dynamic batch sizes, e.g. 4,8"),
+    queue_delay_us: int = typer.Option(500, help="dynamic_batching max_queue_delay_microseconds"),
+    kind: str = typer.Option("auto", help="Instance kind for an ONNX model: auto | gpu | cpu (engines: gpu)"),
+    force: bool = typer.Option(False, "--force", help="Replace REPO/NAME if it exists"),
+) -> None:
+    """Write a Triton model repository (config.pbtxt with dims, dynamic batching, instances and edgeseg's
+    metadata as parameters) for NVIDIA's Triton container: tritonserver --model-repository=REPO."""
+    from edgeseg.errors import ModelError
+    from edgeseg.serve import parse_preferred
+    from edgeseg.triton_repo import export_repository
+
+    try:
+        config = export_repository(model, output, name, max_batch, instances, parse_preferred(preferred_batch),
+                                   queue_delay_us, kind, overwrite=force)
+    except ImportError as exc:
+        _fail(f"export triton needs tritonclient (Triton's model-config protobuf): pip install 'edgeseg[triton]' ({exc})")
+    except ModelError as exc:
+        _fail(str(exc))
+    console.print(f"wrote {config.parent} ({config}); run: tritonserver --model-repository={output}")
+
+
+@app.command("serve")
+def serve_cmd(
+    model: Optional[Path] = typer.Argument(None, help="Model (.onnx or .engine); default: the bundled model"),
+    name: str = typer.Option("edgeseg", help="Tensor endpoint name (the image endpoint is NAME_image)"),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, help="HTTP port; gRPC is PORT+1 and metrics PORT+2 unless given"),
+    grpc_port: Optional[int] = typer.Option(None, help="gRPC port (default PORT+1)"),
+    metrics_port: Optional[int] = typer.Option(None, help="Prometheus metrics port (default PORT+2)"),
+    max_batch: int = typer.Option(8, help="Largest batch Triton's dynamic batcher forms"),
+    instances: int = typer.Option(1, help="Model instances (each with its own runtime session)"),
+    preferred_batch: str = typer.Option("", help="Preferred dynamic batch sizes, e.g. 4,8"),
+    queue_delay_us: int = typer.Option(2000, help="How long Triton waits for more requests to batch (µs)"),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads per instance (default: cores / instances)"),
+    backend: str = typer.Option("auto", help="Local backend that runs the network: auto | onnxruntime | tensorrt"),
+) -> None:
+    """Serve a model through a real Triton Inference Server (PyTriton): tensor endpoint NAME for
+    Segmenter('triton://HOST:GRPC_PORT/NAME'), image endpoint NAME_image (JPEG/PNG in, mask + regions out)."""
+    import logging
+
+    from edgeseg.errors import BackendUnavailable, ModelError
+    from edgeseg.serve import ServeOptions, parse_preferred, serve
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    path = _model_or_default(model)
+    try:
+        opts = ServeOptions(name, host, port, grpc_port or port + 1, metrics_port or port + 2, max_batch, instances,
+                            parse_preferred(preferred_batch), queue_delay_us, threads, backend)
+
+        def ready(s: dict) -> None:
+            console.print(f"serving {s['model']} ({s['backend']}, {s['instances']} instance(s), max batch "
+                          f"{s['max_batch']}): gRPC {s['grpc']}, HTTP {s['http']}, metrics {s['metrics']}")
+            console.print(f"SDK / gateway: --model {s['sdk_url']}; image endpoint: {s['image_model']}; Ctrl-C stops")
+
+        serve(path, opts, on_ready=ready)
+    except (ModelError, BackendUnavailable) as exc:
+        _fail(str(exc))
 
 
 _register_plugins()

@@ -19,3 +19,7 @@ class BackendUnavailable(RuntimeError):
 
 class OutputError(RuntimeError):
     """An output cannot be written (folder in use, exists, unwritable, disk full); nothing earlier is lost."""
+
+
+class InferenceServerError(BackendUnavailable):
+    """A remote inference server (Triton) is down, lacks the model, refused the request or timed out."""

@@ -84,9 +84,12 @@ class Segmenter:
                                      "(Segmenter('model.onnx')) or train one: python -m training.train")
                 model = DEFAULT_MODEL
             path = Path(model)
-            if not path.exists() and not (path.suffix == ".engine" and path.with_suffix(".onnx").exists()):
+            remote = isinstance(model, str) and ("://" in model or backend == "triton")  # a server, not a file
+            if not remote and not path.exists() and not (path.suffix == ".engine" and path.with_suffix(".onnx").exists()):
                 raise ModelError(f"model not found: {path} (check the path)")
-        self.backend: Backend = open_backend(path or Path("."), backend, BackendOptions(threads, rebuild_engine))
+            model = model if remote else path
+        self.backend: Backend = open_backend(model if model is not None else Path("."), backend,
+                                             BackendOptions(threads, rebuild_engine))
         self.info: ModelInfo = self.backend.info
         if threshold is None:
             threshold = self.info.leak_threshold  # shipped with the model, chosen on held-out *training* photos

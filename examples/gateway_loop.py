@@ -47,7 +47,7 @@ def camera_worker(cam: str, spec: str, args: argparse.Namespace, stop: threading
     same loop ``edgeseg detect`` runs; this worker adds only the camera's lifecycle.
     """
     from edgeseg.alarm import LeakAlarm
-    from edgeseg.errors import InputError, ModelError, SourceError
+    from edgeseg.errors import InferenceServerError, InputError, ModelError, SourceError
     from edgeseg.pipeline import DetectionLoop
     from edgeseg.segmenter import Segmenter
     from edgeseg.sinks import stamp
@@ -74,6 +74,13 @@ def camera_worker(cam: str, spec: str, args: argparse.Namespace, stop: threading
                         loop.step(frame, index=loop.processed + 1, timestamp=time.monotonic() - t0)
                     except InputError as exc:  # a corrupt frame is skipped, never fatal
                         loop.emit({"event": "frame_skipped", "frame": frame.index, "error": str(exc)})
+                    except InferenceServerError as exc:  # --model triton://...: server down / restarting
+                        loop.emit({"event": "inference_error", "frame": frame.index, "error": str(exc),
+                                   "retry_in_s": backoff})  # the backend reconnects on the next frame
+                        stop.wait(backoff)
+                        backoff = min(backoff * 2, 30.0)
+                        continue
+                    backoff = 1.0
                 backoff = 1.0
             except SourceError as exc:
                 if not is_stream(spec):  # a missing or unreadable file will not come back
@@ -106,7 +113,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Multi-camera gas-leak gateway: alarm events as JSON lines.")
     ap.add_argument("sources", nargs="*", help="Video files, rtsp:// or http:// URLs, webcam indexes "
                     "(default: the bundled demo clip as two cameras)")
-    ap.add_argument("--model", default=None, help="Model .onnx or .engine (default: the bundled model)")
+    ap.add_argument("--model", default=None, help="Model .onnx or .engine, or a Triton server triton://HOST:PORT/NAME "
+                    "(default: the bundled model)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per camera")
     ap.add_argument("--max-frames", type=int, default=0, help="Stop each camera after N processed frames (0: never)")
     ap.add_argument("--every", type=int, default=1, help="Process every Nth frame (frame skip)")

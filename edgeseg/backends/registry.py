@@ -22,6 +22,8 @@ class BackendEntry:
     name: str
     suffixes: tuple[str, ...]
     target: str  # "module:Class"
+    #: URL schemes this backend serves (``triton://HOST:PORT/NAME``): a server, not a file
+    schemes: tuple[str, ...] = ()
 
     def load_class(self) -> type[Backend]:
         module, cls = self.target.split(":")
@@ -32,6 +34,8 @@ class BackendEntry:
 BACKENDS: dict[str, BackendEntry] = {
     "tensorrt": BackendEntry("tensorrt", (".engine", ".plan"), "edgeseg.backends.tensorrt_backend:TensorRTBackend"),
     "onnxruntime": BackendEntry("onnxruntime", (".onnx",), "edgeseg.backends.onnxruntime_backend:OrtBackend"),
+    "triton": BackendEntry("triton", (), "edgeseg.backends.triton_backend:TritonBackend",
+                           schemes=("triton", "triton+grpc", "triton+http")),
 }
 
 #: Backends other installed packages provide (``[project.entry-points."edgeseg.backends"]``), e.g. the
@@ -81,22 +85,42 @@ def model_for(entry: BackendEntry, model: Path) -> Path:
     return model.with_suffix(suffixes[0])
 
 
+def remote_entry(model: object) -> BackendEntry | None:
+    """The backend whose URL scheme ``model`` uses (``triton://...``), or None for a file path."""
+    if not isinstance(model, str) or "://" not in model:
+        return None
+    scheme = model.split("://", 1)[0].lower()
+    return next((e for e in all_backends().values() if scheme in e.schemes), None)
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def open_backend(model: Path, backend: str | Backend = "auto", options: BackendOptions | None = None) -> Backend:
+def open_backend(model: Path | str, backend: str | Backend = "auto", options: BackendOptions | None = None) -> Backend:
     """A ready backend for ``model``.
 
     ``backend`` is a :class:`Backend` instance (used as is), a registered name (that backend or a
     one-line :class:`ModelError`), or ``auto``: every registered backend whose file for this model
     exists (the model itself or a sibling, e.g. ``model.engine`` next to ``model.onnx``) is tried
     in :data:`BACKENDS` order and the first that loads wins; each refusal is logged with its reason.
+    A server URL (``triton://HOST:PORT/NAME``) goes to the backend registered for its scheme.
     """
     if isinstance(backend, Backend):
         return backend
     options = options or BackendOptions()
+    entry = remote_entry(model) or (all_backends().get(backend) if isinstance(model, str) else None)
+    if entry is not None and entry.schemes:
+        if backend not in ("auto", entry.name):
+            raise ModelError(f"{model} is served by the {entry.name} backend, not {backend}; use --backend auto or {entry.name}")
+        try:
+            return entry.load_class().open(model, options)  # type: ignore[arg-type]
+        except UNAVAILABLE as exc:
+            raise ModelError(f"{entry.name} backend unavailable: {_one_line(exc)}") from exc
+    if "://" in str(model):
+        raise ModelError(f"{model}: no backend serves this URL scheme (registered: "
+                         f"{', '.join(s + '://' for e in all_backends().values() for s in e.schemes)})")
     model = Path(model)
     if backend != "auto":
         entry = all_backends().get(backend)
@@ -114,6 +138,8 @@ def open_backend(model: Path, backend: str | Backend = "auto", options: BackendO
             raise ModelError(f"{entry.name} backend unavailable: {_one_line(exc)}") from exc
     reasons = []
     for entry in all_backends().values():
+        if entry.schemes:  # servers are chosen by URL, never for a file
+            continue
         try:
             path = model_for(entry, model)
         except ImportError:  # a plugin whose dependencies are not installed
