@@ -18,6 +18,7 @@ from edgeseg.backends.base import Backend, BackendOptions
 from edgeseg.backends.registry import open_backend
 from edgeseg.errors import InputError, ModelError
 from edgeseg.model_meta import ModelInfo
+from edgeseg.precision import resolve_model
 from edgeseg.postprocess import Region, extract_regions, labels_to_frame, probs_to_labels, remove_small
 from edgeseg.preprocess import Transform, preprocess
 
@@ -67,11 +68,13 @@ class Segmenter:
     ``backend``: ``auto``, a registered name (``edgeseg.backends.registry``) or a ready
     :class:`~edgeseg.backends.base.Backend` object. ``rebuild_engine``: when a TensorRT engine was built for another GPU / TensorRT version (or
     is missing), rebuild it from the ``.onnx`` next to it instead of refusing (takes minutes).
+    ``precision``: ``fp32``; ``int8`` runs the model's ``.int8.onnx`` sibling (``edgeseg export
+    int8``; shipped for the bundled model); ``bf16`` needs the OpenVINO backend and a bf16 CPU.
     """
 
     def __init__(self, model: str | Path | None = None, backend: BackendName | Backend = "auto",
                  threshold: float | None = None, min_area: int = 0, letterbox: bool = False,
-                 threads: int | None = None, rebuild_engine: bool = False) -> None:
+                 threads: int | None = None, rebuild_engine: bool = False, precision: str = "fp32") -> None:
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ModelError(f"threshold must be between 0 and 1, got {threshold}")
         if isinstance(backend, Backend):  # a ready backend (tests, benchmarks, custom runtimes)
@@ -85,7 +88,10 @@ class Segmenter:
             path = Path(model)
             if not path.exists() and not (path.suffix == ".engine" and path.with_suffix(".onnx").exists()):
                 raise ModelError(f"model not found: {path} (check the path)")
-        self.backend: Backend = open_backend(path or Path("."), backend, BackendOptions(threads, rebuild_engine))
+            path = resolve_model(path, precision)  # int8: the model's .int8.onnx sibling
+        self.precision = precision
+        self.backend: Backend = open_backend(path or Path("."), backend,
+                                             BackendOptions(threads, rebuild_engine, precision=precision))
         self.info: ModelInfo = self.backend.info
         if threshold is None:
             threshold = self.info.leak_threshold  # shipped with the model, chosen on held-out *training* photos
