@@ -90,6 +90,39 @@ def export_int8_cmd(
                   f"{out.with_suffix('.json').name}", markup=False, highlight=False)
 
 
+@bench_app.command("cpu")
+def bench_cpu_cmd(
+    model: Optional[Path] = typer.Option(None, help="fp32 ONNX (default: the bundled model); INT8 rows use its .int8.onnx"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads per runtime (default: the runtime's own)"),
+    duration: float = typer.Option(2.0, help="Seconds per variant and side for the 256x256 comparison"),
+    rounds: int = typer.Option(3, help="Interleaved rounds"),
+    clip: Optional[Path] = typer.Option(None, help="1280x720 video (default: the bundled clip scaled to 1280x720)"),
+    clip_frames: int = typer.Option(48, help="Frames of the generated clip"),
+    detect: bool = typer.Option(True, "--detect/--no-detect", help="Also time edgeseg detect's loop on the clip"),
+    out: Optional[Path] = typer.Option(None, help="Folder for cpu.md + cpu.json"),
+) -> None:
+    """Every CPU backend x precision in one run: Segmenter vs bare session at 256x256, and 1280x720 video
+    end to end vs the bare ONNX Runtime fp32 session, with the CPU's flags and runtime versions."""
+    import logging
+
+    from edgeseg.bench.cpu import markdown, run_cpu_bench
+    from edgeseg.errors import ModelError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    path = _model_or_default(model)
+    try:
+        res = run_cpu_bench(path, threads, duration, rounds, clip, clip_frames, detect)
+    except (ModelError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+    text = markdown(res)
+    console.print(text, markup=False, highlight=False)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "cpu.md").write_text(text)
+        (out / "cpu.json").write_text(json.dumps(res, indent=2, default=str))
+        console.print(f"wrote {out / 'cpu.md'} and {out / 'cpu.json'}")
+
+
 def _register_plugins() -> None:
     """Commands of other installed packages (the torch-side ``export onnx`` lives in
     ``edgeseg_export``): found by entry point, so this package never imports them by name."""
