@@ -51,6 +51,78 @@ def doctor_cmd(
         raise typer.Exit(1)
 
 
+@export_app.command("int8")
+def export_int8_cmd(
+    model: Path = typer.Argument(..., help="fp32 ONNX model (from 'edgeseg export onnx')"),
+    calib_data: Path = typer.Option(..., "--calib-data", help="Folder of calibration images (your cameras' frames; never your test set)"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="INT8 ONNX to write (default: MODEL.int8.onnx, which precision=int8 finds)"),
+    config: str = typer.Option("auto", help="auto (from this CPU's flags) | search (time every setting here, minutes) | a name from 'edgeseg bench int8-configs'"),
+    calib_images: int = typer.Option(64, help="Calibration images (spread over the folder)"),
+    eval_images: int = typer.Option(32, help="Images (not used for calibration) on which the mask IoU vs fp32 is measured"),
+    min_iou: float = typer.Option(0.95, help="Refuse (write nothing) below this mask IoU vs fp32"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for the agreement check"),
+    as_json: bool = typer.Option(False, "--json", help="Print the record (also written to OUT.json) as JSON"),
+) -> None:
+    """ONNX Runtime static INT8 quantisation, calibrated through the SDK's preprocessing, verified against fp32."""
+    from edgeseg.bench.quantize import export_int8
+    from edgeseg.precision import int8_sibling
+
+    if not model.is_file():
+        _fail(f"model not found: {model}")
+    if not calib_data.is_dir():
+        _fail(f"--calib-data {calib_data} is not a folder of images")
+    out = output or int8_sibling(model)
+    try:
+        rec = export_int8(model, calib_data, out, config, calib_images, eval_images, min_iou, threads=threads)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(rec, indent=2))
+        return
+    console.print(f"config {rec['config']} ({rec['settings']}); {rec['config_reason']}", markup=False, highlight=False)
+    console.print(f"calibrated on {rec['calibration']['images']} images from {rec['calibration']['source']}",
+                  markup=False, highlight=False)
+    for name, a in rec["agreement"]["by_runtime"].items():
+        if isinstance(a, dict):
+            console.print(f"mask IoU vs fp32 ({name}, {rec['agreement']['images']} held-out images): "
+                          f"{a['mask_iou']:.4f} (floor {min_iou})", markup=False, highlight=False)
+    console.print(f"wrote {out} ({rec['size_mb']:.2f} MB, fp32 {rec['source']['size_mb']:.2f} MB) + "
+                  f"{out.with_suffix('.json').name}", markup=False, highlight=False)
+
+
+@bench_app.command("cpu")
+def bench_cpu_cmd(
+    model: Optional[Path] = typer.Option(None, help="fp32 ONNX (default: the bundled model); INT8 rows use its .int8.onnx"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads per runtime (default: the runtime's own)"),
+    duration: float = typer.Option(2.0, help="Seconds per variant and side for the 256x256 comparison"),
+    rounds: int = typer.Option(3, help="Interleaved rounds"),
+    clip: Optional[Path] = typer.Option(None, help="1280x720 video (default: the bundled clip scaled to 1280x720)"),
+    clip_frames: int = typer.Option(48, help="Frames of the generated clip"),
+    detect: bool = typer.Option(True, "--detect/--no-detect", help="Also time edgeseg detect's loop on the clip"),
+    out: Optional[Path] = typer.Option(None, help="Folder for cpu.md + cpu.json"),
+) -> None:
+    """Every CPU backend x precision in one run: Segmenter vs bare session at 256x256, and 1280x720 video
+    end to end vs the bare ONNX Runtime fp32 session, with the CPU's flags and runtime versions."""
+    import logging
+
+    from edgeseg.bench.cpu import markdown, run_cpu_bench
+    from edgeseg.errors import ModelError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    path = _model_or_default(model)
+    try:
+        res = run_cpu_bench(path, threads, duration, rounds, clip, clip_frames, detect)
+    except (ModelError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+    text = markdown(res)
+    console.print(text, markup=False, highlight=False)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "cpu.md").write_text(text)
+        (out / "cpu.json").write_text(json.dumps(res, indent=2, default=str))
+        console.print(f"wrote {out / 'cpu.md'} and {out / 'cpu.json'}")
+
+
 def _register_plugins() -> None:
     """Commands of other installed packages (the torch-side ``export onnx`` lives in
     ``edgeseg_export``): found by entry point, so this package never imports them by name."""
@@ -238,7 +310,8 @@ def detect_cmd(
     source: str = typer.Argument(..., help="Image, folder of images, video file, rtsp://|http:// URL, or webcam index (0)"),
     output: Path = typer.Option(Path("runs/detect"), "-o", "--output", help="Folder for annotated output and events.jsonl"),
     model: Optional[str] = typer.Option(None, help="Model (.onnx or .engine) or a Triton server triton://HOST:PORT/NAME; default: the bundled model"),
-    backend: str = typer.Option("auto", help="auto | onnxruntime | tensorrt | triton (auto: TensorRT when an engine and GPU exist)"),
+    backend: str = typer.Option("auto", help="auto | onnxruntime | openvino | tensorrt | triton (auto: TensorRT when an engine and GPU exist; OpenVINO where measured faster)"),
+    precision: str = typer.Option("fp32", help="fp32 | int8 (the model's .int8.onnx, see 'edgeseg export int8') | bf16 (OpenVINO, bf16 CPUs)"),
     threshold: Optional[float] = typer.Option(None, help="Leak probability threshold (default: the one the model was shipped with, else argmax)"),
     min_area: int = typer.Option(64, help="Ignore leak regions smaller than this many frame pixels"),
     every: int = typer.Option(1, help="Process every Nth frame (frame skip for slow devices)"),
@@ -276,7 +349,7 @@ def detect_cmd(
     try:
         src = open_source(source, max_retries=retries)
         seg = Segmenter(model, backend=backend, threshold=threshold, min_area=min_area, letterbox=letterbox,  # type: ignore[arg-type]
-                        rebuild_engine=rebuild_engine)
+                        rebuild_engine=rebuild_engine, precision=precision)
         console.print(f"model {seg.model_path.name} on {seg.backend_name}; source {source} ({src.kind})")
         summary = run_detect(src, output, seg, every=every, show=show, alarm=alarm, progress=not as_json,
                              overwrite=overwrite)

@@ -19,6 +19,7 @@ from edgeseg.backends.registry import open_backend
 from edgeseg.errors import InputError, ModelError
 from edgeseg.model_meta import ModelInfo
 from edgeseg.postprocess import Region, class_probs, extract_regions, labels_to_frame, probs_to_labels, remove_small
+from edgeseg.precision import resolve_model
 from edgeseg.preprocess import Transform, preprocess
 
 log = logging.getLogger("edgeseg")
@@ -68,11 +69,13 @@ class Segmenter:
     ``backend``: ``auto``, a registered name (``edgeseg.backends.registry``) or a ready
     :class:`~edgeseg.backends.base.Backend` object. ``rebuild_engine``: when a TensorRT engine was built for another GPU / TensorRT version (or
     is missing), rebuild it from the ``.onnx`` next to it instead of refusing (takes minutes).
+    ``precision``: ``fp32``; ``int8`` runs the model's ``.int8.onnx`` sibling (``edgeseg export
+    int8``; shipped for the bundled model); ``bf16`` needs the OpenVINO backend and a bf16 CPU.
     """
 
     def __init__(self, model: str | Path | None = None, backend: BackendName | Backend = "auto",
                  threshold: float | None = None, min_area: int = 0, letterbox: bool = False,
-                 threads: int | None = None, rebuild_engine: bool = False) -> None:
+                 threads: int | None = None, rebuild_engine: bool = False, precision: str = "fp32") -> None:
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ModelError(f"threshold must be between 0 and 1, got {threshold}")
         if isinstance(backend, Backend):  # a ready backend (tests, benchmarks, custom runtimes)
@@ -87,9 +90,11 @@ class Segmenter:
             remote = isinstance(model, str) and ("://" in model or backend == "triton")  # a server, not a file
             if not remote and not path.exists() and not (path.suffix == ".engine" and path.with_suffix(".onnx").exists()):
                 raise ModelError(f"model not found: {path} (check the path)")
-            model = model if remote else path
+            model = model if remote else resolve_model(path, precision)  # int8: the model's .int8.onnx sibling
+            path = model if isinstance(model, Path) else path
+        self.precision = precision
         self.backend: Backend = open_backend(model if model is not None else Path("."), backend,
-                                             BackendOptions(threads, rebuild_engine))
+                                             BackendOptions(threads, rebuild_engine, precision=precision))
         self.info: ModelInfo = self.backend.info
         if threshold is None:
             threshold = self.info.leak_threshold  # shipped with the model, chosen on held-out *training* photos

@@ -9,9 +9,17 @@ from edgeseg import Segmenter
 from edgeseg.errors import InputError, ModelError
 
 
-@pytest.fixture(scope="module")
-def seg(tiny_onnx):
-    return Segmenter(tiny_onnx, backend="onnxruntime")
+def _ov_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+# every CPU backend passes the same Segmenter tests
+@pytest.fixture(scope="module", params=["onnxruntime", pytest.param("openvino", marks=pytest.mark.skipif(
+    not _ov_installed(), reason="OpenVINO not installed (pip install 'edgeseg[openvino]')"))])
+def seg(request, tiny_onnx):
+    return Segmenter(tiny_onnx, backend=request.param)
 
 
 def test_mask_at_frame_resolution(seg):
@@ -23,7 +31,7 @@ def test_mask_at_frame_resolution(seg):
     assert set(np.unique(r.mask)) <= {0, 1, 2}
     assert set(r.timings) == {"pre_ms", "infer_ms", "post_ms"} and r.timings["infer_ms"] > 0
     assert r.to_dict()["frame_size"] == [70, 90]
-    assert seg.backend_name == "onnxruntime" and seg.info.input_size == (64, 64)
+    assert seg.backend_name in ("onnxruntime", "openvino") and seg.info.input_size == (64, 64)
 
 
 def test_batch_equals_single(seg):

@@ -2,6 +2,7 @@
 
     python -m training.ship --run runs/train
     python -m training.ship --rescore     # re-measure the bundled model (no run folder needed)
+    python -m training.ship --int8        # the bundled INT8 model, calibrated on real *training* photos
 
 1. fp16 safetensors checkpoint -> ``edgeseg/models/edgeseg-unet-r18.safetensors`` (half the
    size; the converter upcasts on load) and a verified ONNX export of it (the SDK default);
@@ -249,6 +250,57 @@ def rescore(data_root: Path, min_area: int) -> None:
     _write_sidecar(sidecar, time.time() - t)
 
 
+def real_train_photos(data_root: Path) -> list[Path]:
+    """SMOKE5K *train* photos that are real (not the 256x256 composites), sorted."""
+    from edgeseg.files import list_images
+
+    out = []
+    for p in list_images(data_root / "train" / "img"):
+        img = cv2.imread(str(p), cv2.IMREAD_REDUCED_GRAYSCALE_2)
+        if img is not None and img.shape[:2] != (128, 128):
+            out.append(p)
+    return out
+
+
+def record_int8_in_sidecar(rec: dict) -> None:
+    """A short pointer to the INT8 model in the fp32 model's sidecar (the full record is ``.int8.json``)."""
+    path = MODELS / f"{NAME}.json"
+    sidecar = json.loads(path.read_text())
+    sidecar["int8"] = {
+        "file": rec["file"], "record": Path(rec["file"]).with_suffix(".json").name, "size_mb": rec["size_mb"],
+        "sha256": rec["sha256"], "config": rec["config"], "settings": rec["settings"],
+        "calibration": f"{rec['calibration']['images']} images: {rec['calibration']['source']}",
+        "mask_iou_vs_fp32": {k: round(v["mask_iou"], 4) for k, v in rec["agreement"]["by_runtime"].items()
+                             if isinstance(v, dict)},
+        "agreement_images": f"{rec['agreement']['images']} other real train photos (not calibration, not val)",
+        "measured_on": f"{rec['host']['cpu']} [{rec['host']['cpu_features']}]",
+        "command": rec.get("command", ""),
+    }
+    path.write_text(json.dumps(sidecar, indent=2) + "\n")
+
+
+def ship_int8(data_root: Path, calib: int, evaluate: int) -> None:
+    """``edgeseg/models/<NAME>.int8.onnx`` + ``.int8.json``: the INT8 setting for this CPU (or the
+    VNNI one, which is what ships), calibrated on real train photos, verified on other real train photos."""
+    from edgeseg.bench.quantize import export_int8, split_images
+
+    if not (data_root / "train" / "img").is_dir():
+        raise SystemExit(f"no SMOKE5K train photos at {data_root}/train/img (see ../shared/data/README.md)")
+    photos = real_train_photos(data_root)
+    cal, ev = split_images(photos, calib, evaluate)
+    onnx_path = MODELS / f"{NAME}.onnx"
+    out = MODELS / f"{NAME}.int8.onnx"
+    rec = export_int8(onnx_path, cal, out, "auto", calib_images=len(cal), eval_images=len(ev), eval_files=ev,
+                      note=f"SMOKE5K train/img, real photos only ({len(photos)} of them; composites and val excluded)")
+    rec["command"] = "python -m training.ship --int8"
+    out.with_suffix(".json").write_text(json.dumps(rec, indent=2) + "\n")
+    record_int8_in_sidecar(rec)
+    print(f"{out.name}: {rec['config']} ({rec['settings']}), calibrated on {len(cal)} real train photos; "
+          f"mask IoU vs fp32 on {len(ev)} other train photos: "
+          + ", ".join(f"{k} {v['mask_iou']:.4f}" for k, v in rec["agreement"]["by_runtime"].items() if isinstance(v, dict))
+          + f"; {rec['size_mb']:.1f} MB")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("runs/train"))
@@ -256,7 +308,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--min-area", type=int, default=64, help="false-alarm region size (px at frame size)")
     ap.add_argument("--rescore", action="store_true",
                     help="re-measure the bundled model and update its sidecar's scores (no --run needed)")
+    ap.add_argument("--int8", action="store_true",
+                    help="write the bundled INT8 model (edgeseg export int8's code) calibrated on real SMOKE5K "
+                         "train photos (never val), its agreement measured on other train photos")
+    ap.add_argument("--int8-calib", type=int, default=200, help="calibration photos for --int8")
+    ap.add_argument("--int8-eval", type=int, default=100, help="agreement photos for --int8 (not calibration ones)")
     args = ap.parse_args(argv)
+    if args.int8:
+        ship_int8(args.data, args.int8_calib, args.int8_eval)
+        return
     if args.rescore:
         rescore(args.data, args.min_area)
         return

@@ -24,6 +24,8 @@ class BackendOptions:
 
     threads: int | None = None  # CPU backends: intra-op threads (None: the runtime's default)
     rebuild_engine: bool = False  # TensorRT: rebuild an engine made for another GPU / version
+    precision: str = "fp32"  # fp32 | bf16 (OpenVINO only) | int8 (the model file itself is the INT8 one)
+    hint: str = "latency"  # OpenVINO performance hint: latency (one frame at a time) | throughput (batches)
 
 
 class Backend(ABC):

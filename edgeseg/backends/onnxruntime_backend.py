@@ -49,6 +49,9 @@ class OrtBackend(Backend):
 
     @classmethod
     def open(cls, model: Path, options: BackendOptions) -> "OrtBackend":
+        if options.precision == "bf16":
+            raise ModelError("bf16 runs on the openvino backend only (ONNX Runtime runs fp32 and int8 models): "
+                             "pass backend='openvino' / --backend openvino, or precision fp32 / int8")
         return cls(model, threads=options.threads)
 
     def __init__(self, model_path: str | Path, providers: Sequence[str] | None = None,

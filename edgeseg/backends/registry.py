@@ -34,6 +34,8 @@ class BackendEntry:
 BACKENDS: dict[str, BackendEntry] = {
     "tensorrt": BackendEntry("tensorrt", (".engine", ".plan"), "edgeseg.backends.tensorrt_backend:TensorRTBackend"),
     "onnxruntime": BackendEntry("onnxruntime", (".onnx",), "edgeseg.backends.onnxruntime_backend:OrtBackend"),
+    # after onnxruntime: ``auto`` switches to it only where measured faster (edgeseg.backends.autoselect)
+    "openvino": BackendEntry("openvino", (".onnx",), "edgeseg.backends.openvino_backend:OpenVINOBackend"),
     "triton": BackendEntry("triton", (), "edgeseg.backends.triton_backend:TritonBackend",
                            schemes=("triton", "triton+grpc", "triton+http")),
 }
@@ -106,6 +108,8 @@ def open_backend(model: Path | str, backend: str | Backend = "auto", options: Ba
     exists (the model itself or a sibling, e.g. ``model.engine`` next to ``model.onnx``) is tried
     in :data:`BACKENDS` order and the first that loads wins; each refusal is logged with its reason.
     A server URL (``triton://HOST:PORT/NAME``) goes to the backend registered for its scheme.
+    Where ONNX Runtime wins on a CPU and OpenVINO is installed, OpenVINO replaces it only if it
+    was measured faster for this model, precision and host (:mod:`edgeseg.backends.autoselect`).
     """
     if isinstance(backend, Backend):
         return backend
@@ -152,7 +156,12 @@ def open_backend(model: Path | str, backend: str | Backend = "auto", options: Ba
             reasons.append(f"{entry.name}: {_one_line(exc)}")
             log.warning("auto backend: %s cannot run %s (%s); trying the next", entry.name, path.name, _one_line(exc))
             continue
-        log.info("auto backend: %s on %s", entry.name, path.name)
+        if entry.name == "onnxruntime" and "openvino" in all_backends():
+            from edgeseg.backends.autoselect import choose_cpu_backend  # noqa: PLC0415
+
+            chosen = choose_cpu_backend(path, chosen, options,
+                                        lambda m, o: all_backends()["openvino"].load_class().open(m, o))
+        log.info("auto backend: %s on %s", chosen.name, path.name)
         return chosen
     if reasons:
         raise ModelError(f"no backend could run {model.name}: {'; '.join(reasons)}")

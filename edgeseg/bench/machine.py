@@ -24,6 +24,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "onnx": ("onnx",),
     "torch": ("torch",),
     "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu11", "tensorrt-cu13"),
+    "openvino": ("openvino",),
     "edgeseg": ("edgeseg",),
 }
 
@@ -54,6 +55,59 @@ def cpu_model() -> str:
                 return line.split(":", 1)[1].strip()
     dt = _read("/proc/device-tree/model").strip("\x00\n ")  # Jetson / Raspberry Pi boards
     return dt or platform.processor() or platform.machine()
+
+
+#: CPU features that decide which precision is fast: name in reports -> /proc/cpuinfo flag(s), any of
+CPU_FEATURES: dict[str, tuple[str, ...]] = {
+    "avx2": ("avx2",),
+    "fma": ("fma",),
+    "avx512": ("avx512f",),
+    "avx512_vnni": ("avx512_vnni",),
+    "avx_vnni": ("avx_vnni",),
+    "avx512_bf16": ("avx512_bf16",),
+    "amx_bf16": ("amx_bf16",),
+    "amx_int8": ("amx_int8",),
+    "neon": ("neon", "asimd"),
+    "arm_dotprod": ("asimddp",),
+    "arm_bf16": ("bf16",),
+}
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags as the kernel reports them now (x86 ``flags``, ARM ``Features``)."""
+    text = _read("/proc/cpuinfo") if cpuinfo is None else cpuinfo
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(val.split())
+    return set()
+
+
+def cpu_features(cpuinfo: str | None = None) -> dict[str, bool]:
+    """Which of :data:`CPU_FEATURES` this CPU has, read at run time (never assumed)."""
+    flags = cpu_flags(cpuinfo)
+    return {name: any(f in flags for f in names) for name, names in CPU_FEATURES.items()}
+
+
+def has_vnni(features: dict[str, bool] | None = None) -> bool:
+    """8-bit dot-product instructions (x86 VNNI / AMX-INT8, ARM dotprod): u8s8 INT8 without saturation."""
+    f = features if features is not None else cpu_features()
+    return bool(f.get("avx512_vnni") or f.get("avx_vnni") or f.get("amx_int8") or f.get("arm_dotprod"))
+
+
+def has_bf16(features: dict[str, bool] | None = None) -> bool:
+    """Native bf16 arithmetic (AVX512-BF16 / AMX-BF16 / ARM bf16)."""
+    f = features if features is not None else cpu_features()
+    return bool(f.get("avx512_bf16") or f.get("amx_bf16") or f.get("arm_bf16"))
+
+
+def describe_cpu_features(features: dict[str, bool] | None = None) -> str:
+    """'avx2 fma avx512 avx512_vnni avx512_bf16' (present flags) + ' | no: amx_int8 ...' (absent x86 ones)."""
+    f = features if features is not None else cpu_features()
+    have = [k for k, v in f.items() if v]
+    x86 = ("avx2", "avx512", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    lacking = [k for k in x86 if not f.get(k)] if f.get("avx2") or f.get("avx512") else []
+    return " ".join(have) + (f" (no {' '.join(lacking)})" if lacking else "")
 
 
 def physical_cores() -> int | None:
@@ -120,6 +174,7 @@ def machine_info() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "packages": {k: package_version(v) for k, v in PACKAGES.items()},
         "gpus": gpus(),
+        "cpu_features": cpu_features(),
         "load_average_1_5_15": load,
     }
     tegra = _read("/etc/nv_tegra_release").strip()
@@ -137,5 +192,7 @@ def machine_info() -> dict[str, Any]:
 def describe_short(info: dict[str, Any]) -> str:
     """One line for report headers: CPU, cores, RAM, GPU."""
     gpu = ", ".join(f"{g['name']} (driver {g['driver']})" for g in info.get("gpus", [])) or "no NVIDIA GPU"
-    return (f"{info['cpu']} ({info['usable_cores'] or info['logical_cores']} usable cores), "
+    feats = info.get("cpu_features")
+    flags = f" [{describe_cpu_features(feats)}]" if feats else ""
+    return (f"{info['cpu']}{flags} ({info['usable_cores'] or info['logical_cores']} usable cores), "
             f"{info['ram_gb']} GB RAM, {gpu}; {info['os']}; Python {info['python']}")

@@ -1,0 +1,149 @@
+"""OpenVINO backend, precision selection, and ``auto``'s measured choice between CPU runtimes."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from edgeseg import Segmenter
+from edgeseg.backends import autoselect
+from edgeseg.backends.base import BackendOptions
+from edgeseg.backends.registry import BACKENDS, backend_names, open_backend
+from edgeseg.errors import ModelError
+
+HAVE_OV = importlib.util.find_spec("openvino") is not None
+needs_ov = pytest.mark.skipif(not HAVE_OV, reason="OpenVINO not installed (pip install 'edgeseg[openvino]')")
+
+
+def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, (48 + 16 * i, 80, 3), dtype=np.uint8) for i in range(n)]
+
+
+def test_openvino_is_registered_after_onnxruntime():
+    assert list(BACKENDS)[:3] == ["tensorrt", "onnxruntime", "openvino"]
+    assert "openvino" in backend_names() and BACKENDS["openvino"].suffixes == (".onnx",)
+
+
+@needs_ov
+def test_openvino_matches_onnxruntime_and_reads_metadata(tiny_onnx):
+    ov = open_backend(tiny_onnx, "openvino", BackendOptions(threads=1))
+    ort = open_backend(tiny_onnx, "onnxruntime", BackendOptions(threads=1))
+    assert ov.name == "openvino" and ov.info == ort.info and ov.info.input_size == (64, 64)
+    assert "CPU" in ov.providers[0] and ov.max_batch is None
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 96)).astype(np.float32)
+    a, b = ov.infer(x), ort.infer(x)
+    assert a.shape == (2, 3, 64, 96) and a.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    # a second shape recompiles; the first is still served
+    np.testing.assert_allclose(ov.infer(x[:1, :, :32, :32]), ort.infer(x[:1, :, :32, :32]), atol=1e-4)
+    np.testing.assert_allclose(ov.infer(x), b, atol=1e-4)
+    ov.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        ov.infer(x)
+
+
+@needs_ov
+def test_throughput_hint_splits_a_batch_over_parallel_requests(tiny_onnx):
+    lat = Segmenter(tiny_onnx, backend="openvino")
+    tput = Segmenter(tiny_onnx, backend=open_backend(tiny_onnx, "openvino", BackendOptions(hint="throughput")))
+    frames = _frames(4)
+    for a, b in zip(lat.segment_batch(frames), tput.segment_batch(frames)):
+        np.testing.assert_array_equal(a.mask, b.mask)
+    with pytest.raises(ModelError, match="hint must be one of latency, throughput"):
+        open_backend(tiny_onnx, "openvino", BackendOptions(hint="fast"))
+
+
+@needs_ov
+def test_openvino_refuses_bad_files(tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf" * 20)
+    with pytest.raises(ModelError, match="openvino backend unavailable"):
+        open_backend(junk, "openvino")
+    with pytest.raises(ModelError):
+        Segmenter(tmp_path / "absent.onnx", backend="openvino")
+
+
+def test_missing_openvino_is_a_one_line_install_hint(tiny_onnx, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    with pytest.raises(ModelError, match=r"openvino backend unavailable: OpenVINO is not installed \(pip install"):
+        Segmenter(tiny_onnx, backend="openvino")
+
+
+def test_bf16_is_refused_by_onnxruntime_saying_where_it_runs(tiny_onnx):
+    with pytest.raises(ModelError, match="bf16 runs on the openvino backend only"):
+        Segmenter(tiny_onnx, backend="onnxruntime", precision="bf16")
+    with pytest.raises(ModelError, match="precision must be one of fp32, bf16, int8"):
+        Segmenter(tiny_onnx, precision="fp16")
+
+
+@needs_ov
+def test_bf16_runs_on_openvino_or_names_the_missing_cpu_feature(tiny_onnx, monkeypatch):
+    from edgeseg.backends import openvino_backend as ovb
+    from edgeseg.bench.machine import has_bf16
+
+    if has_bf16():
+        seg = Segmenter(tiny_onnx, precision="bf16")  # auto: ONNX Runtime refuses, OpenVINO takes it
+        assert seg.backend_name == "openvino" and "bf16" in seg.backend.providers[0]
+        ref = Segmenter(tiny_onnx, backend="onnxruntime")
+        f = _frames(1)[0]
+        assert (seg.segment(f).mask == ref.segment(f).mask).mean() > 0.95
+    monkeypatch.setattr(ovb, "cpu_capabilities", lambda core: ("FP32", "INT8"))
+    with pytest.raises(ModelError, match="bf16 needs a CPU with AVX512-BF16 or AMX; this CPU has"):
+        Segmenter(tiny_onnx, backend="openvino", precision="bf16")
+
+
+def test_int8_precision_runs_the_sibling_or_says_how_to_make_it(tiny_onnx, tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(tiny_onnx.read_bytes())
+    with pytest.raises(ModelError, match=r"no INT8 model for m.onnx .*edgeseg export int8 .*m.int8.onnx"):
+        Segmenter(model, precision="int8")
+    (tmp_path / "m.int8.onnx").write_bytes(tiny_onnx.read_bytes())  # stands in for a quantised file
+    seg = Segmenter(model, precision="int8", backend="onnxruntime")
+    assert seg.model_path.name == "m.int8.onnx" and seg.precision == "int8"
+
+
+@needs_ov
+@pytest.mark.parametrize("winner", ["onnxruntime", "openvino"])
+def test_auto_picks_the_runtime_measured_faster_and_caches_it(tiny_onnx, monkeypatch, winner):
+    monkeypatch.setenv("EDGESEG_AUTO_MEASURE", "1")
+    calls = []
+
+    def fake_timing(backends, **_):
+        calls.append(sorted(backends))
+        return {"onnxruntime": 10.0, "openvino": 5.0} if winner == "openvino" else {"onnxruntime": 10.0, "openvino": 9.8}
+
+    monkeypatch.setattr(autoselect, "time_backends", fake_timing)
+    assert Segmenter(tiny_onnx).backend_name == winner
+    assert Segmenter(tiny_onnx).backend_name == winner  # second time: from the cache
+    assert calls == [["onnxruntime", "openvino"]]
+    cache = json.loads((autoselect.cache_dir() / "backend_choice.json").read_text())
+    assert [v["choice"] for v in cache.values()] == [winner]
+    monkeypatch.setenv("EDGESEG_AUTO_MEASURE", "0")
+    assert Segmenter(tiny_onnx).backend_name == "onnxruntime"
+
+
+@needs_ov
+def test_auto_measurement_really_times_both(tiny_onnx):
+    ort = open_backend(tiny_onnx, "onnxruntime")
+    ov = open_backend(tiny_onnx, "openvino")
+    ms = autoselect.time_backends({"onnxruntime": ort, "openvino": ov}, budget_s=0.2)
+    assert set(ms) == {"onnxruntime", "openvino"} and all(v > 0 for v in ms.values())
+
+
+def test_cpu_flags_are_read_not_assumed():
+    from edgeseg.bench.machine import cpu_features, describe_cpu_features, has_bf16, has_vnni, machine_info
+
+    fake = "processor : 0\nflags : fpu sse2 avx2 fma avx512f avx512_vnni\n"
+    f = cpu_features(fake)
+    assert f["avx2"] and f["avx512"] and f["avx512_vnni"] and not f["avx512_bf16"] and not f["amx_int8"]
+    assert has_vnni(f) and not has_bf16(f)
+    assert "no avx_vnni avx512_bf16 amx_bf16 amx_int8" in describe_cpu_features(f)
+    arm = cpu_features("Features : fp asimd asimddp bf16\n")
+    assert arm["neon"] and has_vnni(arm) and has_bf16(arm)
+    info = machine_info()
+    assert set(info["cpu_features"]) >= {"avx2", "avx512_vnni", "avx512_bf16", "amx_int8"}
+    assert "openvino" in info["packages"]
