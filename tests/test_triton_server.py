@@ -60,7 +60,10 @@ def test_masks_equal_local_onnxruntime(server: ServerProcess, tiny_onnx: Path, p
         for w, g in zip(want, got):
             assert np.array_equal(w.mask, g.mask)
             np.testing.assert_allclose(g.probs, w.probs, atol=1e-5)
-            assert [r.to_dict() for r in w.regions] == [r.to_dict() for r in g.regions]
+            # geometry exactly; confidences up to float noise (the server batches frames differently)
+            assert [r.bbox for r in w.regions] == [r.bbox for r in g.regions]
+            assert [r.area_px for r in w.regions] == [r.area_px for r in g.regions]
+            np.testing.assert_allclose([r.max_conf for r in g.regions], [r.max_conf for r in w.regions], atol=1e-5)
         big = remote.segment_batch(_frames(19, seed=3))  # > max batch: split into 8 + 8 + 3
         ref = local.segment_batch(_frames(19, seed=3))
         assert all(np.array_equal(a.mask, b.mask) for a, b in zip(big, ref))
