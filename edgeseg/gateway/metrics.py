@@ -38,9 +38,17 @@ class GatewayMetrics:
         self.infer = Histogram("edgeseg_inference_seconds", "Wall time of one batch (pre + infer + post)",
                                buckets=LATENCY_BUCKETS, registry=r)
 
+    def _per_camera(self) -> tuple:
+        return (self.read, self.processed, self.dropped, self.reconnects, self.fps, self.active, self.online, self.latency)
+
+    def add(self, camera: str) -> None:
+        """Create the camera's series at 0 (a scrape shows every camera from the start)."""
+        for m in self._per_camera():
+            m.labels(camera)
+
     def forget(self, camera: str) -> None:
         """Drop a removed camera's series (SIGHUP reload)."""
-        for m in (self.read, self.processed, self.dropped, self.reconnects, self.fps, self.active, self.online, self.latency):
+        for m in self._per_camera():
             try:
                 m.remove(camera)
             except KeyError:

@@ -152,8 +152,8 @@ class CameraReader:
             try:
                 source = open_source(self.cfg.source, max_retries=0, capture_factory=self.factory)
                 self._frames(source, live=True)
-            except SourceError as exc:
-                error = str(exc)
+            except SourceError as exc:  # the retries are ours: drop open_source's "after 0 retries"
+                error = str(exc).replace(" and did not come back after 0 retries", "").replace(" after 0 retries", "")
             if self.stop_evt.is_set():
                 break
             if self.read > before:

@@ -171,6 +171,8 @@ class Gateway:
         reader = CameraReader(c, self.cond, factory, self.config.max_backoff_s, self.config.file_queue,
                               on_reconnect=reconnect, sleep_unit=self._unit)
         cam = CameraState(c, reader)
+        if self.metrics:
+            self.metrics.add(c.name)
         self.cameras[c.name] = cam
         self._finished.clear()
         self._emit(cam, {"event": "camera_started", "live": c.live, "frame": 0, "timestamp": 0.0})
