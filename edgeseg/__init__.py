@@ -6,7 +6,7 @@ which imports this package, never the reverse. See README "Architecture".
 """
 __version__ = "0.1.0"
 
-__all__ = ["Segmenter", "Result", "__version__"]
+__all__ = ["Segmenter", "Result", "Gateway", "__version__"]
 
 
 def __getattr__(name: str):
@@ -15,4 +15,8 @@ def __getattr__(name: str):
         from edgeseg import segmenter
 
         return getattr(segmenter, name)
+    if name == "Gateway":  # the camera-gateway service (edgeseg watch); threads start only on Gateway.start()
+        from edgeseg.gateway.service import Gateway
+
+        return Gateway
     raise AttributeError(f"module 'edgeseg' has no attribute {name!r}")

@@ -126,8 +126,13 @@ class Segmenter:
     def segment(self, frame: np.ndarray, return_probs: bool = False) -> Result:
         return self.segment_batch([frame], return_probs)[0]
 
-    def segment_batch(self, frames: Sequence[np.ndarray], return_probs: bool = False) -> list[Result]:
-        """One backend call for the whole batch; results are per frame at frame resolution."""
+    def segment_batch(self, frames: Sequence[np.ndarray], return_probs: bool = False,
+                      thresholds: Sequence[float | None] | None = None,
+                      min_areas: Sequence[int] | None = None) -> list[Result]:
+        """One backend call for the whole batch; results are per frame at frame resolution.
+
+        ``thresholds`` / ``min_areas``: per-frame overrides (None entries: the Segmenter's own), so
+        frames of cameras with different settings still share one inference call (the gateway)."""
         if self._closed:
             raise RuntimeError("this Segmenter was closed (close() / end of its 'with' block); create a new one")
         t0 = time.perf_counter()
@@ -140,12 +145,14 @@ class Segmenter:
         t2 = time.perf_counter()
         leak = self.info.leak_class
         results = []
-        for p, t in zip(probs, transforms):
-            labels = labels_to_frame(probs_to_labels(p, self.threshold, leak), t)
+        for i, (p, t) in enumerate(zip(probs, transforms)):
+            thr = thresholds[i] if thresholds is not None and thresholds[i] is not None else self.threshold
+            min_area = int(min_areas[i]) if min_areas is not None and min_areas[i] is not None else self.min_area
+            labels = labels_to_frame(probs_to_labels(p, thr, leak), t)
             leak_prob = _prob_to_frame(np.ascontiguousarray(p[leak]), t)
-            if self.min_area:
-                labels = remove_small(labels, leak, self.min_area)
-            regions = extract_regions(labels, leak_class=leak, min_area=self.min_area, prob_map=leak_prob)
+            if min_area:
+                labels = remove_small(labels, leak, min_area)
+            regions = extract_regions(labels, leak_class=leak, min_area=min_area, prob_map=leak_prob)
             full = None
             if return_probs:
                 full = np.stack([_prob_to_frame(np.ascontiguousarray(c), t) for c in p]).astype(np.float32)

@@ -140,9 +140,17 @@ def _backoff(attempt: int) -> float:
 def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
             sleep: Callable[[float], None]) -> tuple[float | None, Callable[[], Iterator[Frame]]]:
     cap = factory(spec)
-    if not cap.isOpened():
+    attempt = 0
+    while not cap.isOpened():  # refused / unreachable at start: the same back-off as a drop
         cap.release()
-        raise SourceError(f"cannot open stream {spec}; check the URL/camera index and the network")
+        if attempt >= max_retries:
+            raise SourceError(f"cannot open stream {spec} after {max_retries} retries; "
+                              "check the URL/camera index and the network")
+        attempt += 1
+        delay = _backoff(attempt)
+        log.warning("stream %s cannot be opened; retry %d/%d in %.1fs", spec, attempt, max_retries, delay)
+        sleep(delay)
+        cap = factory(spec)
     fps = cap.get(cv2.CAP_PROP_FPS) or None
 
     def frames(stats: SourceStats) -> Iterator[Frame]:

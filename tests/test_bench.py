@@ -370,24 +370,22 @@ def test_example_sdk_in_15_lines(tiny_onnx, tiny_data):
 
 
 def test_example_gateway_loop(tiny_onnx, tmp_path):
-    clip = ROOT / "edgeseg" / "assets" / "demo_gas_leak.mp4"
-    if not clip.is_file():
-        from training.synth import write_clip_video
+    from training.synth import write_clip_video
 
-        clip = tmp_path / "clip.mp4"
-        write_clip_video(clip, seed=7, frames=6, size=(64, 96))
+    clip = tmp_path / "clip.mp4"
+    write_clip_video(clip, seed=7, frames=6, size=(64, 96))
     # threshold 0.01, k = n = 1: every frame is a leak, so each camera opens an alarm it must close
-    p = _run(["examples/gateway_loop.py", str(clip), str(clip), "--model", str(tiny_onnx), "--max-frames", "3",
-              "--threads", "1", "--threshold", "0.01", "--k", "1", "--n", "1", "--min-area", "0"])
+    p = _run(["examples/gateway_loop.py", str(clip), str(clip), "--model", str(tiny_onnx),
+              "--threshold", "0.01", "--k", "1", "--n", "1", "--min-area", "0"])
     assert p.returncode == 0, p.stderr
     events = [json.loads(ln) for ln in p.stdout.splitlines()]
     started = [e for e in events if e["event"] == "camera_started"]
     finished = [e for e in events if e["event"] == "camera_finished"]
     assert {e["camera"] for e in started} == {"cam0", "cam1"}
-    assert all(e["frames"] == 3 and e["reason"] == "max_frames" for e in finished) and len(finished) == 2
-    assert events[-1]["event"] == "gateway_finished"
+    assert len(finished) == 2 and all(e["processed"] == 6 and e["reason"] == "source_ended" for e in finished)
+    assert events[0]["event"] == "gateway_started" and events[-1]["event"] == "gateway_stopped"
     for cam in ("cam0", "cam1"):
         alarm = [e["event"] for e in events if e.get("camera") == cam and e["event"] in {"start", "update", "end"}]
-        assert alarm == ["start", "update", "update", "end"], (cam, alarm)
+        assert alarm == ["start"] + ["update"] * 5 + ["end"], (cam, alarm)
     ends = [e for e in events if e["event"] == "end"]
-    assert all(e["reason"] == "camera_finished" and e["frame"] == 3 for e in ends)
+    assert all(e["reason"] == "source_ended" and e["frame"] == 5 for e in ends)

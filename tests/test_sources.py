@@ -65,3 +65,21 @@ def test_frame_indices_keep_the_gap_of_a_corrupt_frame(tmp_path):
     src = open_source(str(clip), capture_factory=lambda spec: FakeVideo(script))
     # timestamps stay true to the video: the frame after the bad one is frame 2, at 0.2 s
     assert [(f.index, f.timestamp_s) for f in src] == [(0, 0.0), (2, 0.2), (3, 0.3)]
+
+
+def test_stream_refused_at_start_retries_with_backoff():
+    # a camera that is not up yet (connection refused) gets the same back-off as a dropped one
+    script = {"opens": [False, False, True], "reads": [1]}
+    sleeps = []
+    src = open_source("rtsp://camera/stream", max_retries=5, sleep=sleeps.append,
+                      capture_factory=lambda spec: FakeCapture(script))
+    assert sleeps == [0.5, 1.0]
+    assert next(iter(src)).index == 0
+
+
+def test_stream_refused_at_start_gives_up_after_max_retries():
+    sleeps = []
+    with pytest.raises(SourceError, match="cannot open stream .* after 3 retries"):
+        open_source("rtsp://camera/stream", max_retries=3, sleep=sleeps.append,
+                    capture_factory=lambda spec: FakeCapture({"opens": [False] * 9, "reads": []}))
+    assert sleeps == [0.5, 1.0, 2.0]

@@ -1,0 +1,207 @@
+"""Camera gateway throughput and latency vs a bare ONNX Runtime session, same model, same run.
+
+For 1, 2, 4 and 8 live cameras (in-memory cameras paced at ``--camera-fps``, frames of
+``--width`` x ``--height``; more offered than the machine can segment, so the gateway runs at
+capacity and drops stale frames) it measures the gateway's aggregate FPS (frames segmented per
+second, all cameras) and frame-to-result latency p50 / p99, and, right after, a bare
+``InferenceSession.run`` loop on a ready tensor at batch 1 and at the gateway's mean batch size.
+``--soak`` adds 4 cameras x ``--soak-frames`` frames read as files (every frame processed) and
+reports the RSS growth after warm-up.
+
+    python benchmarks/gateway_bench.py [--model model.onnx] [--duration 10] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+
+_SCENES: dict[tuple[int, int], list[np.ndarray]] = {}
+
+
+def scenes(size: tuple[int, int]) -> list[np.ndarray]:
+    """Real gas-plume frames (the bundled demo clip), resized to ``size`` (h, w)."""
+    if size not in _SCENES:
+        import cv2
+
+        cap = cv2.VideoCapture(str(ROOT / "edgeseg" / "assets" / "demo_gas_leak.mp4"))
+        imgs = []
+        while len(imgs) < 48:
+            ok, img = cap.read()
+            if not ok:
+                break
+            imgs.append(cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA))
+        cap.release()
+        _SCENES[size] = imgs or [np.full((size[0], size[1], 3), 127, np.uint8)]
+    return _SCENES[size]
+
+
+class PacedCamera:
+    """A stand-in for ``cv2.VideoCapture``: a fixed frame at ``fps`` (0: as fast as read), ``frames`` then EOF."""
+
+    def __init__(self, spec: Any, size: tuple[int, int], fps: float, frames: int | None = None) -> None:
+        self.imgs = scenes(size)
+        self.i = abs(hash(str(spec))) % len(self.imgs)
+        self.fps, self.left, self.next = fps, frames, time.monotonic()
+
+    def isOpened(self) -> bool:
+        return True
+
+    def read(self):
+        if self.left is not None:
+            if self.left <= 0:
+                return False, None
+            self.left -= 1
+        if self.fps:
+            self.next = max(self.next + 1.0 / self.fps, time.monotonic() - 1.0)
+            time.sleep(max(0.0, self.next - time.monotonic()))
+        self.i = (self.i + 1) % len(self.imgs)
+        return True, self.imgs[self.i].copy()
+
+    def get(self, prop: int) -> float:
+        return 25.0
+
+    def release(self) -> None:
+        pass
+
+
+def bare(model: str, batch: int, size: tuple[int, int], duration: float, threads: int | None) -> float:
+    """Frames per second of ``session.run`` on a ready NCHW tensor at ``batch``."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
+    sess.run(None, {name: x})
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < duration:
+        sess.run(None, {name: x})
+        n += batch
+    return n / (time.perf_counter() - t0)
+
+
+def gateway_run(model: str | None, cameras: int, a: argparse.Namespace) -> dict[str, Any]:
+    from edgeseg import Gateway
+
+    cfg = {"model": model, "threads": a.threads, "batch": {"max_size": a.max_batch, "max_wait_ms": a.max_wait_ms},
+           "cameras": [{"name": f"cam{i}", "source": f"bench://{i}", "min_area": 64} for i in range(cameras)]}
+    gw = Gateway(cfg, capture_factory=lambda spec: PacedCamera(spec, (a.height, a.width), a.camera_fps))
+    gw.start()
+    time.sleep(a.warmup)
+    base = {n: c.processed for n, c in gw.cameras.items()}
+    for c in gw.cameras.values():
+        c.latencies.clear()
+    b0, f0, t0 = gw.batches, gw.batch_frames, time.perf_counter()
+    time.sleep(a.duration)
+    elapsed = time.perf_counter() - t0
+    done = sum(c.processed - base[n] for n, c in gw.cameras.items())
+    lat = sorted(x for c in gw.cameras.values() for x in c.latencies)
+    batches, frames = gw.batches - b0, gw.batch_frames - f0
+    read = sum(c.reader.read for c in gw.cameras.values())
+    dropped = sum(c.reader.dropped for c in gw.cameras.values())
+    info = gw.segmenter.info
+    gw.stop()
+    return {"cameras": cameras, "fps": done / elapsed, "mean_batch": frames / batches if batches else 0.0,
+            "p50_ms": lat[len(lat) // 2] * 1e3 if lat else None,
+            "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1e3 if lat else None,
+            "read": read, "dropped": dropped, "input_size": list(info.input_size)}
+
+
+def soak(model: str | None, a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from edgeseg import Gateway
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS")) / 1024
+
+    stand_in = work / "cam.mp4"
+    stand_in.write_bytes(b"")
+    cfg = {"model": model, "threads": a.threads, "batch": {"max_size": a.max_batch, "max_wait_ms": a.max_wait_ms},
+           "cameras": [{"name": f"soak{i}", "source": str(stand_in)} for i in range(4)],
+           "sinks": {"jsonl": {"path": str(work / "events.jsonl"), "max_bytes": 1 << 20}}}
+    gw = Gateway(cfg, capture_factory=lambda spec: PacedCamera(spec, (a.soak_height, a.soak_width), 0, a.soak_frames))
+    t0 = time.perf_counter()
+    gw.start()
+    warm_at = 4 * a.soak_frames // 10
+    while sum(c.processed for c in list(gw.cameras.values())) < warm_at and not gw.wait(0.05):
+        pass
+    warm, peak = rss_mb(), 0.0
+    while not gw.wait(0.5):
+        peak = max(peak, rss_mb())
+    end = rss_mb()
+    gw.stop()
+    stats = gw.final_stats
+    return {"cameras": 4, "frames_per_camera": a.soak_frames, "processed": sum(s["processed"] for s in stats.values()),
+            "dropped": sum(s["dropped"] for s in stats.values()), "wall_s": time.perf_counter() - t0,
+            "rss_warm_mb": warm, "rss_end_mb": end, "rss_peak_mb": max(peak, end), "rss_growth_mb": end - warm,
+            "frame_size": [a.soak_height, a.soak_width]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None, help="ONNX model (default: the bundled one)")
+    ap.add_argument("--cameras", default="1,2,4,8", help="Camera counts to measure")
+    ap.add_argument("--duration", type=float, default=10.0, help="Seconds measured per point")
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--camera-fps", type=float, default=25.0, help="Frames per second each camera offers")
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=360)
+    ap.add_argument("--max-batch", type=int, default=8)
+    ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (both sides)")
+    ap.add_argument("--soak", action="store_true", help="Also run the soak (4 cameras x --soak-frames)")
+    ap.add_argument("--soak-frames", type=int, default=2000)
+    ap.add_argument("--soak-model", default=None, help="Model for the soak (default: --model)")
+    ap.add_argument("--soak-width", type=int, default=160)
+    ap.add_argument("--soak-height", type=int, default=90)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    import tempfile
+
+    from edgeseg.segmenter import DEFAULT_MODEL
+
+    model = a.model or str(DEFAULT_MODEL)
+    rows = []
+    for n in [int(x) for x in a.cameras.split(",")]:
+        g = gateway_run(model, n, a)
+        size = tuple(g["input_size"])
+        batch = max(1, round(g["mean_batch"]))
+        g["bare_b1_fps"] = bare(model, 1, size, a.duration / 2, a.threads)
+        g["bare_batch"] = batch
+        g["bare_same_batch_fps"] = g["bare_b1_fps"] if batch == 1 else bare(model, batch, size, a.duration / 2, a.threads)
+        g["ratio_vs_same_batch"] = g["fps"] / g["bare_same_batch_fps"]
+        rows.append(g)
+        if not a.json:
+            print(f"{n} camera(s): gateway {g['fps']:.2f} fps (mean batch {g['mean_batch']:.2f}, p50 {g['p50_ms']:.0f} ms, "
+                  f"p99 {g['p99_ms']:.0f} ms, dropped {g['dropped']}/{g['read']}) | bare b1 {g['bare_b1_fps']:.2f} fps, "
+                  f"bare b{batch} {g['bare_same_batch_fps']:.2f} fps | ratio {g['ratio_vs_same_batch']:.2f}", flush=True)
+    out: dict[str, Any] = {"model": model, "frame_size": [a.height, a.width], "camera_fps": a.camera_fps,
+                           "threads": a.threads, "rows": rows}
+    if a.soak:
+        with tempfile.TemporaryDirectory() as d:
+            out["soak"] = soak(a.soak_model or model, a, Path(d))
+        if not a.json:
+            s = out["soak"]
+            print(f"soak: 4 cameras x {s['frames_per_camera']} frames, {s['processed']} processed in {s['wall_s']:.1f} s, "
+                  f"RSS {s['rss_warm_mb']:.1f} MB after warm-up -> {s['rss_end_mb']:.1f} MB at the end "
+                  f"(growth {s['rss_growth_mb']:+.1f} MB, peak {s['rss_peak_mb']:.1f} MB)")
+    if a.json:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

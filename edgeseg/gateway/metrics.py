@@ -1,0 +1,102 @@
+"""``/metrics`` (Prometheus text format, prometheus-client) and ``/healthz`` for the gateway.
+
+Each Gateway owns a private ``CollectorRegistry`` (two gateways in one process, or tests, never
+collide). The HTTP endpoint binds 127.0.0.1 by default: put a reverse proxy in front to expose it.
+``/healthz`` answers 200 ``{"status": "ok", ...}`` or 503 with the cameras silent for longer than
+``health.silent_after_s``.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
+
+
+class GatewayMetrics:
+    """Per-camera counters / gauges / latency histogram and the inference batch-size histogram."""
+
+    def __init__(self, max_batch: int) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = r = CollectorRegistry()
+        cam = ["camera"]
+        self.read = Counter("edgeseg_frames_read", "Frames read from the camera", cam, registry=r)
+        self.processed = Counter("edgeseg_frames_processed", "Frames segmented", cam, registry=r)
+        self.dropped = Counter("edgeseg_frames_dropped", "Stale live frames dropped (latest frame wins)", cam, registry=r)
+        self.reconnects = Counter("edgeseg_reconnects", "Reconnect attempts of a live source", cam, registry=r)
+        self.events = Counter("edgeseg_events", "Events emitted", cam + ["event"], registry=r)
+        self.fps = Gauge("edgeseg_camera_fps", "Frames processed per second (last interval)", cam, registry=r)
+        self.active = Gauge("edgeseg_active_alarms", "1 while the camera's leak alarm is open", cam, registry=r)
+        self.online = Gauge("edgeseg_camera_online", "1 while the camera delivers frames", cam, registry=r)
+        self.latency = Histogram("edgeseg_frame_latency_seconds", "Frame read -> result dispatched", cam,
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.batch = Histogram("edgeseg_inference_batch_size", "Frames per inference call",
+                               buckets=tuple(float(b) for b in sorted({1, 2, 4, 8, 16, 32, max_batch})), registry=r)
+        self.infer = Histogram("edgeseg_inference_seconds", "Wall time of one batch (pre + infer + post)",
+                               buckets=LATENCY_BUCKETS, registry=r)
+
+    def _per_camera(self) -> tuple:
+        return (self.read, self.processed, self.dropped, self.reconnects, self.fps, self.active, self.online, self.latency)
+
+    def add(self, camera: str) -> None:
+        """Create the camera's series at 0 (a scrape shows every camera from the start)."""
+        for m in self._per_camera():
+            m.labels(camera)
+
+    def forget(self, camera: str) -> None:
+        """Drop a removed camera's series (SIGHUP reload)."""
+        for m in self._per_camera():
+            try:
+                m.remove(camera)
+            except KeyError:
+                pass
+
+    def text(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """A small threaded HTTP server: ``/metrics`` and ``/healthz``; ``port=0`` picks a free port."""
+
+    def __init__(self, metrics: GatewayMetrics, health: Callable[[], tuple[bool, dict[str, Any]]],
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                path = self.path.split("?")[0]
+                if path == "/metrics":
+                    body, ctype, code = metrics.text(), CONTENT_TYPE_LATEST, 200
+                elif path == "/healthz":
+                    ok, info = health()
+                    body, ctype, code = json.dumps(info).encode(), "application/json", 200 if ok else 503
+                else:
+                    body, ctype, code = b"not found: try /metrics or /healthz\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:  # no access log on stderr
+                pass
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.host, self.port = host, self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="edgeseg-metrics", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,474 @@
+"""``Gateway``: many cameras, one model, batched inference, events to sinks; start / stop / reload.
+
+    from edgeseg import Gateway
+    gw = Gateway("gateway.yaml")      # or a GatewayConfig, or a dict with the same keys
+    gw.start()
+    ...
+    gw.reload()                       # re-read the file: cameras added / removed / changed
+    gw.stop()                         # frames in flight finished, open alarms ended, sinks flushed
+
+Threads: one reader per camera (``readers.py``), one dispatcher that batches frames across
+cameras (``batcher.py``), runs :meth:`Segmenter.segment_batch` once per batch, and feeds each
+camera's zones -> :class:`LeakAlarm` -> sinks. Alarm state and sinks are only ever touched by the
+dispatcher, so each camera's events are in order and sinks need no cross-camera ordering.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+
+from edgeseg.alarm import LeakAlarm
+from edgeseg.annotate import Annotator
+from edgeseg.errors import InputError
+from edgeseg.gateway.batcher import collect
+from edgeseg.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config
+from edgeseg.gateway.readers import CameraReader, Item, capture_factory
+from edgeseg.gateway.zones import ZoneFilter
+from edgeseg.sinks import Sink, stamp
+from edgeseg.sources import Frame
+
+log = logging.getLogger("edgeseg")
+
+#: seconds a stopping camera's reader may take to hand back before its camera is closed anyway
+#: (a read blocked on a dead stream is abandoned: it is a daemon thread and ends on its timeout)
+STOP_GRACE_S = 1.0
+
+
+class CameraState:
+    """One running camera: its reader, alarm, zones and counters (dispatcher-owned)."""
+
+    def __init__(self, cfg: CameraConfig, reader: CameraReader) -> None:
+        self.cfg, self.name, self.reader = cfg, cfg.name, reader
+        self.alarm = LeakAlarm(cfg.k, cfg.n, cfg.m)
+        self.zones = ZoneFilter(cfg.zones)
+        self.processed = 0
+        self.last_index, self.last_ts = 0, 0.0
+        self.started_at = time.monotonic()
+        self.last_result_at: float | None = None
+        self.stop_requested_at: float | None = None
+        self.stop_reason = "stopped"
+        self.finished = threading.Event()
+        self.latencies: list[float] = []  # the last few thousand, for stats()
+        self._fps_mark = (time.monotonic(), 0)
+
+    def stats(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+
+        def q(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1e3, 2) if lat else None
+
+        return {"read": self.reader.read, "processed": self.processed, "dropped": self.reader.dropped,
+                "reconnects": self.reader.reconnects, "online": self.reader.online or not self.cfg.live,
+                "alarm_active": self.alarm.active, "latency_p50_ms": q(0.5), "latency_p99_ms": q(0.99)}
+
+
+class Gateway:
+    """The camera gateway; see the module doc. ``sinks``: extra :class:`Sink` objects (beside the
+    config's); ``segmenter``: a ready Segmenter (else one is opened from the config's model);
+    ``capture_factory``: stand-in for ``cv2.VideoCapture`` (tests, benchmarks)."""
+
+    def __init__(self, config: GatewayConfig | str | Path | dict, sinks: Sequence[Sink] = (), segmenter: Any = None,
+                 capture_factory: Callable[[Any], Any] | None = None, reconnect_unit_s: float = 0.5) -> None:
+        self.config = self._load(config)
+        self.extra_sinks = list(sinks)
+        self.segmenter = segmenter
+        self._own_segmenter = segmenter is None
+        self._factory = capture_factory
+        self._unit = reconnect_unit_s
+        self.cond = threading.Condition()
+        self.cameras: dict[str, CameraState] = {}
+        self.sinks: list[Sink] = []
+        self.metrics = None
+        self.server = None
+        self._dispatcher: threading.Thread | None = None
+        self._stopping = False
+        self._running = False
+        self._finished = threading.Event()
+        self._annotator: Annotator | None = None
+        self.batches = 0
+        self.batch_frames = 0
+        self.final_stats: dict[str, dict[str, Any]] = {}
+        self.started_wall: float | None = None
+
+    @staticmethod
+    def _load(config: GatewayConfig | str | Path | dict) -> GatewayConfig:
+        if isinstance(config, GatewayConfig):
+            return config
+        if isinstance(config, dict):
+            return parse_config(config)
+        return load_config(config)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> "Gateway":
+        if self._running:
+            return self
+        cfg = self.config
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")  # RTSP over TCP: no UDP loss
+        if self.segmenter is None:
+            from edgeseg.segmenter import Segmenter
+
+            self.segmenter = Segmenter(cfg.model, backend=cfg.backend, threads=cfg.threads)
+        backend_max = getattr(self.segmenter.backend, "max_batch", None)
+        self.max_batch = min(cfg.max_batch, backend_max) if backend_max else cfg.max_batch
+        self._annotator = Annotator(self.segmenter.info.leak_class)
+        self.sinks = self._open_sinks() + self.extra_sinks
+        try:
+            from edgeseg.gateway.metrics import GatewayMetrics
+
+            self.metrics = GatewayMetrics(self.max_batch)
+        except ImportError:
+            log.warning("prometheus-client is not installed (pip install 'edgeseg[gateway]'): no /metrics")
+            self.metrics = None
+        if cfg.metrics_port is not None and self.metrics is not None:
+            from edgeseg.gateway.metrics import MetricsServer
+
+            self.server = MetricsServer(self.metrics, self.health, cfg.metrics_host, cfg.metrics_port)
+            log.info("metrics on %s/metrics, health on %s/healthz", self.server.url, self.server.url)
+        self._stopping, self._running = False, True
+        self._finished.clear()
+        self.started_wall = time.time()
+        self._emit(None, {"event": "gateway_started", "backend": self.segmenter.backend_name,
+                          "model": str(self.segmenter.model_path or ""), "max_batch": self.max_batch,
+                          "cameras": [c.name for c in cfg.cameras]})
+        with self.cond:
+            for c in cfg.cameras:
+                self._add_camera(c)
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="edgeseg-dispatch", daemon=True)
+        self._dispatcher.start()
+        return self
+
+    def _open_sinks(self) -> list[Sink]:
+        from edgeseg.gateway.sinks import MqttSink, RotatingJsonl, WebhookSink
+
+        cfg, out = self.config, []
+        if cfg.jsonl:
+            out.append(RotatingJsonl(cfg.jsonl.path, cfg.jsonl.max_bytes, cfg.jsonl.backups))
+        if cfg.webhook:
+            w = cfg.webhook
+            out.append(WebhookSink(w.url, w.queue_dir, w.timeout_s, w.max_backoff_s, dict(w.headers)))
+        if cfg.mqtt:
+            m = cfg.mqtt
+            out.append(MqttSink(m.host, m.port, m.topic_prefix, m.client_id, m.qos, m.keepalive_s, m.username, m.password))
+        if cfg.snapshots:
+            Path(cfg.snapshots.dir).mkdir(parents=True, exist_ok=True)
+        return out
+
+    def _add_camera(self, c: CameraConfig) -> None:
+        """Start camera ``c`` (``cond`` held)."""
+        factory = self._factory or capture_factory(self.config.read_timeout_s)
+
+        def reconnect(name: str = c.name) -> None:
+            if self.metrics:
+                self.metrics.reconnects.labels(name).inc()
+
+        reader = CameraReader(c, self.cond, factory, self.config.max_backoff_s, self.config.file_queue,
+                              on_reconnect=reconnect, sleep_unit=self._unit)
+        cam = CameraState(c, reader)
+        if self.metrics:
+            self.metrics.add(c.name)
+        self.cameras[c.name] = cam
+        self._finished.clear()
+        self._emit(cam, {"event": "camera_started", "live": c.live, "frame": 0, "timestamp": 0.0})
+        reader.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop reading, finish the frames in flight, end every open alarm (reason ``stopped``),
+        flush and close every sink. Safe to call twice."""
+        if not self._running:
+            return
+        with self.cond:
+            self._stopping = True
+            for cam in self.cameras.values():
+                self._request_stop(cam, "stopped")
+            self.cond.notify_all()
+        if self._dispatcher is not None:
+            self._dispatcher.join(timeout)
+        self._running = False
+        summary = {**self.final_stats, **{name: cam.stats() for name, cam in self.cameras.items()}}
+        self._emit(None, {"event": "gateway_stopped", "batches": self.batches,
+                          "mean_batch": round(self.batch_frames / self.batches, 2) if self.batches else None,
+                          "cameras": summary})
+        errors = []
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - close the others first
+                log.error("closing sink %s failed: %s", type(sink).__name__, exc)
+                errors.append(exc)
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if self._own_segmenter and self.segmenter is not None:
+            self.segmenter.close()
+            self.segmenter = None
+        if errors:
+            raise errors[0]
+
+    def _request_stop(self, cam: CameraState, reason: str) -> None:
+        if cam.stop_requested_at is None:
+            cam.stop_requested_at = time.monotonic()
+            cam.stop_reason = reason
+            cam.reader.stop()
+
+    def reload(self, config: GatewayConfig | str | Path | dict | None = None) -> dict[str, list[str]]:
+        """Apply a new config (default: re-read the file): added cameras start, removed ones stop
+        (with their ``end`` events), changed ones restart, unchanged ones keep running untouched.
+        Model, batch, sink and metrics settings need a restart (logged when they differ)."""
+        new = self._load(config if config is not None else self.config.source_path)
+        old = self.config
+        with self.cond:
+            current = {name: cam.cfg for name, cam in self.cameras.items() if cam.stop_requested_at is None}
+        wanted = {c.name: c for c in new.cameras}
+        removed = [n for n in current if n not in wanted]
+        changed = [n for n in current if n in wanted and wanted[n] != current[n]]
+        added = [n for n in wanted if n not in current]
+        others = [k for k in ("model", "backend", "threads", "max_batch", "jsonl", "webhook", "mqtt", "snapshots",
+                              "metrics_host", "metrics_port") if getattr(old, k) != getattr(new, k)]
+        if others:
+            log.warning("reload: %s changed; those take effect at the next restart", ", ".join(others))
+        with self.cond:
+            stopping = [self.cameras[n] for n in removed + changed]
+            for cam in stopping:
+                self._request_stop(cam, "stopped")
+            self.cond.notify_all()
+        for cam in stopping:  # a changed camera's old incarnation ends before the new one starts
+            cam.finished.wait(STOP_GRACE_S + 5.0)
+        self.config = GatewayConfig(**{**new.__dict__, **{k: getattr(old, k) for k in others}})
+        with self.cond:
+            for n in added + changed:
+                self._add_camera(wanted[n])
+        self._emit(None, {"event": "gateway_reloaded", "added": added, "removed": removed, "changed": changed})
+        return {"added": added, "removed": removed, "changed": changed}
+
+    @property
+    def running(self) -> bool:
+        return self._running and not self._finished.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every camera has ended (files without ``loop``); True when they have."""
+        return self._finished.wait(timeout)
+
+    def run(self, install_signals: bool = True) -> int:
+        """Start, serve until SIGTERM / SIGINT (or every camera ended), stop; SIGHUP reloads.
+        Returns the exit status (0)."""
+        flags = {"stop": threading.Event(), "hup": threading.Event()}
+        wake = threading.Event()
+        if install_signals:
+            def on_stop(signum: int, frame: Any) -> None:
+                flags["stop"].set()
+                wake.set()
+
+            def on_hup(signum: int, frame: Any) -> None:
+                flags["hup"].set()
+                wake.set()
+
+            signal.signal(signal.SIGTERM, on_stop)
+            signal.signal(signal.SIGINT, on_stop)
+            if hasattr(signal, "SIGHUP"):
+                signal.signal(signal.SIGHUP, on_hup)
+        self.start()
+        try:
+            while not flags["stop"].is_set() and not self._finished.is_set():
+                wake.wait(0.5)
+                wake.clear()
+                if flags["hup"].is_set():
+                    flags["hup"].clear()
+                    try:
+                        log.info("SIGHUP: reloading %s", self.config.source_path)
+                        self.reload()
+                    except Exception as exc:  # noqa: BLE001 - a bad edit must not kill a running gateway
+                        log.error("reload failed, keeping the running config: %s", exc)
+                        self._emit(None, {"event": "reload_failed", "error": str(exc)})
+        finally:
+            self.stop()
+        return 0
+
+    # -- health ------------------------------------------------------------------------------------
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        now = time.monotonic()
+        limit = self.config.silent_after_s
+        silent, cams = [], {}
+        with self.cond:
+            items = list(self.cameras.items())
+        for name, cam in items:
+            last = cam.last_result_at or cam.started_at
+            age = now - last
+            ended = cam.finished.is_set()
+            cams[name] = {"online": cam.reader.online or not cam.cfg.live, "last_frame_age_s": round(age, 2),
+                          "ended": ended}
+            if not ended and age > limit:
+                silent.append(name)
+        ok = not silent and self._running
+        return ok, {"status": "ok" if ok else "unhealthy", "silent": silent, "silent_after_s": limit, "cameras": cams}
+
+    def stats(self) -> dict[str, Any]:
+        with self.cond:
+            items = list(self.cameras.items())
+        return {"batches": self.batches, "mean_batch": self.batch_frames / self.batches if self.batches else 0.0,
+                "cameras": {name: cam.stats() for name, cam in items}}
+
+    # -- dispatcher --------------------------------------------------------------------------------
+    def _emit(self, cam: CameraState | None, record: dict[str, Any]) -> None:
+        ctx: dict[str, Any] = {}
+        if cam is not None:
+            ctx = {"camera": cam.name, "source": cam.cfg.source}
+            record.setdefault("frame", cam.last_index)
+            record.setdefault("timestamp", cam.last_ts)
+            if self.metrics:
+                self.metrics.events.labels(cam.name, record["event"]).inc()
+        rec = stamp(record, **ctx)
+        for sink in self.sinks:
+            try:
+                sink.event(rec)
+            except Exception as exc:  # noqa: BLE001 - one broken sink must not silence the others
+                log.error("sink %s failed on %s: %s", type(sink).__name__, rec.get("event"), exc)
+
+    def _snapshot(self, cam: CameraState, item: Item, result: Any, regions: list) -> str | None:
+        snap = self.config.snapshots
+        if snap is None:
+            return None
+        folder = Path(snap.dir) / cam.name
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{cam.name}_{item.index:09d}_{int(time.time() * 1000)}.jpg"
+        img = self._annotator(item.image, result.mask, regions)
+        if not cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, snap.quality]):
+            log.error("cannot write snapshot %s", path)
+            return None
+        return str(path)
+
+    def _control(self, cam: CameraState, item: Item) -> None:
+        ev = dict(item.control or {})
+        kind = ev.get("event")
+        if kind == "camera_offline":  # the scene is unknown while offline: close an open incident
+            for end in cam.alarm.close(cam.last_index, cam.last_ts, "camera_offline"):
+                self._emit(cam, end)
+        if self.metrics and kind in ("camera_online", "camera_offline"):
+            self.metrics.online.labels(cam.name).set(1 if kind == "camera_online" else 0)
+            self.metrics.active.labels(cam.name).set(0)
+        self._emit(cam, ev)
+
+    def _handle(self, cam: CameraState, item: Item, result: Any, now: float) -> None:
+        regions = cam.zones(result.regions, item.image.shape[:2])
+        cam.last_index, cam.last_ts = item.index, item.timestamp
+        for ev in cam.alarm.update(item.index, item.timestamp, regions):
+            if ev["event"] == "start":
+                path = self._snapshot(cam, item, result, regions)
+                if path:
+                    ev["snapshot"] = path
+            self._emit(cam, ev)
+        wants = [s for s in self.sinks if type(s).frame is not Sink.frame]
+        if wants:
+            annotated = (self._annotator(item.image, result.mask, regions)
+                         if any(s.wants_annotated for s in wants) else None)
+            frame = Frame(item.index, item.timestamp, item.image, cam.name)
+            for s in wants:
+                s.frame(frame, result, annotated)
+        cam.processed += 1
+        cam.last_result_at = now
+        lat = now - item.read_at
+        cam.latencies.append(lat)
+        if len(cam.latencies) > 4096:
+            del cam.latencies[:2048]
+        if self.metrics:
+            self.metrics.processed.labels(cam.name).inc()
+            self.metrics.latency.labels(cam.name).observe(lat)
+            self.metrics.active.labels(cam.name).set(1 if cam.alarm.active else 0)
+
+    def _finish_camera(self, cam: CameraState) -> None:
+        """Close the camera's open alarm and report it; the last thing it emits."""
+        r = cam.reader
+        reason = cam.stop_reason if cam.stop_requested_at is not None else r.end_reason
+        for ev in cam.alarm.close(cam.last_index, cam.last_ts, reason):
+            self._emit(cam, ev)
+        kind = "camera_stopped" if cam.stop_requested_at is not None else "camera_finished"
+        self._emit(cam, {"event": kind, "reason": reason, **({"error": r.error} if r.error else {}),
+                         **cam.stats()})
+        if self.metrics:
+            self.metrics.active.labels(cam.name).set(0)
+            self.metrics.online.labels(cam.name).set(0)
+        self.final_stats[cam.name] = cam.stats()
+        cam.finished.set()
+
+    def _sync_metrics(self, cam: CameraState, now: float) -> None:
+        m = self.metrics
+        r = cam.reader
+        if m is None:
+            return
+        for counter, value, attr in ((m.read, r.read, "_m_read"), (m.dropped, r.dropped, "_m_dropped")):
+            prev = getattr(cam, attr, 0)
+            if value > prev:
+                counter.labels(cam.name).inc(value - prev)
+                setattr(cam, attr, value)
+        t0, n0 = cam._fps_mark
+        if now - t0 >= 1.0:
+            m.fps.labels(cam.name).set((cam.processed - n0) / (now - t0))
+            cam._fps_mark = (now, cam.processed)
+
+    def _dispatch_loop(self) -> None:
+        try:
+            while True:
+                with self.cond:
+                    now = time.monotonic()
+                    live = []
+                    for name, cam in list(self.cameras.items()):
+                        r = cam.reader
+                        gone = r.done or (cam.stop_requested_at is not None and now - cam.stop_requested_at > STOP_GRACE_S)
+                        if gone and not r.items:
+                            if cam.stop_requested_at is not None:
+                                r.items.clear()
+                            self._finish_camera(cam)
+                            del self.cameras[name]
+                            if self.metrics and cam.stop_requested_at is not None:
+                                self.metrics.forget(name)
+                            continue
+                        live.append(cam)
+                    if not live:
+                        if self._stopping or not self._running:
+                            break
+                        self._finished.set()  # every camera ended (files without loop)
+                        self.cond.wait(0.1)
+                        continue
+                    frames, controls = collect(live, self.cond, self.max_batch, self.config.max_wait_ms / 1e3)
+                for cam, item in controls:
+                    self._control(cam, item)
+                if frames:
+                    self._run_batch(frames)
+                now = time.monotonic()
+                for cam in live:
+                    self._sync_metrics(cam, now)
+        except Exception:  # noqa: BLE001
+            log.exception("gateway dispatcher failed")
+        finally:
+            self._finished.set()
+
+    def _run_batch(self, frames: list[tuple[CameraState, Item]]) -> None:
+        t0 = time.monotonic()
+        images = [it.image for _, it in frames]
+        try:
+            results = self.segmenter.segment_batch(images, thresholds=[c.cfg.threshold for c, _ in frames],
+                                                   min_areas=[c.cfg.min_area for c, _ in frames])
+        except InputError:  # one odd frame (empty, wrong channels): segment the rest one by one
+            kept, results = [], []
+            for cam, item in frames:
+                try:
+                    results += self.segmenter.segment_batch([item.image], thresholds=[cam.cfg.threshold],
+                                                            min_areas=[cam.cfg.min_area])
+                    kept.append((cam, item))
+                except InputError as exc:
+                    self._emit(cam, {"event": "frame_skipped", "frame": item.index, "error": str(exc)})
+            frames = kept
+        now = time.monotonic()
+        self.batches += 1
+        self.batch_frames += len(frames)
+        if self.metrics:
+            self.metrics.batch.observe(len(frames))
+            self.metrics.infer.observe(now - t0)
+        for (cam, item), result in zip(frames, results):
+            self._handle(cam, item, result, now)
