@@ -254,9 +254,9 @@ def parse_config(raw: Any, source_path: str | None = None) -> GatewayConfig:
     names: set[str] = set()
     cameras = tuple(_camera(c, i, names) for i, c in enumerate(cams))
     model = _str(raw, "model", "", None)
-    if model is not None and not Path(model).expanduser().exists() and not (
+    if model is not None and "://" not in model and not Path(model).expanduser().exists() and not (
             model.endswith(".engine") and Path(model).with_suffix(".onnx").exists()):
-        raise _err("model", f"file {model} does not exist", "give a .onnx / .engine path, or leave it out for the bundled model")
+        raise _err("model", f"file {model} does not exist", "give a .onnx / .engine path or a triton://HOST:PORT/NAME server, or leave it out for the bundled model")
     backend = _str(raw, "backend", "", "auto")
     threads = _int(raw, "threads", "", None, lo=1, fix="ONNX Runtime threads, e.g. 2; leave it out for all cores")
     batch = _section(raw, "batch", "", {"max_size", "max_wait_ms"}) or {}
