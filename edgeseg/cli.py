@@ -381,7 +381,7 @@ def detect_cmd(
     try:
         src = open_source(source, max_retries=retries)
         seg = Segmenter(model, backend=backend, threshold=threshold, min_area=min_area, letterbox=letterbox,  # type: ignore[arg-type]
-                        rebuild_engine=rebuild_engine, precision=precision)
+                        rebuild_engine=rebuild_engine, precision=precision, spin_wait=False)  # pipelined: no spinning
         console.print(f"model {seg.model_path.name} on {seg.backend_name}; source {source} ({src.kind})")
         summary = run_detect(src, output, seg, every=every, show=show, alarm=alarm, progress=not as_json,
                              overwrite=overwrite)

@@ -28,7 +28,8 @@ from edgeseg.outdir import OutputFolder
 from edgeseg.pipeline import DetectionLoop
 from edgeseg.segmenter import Segmenter
 from edgeseg.sinks import AnnotatedImages, AnnotatedVideo, Display, JsonlEvents, Sink
-from edgeseg.sources import Source
+from edgeseg.sources import Frame, Source
+from edgeseg.stages import StagedRun
 
 log = logging.getLogger("edgeseg")
 
@@ -94,31 +95,34 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
     """
     if every < 1:
         raise ValueError(f"--every must be >= 1, got {every}")
-    stopped_by = None
+    stopped_by: str | None = None
     skipped: list[str] = []
     with OutputFolder(out_dir, RESULT_PATTERNS, overwrite) as folder:
         sinks, events = detect_sinks(source, folder.path, every, show)
         loop = DetectionLoop(segmenter, sinks, (alarm or LeakAlarm()) if source.is_video else None, every,
                              context={"source": source.spec})
         t0 = time.perf_counter()
+
+        def skipped_frame(frame: Frame, exc: BaseException) -> None:  # an odd frame: skip it (counted), keep going
+            log.warning("skipping %s: %s", f"frame {frame.index}" if source.is_video else frame.name, exc)
+            skipped.append(frame.name)
+
         with _progress(progress) as bar, _SigtermAsException():
             task = bar.add_task("detect", total=source.stats.expected, fps="-")
+            run = StagedRun(loop, source, skip=(InputError, cv2.error), on_skip=skipped_frame)
             try:
-                for frame in source:
-                    bar.update(task, advance=1)
-                    try:
-                        result = loop.step(frame)
-                    except (InputError, cv2.error) as exc:  # an odd frame: skip it (counted), keep going
-                        log.warning("skipping %s: %s", frame.name if not source.is_video else f"frame {frame.index}", exc)
-                        skipped.append(frame.name)
-                        continue
-                    if result is None:
-                        continue
-                    elapsed = time.perf_counter() - t0
-                    bar.update(task, fps=f"{loop.processed / elapsed:.1f}" if elapsed > 0 else "-")
-                    if loop.stop_requested:
-                        stopped_by = "window"
-                        break
+                try:
+                    for _, result in run.results():
+                        bar.update(task, advance=1)
+                        if result is None:
+                            continue
+                        elapsed = time.perf_counter() - t0
+                        bar.update(task, fps=f"{loop.processed / elapsed:.1f}" if elapsed > 0 else "-")
+                        if loop.stop_requested:
+                            stopped_by = "window"
+                            break
+                finally:
+                    run.close()  # frames already segmented are written before the sinks close
             except KeyboardInterrupt:
                 stopped_by = "interrupted"
                 log.warning("interrupted: closing outputs cleanly")

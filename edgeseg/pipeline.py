@@ -50,12 +50,23 @@ class DetectionLoop:
 
     def step(self, frame: Frame, index: int | None = None, timestamp: float | None = None) -> Result | None:
         """Process one frame; None when ``every`` skips it. ``index`` / ``timestamp`` override the
-        frame's own for the alarm (the gateway keeps them monotonic across reconnects)."""
+        frame's own for the alarm (kept monotonic across reconnects by a caller that wants it)."""
+        result = self.segment(frame)
+        if result is not None:
+            self.deliver(frame, result, index, timestamp)
+        return result
+
+    def segment(self, frame: Frame) -> Result | None:
+        """The inference half of :meth:`step` (a pipeline runs it on its own thread)."""
         self.read += 1
         if frame.index % self.every:
             return None
         result = self.segmenter.segment(frame.image)
         self.processed += 1
+        return result
+
+    def deliver(self, frame: Frame, result: Result, index: int | None = None, timestamp: float | None = None) -> None:
+        """The output half of :meth:`step`: annotate, sinks, alarm events. Call in frame order."""
         annotated = self.annotate(frame.image, result.mask, result.regions) if self._draw else None
         for sink in self.sinks:
             sink.frame(frame, result, annotated)
@@ -68,7 +79,6 @@ class DetectionLoop:
             self.last_timestamp = frame.timestamp_s if timestamp is None else timestamp
             for ev in self.alarm.update(self.last_index, self.last_timestamp, result.regions):
                 self.emit(ev)
-        return result
 
     def finish(self, reason: str) -> None:
         """Close an incident still open (its ``end`` carries ``reason``), then every sink; the

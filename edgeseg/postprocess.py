@@ -124,3 +124,55 @@ def remove_small(mask: np.ndarray, leak_class: int = 1, min_area: int = 0) -> np
     if small.size:
         m[np.isin(lab, small)] = 0
     return m
+
+
+def crop_padding(a: np.ndarray, transform) -> np.ndarray:
+    """The part of a network-sized map that shows the frame (letterbox padding removed)."""
+    t = transform
+    if t.mode == "letterbox":
+        return a[..., t.pad_y:t.pad_y + t.new_h, t.pad_x:t.pad_x + t.new_w]
+    return a
+
+
+def regions_at_network(labels: np.ndarray, leak_prob: np.ndarray, transform, leak_class: int = 1,
+                       min_area: int = 0) -> tuple[np.ndarray, list[Region]]:
+    """Leak regions found once, on the network-sized mask, and scaled to frame coordinates.
+
+    Why here and not at frame size: connected components over a 720p mask (twice: speckle removal,
+    then regions) cost more than the rest of post-processing together, and the network's own
+    resolution is all the information there is. ``labels`` / ``leak_prob`` are the network-sized
+    maps with letterbox padding already cropped (:func:`crop_padding`); ``min_area`` is in *frame*
+    pixels (a component's area is scaled by the frame / network pixel ratio). Returns the labels
+    with too-small leak components cleared (to 0) and the regions, largest first.
+    """
+    t = transform
+    h, w = labels.shape[:2]
+    sx, sy = t.orig_w / w, t.orig_h / h
+    n, cc, stats, cents = cv2.connectedComponentsWithStats((labels == leak_class).astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return labels, []
+    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64) * (sx * sy)
+    keep = areas >= min_area
+    if not keep.all():
+        labels = labels.copy()
+        labels[np.isin(cc, np.flatnonzero(~keep) + 1)] = 0
+    ids = cc.ravel()
+    inside = ids > 0
+    comp, vals = ids[inside], np.asarray(leak_prob, np.float32).ravel()[inside]
+    sums = np.bincount(comp, weights=vals, minlength=n)
+    order = np.argsort(comp, kind="stable")
+    starts = np.searchsorted(comp[order], np.arange(1, n))
+    maxes = np.maximum.reduceat(vals[order], starts)
+    regions = []
+    for i in np.flatnonzero(keep) + 1:
+        x, y, bw, bh, area = (int(v) for v in stats[i])
+        x0, y0 = int(round(x * sx)), int(round(y * sy))
+        x1, y1 = int(round((x + bw) * sx)), int(round((y + bh) * sy))
+        cx, cy = cents[i]
+        regions.append(Region(
+            x0, y0, max(1, x1 - x0), max(1, y1 - y0), int(round(area * sx * sy)), 100.0 * area / float(h * w),
+            (float((cx + 0.5) * sx - 0.5), float((cy + 0.5) * sy - 0.5)),
+            float(sums[i] / area), float(maxes[i - 1]),
+        ))
+    regions.sort(key=lambda r: r.area_px, reverse=True)
+    return labels, regions

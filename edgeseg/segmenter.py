@@ -5,9 +5,9 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -18,7 +18,8 @@ from edgeseg.backends.base import Backend, BackendOptions
 from edgeseg.backends.registry import open_backend
 from edgeseg.errors import InputError, ModelError
 from edgeseg.model_meta import ModelInfo
-from edgeseg.postprocess import Region, class_probs, extract_regions, labels_to_frame, probs_to_labels, remove_small
+from edgeseg.postprocess import (Region, class_probs, crop_padding, labels_to_frame, probs_to_labels,
+                                  regions_at_network)
 from edgeseg.precision import resolve_model
 from edgeseg.preprocess import Transform, preprocess
 
@@ -28,15 +29,36 @@ DEFAULT_MODEL = MODELS_DIR / "edgeseg-unet-r18.onnx"
 BackendName = str  # "auto" or a name in edgeseg.backends.registry.BACKENDS
 
 
-@dataclass
 class Result:
-    """Segmentation of one frame, at the frame's own resolution."""
+    """Segmentation of one frame. Regions are in frame coordinates; the class-id ``mask`` at frame
+    resolution is made from the network-sized labels the first time it is read (a gateway that
+    only needs regions and events never pays for upsampling it)."""
 
-    mask: np.ndarray  # HxW uint8 class ids
-    regions: list[Region]  # gas-smoke connected components (after the min-area filter)
-    timings: dict[str, float]  # pre_ms / infer_ms / post_ms (batch stages shared per frame)
-    classes: tuple[str, ...]
-    probs: np.ndarray | None = None  # CxHxW float32 when requested
+    def __init__(self, mask: np.ndarray | None, regions: list[Region], timings: dict[str, float],
+                 classes: tuple[str, ...], probs: np.ndarray | None = None, *,
+                 network_mask: np.ndarray | None = None, transform: Transform | None = None) -> None:
+        if mask is None and (network_mask is None or transform is None):
+            raise ValueError("Result needs a frame-size mask or a network mask with its transform")
+        self._mask = mask
+        self.network_mask = network_mask  # HxW class ids at network resolution (padding cropped)
+        self.transform = transform
+        self.regions = regions  # gas-smoke connected components (after the min-area filter), largest first
+        self.timings = timings  # pre_ms / infer_ms / post_ms (batch stages shared per frame)
+        self.classes = classes
+        self.probs = probs  # CxHxW float32 at frame resolution when requested
+
+    @property
+    def mask(self) -> np.ndarray:
+        """HxW uint8 class ids at the frame's resolution (nearest-neighbour from the network's)."""
+        if self._mask is None:
+            self._mask = labels_to_frame(self.network_mask, _uncropped(self.transform))
+        return self._mask
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        if self._mask is not None:
+            return self._mask.shape[:2]
+        return (self.transform.orig_h, self.transform.orig_w)  # type: ignore[union-attr]
 
     @property
     def leak(self) -> bool:
@@ -46,7 +68,12 @@ class Result:
         """JSON-ready summary (no arrays)."""
         return {"leak": self.leak, "regions": [r.to_dict() for r in self.regions],
                 "timings": {k: round(v, 3) for k, v in self.timings.items()},
-                "frame_size": list(self.mask.shape[:2])}
+                "frame_size": list(self.frame_size)}
+
+
+def _uncropped(t: Transform) -> Transform:
+    """The transform for a map whose letterbox padding is already cropped (a plain resize back)."""
+    return dataclasses.replace(t, mode="resize") if t.mode == "letterbox" else t
 
 
 def _prob_to_frame(prob_hw: np.ndarray, t: Transform) -> np.ndarray:
@@ -71,11 +98,14 @@ class Segmenter:
     is missing), rebuild it from the ``.onnx`` next to it instead of refusing (takes minutes).
     ``precision``: ``fp32``; ``int8`` runs the model's ``.int8.onnx`` sibling (``edgeseg export
     int8``; shipped for the bundled model); ``bf16`` needs the OpenVINO backend and a bf16 CPU.
+    ``spin_wait=False``: ONNX Runtime's idle threads sleep instead of spinning (use it when other
+    threads share the cores, as ``edgeseg detect``'s decode and encode stages do).
     """
 
     def __init__(self, model: str | Path | None = None, backend: BackendName | Backend = "auto",
                  threshold: float | None = None, min_area: int = 0, letterbox: bool = False,
-                 threads: int | None = None, rebuild_engine: bool = False, precision: str = "fp32") -> None:
+                 threads: int | None = None, rebuild_engine: bool = False, precision: str = "fp32",
+                 spin_wait: bool = True) -> None:
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ModelError(f"threshold must be between 0 and 1, got {threshold}")
         if isinstance(backend, Backend):  # a ready backend (tests, benchmarks, custom runtimes)
@@ -94,7 +124,8 @@ class Segmenter:
             path = model if isinstance(model, Path) else path
         self.precision = precision
         self.backend: Backend = open_backend(model if model is not None else Path("."), backend,
-                                             BackendOptions(threads, rebuild_engine, precision=precision))
+                                             BackendOptions(threads, rebuild_engine, precision=precision,
+                                                            spin_wait=spin_wait))
         self.info: ModelInfo = self.backend.info
         if threshold is None:
             threshold = self.info.leak_threshold  # shipped with the model, chosen on held-out *training* photos
@@ -148,15 +179,12 @@ class Segmenter:
         for i, (p, t) in enumerate(zip(probs, transforms)):
             thr = thresholds[i] if thresholds is not None and thresholds[i] is not None else self.threshold
             min_area = int(min_areas[i]) if min_areas is not None and min_areas[i] is not None else self.min_area
-            labels = labels_to_frame(probs_to_labels(p, thr, leak), t)
-            leak_prob = _prob_to_frame(np.ascontiguousarray(p[leak]), t)
-            if min_area:
-                labels = remove_small(labels, leak, min_area)
-            regions = extract_regions(labels, leak_class=leak, min_area=min_area, prob_map=leak_prob)
+            labels = crop_padding(probs_to_labels(p, thr, leak), t)
+            labels, regions = regions_at_network(labels, crop_padding(p[leak], t), t, leak, min_area)
             full = None
             if return_probs:
                 full = np.stack([_prob_to_frame(np.ascontiguousarray(c), t) for c in p]).astype(np.float32)
-            results.append(Result(labels, regions, {}, self.info.classes, full))
+            results.append(Result(None, regions, {}, self.info.classes, full, network_mask=labels, transform=t))
         t3 = time.perf_counter()
         n = len(results)
         timing = {"pre_ms": (t1 - t0) * 1e3 / n, "infer_ms": (t2 - t1) * 1e3 / n, "post_ms": (t3 - t2) * 1e3 / n}

@@ -52,10 +52,10 @@ class OrtBackend(Backend):
         if options.precision == "bf16":
             raise ModelError("bf16 runs on the openvino backend only (ONNX Runtime runs fp32 and int8 models): "
                              "pass backend='openvino' / --backend openvino, or precision fp32 / int8")
-        return cls(model, threads=options.threads)
+        return cls(model, threads=options.threads, spin_wait=options.spin_wait)
 
     def __init__(self, model_path: str | Path, providers: Sequence[str] | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, spin_wait: bool = True) -> None:
         import onnxruntime as ort
 
         path = Path(model_path)
@@ -65,6 +65,8 @@ class OrtBackend(Backend):
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = int(threads)
+        if not spin_wait:  # documented session config key (onnxruntime_session_options_config_keys.h)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=list(providers or default_providers()))
         except Exception as exc:  # ORT raises InvalidProtobuf / Fail / NoSuchFile subclasses
