@@ -47,7 +47,7 @@ def test_export_imports_only_relative_or_edgeseg():
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
-RUNTIME_TESTS = ["test_engine_meta.py", "test_binary.py", "test_segmenter.py", "test_detect.py", "test_bad_inputs.py", "test_sinks.py", "test_sources.py",
+RUNTIME_TESTS = ["test_engine_meta.py", "test_binary.py", "test_stages.py", "test_segmenter.py", "test_detect.py", "test_bad_inputs.py", "test_sinks.py", "test_sources.py",
                  "test_annotate.py", "test_postprocess.py", "test_preprocess.py", "test_metrics.py", "test_alarm.py",
                  "test_model_meta.py", "test_files.py", "test_registry.py"]
 

@@ -62,3 +62,36 @@ def test_threshold_behaviour():
     np.testing.assert_array_equal(probs_to_labels(probs, 0.5)[0], [0, 1, 2, 1])
     # threshold 0.95: no leak survives; d falls back to bg/machine tie -> bg
     np.testing.assert_array_equal(probs_to_labels(probs, 0.95)[0], [0, 0, 2, 0])
+
+
+def test_regions_at_network_match_frame_size_analysis():
+    """Components found once at network size, scaled: the same blobs as at frame size, to a pixel."""
+    from edgeseg.postprocess import crop_padding, labels_to_frame, regions_at_network
+    from edgeseg.preprocess import preprocess
+
+    net = np.zeros((64, 64), np.uint8)
+    net[10:20, 5:25] = 1  # 200 px at 64x64
+    net[40:42, 40:42] = 1  # 4 px: 4 * 20 * 11.25 = 900 frame px
+    prob = np.where(net == 1, 0.8, 0.1).astype(np.float32)
+    prob[12, 10] = 0.95
+    _, (t,) = preprocess([np.zeros((720, 1280, 3), np.uint8)], (64, 64), (0.5,) * 3, (0.5,) * 3)
+    labels, regions = regions_at_network(crop_padding(net, t), prob, t, leak_class=1, min_area=1000)
+    assert len(regions) == 1 and labels[41, 41] == 0 and labels[15, 10] == 1  # the small blob is cleared
+    ref = extract_regions(labels_to_frame(net, t), leak_class=1, min_area=1000)
+    (r,), (want,) = regions, ref
+    assert abs(r.x - want.x) <= 20 and abs(r.y - want.y) <= 12 and abs(r.w - want.w) <= 20 and abs(r.h - want.h) <= 12
+    assert abs(r.area_px - want.area_px) / want.area_px < 0.02
+    assert abs(r.centroid[0] - want.centroid[0]) < 20 and abs(r.centroid[1] - want.centroid[1]) < 12
+    assert r.max_conf == np.float32(0.95) and 0.8 < r.mean_conf < 0.81
+
+
+def test_segment_upsamples_the_mask_only_when_read(tiny_onnx):
+    from edgeseg.postprocess import labels_to_frame
+    from edgeseg.segmenter import Segmenter
+
+    with Segmenter(tiny_onnx) as seg:
+        result = seg.segment(np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8))
+    assert result._mask is None and result.frame_size == (360, 640)  # regions came without it
+    assert result.network_mask.shape == (64, 64)
+    np.testing.assert_array_equal(result.mask, labels_to_frame(result.network_mask, result.transform))
+    assert result.mask.shape == (360, 640)

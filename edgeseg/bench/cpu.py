@@ -229,7 +229,7 @@ def _video(segs: dict[str, Any], model: Path, threads: int | None, clip: str | P
             cap.release()
             row: dict[str, Any] = {"variant": k, "decode_segment_fps": n / (time.perf_counter() - t0)}
             if detect:
-                row.update(_detect_fps(seg, path, Path(tmp) / k.replace(" ", "_")))
+                row.update(_detect_fps(seg, path, Path(tmp) / k.replace(" ", "_"), threads))
             rows.append(row)
             bare_fps.append(bare_pass())  # interleaved: the yardstick is re-measured between variants
         ref = float(np.median(bare_fps))
@@ -243,12 +243,17 @@ def _video(segs: dict[str, Any], model: Path, threads: int | None, clip: str | P
                 "bare_ort_fp32_fps_samples": bare_fps, "rows": rows}
 
 
-def _detect_fps(seg: Any, clip: Path, out: Path) -> dict[str, Any]:
+def _detect_fps(seg: Any, clip: Path, out: Path, threads: int | None = None) -> dict[str, Any]:
     """``edgeseg detect``'s loop (whatever it is in this version: alarm, overlay, mp4 encode)."""
     try:
         from edgeseg.detect import run_detect
         from edgeseg.sources import open_source
 
+        from edgeseg.segmenter import Segmenter
+
+        # as `edgeseg detect` builds it: pipelined stages share the cores, so ONNX Runtime must not spin
+        seg = Segmenter(seg.model_path, backend=seg.backend.name, precision=seg.precision,
+                        threads=threads, spin_wait=False)
         t0 = time.perf_counter()
         summary = run_detect(open_source(str(clip)), out, seg, progress=False)
         wall = time.perf_counter() - t0
