@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.model_meta import metadata_of
+
 
 def _dims(value_info: Any) -> list[int | str]:
     dims = value_info.type.tensor_type.shape.dim
@@ -59,7 +61,7 @@ def describe(path: str | Path, size: tuple[int, int] | None = None) -> dict[str,
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf raises DecodeError and friends
         raise ValueError(f"{path}: not a valid ONNX file ({exc})") from exc
-    meta = {p.key: p.value for p in model.metadata_props}
+    meta = metadata_of(model)
     decoded: dict[str, Any] = {}
     for k, v in meta.items():
         try:
