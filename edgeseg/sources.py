@@ -137,20 +137,31 @@ def _backoff(attempt: int) -> float:
     return min(0.5 * 2 ** (attempt - 1), 8.0)
 
 
+def _reopen(spec: str | int, factory: Callable[[Any], Any], sleep: Callable[[float], None], failures: int,
+            max_retries: int, what: str, give_up: str) -> tuple[Any, int]:
+    """Open ``spec`` again with exponential back-off until it opens; (capture, failures so far).
+    Raises :class:`SourceError` (``give_up``) once ``max_retries`` consecutive attempts failed."""
+    while True:
+        if failures >= max_retries:
+            raise SourceError(give_up)
+        failures += 1
+        delay = _backoff(failures)
+        log.warning("stream %s %s %d/%d in %.1fs", spec, what, failures, max_retries, delay)
+        sleep(delay)
+        cap = factory(spec)
+        if cap.isOpened():
+            return cap, failures
+        cap.release()
+
+
 def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
             sleep: Callable[[float], None]) -> tuple[float | None, Callable[[], Iterator[Frame]]]:
     cap = factory(spec)
-    attempt = 0
-    while not cap.isOpened():  # refused / unreachable at start: the same back-off as a drop
+    if not cap.isOpened():  # refused / unreachable at start: the same back-off as a drop
         cap.release()
-        if attempt >= max_retries:
-            raise SourceError(f"cannot open stream {spec} after {max_retries} retries; "
-                              "check the URL/camera index and the network")
-        attempt += 1
-        delay = _backoff(attempt)
-        log.warning("stream %s cannot be opened; retry %d/%d in %.1fs", spec, attempt, max_retries, delay)
-        sleep(delay)
-        cap = factory(spec)
+        cap, _ = _reopen(spec, factory, sleep, 0, max_retries,
+                         "cannot be opened; retry", f"cannot open stream {spec} after {max_retries} retries; "
+                         "check the URL/camera index and the network")
     fps = cap.get(cv2.CAP_PROP_FPS) or None
 
     def frames(stats: SourceStats) -> Iterator[Frame]:
@@ -166,18 +177,10 @@ def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
                     idx += 1
                     continue
                 cap.release()
-                while True:  # reopen until it opens; a failed reopen and a frameless one both count
-                    if failures >= max_retries:
-                        raise SourceError(f"stream {spec} dropped and did not come back after {max_retries} retries; "
-                                          "check the camera/network")
-                    failures += 1
-                    delay = _backoff(failures)
-                    log.warning("stream %s dropped; reconnect %d/%d in %.1fs", spec, failures, max_retries, delay)
-                    sleep(delay)
-                    cap = factory(spec)
-                    if cap.isOpened():
-                        break
-                    cap.release()
+                # a failed reopen and a frameless one both count against the budget
+                cap, failures = _reopen(spec, factory, sleep, failures, max_retries, "dropped; reconnect",
+                                        f"stream {spec} dropped and did not come back after {max_retries} retries; "
+                                        "check the camera/network")
         finally:
             cap.release()
 
