@@ -95,3 +95,17 @@ def test_segment_upsamples_the_mask_only_when_read(tiny_onnx):
     assert result.network_mask.shape == (64, 64)
     np.testing.assert_array_equal(result.mask, labels_to_frame(result.network_mask, result.transform))
     assert result.mask.shape == (360, 640)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_fast_argmax_equals_numpy_including_ties_and_thresholds(classes):
+    rng = np.random.default_rng(classes)
+    p = rng.random((classes, 40, 50)).astype(np.float32)
+    p[:, :6, :6] = 0.5  # ties: the first maximum wins, as with np.argmax
+    np.testing.assert_array_equal(probs_to_labels(p), np.argmax(p, axis=0))
+    for thr in (0.1, 0.5, 0.9):
+        others = p.copy()
+        others[1] = -np.inf
+        ref = np.where(np.argmax(p, 0) == 1, np.argmax(others, 0), np.argmax(p, 0))
+        ref[p[1] >= thr] = 1
+        np.testing.assert_array_equal(probs_to_labels(p, thr, 1), ref)
