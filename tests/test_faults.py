@@ -372,7 +372,7 @@ def _odd_onnx(path: Path, case: str) -> Path:
 
     channels = 1 if case in ("one-channel", "rank-3") else 3
     shape = {"one-channel": ["batch", 1, "height", "width"], "fixed-128": ["batch", 3, 128, 128],
-             "rank-3": ["batch", "height", "width"], "bad-metadata": ["batch", 3, "height", "width"]}[case]
+             "rank-3": ["batch", "height", "width"]}.get(case, ["batch", 3, "height", "width"])
     nodes = [helper.make_node("Unsqueeze", ["image", "axis1"], ["x"])] if case == "rank-3" else []
     nodes += [helper.make_node("Conv", ["x" if case == "rank-3" else "image", "w"], ["logits"]),
               helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
@@ -388,10 +388,10 @@ def _odd_onnx(path: Path, case: str) -> Path:
     model.ir_version = 8
     set_metadata(model, build_metadata(["background", "gas-smoke", "machine"], "softmax", (64, 64), DEFAULT_MEAN,
                                        DEFAULT_STD, "0" * 64, "odd"))
-    if case == "bad-metadata":
-        for p in model.metadata_props:
-            if p.key == "mean":
-                p.value = "[0.5, 0.5"  # cut off: not JSON
+    edits = {"bad-json": ("mean", "[0.5, 0.5"), "zero-size": ("input_size", "[0, 0]"), "zero-std": ("std", "[0, 0, 0]")}
+    for p in model.metadata_props:
+        if case in edits and p.key == edits[case][0]:
+            p.value = edits[case][1]
     onnx.save(model, str(path))
     return path
 
@@ -400,7 +400,10 @@ def _odd_onnx(path: Path, case: str) -> Path:
     ("one-channel", "has 1 channels, the SDK feeds 3"),
     ("fixed-128", "input fixed at 128x128 but its metadata says input_size 64x64"),
     ("rank-3", "has rank 3"),
-    ("bad-metadata", "model metadata 'mean' is not valid JSON"),
+    ("bad-json", "model metadata 'mean' is not valid JSON"),
+    # a model error, not an input one: refused at load, not every frame skipped as "unreadable" (exit 3)
+    ("zero-size", "model metadata malformed (input_size (0, 0)"),
+    ("zero-std", "std (0.0, 0.0, 0.0)"),
 ])
 def test_onnx_the_sdk_cannot_feed_is_a_one_line_error(tmp_path, case, says):
     model = _odd_onnx(tmp_path / f"{case}.onnx", case)
