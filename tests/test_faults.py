@@ -467,9 +467,14 @@ def test_unwritable_output_folder_as_a_non_root_user(tmp_path):
 
 # ------------------------------------------------------------------------------- 6. hostile checkpoints
 
-def _forged_archive(path: Path, numel: int | None = None, shape=(64, 3, 7, 7)) -> Path:
+def _forged_archive(path: Path, numel: int | None = None, shape=(64, 3, 7, 7), bomb: int = 0) -> Path:
     """A real ``torch.save`` archive whose data.pkl is rewritten so that its one tensor's storage
-    claims ``numel`` elements (the archive holds 64*3*7*7) and the tensor claims ``shape``."""
+    claims ``numel`` elements (the archive holds 64*3*7*7) and the tensor claims ``shape``.
+
+    ``bomb``: instead, the storage honestly holds ``bomb`` bytes of zeros, deflated (a few MB of
+    file that unpack to gigabytes), and the tensor and its storage say so consistently."""
+    if bomb:
+        numel, shape = bomb // 4, (bomb // 4,)
     import collections
     import io
     import pickle
@@ -494,6 +499,14 @@ def _forged_archive(path: Path, numel: int | None = None, shape=(64, 3, 7, 7)) -
     Pickler(buf, protocol=2).dump(collections.OrderedDict([("encoder.conv1.weight", Tensor())]))
     with zipfile.ZipFile(real) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as dst:
         for info in src.infolist():
+            if bomb and info.filename.endswith("/data/0"):
+                record = zipfile.ZipInfo(info.filename)
+                record.compress_type = zipfile.ZIP_DEFLATED  # only this record is deflated
+                with dst.open(record, "w", force_zip64=True) as f:
+                    chunk = bytes(1 << 24)
+                    for _ in range(bomb // len(chunk)):
+                        f.write(chunk)
+                continue
             data = buf.getvalue() if info.filename.endswith("/data.pkl") else src.read(info)
             dst.writestr(info.filename, data)
     real.unlink()
@@ -521,11 +534,12 @@ print(json.dumps({"outcome": outcome, "grew": grew, "seconds": time.perf_counter
 @pytest.mark.parametrize("forgery, says", [
     ({"numel": 150_000_000_000}, "its storage claims 600,000,000,000 bytes but the archive holds 37,632"),
     ({"shape": (64, 3, 7, 7000)}, "of shape [64, 3, 7, 7000] does not fit its storage of 9,408 elements"),
-], ids=["storage-claims-600GB", "tensor-larger-than-storage"])
+    ({"bomb": 3 << 29}, "its tensors would take 1.5 GiB, far more than a ResNet-18 U-Net"),
+], ids=["storage-claims-600GB", "tensor-larger-than-storage", "zip-bomb-1.5GiB"])
 def test_forged_tensor_sizes_refused_before_any_allocation(tmp_path, forgery, says):
     pytest.importorskip("torch")
     path = _forged_archive(tmp_path / "forged.pt", **forgery)
-    assert path.stat().st_size < 100_000
+    assert path.stat().st_size < 5_000_000
     r = subprocess.run([sys.executable, "-c", _LOAD_AND_MEASURE, str(path)], capture_output=True, text=True,
                        timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 0, r.stderr[-2000:]
