@@ -12,13 +12,14 @@ input was unreadable (corrupt frames or files, a truncated video); 130 Ctrl-C; 1
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
 
@@ -68,13 +69,18 @@ def detect_sinks(source: Source, out: Path, every: int, show: bool) -> tuple[lis
 
 
 class _SigtermAsException:
-    """While active (main thread only), SIGTERM raises :class:`Terminated` where the loop is."""
+    """While active (main thread only), SIGTERM raises :class:`Terminated` where the loop is:
+    at once while it waits for the source (a reconnect back-off), but never in the middle of a
+    frame (``with sigterm.frame():``), where it would leave a frame counted but not recorded."""
 
     def __enter__(self) -> "_SigtermAsException":
-        self.previous = None
+        self.previous, self.in_frame, self.pending = None, False, False
         if threading.current_thread() is threading.main_thread():
             def handler(signum: int, frame: Any) -> None:
-                raise Terminated()
+                if self.in_frame:
+                    self.pending = True
+                else:
+                    raise Terminated()
 
             self.previous = signal.signal(signal.SIGTERM, handler)
         return self
@@ -82,6 +88,17 @@ class _SigtermAsException:
     def __exit__(self, *exc: object) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
+
+    @contextlib.contextmanager
+    def frame(self) -> Iterator[None]:
+        """One frame through the loop and its sinks, whole; a SIGTERM meanwhile stops after it."""
+        self.in_frame = True
+        try:
+            yield
+        finally:
+            self.in_frame = False
+        if self.pending:
+            raise Terminated()
 
 
 def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every: int = 1,
@@ -101,13 +118,14 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
         loop = DetectionLoop(segmenter, sinks, (alarm or LeakAlarm()) if source.is_video else None, every,
                              context={"source": source.spec})
         t0 = time.perf_counter()
-        with _progress(progress) as bar, _SigtermAsException():
+        with _progress(progress) as bar, _SigtermAsException() as sigterm:
             task = bar.add_task("detect", total=source.stats.expected, fps="-")
             try:
                 for frame in source:
                     bar.update(task, advance=1)
                     try:
-                        result = loop.step(frame)
+                        with sigterm.frame():
+                            result = loop.step(frame)
                     except (InputError, cv2.error) as exc:  # an odd frame: skip it (counted), keep going
                         log.warning("skipping %s: %s", frame.name if not source.is_video else f"frame {frame.index}", exc)
                         skipped.append(frame.name)
@@ -119,6 +137,8 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
                     if loop.stop_requested:
                         stopped_by = "window"
                         break
+                if sigterm.pending:  # arrived during a frame the loop then skipped as odd
+                    raise Terminated()
             except KeyboardInterrupt:
                 stopped_by = "interrupted"
                 log.warning("interrupted: closing outputs cleanly")
