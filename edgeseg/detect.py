@@ -12,13 +12,14 @@ input was unreadable (corrupt frames or files, a truncated video); 130 Ctrl-C; 1
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
 
@@ -69,13 +70,18 @@ def detect_sinks(source: Source, out: Path, every: int, show: bool) -> tuple[lis
 
 
 class _SigtermAsException:
-    """While active (main thread only), SIGTERM raises :class:`Terminated` where the loop is."""
+    """While active (main thread only), SIGTERM raises :class:`Terminated` where the loop is:
+    at once while it waits for the source (a reconnect back-off), but never in the middle of a
+    frame (``with sigterm.frame():``), where it would leave a frame counted but not recorded."""
 
     def __enter__(self) -> "_SigtermAsException":
-        self.previous = None
+        self.previous, self.in_frame, self.pending = None, False, False
         if threading.current_thread() is threading.main_thread():
             def handler(signum: int, frame: Any) -> None:
-                raise Terminated()
+                if self.in_frame:
+                    self.pending = True
+                else:
+                    raise Terminated()
 
             self.previous = signal.signal(signal.SIGTERM, handler)
         return self
@@ -83,6 +89,17 @@ class _SigtermAsException:
     def __exit__(self, *exc: object) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
+
+    @contextlib.contextmanager
+    def frame(self) -> Iterator[None]:
+        """One frame through the loop and its sinks, whole; a SIGTERM meanwhile stops after it."""
+        self.in_frame = True
+        try:
+            yield
+        finally:
+            self.in_frame = False
+        if self.pending:
+            raise Terminated()
 
 
 def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every: int = 1,
@@ -107,9 +124,9 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
             log.warning("skipping %s: %s", f"frame {frame.index}" if source.is_video else frame.name, exc)
             skipped.append(frame.name)
 
-        with _progress(progress) as bar, _SigtermAsException():
+        with _progress(progress) as bar, _SigtermAsException() as sigterm:
             task = bar.add_task("detect", total=source.stats.expected, fps="-")
-            run = StagedRun(loop, source, skip=(InputError, cv2.error), on_skip=skipped_frame)
+            run = StagedRun(loop, source, skip=(InputError, cv2.error), on_skip=skipped_frame, guard=sigterm.frame)
             try:
                 try:
                     for _, result in run.results():
@@ -121,6 +138,8 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
                         if loop.stop_requested:
                             stopped_by = "window"
                             break
+                    if sigterm.pending:  # arrived during a frame the loop then skipped as odd
+                        raise Terminated()
                 finally:
                     run.close()  # frames already segmented are written before the sinks close
             except KeyboardInterrupt:

@@ -249,7 +249,7 @@ def check(facts: dict[str, Any]) -> list[Finding]:
         if cp_major and trt_cu and cp_major != trt_cu:
             out.append(Finding("warn", "cuda-python", f"cuda-python {cp_major} with tensorrt-cu{trt_cu}: two CUDA "
                                                       "majors in one process",
-                               f"pip install 'cuda-python>=12.6,<13'" if trt_cu == 12 else "pip install 'cuda-python>=13'"))
+                               "pip install 'cuda-python>=12.6,<13'" if trt_cu == 12 else "pip install 'cuda-python>=13'"))
     if pc:
         out.append(Finding("ok", "pycuda", f"pycuda {pc}"))
     if (trt or dists) and not cp and not pc:

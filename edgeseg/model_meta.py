@@ -54,20 +54,28 @@ class ModelInfo:
                 raise ValueError(f"model metadata {key!r} is not valid JSON ({meta[key]!r}); re-export the model") from exc
 
         d = cls()
-        classes = tuple(str(c) for c in get("classes", d.classes))
-        channels = int(get("output_channels", 0))
-        if len(classes) == 1:  # a 1-channel model named by its positive class only
-            classes, channels = ("background", classes[0]), 1
-        info = cls(
-            classes=classes,
-            output_channels=channels,
-            input_size=tuple(int(v) for v in get("input_size", d.input_size)),  # type: ignore[arg-type]
-            mean=tuple(float(v) for v in get("mean", d.mean)),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in get("std", d.std)),  # type: ignore[arg-type]
-            activation=str(meta.get("activation", d.activation)),
-            metadata=dict(meta),
-        )
-        if len(info.input_size) != 2 or len(info.mean) != 3 or len(info.std) != 3 or not info.classes:
+        raw = {k: get(k, getattr(d, k)) for k in ("classes", "input_size", "mean", "std")}
+        try:
+            classes = tuple(str(c) for c in raw["classes"])
+            channels = int(get("output_channels", 0))
+            if len(classes) == 1:  # a 1-channel model named by its positive class only
+                classes, channels = ("background", classes[0]), 1
+            info = cls(
+                classes=classes,
+                output_channels=channels,
+                input_size=tuple(int(v) for v in raw["input_size"]),  # type: ignore[arg-type]
+                mean=tuple(float(v) for v in raw["mean"]),  # type: ignore[arg-type]
+                std=tuple(float(v) for v in raw["std"]),  # type: ignore[arg-type]
+                activation=str(meta.get("activation", d.activation)),
+                metadata=dict(meta),
+            )
+        except (TypeError, ValueError) as exc:  # e.g. input_size "abc", mean 0.5: not lists of numbers
+            raise ValueError(f"model metadata malformed (input_size {raw['input_size']!r}, mean {raw['mean']!r}, "
+                             f"std {raw['std']!r}: {exc}); re-export the model") from exc
+        # a zero size or std would fail on every frame (each one then skipped as "unreadable"):
+        # it is the model that is wrong, so refuse it once, at load
+        if (len(info.input_size) != 2 or min(info.input_size) < 1 or len(info.mean) != 3 or len(info.std) != 3
+                or 0.0 in info.std or not info.classes):
             raise ValueError(f"model metadata malformed (input_size {info.input_size}, mean {info.mean}, std "
                              f"{info.std}, classes {info.classes}); re-export the model")
         return info

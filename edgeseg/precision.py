@@ -26,8 +26,8 @@ def resolve_model(model: Path, precision: str) -> Path:
     if precision != "int8":
         return model
     if model.suffix != ".onnx":
-        raise ModelError(f"precision int8 takes an .onnx model; a TensorRT engine's precision is fixed when it is "
-                         f"built (edgeseg build MODEL.onnx --int8 --calib-data DIR)")
+        raise ModelError("precision int8 takes an .onnx model; a TensorRT engine's precision is fixed when it is "
+                         "built (edgeseg build MODEL.onnx --int8 --calib-data DIR)")
     sibling = int8_sibling(model)
     if sibling.is_file():
         return sibling

@@ -122,7 +122,6 @@ def _video(spec: str, factory: Callable[[Any], Any]) -> tuple[float | None, int 
                         continue
                     if total and idx < total - 1:  # gave up well before the announced end: truncated
                         stats.ended_early = True
-                        stats.unreadable += bad - 1  # the frames stepped over just now were never delivered
                         log.warning("%s stopped decoding at frame %d of %d (truncated or corrupt file)", spec, idx, total)
                     return
         finally:

@@ -9,9 +9,10 @@ helper thread is raised there too.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ContextManager, Iterable
 
 from edgeseg.pipeline import DetectionLoop
 from edgeseg.sources import Frame
@@ -30,9 +31,13 @@ class StagedRun:
     segmentation; outputs are written behind it by the writer thread. Always call :meth:`close`."""
 
     def __init__(self, loop: DetectionLoop, frames: Iterable[Frame], skip: tuple[type[BaseException], ...] = (),
-                 on_skip: Callable[[Frame, BaseException], None] | None = None) -> None:
+                 on_skip: Callable[[Frame, BaseException], None] | None = None,
+                 guard: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> None:
+        """``skip``: exceptions of one frame's segmentation that skip that frame (``on_skip`` is
+        told); ``guard``: entered around segmenting a frame and handing it to the writer, so a
+        stop signal never separates the two (a frame counted but not recorded)."""
         self.loop, self.frames = loop, frames
-        self.skip, self.on_skip = skip, on_skip
+        self.skip, self.on_skip, self.guard = skip, on_skip, guard
         self._decoded: queue.Queue[Any] = queue.Queue(QUEUE_FRAMES)
         self._segmented: queue.Queue[Any] = queue.Queue(QUEUE_FRAMES)
         self._stop = threading.Event()
@@ -87,14 +92,15 @@ class StagedRun:
             if isinstance(item, _Failed):
                 raise item.exc
             try:
-                result = self.loop.segment(item)
+                with self.guard():
+                    result = self.loop.segment(item)
+                    if result is not None:
+                        self._segmented.put((item, result))
             except self.skip as exc:
                 if self.on_skip is not None:
                     self.on_skip(item, exc)
                 yield item, None
                 continue
-            if result is not None:
-                self._segmented.put((item, result))
             yield item, result
 
     def close(self) -> None:

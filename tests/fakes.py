@@ -56,3 +56,43 @@ def engine_meta(**kw):
     from edgeseg.model_meta import EngineMeta
 
     return EngineMeta(**d)
+
+
+class ResizingCamera:
+    """A live camera (for ``open_source(..., capture_factory=...)``) that serves real synthetic frames
+    at a scripted size per connection, e.g. 30 frames at 320x180, then a reconnect at 160x120.
+
+    ``sessions`` lists (frames, (h, w)) per connection; after the last one the camera stays away.
+    Frames arrive ``period`` seconds apart, like a camera's; it announces 25 fps as cameras do.
+    """
+
+    def __init__(self, sessions, period: float = 0.02):
+        self.sessions, self.period = list(sessions), period
+        self.connections = 0
+
+    def __call__(self, spec):
+        self.connections += 1
+        return _Connection(self.sessions.pop(0) if self.sessions else None, self.period)
+
+
+class _Connection:
+    def __init__(self, session, period):
+        self.session, self.period, self.i = session, period, 0
+
+    def isOpened(self):
+        return self.session is not None
+
+    def read(self):
+        import time
+
+        if self.session is None or self.i >= self.session[0]:
+            return False, None
+        time.sleep(self.period)
+        self.i += 1
+        return True, render_scene(self.i, self.session[1])[0]
+
+    def get(self, prop):
+        return 25.0
+
+    def release(self):
+        pass
