@@ -111,8 +111,11 @@ def verify_fp16(
 
 
 # ------------------------------------------------------------------ fp16 file -> fp32 model at load
-#: where derived fp32 models are cached (one file per fp16 source, keyed by its sha256)
-CACHE_DIR = Path.home() / ".cache" / "edgeseg" / "models"
+def cache_dir() -> Path:
+    """Where derived fp32 models are cached: ``$EDGESEG_CACHE_DIR/models`` (default ``~/.cache/edgeseg/models``)."""
+    import os
+
+    return Path(os.environ.get("EDGESEG_CACHE_DIR") or Path.home() / ".cache" / "edgeseg") / "models"
 
 
 def upcast_to_fp32(proto: Any) -> Any:
@@ -180,11 +183,11 @@ def upcast_to_fp32(proto: Any) -> Any:
     return proto
 
 
-def derived_fp32(fp16_path: str | Path, cache_dir: str | Path | None = None) -> Path:
+def derived_fp32(fp16_path: str | Path, cache: str | Path | None = None) -> Path:
     """The fp32 model derived from ``fp16_path``, written once and reused.
 
-    Cached as ``<cache>/<sha256[:16]>/<name without .fp16>.onnx`` (``~/.cache/edgeseg/models`` by
-    default; a temporary folder when that is not writable), so a changed fp16 file gets a new
+    Cached as ``<cache>/<sha256[:16]>/<name without .fp16>.onnx`` (``cache_dir()``, by default
+    ``~/.cache/edgeseg/models``; a temporary folder when that is not writable), so a changed fp16 file gets a new
     fp32 twin and an unchanged one costs a hash. Written under a temporary name and renamed, so a
     crash or a concurrent process never leaves a half-written model behind.
     """
@@ -196,7 +199,7 @@ def derived_fp32(fp16_path: str | Path, cache_dir: str | Path | None = None) -> 
     src = Path(fp16_path)
     digest = sha256_file(src)
     name = src.name.replace(".fp16.onnx", ".onnx") if src.name.endswith(".fp16.onnx") else src.stem + ".fp32.onnx"
-    candidates = [Path(cache_dir)] if cache_dir is not None else [CACHE_DIR, Path(tempfile.gettempdir()) / "edgeseg-models"]
+    candidates = [Path(cache)] if cache is not None else [cache_dir(), Path(tempfile.gettempdir()) / "edgeseg-models"]
     last_error: OSError | None = None
     for base in candidates:
         out = base / digest[:16] / name
