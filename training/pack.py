@@ -39,8 +39,8 @@ def _member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_pack(data: SegData, out: Path, held_out: np.ndarray, quality_real: int = 40,
-               quality_composite: int = 15, source: str = "", every: int = 10) -> dict:
+def write_pack(data: SegData, out: Path, held_out: np.ndarray, quality_real: int = 30,
+               quality_composite: int = 10, source: str = "", every: int = 10) -> dict:
     """Write ``out`` from in-memory data (labels: 1 smoke, anything else not smoke)."""
     n, size = len(data), data.images.shape[1]
 
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=DATA_ROOT, help="folder with train/img and train/gt")
     ap.add_argument("--out", type=Path, default=Path("runs/smoke5k_256.tar"))
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--quality-real", type=int, default=40, help="WebP quality of real photos")
-    ap.add_argument("--quality-composite", type=int, default=15, help="WebP quality of the composites")
+    ap.add_argument("--quality-real", type=int, default=30, help="WebP quality of real photos")
+    ap.add_argument("--quality-composite", type=int, default=10, help="WebP quality of the composites")
     ap.add_argument("--every", type=int, default=10, help="hold out every N-th real photo (as training.train does)")
     args = ap.parse_args(argv)
     train_dir = args.data / "train"
