@@ -2,9 +2,10 @@
 # Run the full benchmark suite on the shipped model and write benchmarks/reports/cpu/.
 #
 # Data: ../shared/data/smoke5k/val (real labelled photos) when present, else a synthetic
-# labelled folder rendered by training.synth. The PyTorch eager variant uses the shipped
-# checkpoint edgeseg/models/edgeseg-unet-r18.safetensors (the ONNX model is exported from it)
-# when it exists. Extra arguments go to `edgeseg bench suite` (e.g. --duration 30, --threads 2).
+# labelled folder rendered by training.synth. The model is the fp32 one the SDK derives from
+# the stored edgeseg/models/edgeseg-unet-r18.fp16.onnx. The PyTorch eager variant needs a
+# checkpoint (CKPT=runs/train/model.safetensors, or a training.ship run's RUN/export/model.safetensors);
+# the repository no longer stores one. Extra arguments go to `edgeseg bench suite` (e.g. --duration 30, --threads 2).
 #
 #   benchmarks/run_suite.sh [--checkpoint CKPT] [more suite options]
 #
@@ -14,11 +15,12 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-MODEL="${MODEL:-edgeseg/models/edgeseg-unet-r18.onnx}"
+PY="${PYTHON:-python}"
+MODEL="${MODEL:-$("$PY" -c 'from edgeseg.segmenter import DEFAULT_MODEL; print(DEFAULT_MODEL)')}"
 OUT="${OUT:-benchmarks/reports/cpu}"
 REAL="${DATA:-../shared/data/smoke5k/val}"
 PY="${PYTHON:-python}"
-CKPT="${CKPT:-edgeseg/models/edgeseg-unet-r18.safetensors}"
+CKPT="${CKPT:-runs/train/model.safetensors}"
 
 if [[ ! -f "$MODEL" ]]; then
   echo "error: $MODEL not found; train and ship a model first (python -m training.train, training/ship.py) or set MODEL=path.onnx" >&2

@@ -14,9 +14,21 @@ PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def int8_sibling(model: str | Path) -> Path:
-    """``model.onnx`` -> ``model.int8.onnx``."""
+    """``model.onnx`` (or ``model.fp16.onnx``) -> ``model.int8.onnx``.
+
+    An fp32 model derived from an fp16 file (``edgeseg.fp16.derived_fp32``, e.g. the bundled one)
+    lives in a cache folder: its sibling is the one next to the fp16 file it came from."""
     p = Path(model)
-    return p if p.name.endswith(".int8.onnx") else p.with_name(p.stem + ".int8.onnx")
+    if p.name.endswith(".int8.onnx"):
+        return p
+    source = p.with_suffix(".source")  # written by derived_fp32 next to the derived model
+    if source.is_file():
+        src = Path(source.read_text().strip())
+        if src.is_file():
+            return int8_sibling(src)
+    if p.name.endswith(".fp16.onnx"):
+        return p.with_name(p.name[: -len(".fp16.onnx")] + ".int8.onnx")
+    return p.with_name(p.stem + ".int8.onnx")
 
 
 def resolve_model(model: Path, precision: str) -> Path:

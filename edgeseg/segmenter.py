@@ -25,7 +25,32 @@ from edgeseg.preprocess import Transform, preprocess
 
 log = logging.getLogger("edgeseg")
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = MODELS_DIR / "edgeseg-unet-r18.onnx"
+#: the one stored file of the bundled weights (fp16 weights, fp32 I/O); the fp32 model the CPU
+#: runs is derived from it at first use (``edgeseg.fp16.derived_fp32``, cached by its sha256)
+BUNDLED_MODEL = MODELS_DIR / "edgeseg-unet-r18.fp16.onnx"
+BUNDLED_INT8 = MODELS_DIR / "edgeseg-unet-r18.int8.onnx"
+
+
+def bundled_model(precision: str = "fp32") -> Path:
+    """The file ``Segmenter()`` runs: the fp32 model derived from :data:`BUNDLED_MODEL` (written
+    once to ``~/.cache/edgeseg/models``), or the bundled INT8 model for ``precision="int8"``.
+    :data:`BUNDLED_MODEL` itself (nonexistent) when nothing is bundled."""
+    if not BUNDLED_MODEL.is_file():
+        return BUNDLED_MODEL
+    if precision == "int8" and BUNDLED_INT8.is_file():
+        return BUNDLED_INT8
+    from edgeseg.fp16 import derived_fp32  # noqa: PLC0415
+
+    return derived_fp32(BUNDLED_MODEL)
+
+
+def __getattr__(name: str) -> Any:
+    # DEFAULT_MODEL (the fp32 model Segmenter() runs) is derived on first access, not at import
+    if name == "DEFAULT_MODEL":
+        return bundled_model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 BackendName = str  # "auto" or a name in edgeseg.backends.registry.BACKENDS
 
 
@@ -112,10 +137,10 @@ class Segmenter:
             path = Path(model) if model is not None else None
         else:
             if model is None:
-                if not DEFAULT_MODEL.is_file():
-                    raise ModelError(f"no trained model is bundled at {DEFAULT_MODEL}; pass a model path "
+                if not BUNDLED_MODEL.is_file():
+                    raise ModelError(f"no trained model is bundled at {BUNDLED_MODEL}; pass a model path "
                                      "(Segmenter('model.onnx')) or train one: python -m training.train")
-                model = DEFAULT_MODEL
+                model = bundled_model(precision)
             path = Path(model)
             remote = isinstance(model, str) and ("://" in model or backend == "triton")  # a server, not a file
             if not remote and not path.exists() and not (path.suffix == ".engine" and path.with_suffix(".onnx").exists()):

@@ -65,13 +65,19 @@ def test_host_config_follows_the_cpu_flags():
 
 def test_bundled_int8_model_agrees_with_its_sidecar():
     from edgeseg.files import sha256_file
-    from edgeseg.segmenter import DEFAULT_MODEL
+    from edgeseg.precision import int8_sibling
+    from edgeseg.segmenter import BUNDLED_INT8, BUNDLED_MODEL, DEFAULT_MODEL
 
-    int8 = DEFAULT_MODEL.with_name(DEFAULT_MODEL.stem + ".int8.onnx")
+    int8 = BUNDLED_INT8
     if not int8.is_file():
         pytest.skip(f"no bundled INT8 model at {int8} (python -m training.ship --int8)")
+    assert int8_sibling(DEFAULT_MODEL) == int8 == int8_sibling(BUNDLED_MODEL)
     rec = json.loads(int8.with_suffix(".json").read_text())
-    assert rec["sha256"] == sha256_file(int8) and rec["source"]["sha256"] == sha256_file(DEFAULT_MODEL)
+    sidecar = json.loads(BUNDLED_MODEL.with_name(BUNDLED_MODEL.name.replace(".fp16.onnx", ".json")).read_text())
+    # made from the bundled weights: the fp32 model derived from the stored fp16 file, or the fp32
+    # export that fp16 file was converted from (the sidecar records its sha256)
+    assert rec["sha256"] == sha256_file(int8)
+    assert rec["source"]["sha256"] in (sha256_file(DEFAULT_MODEL), sidecar.get("fp32_export_sha256"))
     assert rec["agreement"]["mask_iou_vs_fp32"] >= rec["agreement"]["floor"]
     assert "val" not in Path(rec["calibration"]["source"]).parts
     seg = Segmenter(precision="int8", backend="onnxruntime")

@@ -62,7 +62,7 @@ def test_model_errors(tmp_path, monkeypatch):
     junk.write_bytes(b"this is not a protobuf" * 10)
     with pytest.raises(ModelError, match="not a loadable ONNX model"):
         Segmenter(junk)
-    monkeypatch.setattr(segmenter_mod, "DEFAULT_MODEL", tmp_path / "none.onnx")
+    monkeypatch.setattr(segmenter_mod, "BUNDLED_MODEL", tmp_path / "none.fp16.onnx")
     with pytest.raises(ModelError, match="no trained model is bundled"):
         Segmenter()
 
@@ -150,11 +150,13 @@ def test_bundled_model_loads_and_matches_its_sidecar():
 
     from edgeseg.model_meta import sha256_file
 
-    if not segmenter_mod.DEFAULT_MODEL.is_file():
-        pytest.skip(f"no bundled model at {segmenter_mod.DEFAULT_MODEL} (produced by python -m training.ship)")
-    sidecar = json.loads(segmenter_mod.DEFAULT_MODEL.with_suffix(".json").read_text())
-    assert sidecar["onnx_sha256"] == sha256_file(segmenter_mod.DEFAULT_MODEL)
+    stored = segmenter_mod.BUNDLED_MODEL
+    if not stored.is_file():
+        pytest.skip(f"no bundled model at {stored} (produced by python -m training.ship)")
+    sidecar = json.loads(stored.with_name(stored.name.replace(".fp16.onnx", ".json")).read_text())
+    assert sidecar["file"] == stored.name and sidecar["onnx_sha256"] == sha256_file(stored)
     seg = Segmenter()
+    assert seg.model_path == segmenter_mod.DEFAULT_MODEL != stored  # the fp32 model derived from it
     assert seg.info.classes == tuple(sidecar["classes"])
     frame = np.full((180, 320, 3), 90, np.uint8)
     res = seg.segment(frame)

@@ -155,17 +155,18 @@ def test_curves_history_dedups_resumed_steps_and_chains_stages(tmp_path):
 
 
 def test_rescore_measures_the_bundled_model_and_keeps_its_training_record(tiny_onnx, tmp_path, monkeypatch, capsys):
-    import shutil
 
     import pytest
 
     from edgeseg.files import sha256_file
     from training import ship
 
+    from edgeseg.fp16 import convert_fp16
+
     models = tmp_path / "models"
     models.mkdir()
-    onnx_path = models / f"{ship.NAME}.onnx"
-    shutil.copy(tiny_onnx, onnx_path)
+    onnx_path = models / ship.STORED  # the one stored file: fp16 weights
+    convert_fp16(tiny_onnx, onnx_path)
     training = {"minutes": 104.0, "hardware": "2 CPU cores", "images_per_s_by_crop": {"128": 13.3},
                 "config": {"stages": [{"phases": [{"steps": 10}]}]}}
     sidecar = {"onnx_sha256": sha256_file(onnx_path), "leak_threshold": None, "threshold_selection": {},

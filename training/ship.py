@@ -1,11 +1,15 @@
 """Turn a finished training run into the bundled model, and measure it honestly.
 
-    python -m training.ship --run runs/train
+    python -m training.ship --run runs/train   # a training.train run (model.safetensors)
+    python -m training.ship --run runs/gpu     # a training.gpu_run run (weights-*.safetensors + record.json)
     python -m training.ship --rescore     # re-measure the bundled model (no run folder needed)
     python -m training.ship --int8        # the bundled INT8 model, calibrated on real *training* photos
 
-1. fp16 safetensors checkpoint -> ``edgeseg/models/edgeseg-unet-r18.safetensors`` (half the
-   size; the converter upcasts on load) and a verified ONNX export of it (the SDK default);
+1. the run's weights -> a verified fp32 ONNX export in ``RUN/export/`` -> its fp16 twin, which is
+   the one file the repository stores: ``edgeseg/models/edgeseg-unet-r18.fp16.onnx`` (the SDK
+   derives the fp32 model from it at load, ``edgeseg.fp16.derived_fp32``). The leak threshold is
+   chosen on the held-out *train* photos first; a model that does not beat the bundled one there
+   is not shipped (``--force`` ships it anyway);
 2. ``edgeseg bench accuracy``'s code on SMOKE5K val (real photos) and on a held-out synthetic
    gas test set (seeds never used in training), plus false alarms on smoke-free frames;
 3. a sidecar JSON with classes, size, normalisation, data, training time, scores and sha256;
@@ -26,6 +30,7 @@ from training.train import DATA_ROOT
 
 MODELS = Path(__file__).resolve().parents[1] / "edgeseg" / "models"
 NAME = "edgeseg-unet-r18"
+STORED = f"{NAME}.fp16.onnx"  # the one stored file of the bundled weights
 SYNTH_TEST_SEED, SYNTH_TEST_COUNT = 500_000, 200
 NO_LEAK_SEED, NO_LEAK_COUNT = 600_000, 200
 
@@ -160,7 +165,6 @@ def _at(by_threshold: dict, thr: float) -> float:
 def scores_markdown(sidecar: dict) -> str:
     """The README's "what it took and scored" block, from the sidecar (nothing typed by hand)."""
     sc, tr = sidecar["scores"], sidecar["training"]
-    steps = sum(p["steps"] for st in tr["config"]["stages"] for p in st["phases"])
     ips = tr["images_per_s_by_crop"]
     thr = sidecar["leak_threshold"]
     sel = sidecar["threshold_selection"]
@@ -196,9 +200,14 @@ def scores_markdown(sidecar: dict) -> str:
                     "\"no embarrassing false alarms\" |")
     rows.append(f"| synthetic scenes without a leak ({fa_syn['frames']}) | frames with any leak region ≥ "
                 f"{fa_syn['min_area_px']} px | **{100 * fa_syn['fraction']:.0f} %** | |")
-    head = (f"Training: {tr['minutes']:.0f} minutes on {tr['hardware']} ({steps:,} steps; measured throughput "
-            + " / ".join(f"{ips[c]:.1f}" for c in sorted(ips, key=int)) + " images/s at "
-            + " / ".join(sorted(ips, key=int)) + " px). " + thr_line)
+    if "epochs" in tr:  # training.gpu_run
+        head = (f"Training: {tr['minutes']:.1f} minutes on {tr['hardware']} ({tr['command']}: {tr['epochs']} epochs; "
+                f"{tr['images_per_s']:.0f} images/s at 256 px). " + thr_line)
+    else:
+        steps = sum(p["steps"] for st in tr["config"]["stages"] for p in st["phases"])
+        head = (f"Training: {tr['minutes']:.0f} minutes on {tr['hardware']} ({steps:,} steps; measured throughput "
+                + " / ".join(f"{ips[c]:.1f}" for c in sorted(ips, key=int)) + " images/s at "
+                + " / ".join(sorted(ips, key=int)) + " px). " + thr_line)
     return head + "\n\n" + "\n".join(rows)
 
 
@@ -227,14 +236,17 @@ def rescore(data_root: Path, min_area: int) -> None:
     an SDK change): the same threshold sweep and scores as shipping; the training record and the
     model itself stay as shipped. Refuses when the ONNX no longer matches its sidecar."""
     from edgeseg.files import sha256_file
+    from edgeseg.fp16 import derived_fp32
 
-    onnx_path, side_path = MODELS / f"{NAME}.onnx", MODELS / f"{NAME}.json"
-    if not (onnx_path.is_file() and side_path.is_file()):
-        raise SystemExit(f"error: no bundled model at {onnx_path} (+ .json); ship one first: python -m training.ship --run RUN")
+    stored, side_path = MODELS / STORED, MODELS / f"{NAME}.json"
+    if not (stored.is_file() and side_path.is_file()):
+        raise SystemExit(f"error: no bundled model at {stored} (+ {side_path.name}); ship one first: "
+                         "python -m training.ship --run RUN")
     sidecar = json.loads(side_path.read_text())
-    if sha256_file(onnx_path) != sidecar.get("onnx_sha256"):
-        raise SystemExit(f"error: {onnx_path.name} does not match the sha256 in {side_path.name}; "
+    if sha256_file(stored) != sidecar.get("onnx_sha256"):
+        raise SystemExit(f"error: {stored.name} does not match the sha256 in {side_path.name}; "
                          "re-ship it from its run: python -m training.ship --run RUN")
+    onnx_path = derived_fp32(stored)  # what Segmenter() runs
     if "smoke5k_val" in sidecar.get("scores", {}) and not (data_root / "val").is_dir():
         raise SystemExit(f"error: {data_root / 'val'} not found; rescoring without it would drop the model's "
                          "real-photo scores (pass --data DIR with train/ and val/)")
@@ -286,9 +298,11 @@ def ship_int8(data_root: Path, calib: int, evaluate: int) -> None:
 
     if not (data_root / "train" / "img").is_dir():
         raise SystemExit(f"no SMOKE5K train photos at {data_root}/train/img (see ../shared/data/README.md)")
+    from edgeseg.fp16 import derived_fp32
+
     photos = real_train_photos(data_root)
     cal, ev = split_images(photos, calib, evaluate)
-    onnx_path = MODELS / f"{NAME}.onnx"
+    onnx_path = derived_fp32(MODELS / STORED)  # the fp32 model the SDK runs
     out = MODELS / f"{NAME}.int8.onnx"
     rec = export_int8(onnx_path, cal, out, "auto", calib_images=len(cal), eval_images=len(ev), eval_files=ev,
                       note=f"SMOKE5K train/img, real photos only ({len(photos)} of them; composites and val excluded)")
@@ -313,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
                          "train photos (never val), its agreement measured on other train photos")
     ap.add_argument("--int8-calib", type=int, default=200, help="calibration photos for --int8")
     ap.add_argument("--int8-eval", type=int, default=100, help="agreement photos for --int8 (not calibration ones)")
+    ap.add_argument("--force", action="store_true",
+                    help="ship the run even if it does not beat the bundled model on the held-out train photos")
     args = ap.parse_args(argv)
     if args.int8:
         ship_int8(args.data, args.int8_calib, args.int8_eval)
@@ -321,57 +337,114 @@ def main(argv: list[str] | None = None) -> None:
         rescore(args.data, args.min_area)
         return
 
-    import torch
-    from safetensors.torch import load_file, save_file
+    ship_run(args.run, args.data, args.min_area, force=args.force)
+
+
+def held_out_best(sidecar: dict) -> float | None:
+    """Best held-out train-photo smoke IoU of a shipped model's threshold sweep (None: none recorded)."""
+    sweep = (sidecar.get("threshold_selection") or {}).get("iou_by_threshold") or {}
+    return max(sweep.values()) if sweep else None
+
+
+def run_checkpoint(run: Path) -> tuple[Path, dict]:
+    """(fp32-loadable checkpoint file, training record) of a training.train or training.gpu_run folder."""
+    from safetensors.torch import save_file
+
+    if (run / "record.json").is_file():  # training.gpu_run: fp16 pieces + record
+        from training.shards import load_pieces
+
+        rec = json.loads((run / "record.json").read_text())
+        ckpt = run / "export" / "model.safetensors"
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in load_pieces(run).items()}, str(ckpt))
+        training = {
+            "command": rec["command"], "minutes": round(rec["wall_s"] / 60, 1),
+            "hardware": rec["hardware"], "images_per_s": rec["images_per_s"],
+            "images_per_s_by_crop": {"256": rec["images_per_s"]},
+            "where": rec.get("host", {}), "epochs": rec["epochs"], "config": rec["config"],
+            "record": "training.gpu_run record.json (device, versions, wall time, held-out score)",
+        }
+        return ckpt, training
+    if not (run / "model.safetensors").is_file():
+        raise SystemExit(f"error: {run} has neither model.safetensors (training.train) nor record.json + "
+                         "weights-00.safetensors (training.gpu_run)")
+    hist = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
+    cfg = json.loads((run / "config.json").read_text())
+    throughput = images_per_second(hist, {p["crop"]: p["batch"] for p in cfg["stages"][0]["phases"]})
+    _print_paper_budget(throughput)
+    training = {"command": "python -m training.train --out runs/train", "minutes": round(training_seconds(hist) / 60, 1),
+                "images_per_s_by_crop": {str(c): round(v, 2) for c, v in throughput.items()},
+                "hardware": "2 CPU cores", "config": cfg}
+    return run / "model.safetensors", training
+
+
+def ship_run(run: Path, data_root: Path, min_area: int, force: bool = False) -> None:
+    """Export a run, choose its threshold on the held-out train photos, ship it when it beats the
+    bundled model there (or ``force``), then measure it through the SDK and write the sidecar."""
+    import onnx
 
     from edgeseg.files import sha256_file
+    from edgeseg.fp16 import convert_fp16, derived_fp32, verify_fp16
+    from edgeseg.model_meta import metadata_of, set_metadata
     from export.checkpoint import load_model
     from export.onnx_export import DEFAULT_MEAN, DEFAULT_STD, build_metadata, export_onnx, verify_against_torch
 
-    MODELS.mkdir(parents=True, exist_ok=True)
-    ckpt = MODELS / f"{NAME}.safetensors"
-    sd = load_file(str(args.run / "model.safetensors"))
-    save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}, str(ckpt))
+    ckpt, training = run_checkpoint(run)
     model, info = load_model(ckpt)
-    onnx_path = MODELS / f"{NAME}.onnx"
+    export_dir = run / "export"
+    fp32_path, fp16_path = export_dir / f"{NAME}.onnx", export_dir / STORED
     meta = build_metadata(info["classes"], "softmax", (256, 256), DEFAULT_MEAN, DEFAULT_STD, info["sha256"], ckpt.name)
-    export_onnx(model, onnx_path, meta)
-    threshold, sweep = choose_threshold(onnx_path, args.data)
+    export_onnx(model, fp32_path, meta)
+    err = max(verify_against_torch(model, fp32_path, (256, 256)).values())
+    _, clamped = convert_fp16(fp32_path, fp16_path)
+    iou, perr = verify_fp16(fp32_path, fp16_path, (256, 256), min_iou=0.99)
+    print(f"exported {fp32_path} (max abs error vs torch {err:.2e}); fp16 {fp16_path.name}: mask IoU vs fp32 "
+          f"{iou:.4f}, max prob error {perr:.1e} ({clamped} tiny weights clamped)")
+    threshold, sweep = choose_threshold(derived_fp32(fp16_path), data_root)
+    side_path = MODELS / f"{NAME}.json"
+    current = held_out_best(json.loads(side_path.read_text())) if side_path.is_file() else None
     if threshold is not None:
-        meta["leak_threshold"] = f"{threshold:.2f}"
-        export_onnx(model, onnx_path, meta)
-        print(f"leak threshold {threshold:.2f} (held-out train photos: IoU {sweep['iou_by_threshold'][threshold]:.3f}, "
-              f"argmax-like 0.50: {sweep['iou_by_threshold'].get(0.5, float('nan')):.3f})")
-    err = max(verify_against_torch(model, onnx_path, (256, 256)).values())
-    print(f"exported {onnx_path} (max abs error vs torch {err:.2e})")
-
-    hist = [json.loads(x) for x in (args.run / "history.jsonl").read_text().splitlines()]
-    train_s = training_seconds(hist)
+        new = sweep["iou_by_threshold"][threshold]
+        print(f"leak threshold {threshold:.2f} (held-out train photos: IoU {new:.3f}, "
+              f"argmax-like 0.50: {sweep['iou_by_threshold'].get(0.5, float('nan')):.3f}); bundled model: "
+              + (f"{current:.3f}" if current is not None else "none"))
+        if current is not None and new <= current and not force:
+            raise SystemExit(f"not shipped: held-out train-photo smoke IoU {new:.3f} does not beat the bundled "
+                             f"model's {current:.3f} (the run's export stays in {export_dir}; --force ships it anyway)")
+        proto = onnx.load(str(fp16_path))
+        set_metadata(proto, {**metadata_of(proto), "leak_threshold": f"{threshold:.2f}"})
+        onnx.save(proto, str(fp16_path))
+    MODELS.mkdir(parents=True, exist_ok=True)
+    stored = MODELS / STORED
+    stored.write_bytes(fp16_path.read_bytes())
+    onnx_path = derived_fp32(stored)
     t = time.time()
-    scores = measure(onnx_path, args.data, args.min_area, FIGURE)
-    cfg = json.loads((args.run / "config.json").read_text())
-    throughput = images_per_second(hist, {p["crop"]: p["batch"] for p in cfg["stages"][0]["phases"]})
-    _print_paper_budget(throughput)
+    scores = measure(onnx_path, data_root, min_area, FIGURE)
     sidecar = {
         "name": NAME,
+        "file": STORED,
         "classes": info["classes"],
         "input_size": [256, 256],
         "mean": list(DEFAULT_MEAN), "std": list(DEFAULT_STD), "color_order": "RGB",
         "activation": "softmax",
         "leak_threshold": threshold,
         "threshold_selection": sweep,
-        "onnx_sha256": sha256_file(onnx_path),
+        "onnx_sha256": sha256_file(stored),
+        "fp32_export_sha256": sha256_file(fp32_path),
+        "stored_as": (f"fp16 weights, fp32 inputs/outputs (edgeseg.fp16.convert_fp16 of the fp32 export; mask IoU "
+                      f"{iou:.4f} on image-like inputs); the SDK runs the fp32 model derived from it at load "
+                      "(edgeseg.fp16.derived_fp32)"),
         "checkpoint_sha256": info["sha256"],
         "data": {"smoke": "SMOKE5K train (5,406 pairs, see shared/data/README.md)",
-                 "gas": f"training.synth scenes seeds 10000..{10000 + cfg['synth_train'] - 1}",
+                 "gas": f"training.synth scenes seeds 10000..{10000 + training['config']['synth_train'] - 1}",
                  "synthetic_test": f"seeds {SYNTH_TEST_SEED}..{SYNTH_TEST_SEED + SYNTH_TEST_COUNT - 1}"},
-        "training": {"command": "python -m training.train --out runs/train", "minutes": round(train_s / 60, 1),
-                     "images_per_s_by_crop": {str(c): round(v, 2) for c, v in throughput.items()},
-                     "hardware": "2 CPU cores", "config": cfg},
+        "training": training,
         "scores": scores,
         "scored_by": "python -m training.ship (edgeseg.bench.accuracy)",
     }
     _write_sidecar(sidecar, time.time() - t)
+    print(f"shipped {stored} ({stored.stat().st_size / 1e6:.1f} MB). The INT8 model was made from the previous "
+          "weights: remake it with python -m training.ship --int8")
 
 
 if __name__ == "__main__":
