@@ -1,7 +1,6 @@
 """Real TensorRT build + inference on a GPU host; skipped (with the reason) everywhere else."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
