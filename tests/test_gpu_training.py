@@ -12,6 +12,22 @@ import torch
 from training.data import NOT_LEAK, synthetic_gas
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_isolated(code: str, timeout: int = 600) -> str:
+    """Run ``code`` in a fresh interpreter (stdout returned). DataLoader worker processes are
+    started only there: in the long-lived test process, after OpenVINO / ONNX Runtime tests had
+    run, a worker's shutdown intermittently took the whole process down with SIGSEGV."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**__import__("os").environ, "PYTHONPATH": f"{ROOT}{__import__('os').pathsep}{ROOT / 'tests'}"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
 def _tiny_smoke(n: int = 12, size: int = 64, seed: int = 3):
     d = synthetic_gas(n, seed=seed, size=size)
     d.labels = np.where(d.labels == 1, 1, NOT_LEAK).astype(np.uint8)
@@ -23,32 +39,43 @@ def _tiny_smoke(n: int = 12, size: int = 64, seed: int = 3):
 def test_train_runs_the_gpu_code_path_on_cpu(tmp_path):
     """bf16 autocast, channels-last, a DataLoader worker and on-device augmentation: the same code
     a CUDA run takes, on the CPU, for a few steps."""
+    out = run_isolated(f"""
+import json
+from pathlib import Path
+from test_gpu_training import _tiny_smoke
+from training.train import Config, Phase, Runtime, StageConfig, train
+cfg = Config(stages=[StageConfig("smoke", [Phase(3, 64, 2)], lr=1e-3, warmup=1),
+                     StageConfig("gas", [Phase(2, 64, 2)], lr=1e-3, warmup=1, synth_fraction=0.5)],
+             synth_train=4, eval_every=1000, ckpt_every=2, threads=1)
+logs = []
+rt = Runtime(device="cpu", amp="bf16", channels_last=True, workers=1, gpu_aug=True)
+final = train(cfg, Path({str(tmp_path)!r}), _tiny_smoke(6), None, None, log=logs.append, rt=rt)
+print(json.dumps({{"final": str(final), "logs": logs}}))
+""")
+    res = json.loads(out.strip().splitlines()[-1])
     from export.checkpoint import load_model
-    from training.train import Config, Phase, Runtime, StageConfig, train
 
-    cfg = Config(stages=[StageConfig("smoke", [Phase(3, 64, 2)], lr=1e-3, warmup=1),
-                         StageConfig("gas", [Phase(2, 64, 2)], lr=1e-3, warmup=1, synth_fraction=0.5)],
-                 synth_train=4, eval_every=1000, ckpt_every=2, threads=1)
-    logs: list[str] = []
-    rt = Runtime(device="cpu", amp="bf16", channels_last=True, workers=1, gpu_aug=True)
-    final = train(cfg, tmp_path, _tiny_smoke(6), None, None, log=logs.append, rt=rt)
-    assert any("amp torch.bfloat16" in m and "workers 1" in m for m in logs)
+    assert any("amp torch.bfloat16" in m and "workers 1" in m for m in res["logs"])
     hist = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert len(hist) == 5 and all(np.isfinite(h["loss"]) for h in hist)
-    load_model(final)
+    load_model(res["final"])
 
 
 def test_batches_do_not_depend_on_the_worker_count():
-    from training import accel
-    from training.train import Phase, StageBatches, StageConfig
-
-    stage = StageConfig("smoke", [Phase(2, 32, 2), Phase(2, 64, 2)], lr=1e-3)
-    ds = StageBatches(_tiny_smoke(6), None, stage, 0, seed=5)
-    direct = [ds[i] for i in range(4)]
-    via = list(accel.loader(ds, torch.device("cpu"), workers=2, sampler=range(4)))
-    assert [x.shape[-1] for x, _ in direct] == [32, 32, 64, 64]
-    for (x0, y0), (x1, y1) in zip(direct, via):
-        assert torch.equal(x0, x1) and torch.equal(y0, y1)
+    out = run_isolated("""
+import json, torch
+from test_gpu_training import _tiny_smoke
+from training import accel
+from training.train import Phase, StageBatches, StageConfig
+stage = StageConfig("smoke", [Phase(2, 32, 2), Phase(2, 64, 2)], lr=1e-3)
+ds = StageBatches(_tiny_smoke(6), None, stage, 0, seed=5)
+direct = [ds[i] for i in range(4)]
+via = list(accel.loader(ds, torch.device("cpu"), workers=2, sampler=range(4)))
+print(json.dumps({"sizes": [int(x.shape[-1]) for x, _ in direct],
+                  "equal": [bool(torch.equal(x0, x1) and torch.equal(y0, y1)) for (x0, y0), (x1, y1) in zip(direct, via)]}))
+""")
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["sizes"] == [32, 32, 64, 64] and all(res["equal"]) and len(res["equal"]) == 4
 
 
 def test_gpu_augment_is_seeded_and_keeps_labels_valid():
@@ -177,14 +204,14 @@ def test_pack_round_trip(tiny_pack):
 def test_gpu_run_on_cpu_writes_pieces_and_record_and_ships(tiny_pack, tmp_path, monkeypatch):
     """The GPU command with --device cpu and one epoch; then training.ship turns it into the
     bundled model (into a temporary models folder) and Segmenter runs it."""
-    from training import gpu_run, ship
+    from training import ship
     from training.shards import MAX_PIECE, load_pieces
 
     path = tiny_pack[0]
     out = tmp_path / "gpu"
     argv = ["--pack", str(path), "--out", str(out), "--device", "cpu", "--epochs", "1", "--gas-epochs", "1",
             "--synth-train", "4", "--batch", "2", "--workers", "1", "--amp", "bf16", "--gpu-aug"]
-    gpu_run.main(argv)
+    run_isolated(f"from training import gpu_run; gpu_run.main({argv!r})")  # DataLoader workers: a fresh process
     rec = json.loads((out / "record.json").read_text())
     assert rec["hardware"].endswith("CPU cores") and rec["epochs"] == {"smoke": 1, "gas": 1}
     assert rec["wall_s"] > 0 and rec["images_per_s"] > 0 and rec["heldout_images"] == 2
@@ -193,7 +220,7 @@ def test_gpu_run_on_cpu_writes_pieces_and_record_and_ships(tiny_pack, tmp_path, 
     sd = load_pieces(out)
     assert all(v.dtype == torch.float16 for v in sd.values() if v.is_floating_point())
     before = (out / "weights-00.safetensors").read_bytes()
-    gpu_run.main(argv)  # finished: a rerun does nothing
+    run_isolated(f"from training import gpu_run; gpu_run.main({argv!r})")  # finished: a rerun does nothing
     assert (out / "weights-00.safetensors").read_bytes() == before
 
     models = tmp_path / "models"

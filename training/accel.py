@@ -63,10 +63,16 @@ def grad_scaler(dev: torch.device, dtype: torch.dtype | None) -> torch.amp.GradS
 
 def loader(dataset: Any, dev: torch.device, workers: int, batch_size: int | None = None,
            sampler: Any = None) -> torch.utils.data.DataLoader:
-    kw: dict[str, Any] = {"num_workers": workers, "pin_memory": dev.type == "cuda",
-                          "persistent_workers": workers > 0}
+    # not persistent: each loader is iterated once (one stage), and a persistent iterator outlives
+    # the loop, so its workers were shut down whenever the garbage collector reached it (a
+    # segfault at that point was seen in the test process); a plain iterator ends with the loop
+    kw: dict[str, Any] = {"num_workers": workers, "pin_memory": dev.type == "cuda"}
     if workers > 0:
         kw["prefetch_factor"] = 4
+        # fork() copies a process whose thread pools (ONNX Runtime, OpenVINO's TBB, OpenMP) are running;
+        # the copies can deadlock or crash (seen: a segfault after an OpenVINO benchmark in the same
+        # process). A spawned worker starts clean, paid once per stage (one iterator per loader).
+        kw["multiprocessing_context"] = "spawn"
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, **kw)
 
 
