@@ -348,6 +348,8 @@ def detect_cmd(
     min_area: int = typer.Option(64, help="Ignore leak regions smaller than this many frame pixels"),
     every: int = typer.Option(1, help="Process every Nth frame (frame skip for slow devices)"),
     letterbox: bool = typer.Option(False, help="Keep aspect ratio (pad) instead of resizing to the model size"),
+    tiles: str = typer.Option("1x1", help="ROWSxCOLS overlapping tiles per frame, run as one batch and stitched (distant smoke), e.g. 2x2"),
+    overlap: float = typer.Option(0.2, help="Tile overlap as a fraction of a tile (with --tiles)"),
     show: bool = typer.Option(False, help="Show a window (needs a display)"),
     k: int = typer.Option(3, help="Alarm: confirm a leak seen in k of the last n frames"),
     n: int = typer.Option(5, help="Alarm: window length n"),
@@ -381,7 +383,8 @@ def detect_cmd(
     try:
         src = open_source(source, max_retries=retries)
         seg = Segmenter(model, backend=backend, threshold=threshold, min_area=min_area, letterbox=letterbox,  # type: ignore[arg-type]
-                        rebuild_engine=rebuild_engine, precision=precision, spin_wait=False)  # pipelined: no spinning
+                        rebuild_engine=rebuild_engine, precision=precision, spin_wait=False,  # pipelined: no spinning
+                        tiles=_tiles(tiles), overlap=overlap)
         console.print(f"model {seg.model_path.name} on {seg.backend_name}; source {source} ({src.kind})")
         summary = run_detect(src, output, seg, every=every, show=show, alarm=alarm, progress=not as_json,
                              overwrite=overwrite)
@@ -404,6 +407,16 @@ def detect_cmd(
                       + (f", decoding stopped early ({summary['frames_read']} of {expected} frames)" if summary["ended_early"] else "")
                       + "; outputs cover what was read (exit code 3)", highlight=False)
         raise typer.Exit(3)
+
+
+def _tiles(text: str) -> tuple[int, int]:
+    from edgeseg.tiling import parse_tiles
+
+    try:
+        return parse_tiles(text)
+    except ValueError as exc:
+        _fail(f"--{exc}")
+        raise
 
 
 # ----------------------------------------------------------------------------------- bench
