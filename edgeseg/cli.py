@@ -521,13 +521,19 @@ def bench_accuracy_cmd(
         "scored too, plus how closely their masks agree with --model's. Repeat for several."),
     backend: str = typer.Option("auto", help="auto | onnxruntime | tensorrt"),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads"),
+    threshold: Optional[float] = typer.Option(None, help="Leak probability threshold (default: the model's own)"),
+    min_area: int = typer.Option(0, help="Drop leak regions smaller than this many frame pixels (as detect --min-area)"),
+    tiles: str = typer.Option("1x1", help="ROWSxCOLS overlapping tiles per frame, stitched (as detect --tiles)"),
+    overlap: float = typer.Option(0.2, help="Tile overlap as a fraction of a tile (with --tiles)"),
+    smoke_free: bool = typer.Option(False, "--smoke-free", help="Also the false-alarm rate: the share of smoke-free crops "
+                                    "of the photos (largest smoke-free square of each) raising a leak region >= max(--min-area, 64) px"),
     as_json: bool = typer.Option(False, "--json", help="Print all scores as JSON on stdout"),
 ) -> None:
     """IoU / F1 per class through the whole SDK, averaged per image (paper style) and over all pixels.
 
     With --compare, each variant's masks are scored against --model's masks (mask IoU and pixel agreement): how much precision was lost, independent of label quality.
     """
-    from edgeseg.bench.accuracy import evaluate_folder
+    from edgeseg.bench.accuracy import evaluate_folder, false_alarm_rate, iter_labelled, smoke_free_crops
     from edgeseg.bench.stats import mask_agreement
     from edgeseg.errors import ModelError
     from edgeseg.segmenter import Segmenter
@@ -540,11 +546,21 @@ def bench_accuracy_cmd(
             _fail(f"--compare model not found: {c}")
     if limit is not None and limit < 1:
         _fail("--limit must be >= 1")
+    tile_grid = _tiles(tiles)
 
     def score(p: Path) -> tuple[dict, int]:
-        seg = Segmenter(p, backend=backend, threads=threads)  # type: ignore[arg-type]
+        seg = Segmenter(p, backend=backend, threads=threads, threshold=threshold, min_area=min_area,  # type: ignore[arg-type]
+                        tiles=tile_grid, overlap=overlap)
         with console.status(f"scoring {p.name} on {seg.backend_name}..."):
-            return evaluate_folder(seg, data, limit, keep_predictions=bool(compare)), len(seg.info.classes)
+            res = evaluate_folder(seg, data, limit, keep_predictions=bool(compare))
+            if smoke_free:
+                crops = smoke_free_crops(iter_labelled(data, limit))
+                alarm_px = max(min_area, 64)
+                res["false_alarms_smoke_free_crops"] = {"frames": len(crops), "min_area_px": alarm_px,
+                                                        "fraction": false_alarm_rate(seg, crops, alarm_px)}
+            res["settings"] = {"threshold": seg.threshold, "min_area": min_area, "tiles": list(tile_grid),
+                               "overlap": overlap}
+            return res, len(seg.info.classes)
 
     try:
         ref, n_classes = score(path)
@@ -575,6 +591,13 @@ def bench_accuracy_cmd(
     table.add_row("mean", _f(ref["mean_iou_per_image"], 4), _f(ref["mean_f1_per_image"], 4),
                   _f(ref["mean_iou_dataset"], 4), _f(ref["mean_f1_dataset"], 4), style="bold")
     out.print(table)
+    st = ref["settings"]
+    extra = f"threshold {'argmax' if st['threshold'] is None else _f(st['threshold'])}, min area {min_area} px, tiles {tiles}; {ref['ms_per_image']:.0f} ms/image"
+    if smoke_free:
+        fa = ref["false_alarms_smoke_free_crops"]
+        extra += (f"; smoke-free crops raising a leak (region >= {fa['min_area_px']} px): "
+                  f"{round(fa['fraction'] * fa['frames'])} of {fa['frames']} ({100 * fa['fraction']:.0f} %)")
+    out.print(extra, markup=False, highlight=False)
     if variants:
         ct = Table(title="variants vs --model")
         for col in ("variant", "mIoU per-image", "mIoU dataset", "mask IoU vs --model", "pixel agreement"):
