@@ -49,7 +49,7 @@ def spans(length: int, n: int, overlap: float) -> list[tuple[int, int]]:
     step = size * (1.0 - overlap)
     out = []
     for i in range(n):
-        a = int(round(i * step))
+        a = min(int(round(i * step)), length - 1)  # tiny frames: every tile keeps >= 1 pixel
         b = length if i == n - 1 else int(round(i * step + size))
         out.append((a, max(b, a + 1)))
     return out
@@ -85,7 +85,11 @@ def _ramp(n: int, lo_overlap: int, hi_overlap: int) -> np.ndarray:
 
 def _scaled_spans(sp: list[tuple[int, int]], length: int, out_len: int) -> list[tuple[int, int]]:
     s = out_len / length
-    return [(int(round(a * s)), max(int(round(b * s)), int(round(a * s)) + 1)) for a, b in sp]
+    out = []
+    for a, b in sp:
+        a2 = min(int(round(a * s)), out_len - 1)
+        out.append((a2, max(int(round(b * s)), a2 + 1)))
+    return out
 
 
 def cut(frame: np.ndarray, tiles: tuple[int, int], overlap: float) -> list[np.ndarray]:

@@ -116,3 +116,13 @@ def test_held_out_train_photos_on_smoke5k():
     held = held_out_train_photos(SMOKE5K)
     assert len(held) == 141  # the 141 photos the shipped threshold was chosen on
     assert all(h.image.shape[:2] == h.truth.shape and h.image.shape[:2] != (256, 256) for h in held)
+
+
+def test_hard_negatives_are_smoke_free_squares_of_train_photos_only(tmp_path):
+    from training.data import NOT_LEAK
+    from training.hard_negatives import negative_crops
+
+    _folder(tmp_path / "train", [(256, 256), (300, 400), (240, 320), (200, 300)])
+    negs = negative_crops(tmp_path, held_names={"p002"}, size=64)  # p000 is a composite, p002 held out
+    assert len(negs) == 2 and negs.images.shape == (2, 64, 64, 3)
+    assert (negs.labels == NOT_LEAK).all() and negs.real.all()

@@ -126,6 +126,13 @@ def test_tiles_1x1_is_the_whole_frame_path():
     assert [r.to_dict() for r in a.regions] == [r.to_dict() for r in b.regions]
 
 
+def test_frames_smaller_than_the_grid_still_work():
+    seg = Segmenter(backend=BrightIsSmoke(32), tiles=(3, 3), overlap=0.5)
+    for shape in [(1, 1, 3), (2, 5, 3), (7, 3, 3)]:
+        r = seg.segment(np.full(shape, 255, np.uint8), return_probs=True)
+        assert r.mask.shape == shape[:2] and np.isfinite(r.probs).all() and (r.mask == 1).all()
+
+
 def test_bad_tiles_are_input_errors():
     with pytest.raises(InputError, match="overlap"):
         Segmenter(backend=BrightIsSmoke(), tiles=(2, 2), overlap=1.0)
