@@ -91,9 +91,15 @@ def test_grid_and_choice():
     assert by[(0.5, 128)]["false_alarm_rate"] == 0.0
     assert by[(0.5, 16)]["iou_dataset"] == pytest.approx(1.0) and by[(0.5, 0)]["iou_dataset"] < 1.0
     best = choose(rows, budget=0.1)
-    assert (best["threshold"], best["min_area"]) in {(0.65, 16), (0.5, 128), (0.65, 128)}
     assert best["iou_dataset"] == pytest.approx(1.0) and best["min_area"] == 16  # ties: smaller area
     assert choose([dict(r, false_alarm_rate=0.5) for r in rows], budget=0.1) is None
+    # per-image IoU decides among pairs that keep the IoU floor; below the floor nothing qualifies
+    fake = [dict(threshold=0.5, min_area=0, iou_dataset=0.30, iou_per_image=0.08, false_alarm_rate=0.2),
+            dict(threshold=0.5, min_area=4096, iou_dataset=0.33, iou_per_image=0.06, false_alarm_rate=0.05),
+            dict(threshold=0.5, min_area=16384, iou_dataset=0.36, iou_per_image=0.04, false_alarm_rate=0.02),
+            dict(threshold=0.9, min_area=0, iou_dataset=0.20, iou_per_image=0.07, false_alarm_rate=0.05)]
+    assert choose(fake, 0.1, iou_floor=0.30)["min_area"] == 4096
+    assert choose(fake, 0.1, iou_floor=0.37) is None
 
 
 def test_bench_accuracy_smoke_free_threshold_min_area_tiles(tiny_onnx, tmp_path):

@@ -14,8 +14,9 @@ never trained on). On them:
   of at least ``max(min_area, 64)`` px (what ``edgeseg bench accuracy --smoke-free`` counts).
 
 Every (threshold, min_area) pair of the grid is scored from ONE network pass per image (the
-post-processing is the Segmenter's own functions), and the pair with the highest held-out IoU
-whose false-alarm rate is within the budget wins.
+post-processing is the Segmenter's own functions). Among the pairs within the false-alarm budget
+whose held-out dataset IoU is not below the model's as shipped, the one with the highest
+held-out per-image IoU wins (see ``choose``).
 """
 from __future__ import annotations
 
@@ -104,18 +105,26 @@ def score_grid(photos: list[Pass], truths: list[np.ndarray], crops: list[Pass], 
     return rows
 
 
-def choose(rows: list[dict], budget: float = BUDGET) -> dict | None:
-    """The highest held-out dataset IoU among pairs within the false-alarm budget (ties: fewer
-    false alarms, then the smaller minimum area); None when no pair is within it."""
-    ok = [r for r in rows if r["false_alarm_rate"] <= budget]
+def choose(rows: list[dict], budget: float = BUDGET, iou_floor: float = 0.0) -> dict | None:
+    """Among pairs within the false-alarm budget whose held-out dataset IoU is at least
+    ``iou_floor`` (the model as shipped), the highest held-out *per-image* IoU (ties: higher
+    dataset IoU, fewer false alarms, smaller minimum area); None when no pair qualifies.
+
+    Why not simply the highest dataset IoU: dataset IoU is dominated by large plumes, so it keeps
+    rising as the minimum area grows and every small region is dropped (on the shipped model it
+    picked the grid's largest area, 16384 px, at a per-image IoU of 0.042 against 0.061 as
+    shipped). Per-image IoU is what small, distant plumes move."""
+    ok = [r for r in rows if r["false_alarm_rate"] <= budget and r["iou_dataset"] >= iou_floor]
     if not ok:
         return None
-    return max(ok, key=lambda r: (round(r["iou_dataset"], 6), -r["false_alarm_rate"], -r["min_area"]))
+    return max(ok, key=lambda r: (round(r["iou_per_image"], 6), round(r["iou_dataset"], 6),
+                                  -r["false_alarm_rate"], -r["min_area"]))
 
 
 def select(model: Path | None, data_root: Path = DATA_ROOT, budget: float = BUDGET,
-           shipped: tuple[float | None, int] = (None, 0)) -> dict:
-    """Score the grid for ``model`` on the held-out train photos and pick a pair."""
+           shipped: tuple[float | None, int] = (None, 0), iou_floor: float | None = None) -> dict:
+    """Score the grid for ``model`` on the held-out train photos and pick a pair (``choose``);
+    ``iou_floor`` None: the model's own held-out IoU with its shipped settings."""
     from edgeseg import Segmenter
 
     seg = Segmenter(model, backend="onnxruntime")
@@ -128,9 +137,11 @@ def select(model: Path | None, data_root: Path = DATA_ROOT, budget: float = BUDG
     rows = score_grid(photos, truths, crop_passes, leak)
     thr0 = shipped[0] if shipped[0] is not None else seg.threshold
     base = score_grid(photos, truths, crop_passes, leak, [thr0], [shipped[1]])[0]
-    best = choose(rows, budget)
+    best = choose(rows, budget, iou_floor=base["iou_dataset"] if iou_floor is None else iou_floor)
+    by_dataset_iou = max((r for r in rows if r["false_alarm_rate"] <= budget), key=lambda r: r["iou_dataset"], default=None)
     return {"model": str(seg.model_path), "held_out_photos": len(held), "smoke_free_crops": len(crops),
-            "budget": budget, "alarm_px": ALARM_PX, "as_shipped": base, "chosen": best, "grid": rows}
+            "budget": budget, "alarm_px": ALARM_PX, "as_shipped": base, "chosen": best,
+            "highest_dataset_iou_within_budget": by_dataset_iou, "grid": rows}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,16 +149,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", type=Path, default=None, help="ONNX model (default: the bundled one)")
     ap.add_argument("--data", type=Path, default=DATA_ROOT)
     ap.add_argument("--budget", type=float, default=BUDGET, help="largest allowed smoke-free false-alarm rate")
+    ap.add_argument("--iou-floor", type=float, default=None,
+                    help="held-out dataset IoU a pair must keep (default: the model's own as shipped); pass the "
+                         "shipped model's to judge a fine-tuned candidate against it")
     ap.add_argument("--out", type=Path, default=Path("runs/issue17b/selection.json"))
     args = ap.parse_args(argv)
     if not (args.data / "train").is_dir():
         raise SystemExit(f"error: no SMOKE5K train folder at {args.data}/train")
-    res = select(args.model, args.data, args.budget)
+    res = select(args.model, args.data, args.budget, iou_floor=args.iou_floor)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2))
     b, c = res["as_shipped"], res["chosen"]
     print(f"{res['held_out_photos']} held-out train photos, {res['smoke_free_crops']} smoke-free crops of them")
-    print(f"as shipped: threshold {b['threshold']:.2f} min_area {b['min_area']}: IoU {b['iou_dataset']:.3f} "
+    thr = "argmax" if b["threshold"] is None else f"{b['threshold']:.2f}"
+    print(f"as shipped: threshold {thr} min_area {b['min_area']}: IoU {b['iou_dataset']:.3f} "
           f"(per image {b['iou_per_image']:.3f}), false alarms {b['false_alarms']}/{b['crops']}")
     if c is None:
         print(f"no pair within the {100 * args.budget:.0f} % false-alarm budget")
