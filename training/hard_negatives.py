@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--freeze-bn", action="store_true",
+                    help="keep BatchNorm layers in eval mode (the shipped running statistics; small batches of "
+                         "crops then cannot shift them)")
     args = ap.parse_args(argv)
 
     from safetensors.torch import save_file
@@ -92,6 +95,10 @@ def main(argv: list[str] | None = None) -> None:
 
     model, info = load_model(args.init)
     model = model.float().to(memory_format=torch.channels_last).train()
+    if args.freeze_bn:
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
     classes = list(info["classes"])
     t0 = time.time()
     train_part, held = split_holdout(load_folder(args.data / "train"))
