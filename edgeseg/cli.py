@@ -348,6 +348,8 @@ def detect_cmd(
     min_area: int = typer.Option(64, help="Ignore leak regions smaller than this many frame pixels"),
     every: int = typer.Option(1, help="Process every Nth frame (frame skip for slow devices)"),
     letterbox: bool = typer.Option(False, help="Keep aspect ratio (pad) instead of resizing to the model size"),
+    tiles: str = typer.Option("1x1", help="ROWSxCOLS overlapping tiles per frame, run as one batch and stitched (distant smoke), e.g. 2x2"),
+    overlap: float = typer.Option(0.2, help="Tile overlap as a fraction of a tile (with --tiles)"),
     show: bool = typer.Option(False, help="Show a window (needs a display)"),
     k: int = typer.Option(3, help="Alarm: confirm a leak seen in k of the last n frames"),
     n: int = typer.Option(5, help="Alarm: window length n"),
@@ -381,7 +383,8 @@ def detect_cmd(
     try:
         src = open_source(source, max_retries=retries)
         seg = Segmenter(model, backend=backend, threshold=threshold, min_area=min_area, letterbox=letterbox,  # type: ignore[arg-type]
-                        rebuild_engine=rebuild_engine, precision=precision, spin_wait=False)  # pipelined: no spinning
+                        rebuild_engine=rebuild_engine, precision=precision, spin_wait=False,  # pipelined: no spinning
+                        tiles=_tiles(tiles), overlap=overlap)
         console.print(f"model {seg.model_path.name} on {seg.backend_name}; source {source} ({src.kind})")
         summary = run_detect(src, output, seg, every=every, show=show, alarm=alarm, progress=not as_json,
                              overwrite=overwrite)
@@ -404,6 +407,16 @@ def detect_cmd(
                       + (f", decoding stopped early ({summary['frames_read']} of {expected} frames)" if summary["ended_early"] else "")
                       + "; outputs cover what was read (exit code 3)", highlight=False)
         raise typer.Exit(3)
+
+
+def _tiles(text: str) -> tuple[int, int]:
+    from edgeseg.tiling import parse_tiles
+
+    try:
+        return parse_tiles(text)
+    except ValueError as exc:
+        _fail(f"--{exc}")
+        raise
 
 
 # ----------------------------------------------------------------------------------- bench
@@ -508,13 +521,19 @@ def bench_accuracy_cmd(
         "scored too, plus how closely their masks agree with --model's. Repeat for several."),
     backend: str = typer.Option("auto", help="auto | onnxruntime | tensorrt"),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads"),
+    threshold: Optional[float] = typer.Option(None, help="Leak probability threshold (default: the model's own)"),
+    min_area: int = typer.Option(0, help="Drop leak regions smaller than this many frame pixels (as detect --min-area)"),
+    tiles: str = typer.Option("1x1", help="ROWSxCOLS overlapping tiles per frame, stitched (as detect --tiles)"),
+    overlap: float = typer.Option(0.2, help="Tile overlap as a fraction of a tile (with --tiles)"),
+    smoke_free: bool = typer.Option(False, "--smoke-free", help="Also the false-alarm rate: the share of smoke-free crops "
+                                    "of the photos (largest smoke-free square of each) raising a leak region >= max(--min-area, 64) px"),
     as_json: bool = typer.Option(False, "--json", help="Print all scores as JSON on stdout"),
 ) -> None:
     """IoU / F1 per class through the whole SDK, averaged per image (paper style) and over all pixels.
 
     With --compare, each variant's masks are scored against --model's masks (mask IoU and pixel agreement): how much precision was lost, independent of label quality.
     """
-    from edgeseg.bench.accuracy import evaluate_folder
+    from edgeseg.bench.accuracy import evaluate_folder, false_alarm_rate, iter_labelled, smoke_free_crops
     from edgeseg.bench.stats import mask_agreement
     from edgeseg.errors import ModelError
     from edgeseg.segmenter import Segmenter
@@ -527,11 +546,21 @@ def bench_accuracy_cmd(
             _fail(f"--compare model not found: {c}")
     if limit is not None and limit < 1:
         _fail("--limit must be >= 1")
+    tile_grid = _tiles(tiles)
 
     def score(p: Path) -> tuple[dict, int]:
-        seg = Segmenter(p, backend=backend, threads=threads)  # type: ignore[arg-type]
+        seg = Segmenter(p, backend=backend, threads=threads, threshold=threshold, min_area=min_area,  # type: ignore[arg-type]
+                        tiles=tile_grid, overlap=overlap)
         with console.status(f"scoring {p.name} on {seg.backend_name}..."):
-            return evaluate_folder(seg, data, limit, keep_predictions=bool(compare)), len(seg.info.classes)
+            res = evaluate_folder(seg, data, limit, keep_predictions=bool(compare))
+            if smoke_free:
+                crops = smoke_free_crops(iter_labelled(data, limit))
+                alarm_px = max(min_area, 64)
+                res["false_alarms_smoke_free_crops"] = {"frames": len(crops), "min_area_px": alarm_px,
+                                                        "fraction": false_alarm_rate(seg, crops, alarm_px)}
+            res["settings"] = {"threshold": seg.threshold, "min_area": min_area, "tiles": list(tile_grid),
+                               "overlap": overlap}
+            return res, len(seg.info.classes)
 
     try:
         ref, n_classes = score(path)
@@ -562,6 +591,13 @@ def bench_accuracy_cmd(
     table.add_row("mean", _f(ref["mean_iou_per_image"], 4), _f(ref["mean_f1_per_image"], 4),
                   _f(ref["mean_iou_dataset"], 4), _f(ref["mean_f1_dataset"], 4), style="bold")
     out.print(table)
+    st = ref["settings"]
+    extra = f"threshold {'argmax' if st['threshold'] is None else _f(st['threshold'])}, min area {min_area} px, tiles {tiles}; {ref['ms_per_image']:.0f} ms/image"
+    if smoke_free:
+        fa = ref["false_alarms_smoke_free_crops"]
+        extra += (f"; smoke-free crops raising a leak (region >= {fa['min_area_px']} px): "
+                  f"{round(fa['fraction'] * fa['frames'])} of {fa['frames']} ({100 * fa['fraction']:.0f} %)")
+    out.print(extra, markup=False, highlight=False)
     if variants:
         ct = Table(title="variants vs --model")
         for col in ("variant", "mIoU per-image", "mIoU dataset", "mask IoU vs --model", "pixel agreement"):

@@ -22,6 +22,7 @@ from edgeseg.postprocess import (Region, class_probs, crop_padding, labels_to_fr
                                   regions_at_network)
 from edgeseg.precision import resolve_model
 from edgeseg.preprocess import Transform, preprocess
+from edgeseg.tiling import check_tiles, cut, stitch
 
 log = logging.getLogger("edgeseg")
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -125,12 +126,21 @@ class Segmenter:
     int8``; shipped for the bundled model); ``bf16`` needs the OpenVINO backend and a bf16 CPU.
     ``spin_wait=False``: ONNX Runtime's idle threads sleep instead of spinning (use it when other
     threads share the cores, as ``edgeseg detect``'s decode and encode stages do).
+    ``tiles=(rows, cols)``: run the network on that many overlapping tiles of each frame (one
+    backend call for all tiles of a batch) and stitch the probabilities (``edgeseg.tiling``):
+    distant, small plumes get more network pixels; ``overlap`` is a fraction of a tile.
+    ``(1, 1)`` is the whole frame at once.
     """
 
     def __init__(self, model: str | Path | None = None, backend: BackendName | Backend = "auto",
                  threshold: float | None = None, min_area: int = 0, letterbox: bool = False,
                  threads: int | None = None, rebuild_engine: bool = False, precision: str = "fp32",
-                 spin_wait: bool = True) -> None:
+                 spin_wait: bool = True, tiles: tuple[int, int] = (1, 1), overlap: float = 0.2) -> None:
+        try:
+            self.tiles = check_tiles(tiles, overlap)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        self.overlap = float(overlap)
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ModelError(f"threshold must be between 0 and 1, got {threshold}")
         if isinstance(backend, Backend):  # a ready backend (tests, benchmarks, custom runtimes)
@@ -192,13 +202,20 @@ class Segmenter:
         if self._closed:
             raise RuntimeError("this Segmenter was closed (close() / end of its 'with' block); create a new one")
         t0 = time.perf_counter()
+        tiled = self.tiles != (1, 1)
         try:
-            x, transforms = preprocess(list(frames), self.info.input_size, self.info.mean, self.info.std, self.mode)
+            images = [tile for f in frames for tile in cut(f, self.tiles, self.overlap)] if tiled else list(frames)
+            x, transforms = preprocess(images, self.info.input_size, self.info.mean, self.info.std, self.mode)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         t1 = time.perf_counter()
         probs = class_probs(self.backend.infer(x), self.info.activation)  # binary: (1 - p, p)
         t2 = time.perf_counter()
+        if tiled:  # one frame-aligned map per frame; its transform is a plain resize to the frame
+            k = self.tiles[0] * self.tiles[1]
+            maps = [stitch(probs[i * k:(i + 1) * k], transforms[i * k:(i + 1) * k], f.shape[:2], self.tiles,
+                           self.overlap, self.info.input_size) for i, f in enumerate(frames)]
+            probs, transforms = [m[0] for m in maps], [m[1] for m in maps]
         leak = self.info.leak_class
         results = []
         for i, (p, t) in enumerate(zip(probs, transforms)):
