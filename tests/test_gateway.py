@@ -614,3 +614,35 @@ def test_soak_four_cameras_rss_flat(tiny_onnx, tmp_path):
     assert all(v["read"] == v["processed"] == 2000 and v["dropped"] == 0 for v in s.values()), s
     assert end - warm < 25, (warm, end)
     assert col.ok and not any(col.open.values()) and col.count > 8
+
+
+def test_live_camera_changes_resolution_after_a_reconnect(tiny_onnx):
+    """A camera that drops and comes back at another resolution keeps being processed: offline /
+    online events, results at the new size, alarms still paired."""
+    from edgeseg import Gateway
+
+    opens: list[tuple[int, int]] = []
+
+    def factory(spec):
+        size = (48, 64) if not opens else (96, 160)  # 64x48 first, 160x96 after the reconnect
+        opens.append(size)
+        return FakeCam(spec, size=size, fps=60, frames=30 if len(opens) == 1 else None)
+
+    col = Collect()
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "cameras": cams(1),
+                  "reconnect": {"max_backoff_s": 0.5}}, sinks=[col], capture_factory=factory)
+    gw.start()
+    sizes: list[tuple[int, int]] = []
+    real = gw.segmenter.segment_batch
+
+    def spy(frames, **kw):
+        sizes.extend(f.shape[:2] for f in frames)
+        return real(frames, **kw)
+
+    gw.segmenter.segment_batch = spy
+    assert wait_for(lambda: (96, 160) in sizes and sizes.count((96, 160)) >= 5)
+    gw.stop()
+    kinds = [e["event"] for e in col.of(camera="cam0")]
+    assert "camera_offline" in kinds and "camera_online" in kinds[kinds.index("camera_offline"):]
+    assert not col.of("frame_skipped") and not col.of("camera_error")
+    assert len(opens) >= 2 and paired(col.events)
