@@ -36,25 +36,12 @@ NO_LEAK_SEED, NO_LEAK_COUNT = 600_000, 200
 
 
 def smoke_free_real_crops(val_dir: Path, min_side: int = 96) -> list[np.ndarray]:
-    """The largest smoke-free square of each real val photo (a real 'nothing there' frame)."""
-    from edgeseg.bench.accuracy import iter_labelled
+    """The largest smoke-free square of each real val photo (a real 'nothing there' frame): the
+    SDK's own :func:`edgeseg.bench.accuracy.smoke_free_crops`, so shipping and `bench accuracy
+    --smoke-free` count false alarms on the same crops."""
+    from edgeseg.bench.accuracy import iter_labelled, smoke_free_crops
 
-    crops = []
-    for item in iter_labelled(val_dir):
-        free = (item.truth <= 127).astype(np.uint8)
-        # largest all-free square via distance transform on a dilated smoke mask
-        smoke = cv2.dilate(1 - free, np.ones((9, 9), np.uint8))
-        # a zero border makes the image edge an obstacle too, so the square stays inside the frame
-        free_padded = cv2.copyMakeBorder((1 - smoke).astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-        dist = cv2.distanceTransform(free_padded, cv2.DIST_C, 3)[1:-1, 1:-1]
-        r = int(dist.max())
-        if 2 * r < min_side:
-            continue
-        y, x = np.unravel_index(int(dist.argmax()), dist.shape)
-        crop = item.image[y - r + 1:y + r, x - r + 1:x + r]
-        assert y - r + 1 >= 0 and x - r + 1 >= 0 and crop.size, (item.name, y, x, r)
-        crops.append(crop.copy())
-    return crops
+    return smoke_free_crops(iter_labelled(val_dir), min_side)
 
 
 def examples_figure(val_dir: Path, predictions: dict[str, np.ndarray], leak: int, out: Path, n: int = 4) -> None:
