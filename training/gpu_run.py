@@ -35,8 +35,7 @@ import torch
 
 from training import accel
 from training.data import SegData, synthetic_gas
-from training.losses import segmentation_loss
-from training.train import add_runtime_args, augmenter, crop_only, evaluate
+from training.train import add_runtime_args, augmenter, crop_only, evaluate, train_step
 
 
 class EpochBatches(torch.utils.data.Dataset):
@@ -180,19 +179,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
         for x, y in data:
             for g in opt.param_groups:
                 g["lr"] = lr_at(b, total, args.lr, warmup)
-            x, y = accel.to_device(x, y, dev, channels_last=False)
-            if args.gpu_aug:
-                gen = torch.Generator().manual_seed(int(np.random.SeedSequence([args.seed, si, b, 7]).generate_state(1)[0]))
-                x, y = accel.gpu_augment(x, y, gen)
-            if args.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with accel.autocast(dev, amp):
-                logits = model.logits(x)
-            loss = segmentation_loss(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            loss = train_step(model, opt, scaler, x, y, dev, amp, (args.seed, si, b) if args.gpu_aug else None,
+                              args.channels_last)
             losses.append(loss.detach())
             b += 1
             state["images"] += x.shape[0]

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from edgeseg.metrics import SegmentationScores
 from export.model import UNetResNet18
+from training import accel
 from training.data import NOT_LEAK, SegData, load_folder, split_holdout, synthetic_gas
 from training.losses import segmentation_loss
 
@@ -223,11 +224,31 @@ class Runtime:
     encoder_weights: str | None = None  # imagenet | PATH (torchvision / timm resnet18 state_dict)
 
 
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               x: torch.Tensor, y: torch.Tensor, dev: torch.device, amp: torch.dtype | None,
+               gpu_aug_key: tuple[int, int, int] | None, channels_last: bool) -> torch.Tensor:
+    """One optimiser step on a batch, shared by ``train`` and ``training.gpu_run``: to the device,
+    on-device augmentation seeded by ``gpu_aug_key`` (seed, stage, step) when given, channels-last,
+    autocast forward, loss, scaled backward and step. Returns the loss."""
+    x, y = accel.to_device(x, y, dev, channels_last=False)
+    if gpu_aug_key is not None:
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([*gpu_aug_key, 7]).generate_state(1)[0]))
+        x, y = accel.gpu_augment(x, y, gen)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with accel.autocast(dev, amp):
+        logits = model.logits(x)
+    loss = segmentation_loss(logits.float(), y)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return loss
+
+
 def train(cfg: Config, out: Path, smoke: SegData, val: SegData | None, synth_val: SegData | None,
           log=print, holdout: SegData | None = None, rt: Runtime | None = None) -> Path:
     """Run (or resume) all stages; returns the final checkpoint path (safetensors state_dict)."""
-    from training import accel
-
     rt = rt or Runtime()
     out.mkdir(parents=True, exist_ok=True)
     dev = accel.pick_device(rt.device)
@@ -282,19 +303,8 @@ def train(cfg: Config, out: Path, smoke: SegData, val: SegData | None, synth_val
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, stage)
             crop = int(x.shape[2] if rt.gpu_aug else x.shape[-1])
-            x, y = accel.to_device(x, y, dev, channels_last=False)
-            if rt.gpu_aug:
-                gen = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, si, step, 7]).generate_state(1)[0]))
-                x, y = accel.gpu_augment(x, y, gen)
-            if rt.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with accel.autocast(dev, amp):
-                logits = model.logits(x)
-            loss = segmentation_loss(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            loss = train_step(model, opt, scaler, x, y, dev, amp, (cfg.seed, si, step) if rt.gpu_aug else None,
+                              rt.channels_last)
             step += 1
             ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
             bar.update(1)
