@@ -13,16 +13,19 @@ def labels_to_frame(labels_hw: np.ndarray, transform) -> np.ndarray:
 
     Nearest-neighbour keeps labels integral; letterbox padding is cropped first.
     """
-    t = transform
+    return resize_labels(crop_padding(np.asarray(labels_hw), transform), (transform.orig_h, transform.orig_w))
+
+
+def resize_labels(labels_hw: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """A label mask (padding already cropped) at ``size_hw``, nearest-neighbour (labels stay integral)."""
     lab = np.asarray(labels_hw)
-    if t.mode == "letterbox":
-        lab = lab[t.pad_y : t.pad_y + t.new_h, t.pad_x : t.pad_x + t.new_w]
-    if lab.shape[:2] == (t.orig_h, t.orig_w):
+    h, w = size_hw
+    if lab.shape[:2] == (h, w):
         return lab.copy()
     src = lab.astype(np.uint8) if lab.dtype == np.bool_ else lab
     if src.dtype not in (np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64):
         src = src.astype(np.int32)
-    out = cv2.resize(src, (t.orig_w, t.orig_h), interpolation=cv2.INTER_NEAREST)
+    out = cv2.resize(src, (w, h), interpolation=cv2.INTER_NEAREST)
     return out.astype(lab.dtype, copy=False)
 
 
@@ -147,6 +150,14 @@ def crop_padding(a: np.ndarray, transform) -> np.ndarray:
     if t.mode == "letterbox":
         return a[..., t.pad_y:t.pad_y + t.new_h, t.pad_x:t.pad_x + t.new_w]
     return a
+
+
+def analyse(probs_chw: np.ndarray, transform, threshold: float | None, leak_class: int = 1,
+            min_area: int = 0) -> tuple[np.ndarray, list[Region]]:
+    """One frame's network output -> (labels at network resolution, padding cropped; regions in
+    frame coordinates): what ``Segmenter`` returns, for callers that run the backend themselves."""
+    labels = crop_padding(probs_to_labels(probs_chw, threshold, leak_class), transform)
+    return regions_at_network(labels, crop_padding(probs_chw[leak_class], transform), transform, leak_class, min_area)
 
 
 def regions_at_network(labels: np.ndarray, leak_prob: np.ndarray, transform, leak_class: int = 1,

@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -18,8 +17,7 @@ from edgeseg.backends.base import Backend, BackendOptions
 from edgeseg.backends.registry import open_backend
 from edgeseg.errors import InputError, ModelError
 from edgeseg.model_meta import ModelInfo
-from edgeseg.postprocess import (Region, class_probs, crop_padding, labels_to_frame, probs_to_labels,
-                                  regions_at_network)
+from edgeseg.postprocess import Region, analyse, class_probs, crop_padding, resize_labels
 from edgeseg.precision import resolve_model
 from edgeseg.preprocess import Transform, preprocess
 from edgeseg.tiling import check_tiles, cut, stitch
@@ -77,7 +75,7 @@ class Result:
     def mask(self) -> np.ndarray:
         """HxW uint8 class ids at the frame's resolution (nearest-neighbour from the network's)."""
         if self._mask is None:
-            self._mask = labels_to_frame(self.network_mask, _uncropped(self.transform))
+            self._mask = resize_labels(self.network_mask, self.frame_size)
         return self._mask
 
     @property
@@ -97,15 +95,9 @@ class Result:
                 "frame_size": list(self.frame_size)}
 
 
-def _uncropped(t: Transform) -> Transform:
-    """The transform for a map whose letterbox padding is already cropped (a plain resize back)."""
-    return dataclasses.replace(t, mode="resize") if t.mode == "letterbox" else t
-
-
 def _prob_to_frame(prob_hw: np.ndarray, t: Transform) -> np.ndarray:
     """Bilinear probability map back to frame size (letterbox padding cropped first)."""
-    if t.mode == "letterbox":
-        prob_hw = prob_hw[t.pad_y:t.pad_y + t.new_h, t.pad_x:t.pad_x + t.new_w]
+    prob_hw = crop_padding(prob_hw, t)
     if prob_hw.shape == (t.orig_h, t.orig_w):
         return prob_hw
     return cv2.resize(prob_hw, (t.orig_w, t.orig_h), interpolation=cv2.INTER_LINEAR)
@@ -221,8 +213,7 @@ class Segmenter:
         for i, (p, t) in enumerate(zip(probs, transforms)):
             thr = thresholds[i] if thresholds is not None and thresholds[i] is not None else self.threshold
             min_area = int(min_areas[i]) if min_areas is not None and min_areas[i] is not None else self.min_area
-            labels = crop_padding(probs_to_labels(p, thr, leak), t)
-            labels, regions = regions_at_network(labels, crop_padding(p[leak], t), t, leak, min_area)
+            labels, regions = analyse(p, t, thr, leak, min_area)
             full = None
             if return_probs:
                 full = np.stack([_prob_to_frame(np.ascontiguousarray(c), t) for c in p]).astype(np.float32)

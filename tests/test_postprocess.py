@@ -86,14 +86,14 @@ def test_regions_at_network_match_frame_size_analysis():
 
 
 def test_segment_upsamples_the_mask_only_when_read(tiny_onnx):
-    from edgeseg.postprocess import labels_to_frame
+    from edgeseg.postprocess import resize_labels
     from edgeseg.segmenter import Segmenter
 
     with Segmenter(tiny_onnx) as seg:
         result = seg.segment(np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8))
     assert result._mask is None and result.frame_size == (360, 640)  # regions came without it
     assert result.network_mask.shape == (64, 64)
-    np.testing.assert_array_equal(result.mask, labels_to_frame(result.network_mask, result.transform))
+    np.testing.assert_array_equal(result.mask, resize_labels(result.network_mask, (360, 640)))
     assert result.mask.shape == (360, 640)
 
 
@@ -109,3 +109,20 @@ def test_fast_argmax_equals_numpy_including_ties_and_thresholds(classes):
         ref = np.where(np.argmax(p, 0) == 1, np.argmax(others, 0), np.argmax(p, 0))
         ref[p[1] >= thr] = 1
         np.testing.assert_array_equal(probs_to_labels(p, thr, 1), ref)
+
+
+def test_lazy_mask_is_right_with_letterbox(tiny_onnx):
+    """The frame-size mask from the (padding-cropped) network mask equals mapping the full network
+    labels back with their letterbox transform."""
+    from edgeseg.postprocess import labels_to_frame
+    from edgeseg.segmenter import Segmenter
+
+    frame = np.random.default_rng(1).integers(0, 255, (200, 400, 3), dtype=np.uint8)
+    with Segmenter(tiny_onnx, letterbox=True) as seg:
+        result = seg.segment(frame, return_probs=True)
+    t = result.transform
+    assert t.mode == "letterbox" and result.network_mask.shape == (t.new_h, t.new_w)
+    assert result.mask.shape == (200, 400)
+    net = np.zeros((t.input_h, t.input_w), np.uint8)
+    net[t.pad_y:t.pad_y + t.new_h, t.pad_x:t.pad_x + t.new_w] = result.network_mask
+    np.testing.assert_array_equal(result.mask, labels_to_frame(net, t))

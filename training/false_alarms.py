@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from edgeseg.bench.accuracy import LabelledImage, smoke_free_crops
-from edgeseg.postprocess import class_probs, extract_regions, labels_to_frame, probs_to_labels, regions_at_network
+from edgeseg.postprocess import analyse, class_probs, extract_regions, resize_labels
 from edgeseg.preprocess import preprocess
 
 DATA_ROOT = Path("/work/shared/data/smoke5k")
@@ -77,9 +77,8 @@ def network_passes(seg, frames: Sequence[np.ndarray]) -> list[Pass]:
 
 def frame_mask(p: Pass, threshold: float, min_area: int, leak: int) -> np.ndarray:
     """The frame-size leak mask ``Segmenter(threshold=, min_area=).segment(frame).mask == leak``."""
-    labels = probs_to_labels(p.probs, threshold, leak)
-    labels, _ = regions_at_network(labels, p.probs[leak], p.transform, leak, min_area)
-    return labels_to_frame(labels, p.transform) == leak
+    labels, _ = analyse(p.probs, p.transform, threshold, leak, min_area)
+    return resize_labels(labels, (p.transform.orig_h, p.transform.orig_w)) == leak
 
 
 def score_grid(photos: list[Pass], truths: list[np.ndarray], crops: list[Pass], leak: int,
