@@ -48,16 +48,9 @@ class DetectionLoop:
         for sink in self.sinks:
             sink.event(stamped)
 
-    def step(self, frame: Frame, index: int | None = None, timestamp: float | None = None) -> Result | None:
-        """Process one frame; None when ``every`` skips it. ``index`` / ``timestamp`` override the
-        frame's own for the alarm (kept monotonic across reconnects by a caller that wants it)."""
-        result = self.segment(frame)
-        if result is not None:
-            self.deliver(frame, result, index, timestamp)
-        return result
-
     def segment(self, frame: Frame) -> Result | None:
-        """The inference half of :meth:`step` (a pipeline runs it on its own thread)."""
+        """Segment one frame; None when ``every`` skips it (``edgeseg.stages`` runs this on the
+        calling thread and :meth:`deliver` on the writer thread)."""
         self.read += 1
         if frame.index % self.every:
             return None
@@ -66,7 +59,8 @@ class DetectionLoop:
         return result
 
     def deliver(self, frame: Frame, result: Result, index: int | None = None, timestamp: float | None = None) -> None:
-        """The output half of :meth:`step`: annotate, sinks, alarm events. Call in frame order."""
+        """Annotate, feed the sinks, update the alarm and emit its events. Call in frame order.
+        ``index`` / ``timestamp`` override the frame's own for the alarm."""
         annotated = self.annotate(frame.image, result.mask, result.regions) if self._draw else None
         for sink in self.sinks:
             sink.frame(frame, result, annotated)
