@@ -1,7 +1,8 @@
-"""The one detection loop: frame -> Segmenter -> alarm -> sinks.
+"""The detection loop for one source: frame -> Segmenter -> alarm -> sinks.
 
-``edgeseg detect`` and the gateway example both run frames through :class:`DetectionLoop`, so a
-fix to how frames become events (alarm closing, annotation, context fields) lands in both.
+``edgeseg detect`` runs it as stages (``edgeseg.stages``: :meth:`DetectionLoop.segment` on the
+calling thread, :meth:`DetectionLoop.deliver` on a writer thread); the gateway batches many
+cameras itself but uses the same Segmenter, LeakAlarm, Annotator and Sink pieces.
 """
 from __future__ import annotations
 
