@@ -202,7 +202,7 @@ def test_pack_round_trip(tiny_pack):
 
 
 def test_gpu_run_on_cpu_writes_pieces_and_record_and_ships(tiny_pack, tmp_path, monkeypatch):
-    """The GPU command with --device cpu and one epoch; then training.ship turns it into the
+    """The GPU command with --device cpu and one epoch (without albumentations); then training.ship turns it into the
     bundled model (into a temporary models folder) and Segmenter runs it."""
     from training import ship
     from training.shards import MAX_PIECE, load_pieces
@@ -211,7 +211,10 @@ def test_gpu_run_on_cpu_writes_pieces_and_record_and_ships(tiny_pack, tmp_path, 
     out = tmp_path / "gpu"
     argv = ["--pack", str(path), "--out", str(out), "--device", "cpu", "--epochs", "1", "--gas-epochs", "1",
             "--synth-train", "4", "--batch", "2", "--workers", "1", "--amp", "bf16", "--gpu-aug"]
-    run_isolated(f"from training import gpu_run; gpu_run.main({argv!r})")  # DataLoader workers: a fresh process
+    # a fresh process (DataLoader workers), with albumentations unimportable: a GPU machine with
+    # PyTorch alone runs the --gpu-aug command
+    run_isolated(f"import sys; sys.modules['albumentations'] = None\n"
+                 f"from training import gpu_run; gpu_run.main({argv!r})")
     rec = json.loads((out / "record.json").read_text())
     assert rec["hardware"].endswith("CPU cores") and rec["epochs"] == {"smoke": 1, "gas": 1}
     assert rec["wall_s"] > 0 and rec["images_per_s"] > 0 and rec["heldout_images"] == 2

@@ -29,13 +29,12 @@ import sys
 import time
 from pathlib import Path
 
-import albumentations as A
 import numpy as np
 import torch
 
 from training import accel
 from training.data import SegData, synthetic_gas
-from training.train import add_runtime_args, augmenter, crop_only, evaluate, train_step
+from training.train import add_runtime_args, augmenter, evaluate, train_step
 
 
 class EpochBatches(torch.utils.data.Dataset):
@@ -49,7 +48,7 @@ class EpochBatches(torch.utils.data.Dataset):
         self.smoke, self.synth, self.batch, self.seed, self.stage, self.gpu_aug = smoke, synth, batch, seed, stage, gpu_aug
         self.epoch_len = 2 * len(synth) if synth is not None else len(smoke)
         self.per_epoch = self.epoch_len // batch
-        self._aug: A.Compose | None = None
+        self._aug = None  # albumentations pipeline, built on first use (not with --gpu-aug: PyTorch alone)
         self._perm: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -71,8 +70,8 @@ class EpochBatches(torch.utils.data.Dataset):
         epoch, j = divmod(b, self.per_epoch)
         idx = self.order(epoch)[j * self.batch:(j + 1) * self.batch]
         size = self.smoke.images.shape[1]
-        if self._aug is None:
-            self._aug = (crop_only if self.gpu_aug else augmenter)(size, 0)
+        if self._aug is None and not self.gpu_aug:
+            self._aug = augmenter(size, 0)
         xs, ys = [], []
         for k, i in enumerate(idx):
             img, lab = (self.synth.images[-1 - i], self.synth.labels[-1 - i]) if i < 0 else (self.smoke.images[i], self.smoke.labels[i])

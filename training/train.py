@@ -22,8 +22,8 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import albumentations as A
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -33,6 +33,9 @@ from export.model import UNetResNet18
 from training import accel
 from training.data import NOT_LEAK, SegData, load_folder, split_holdout, synthetic_gas
 from training.losses import segmentation_loss
+
+if TYPE_CHECKING:  # albumentations is imported where it is used: ``--gpu-aug`` runs need only PyTorch
+    import albumentations as A
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -95,6 +98,8 @@ def augmenter(crop: int, seed: int) -> A.Compose:
 
     ``seed``: albumentations draws from its own generator, not numpy's or torch's; unseeded, two
     runs of the same recipe see different crops and end with different models."""
+    import albumentations as A
+
     return A.Compose([
         A.HorizontalFlip(p=0.5),
         A.Affine(scale=(0.75, 1.3), translate_percent=(-0.1, 0.1), rotate=(-15, 15), p=0.7),
@@ -146,6 +151,8 @@ class Sampler:
 
 def crop_only(crop: int, seed: int) -> A.Compose:
     """``augmenter``'s crop alone: with ``--gpu-aug`` the rest runs on the device (accel.gpu_augment)."""
+    import albumentations as A
+
     return A.Compose([A.OneOf([A.CropNonEmptyMaskIfExists(crop, crop, ignore_values=[NOT_LEAK, 2], p=0.3),
                                A.RandomCrop(crop, crop, p=0.7)], p=1.0)], seed=seed)
 
