@@ -2,7 +2,8 @@
 
     python -m training.curves runs/train -o benchmarks/reports/training_curve.png
 
-Reads ``history.jsonl`` (one record per step, evaluations on some). A resumed run repeats the
+Reads ``history.jsonl`` of ``training.train`` (one record per step, evaluations on some) or of
+``training.gpu_run`` (one record per epoch and checkpoint; its batches are the steps). A resumed run repeats the
 steps after its last checkpoint; the later record of a step wins, which is the one the shipped
 weights descend from.
 """
@@ -22,6 +23,8 @@ def load_history(run: Path) -> list[dict]:
     stages: list[str] = []
     for line in (run / "history.jsonl").read_text().splitlines():
         rec = json.loads(line)
+        if "batch" in rec and "step" not in rec:  # training.gpu_run: full 256 px batches, plain mean loss
+            rec = {**rec, "step": rec["batch"], "loss_ema": rec["loss"], "crop": 256}
         if rec["stage"] not in stages:
             stages.append(rec["stage"])
         by_key[(rec["stage"], rec["step"])] = rec

@@ -33,8 +33,8 @@ from edgeseg.bench.accuracy import LabelledImage, smoke_free_crops
 from edgeseg.postprocess import analyse, class_probs, extract_regions, resize_labels
 from edgeseg.preprocess import preprocess
 
-DATA_ROOT = Path("/work/shared/data/smoke5k")
-THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.30, 0.96, 0.05), 2))
+from training.train import DATA_ROOT  # ../shared/data/smoke5k beside the checkout
+THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.10, 0.96, 0.05), 2))
 MIN_AREAS = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 12288, 16384)
 ALARM_PX = 64  # a smoke-free frame "raises a leak" with a region of at least this many px (and min_area)
 BUDGET = 0.10  # at most 10 % of smoke-free crops may raise a leak
