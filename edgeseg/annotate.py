@@ -44,15 +44,22 @@ def overlay(frame_bgr: np.ndarray, mask: np.ndarray, regions: list[Region] | Non
     # all in OpenCV (palette LUT, masked copy): numpy boolean indexing per class cost ~30 ms on
     # a 720p frame, as much as a third of the detect loop (benchmarks/sdk_overhead.py)
     m8 = m.astype(np.uint8, copy=False)
-    # threshold / inRange rather than cv2.compare(m8, scalar): compare reads a 1x1 or 1xN mask as a
-    # scalar and raises, which ended whole folder runs at one tiny image
-    sel = cv2.threshold(m8, 0, 255, cv2.THRESH_BINARY)[1]
-    if cv2.countNonZero(sel):
-        color = cv2.LUT(cv2.merge([m8, m8, m8]), _PALETTE)
-        blended = cv2.addWeighted(out, 1.0 - alpha, color, alpha, 0.0)
-        cv2.copyTo(blended, sel, out)
-    contours, _ = cv2.findContours(cv2.inRange(m8, leak_class, leak_class), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(out, contours, -1, CLASS_COLORS.get(leak_class, (255, 0, 255)), 1)
+    # everything below works inside the bounding box of the coloured (non-background) pixels:
+    # leaks and machines usually cover a small part of a 720p frame, and blending, lookups and
+    # contour tracing over the whole frame cost more than the rest of annotate + encode
+    x, y, w, h = cv2.boundingRect(m8)  # of the non-zero pixels; all zero when there are none
+    if w and h:
+        roi = out[y:y + h, x:x + w]
+        mr = m8[y:y + h, x:x + w]
+        # threshold / inRange rather than cv2.compare(m8, scalar): compare reads a 1x1 or 1xN mask as a
+        # scalar and raises, which ended whole folder runs at one tiny image
+        sel = cv2.threshold(mr, 0, 255, cv2.THRESH_BINARY)[1]
+        color = cv2.LUT(cv2.merge([mr, mr, mr]), _PALETTE)
+        blended = cv2.addWeighted(roi, 1.0 - alpha, color, alpha, 0.0)
+        np.copyto(roi, blended, where=sel[..., None].astype(bool))
+        contours, _ = cv2.findContours(cv2.inRange(mr, leak_class, leak_class), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE, offset=(x, y))
+        cv2.drawContours(out, contours, -1, CLASS_COLORS.get(leak_class, (255, 0, 255)), 1)
     for r in regions or []:
         cv2.rectangle(out, (r.x, r.y), (r.x + r.w - 1, r.y + r.h - 1), (0, 0, 255), 1)
         cv2.putText(out, f"leak {r.max_conf:.2f}", (r.x, max(r.y - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 255), 1, cv2.LINE_AA)

@@ -181,24 +181,23 @@ def regions_at_network(labels: np.ndarray, leak_prob: np.ndarray, transform, lea
     keep = areas >= min_area
     if not keep.all():
         labels = labels.copy()
-        labels[np.isin(cc, np.flatnonzero(~keep) + 1)] = 0
-    ids = cc.ravel()
-    inside = ids > 0
-    comp, vals = ids[inside], np.asarray(leak_prob, np.float32).ravel()[inside]
-    sums = np.bincount(comp, weights=vals, minlength=n)
-    order = np.argsort(comp, kind="stable")
-    starts = np.searchsorted(comp[order], np.arange(1, n))
-    maxes = np.maximum.reduceat(vals[order], starts)
+        drop = np.zeros(n, bool)
+        drop[np.flatnonzero(~keep) + 1] = True
+        labels[drop[cc]] = 0  # one lookup per pixel (np.isin compared every pixel with every id)
+    prob = np.asarray(leak_prob, np.float32)
     regions = []
     for i in np.flatnonzero(keep) + 1:
         x, y, bw, bh, area = (int(v) for v in stats[i])
+        # mean / max leak probability over the component, read inside its bounding box only (a
+        # whole-map sort per frame cost more than the rest of the analysis)
+        inside = prob[y:y + bh, x:x + bw][cc[y:y + bh, x:x + bw] == i]
         x0, y0 = int(round(x * sx)), int(round(y * sy))
         x1, y1 = int(round((x + bw) * sx)), int(round((y + bh) * sy))
         cx, cy = cents[i]
         regions.append(Region(
             x0, y0, max(1, x1 - x0), max(1, y1 - y0), int(round(area * sx * sy)), 100.0 * area / float(h * w),
             (float((cx + 0.5) * sx - 0.5), float((cy + 0.5) * sy - 0.5)),
-            float(sums[i] / area), float(maxes[i - 1]),
+            float(inside.sum(dtype=np.float64) / area), float(inside.max()),
         ))
     regions.sort(key=lambda r: r.area_px, reverse=True)
     return labels, regions
