@@ -384,7 +384,11 @@ def detect_cmd(
         src = open_source(source, max_retries=retries)
         seg = Segmenter(model, backend=backend, threshold=threshold, min_area=min_area, letterbox=letterbox,  # type: ignore[arg-type]
                         rebuild_engine=rebuild_engine, precision=precision, spin_wait=False,  # pipelined: no spinning
-                        tiles=_tiles(tiles), overlap=overlap)
+                        tiles=_tiles(tiles), overlap=overlap,
+                        # OpenVINO: a single-threaded stream per core, a frame each (StagedRun hands it
+                        # backend.parallel_frames frames at once): no core waits for the other inside a
+                        # layer while decode and encode threads share the cores
+                        hint="throughput")
         console.print(f"model {seg.model_path.name} on {seg.backend_name}; source {source} ({src.kind})")
         summary = run_detect(src, output, seg, every=every, show=show, alarm=alarm, progress=not as_json,
                              overwrite=overwrite)

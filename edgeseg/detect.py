@@ -126,7 +126,8 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
 
         with _progress(progress) as bar, _SigtermAsException() as sigterm:
             task = bar.add_task("detect", total=source.stats.expected, fps="-")
-            run = StagedRun(loop, source, skip=(InputError, cv2.error), on_skip=skipped_frame, guard=sigterm.frame)
+            run = StagedRun(loop, source, skip=(InputError, cv2.error), on_skip=skipped_frame, guard=sigterm.frame,
+                            batch=segmenter.backend.parallel_frames)
             try:
                 try:
                     for _, result in run.results():

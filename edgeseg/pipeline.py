@@ -59,6 +59,15 @@ class DetectionLoop:
         self.processed += 1
         return result
 
+    def segment_many(self, frames: Sequence[Frame]) -> list[Result | None]:
+        """:meth:`segment` for several frames in one backend call (the backend runs them side by
+        side: ``backend.parallel_frames``); None for the frames ``every`` skips."""
+        self.read += len(frames)
+        todo = [f for f in frames if f.index % self.every == 0]
+        results = iter(self.segmenter.segment_batch([f.image for f in todo]) if todo else [])
+        self.processed += len(todo)
+        return [next(results) if f.index % self.every == 0 else None for f in frames]
+
     def deliver(self, frame: Frame, result: Result, index: int | None = None, timestamp: float | None = None) -> None:
         """Annotate, feed the sinks, update the alarm and emit its events. Call in frame order.
         ``index`` / ``timestamp`` override the frame's own for the alarm."""

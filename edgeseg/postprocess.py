@@ -174,7 +174,10 @@ def regions_at_network(labels: np.ndarray, leak_prob: np.ndarray, transform, lea
     t = transform
     h, w = labels.shape[:2]
     sx, sy = t.orig_w / w, t.orig_h / h
-    n, cc, stats, cents = cv2.connectedComponentsWithStats((labels == leak_class).astype(np.uint8), connectivity=8)
+    leak_mask = (labels == leak_class).astype(np.uint8)
+    if not cv2.countNonZero(leak_mask):  # most frames: nothing to label
+        return labels, []
+    n, cc, stats, cents = cv2.connectedComponentsWithStats(leak_mask, connectivity=8)
     if n <= 1:
         return labels, []
     areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64) * (sx * sy)

@@ -126,3 +126,30 @@ def _blob(images: list[np.ndarray], h: int, w: int, mean: Sequence[float], std: 
     params.ddepth = cv2.CV_32F
     params.datalayout = cv2.dnn.DNN_LAYOUT_NCHW  # resize: bilinear, OpenCV's default for blobs
     return cv2.dnn.blobFromImagesWithParams(images, params)
+
+
+def network_images(frames: list[np.ndarray], size: tuple[int, int],
+                   mode: Literal["resize", "letterbox"] = "resize") -> tuple[np.ndarray, list[Transform]]:
+    """Frames as one ``(N, H, W, 3)`` uint8 BGR batch at the network size (resized or letterboxed),
+    for backends that convert and normalise inside the compiled model (OpenVINO's preprocessing):
+    a quarter of the bytes of the float tensor, and the normalisation runs on the runtime's threads."""
+    if mode not in ("resize", "letterbox"):
+        raise ValueError(f"mode must be 'resize' or 'letterbox', got {mode!r}")
+    if not frames:
+        raise ValueError("frames is empty; pass at least one frame")
+    h, w = int(size[0]), int(size[1])
+    batch = np.empty((len(frames), h, w, 3), dtype=np.uint8)
+    transforms: list[Transform] = []
+    for i, f in enumerate(frames):
+        bgr = to_bgr(f)
+        oh, ow = bgr.shape[:2]
+        if mode == "resize":
+            if (oh, ow) == (h, w):
+                batch[i] = bgr
+            else:
+                cv2.resize(bgr, (w, h), dst=batch[i], interpolation=cv2.INTER_LINEAR)
+            transforms.append(Transform(oh, ow, h, w, w / ow, h / oh, 0, 0, w, h, "resize"))
+        else:
+            batch[i], t = _letterbox(bgr, h, w)
+            transforms.append(t)
+    return batch, transforms

@@ -17,9 +17,9 @@ from edgeseg.backends.base import Backend, BackendOptions
 from edgeseg.backends.registry import open_backend
 from edgeseg.errors import InputError, ModelError
 from edgeseg.model_meta import ModelInfo
-from edgeseg.postprocess import Region, analyse, class_probs, crop_padding, resize_labels
+from edgeseg.postprocess import Region, analyse, class_probs, crop_padding, regions_at_network, resize_labels
 from edgeseg.precision import resolve_model
-from edgeseg.preprocess import Transform, preprocess
+from edgeseg.preprocess import Transform, network_images, preprocess
 from edgeseg.tiling import check_tiles, cut, stitch
 
 log = logging.getLogger("edgeseg")
@@ -121,13 +121,16 @@ class Segmenter:
     ``tiles=(rows, cols)``: run the network on that many overlapping tiles of each frame (one
     backend call for all tiles of a batch) and stitch the probabilities (``edgeseg.tiling``):
     distant, small plumes get more network pixels; ``overlap`` is a fraction of a tile.
-    ``(1, 1)`` is the whole frame at once.
+    ``(1, 1)`` is the whole frame at once. ``hint``: OpenVINO's performance hint, ``latency`` (every
+    core on one frame) or ``throughput`` (one stream per core, a frame each: for callers that
+    segment ``backend.parallel_frames`` frames per call, as ``edgeseg detect`` does on a file).
     """
 
     def __init__(self, model: str | Path | None = None, backend: BackendName | Backend = "auto",
                  threshold: float | None = None, min_area: int = 0, letterbox: bool = False,
                  threads: int | None = None, rebuild_engine: bool = False, precision: str = "fp32",
-                 spin_wait: bool = True, tiles: tuple[int, int] = (1, 1), overlap: float = 0.2) -> None:
+                 spin_wait: bool = True, tiles: tuple[int, int] = (1, 1), overlap: float = 0.2,
+                 hint: str = "latency") -> None:
         try:
             self.tiles = check_tiles(tiles, overlap)
         except ValueError as exc:
@@ -152,7 +155,7 @@ class Segmenter:
         self.precision = precision
         self.backend: Backend = open_backend(model if model is not None else Path("."), backend,
                                              BackendOptions(threads, rebuild_engine, precision=precision,
-                                                            spin_wait=spin_wait))
+                                                            spin_wait=spin_wait, hint=hint))
         self.info: ModelInfo = self.backend.info
         if threshold is None:
             threshold = self.info.leak_threshold  # shipped with the model, chosen on held-out *training* photos
@@ -181,6 +184,32 @@ class Segmenter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _labels_in_backend(self, thresholds: list[float | None]) -> bool:
+        """Whether the backend can make the labels (``infer_labels``): a softmax model with one
+        channel per class, and every frame thresholded or none (argmax)."""
+        return (hasattr(self.backend, "infer_labels") and self.info.activation == "softmax"
+                and not self.info.binary and len({t is None for t in thresholds}) == 1)
+
+    def _segment_labels(self, frames_u8: np.ndarray, transforms: list[Transform], thresholds: list[float | None],
+                        min_areas: Sequence[int] | None, t0: float, t1: float) -> list[Result]:
+        """segment_batch's path when the backend returns labels and the leak probability: the
+        same labels and regions as from the probabilities (``edgeseg.postprocess.analyse``)."""
+        thr = None if thresholds[0] is None else np.asarray(thresholds, np.float32)
+        labels_b, leak_b = self.backend.infer_labels(frames_u8, thr)  # type: ignore[attr-defined]
+        t2 = time.perf_counter()
+        results = []
+        for i, t in enumerate(transforms):
+            min_area = int(min_areas[i]) if min_areas is not None and min_areas[i] is not None else self.min_area
+            labels, regions = regions_at_network(crop_padding(labels_b[i], t), crop_padding(leak_b[i], t), t,
+                                                 self.info.leak_class, min_area)
+            results.append(Result(None, regions, {}, self.info.classes, None, network_mask=labels, transform=t))
+        t3 = time.perf_counter()
+        n = len(results)
+        timing = {"pre_ms": (t1 - t0) * 1e3 / n, "infer_ms": (t2 - t1) * 1e3 / n, "post_ms": (t3 - t2) * 1e3 / n}
+        for r in results:
+            r.timings = dict(timing)
+        return results
+
     def segment(self, frame: np.ndarray, return_probs: bool = False) -> Result:
         return self.segment_batch([frame], return_probs)[0]
 
@@ -195,13 +224,24 @@ class Segmenter:
             raise RuntimeError("this Segmenter was closed (close() / end of its 'with' block); create a new one")
         t0 = time.perf_counter()
         tiled = self.tiles != (1, 1)
+        # a backend that normalises inside its compiled model (OpenVINO) takes the uint8 frames,
+        # and for softmax models returns the labels themselves (_labels_in_backend)
+        infer_uint8 = getattr(self.backend, "infer_uint8", None)
         try:
             images = [tile for f in frames for tile in cut(f, self.tiles, self.overlap)] if tiled else list(frames)
-            x, transforms = preprocess(images, self.info.input_size, self.info.mean, self.info.std, self.mode)
+            if infer_uint8 is not None:
+                x, transforms = network_images(images, self.info.input_size, self.mode)
+            else:
+                x, transforms = preprocess(images, self.info.input_size, self.info.mean, self.info.std, self.mode)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         t1 = time.perf_counter()
-        probs = class_probs(self.backend.infer(x), self.info.activation)  # binary: (1 - p, p)
+        thr = [t if t is not None else self.threshold for t in thresholds] if thresholds is not None \
+            else [self.threshold] * len(frames)
+        if infer_uint8 is not None and not tiled and not return_probs and self._labels_in_backend(thr):
+            return self._segment_labels(x, transforms, thr, min_areas, t0, t1)
+        raw = infer_uint8(x) if infer_uint8 is not None else self.backend.infer(x)
+        probs = class_probs(raw, self.info.activation)  # binary: (1 - p, p)
         t2 = time.perf_counter()
         if tiled:  # one frame-aligned map per frame; its transform is a plain resize to the frame
             k = self.tiles[0] * self.tiles[1]

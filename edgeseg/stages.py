@@ -32,11 +32,13 @@ class StagedRun:
 
     def __init__(self, loop: DetectionLoop, frames: Iterable[Frame], skip: tuple[type[BaseException], ...] = (),
                  on_skip: Callable[[Frame, BaseException], None] | None = None,
-                 guard: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> None:
+                 guard: Callable[[], ContextManager[Any]] = contextlib.nullcontext, batch: int = 1) -> None:
         """``skip``: exceptions of one frame's segmentation that skip that frame (``on_skip`` is
         told); ``guard``: entered around segmenting a frame and handing it to the writer, so a
-        stop signal never separates the two (a frame counted but not recorded)."""
-        self.loop, self.frames = loop, frames
+        stop signal never separates the two (a frame counted but not recorded). ``batch``: segment
+        up to this many frames per call, taking only frames already decoded (a live source never
+        waits for a batch to fill; a file's reader runs ahead, so its batches are full)."""
+        self.loop, self.frames, self.batch = loop, frames, max(1, int(batch))
         self.skip, self.on_skip, self.guard = skip, on_skip, guard
         self._decoded: queue.Queue[Any] = queue.Queue(QUEUE_FRAMES)
         self._segmented: queue.Queue[Any] = queue.Queue(QUEUE_FRAMES)
@@ -91,6 +93,38 @@ class StagedRun:
                 return
             if isinstance(item, _Failed):
                 raise item.exc
+            group, tail = [item], None
+            while len(group) < self.batch:  # more frames only if already decoded: never wait for them
+                try:
+                    nxt = self._decoded.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _END or isinstance(nxt, _Failed):
+                    tail = nxt
+                    break
+                group.append(nxt)
+            yield from self._segment(group)
+            if tail is _END:
+                return
+            if isinstance(tail, _Failed):
+                raise tail.exc
+
+    def _segment(self, group: list[Frame]):
+        """Segment a group in one call and hand it to the writer; a frame that fails (``skip``) is
+        found by segmenting the group's frames one by one, so only that frame is skipped."""
+        if len(group) > 1:
+            try:
+                with self.guard():
+                    results = self.loop.segment_many(group)
+                    for frame, result in zip(group, results):
+                        if result is not None:
+                            self._segmented.put((frame, result))
+            except self.skip:
+                pass  # nothing was handed over: redo the group frame by frame
+            else:
+                yield from zip(group, results)
+                return
+        for item in group:
             try:
                 with self.guard():
                     result = self.loop.segment(item)

@@ -147,3 +147,58 @@ def test_cpu_flags_are_read_not_assumed():
     info = machine_info()
     assert set(info["cpu_features"]) >= {"avx2", "avx512_vnni", "avx512_bf16", "amx_int8"}
     assert "openvino" in info["packages"]
+
+
+@needs_ov
+@pytest.mark.parametrize("threshold", [None, 0.05, 0.4])
+@pytest.mark.parametrize("letterbox", [False, True])
+def test_labels_made_inside_openvino_equal_the_numpy_postprocessing(tiny_onnx, threshold, letterbox):
+    """The Segmenter's OpenVINO path (uint8 frames in, normalisation, labels and the leak map made in
+    the compiled graph) gives the same labels and regions as the probabilities through
+    edgeseg.postprocess.analyse, and the same probabilities (to float rounding) as the float path."""
+    from edgeseg.postprocess import analyse
+    from edgeseg.preprocess import network_images, preprocess
+
+    seg = Segmenter(tiny_onnx, backend="openvino", threshold=threshold, letterbox=letterbox)
+    ort = Segmenter(tiny_onnx, backend="onnxruntime", threshold=threshold, letterbox=letterbox)
+    frames = _frames(4, seed=3)
+    for frame, res, ref in zip(frames, seg.segment_batch(frames), ort.segment_batch(frames)):
+        x, t = network_images([frame], seg.info.input_size, seg.mode)
+        probs = seg.backend.infer_uint8(x)
+        xf, _ = preprocess([frame], seg.info.input_size, seg.info.mean, seg.info.std, seg.mode)
+        np.testing.assert_allclose(probs, seg.backend.infer(xf), atol=1e-5)
+        labels, regions = analyse(probs[0], t[0], seg.threshold, seg.info.leak_class, 0)
+        np.testing.assert_array_equal(res.network_mask, labels)
+        assert [r.to_dict() for r in res.regions] == [r.to_dict() for r in regions]
+        assert (res.mask == ref.mask).mean() > 0.99  # and ONNX Runtime agrees (float rounding only)
+
+
+@needs_ov
+def test_labels_path_takes_per_frame_thresholds_and_falls_back_when_mixed(tiny_onnx):
+    seg = Segmenter(tiny_onnx, backend="openvino", threshold=0.05)
+    frames = _frames(3, seed=5)
+    batch = seg.segment_batch(frames, thresholds=[0.05, 0.9, None])  # None: the Segmenter's own
+    single = [Segmenter(tiny_onnx, backend="openvino", threshold=t).segment(f)
+              for t, f in zip([0.05, 0.9, 0.05], frames)]
+    for a, b in zip(batch, single):
+        np.testing.assert_array_equal(a.network_mask, b.network_mask)
+    argmax = Segmenter(tiny_onnx, backend="openvino")  # no threshold: argmax labels in the graph
+    mixed = argmax.segment_batch(frames, thresholds=[0.05, None, None])  # not expressible: probabilities path
+    np.testing.assert_array_equal(mixed[1].network_mask, argmax.segment(frames[1]).network_mask)
+    np.testing.assert_array_equal(mixed[0].network_mask, single[0].network_mask)
+    # return_probs takes the probabilities path and agrees with the labels path
+    with_probs = seg.segment(frames[0], return_probs=True)
+    np.testing.assert_array_equal(with_probs.network_mask, batch[0].network_mask)
+
+
+@needs_ov
+def test_throughput_backend_reports_its_parallel_frames(tiny_onnx):
+    lat = open_backend(tiny_onnx, "openvino", BackendOptions())
+    tput = open_backend(tiny_onnx, "openvino", BackendOptions(hint="throughput"))
+    assert lat.parallel_frames == 1 and tput.parallel_frames >= 1
+    frames = np.stack([f[:48, :64] for f in _frames(3)])
+    frames = np.stack([np.resize(f, (64, 64, 3)) for f in frames]).astype(np.uint8)
+    a = lat.infer_labels(frames, np.full(3, 0.1, np.float32))
+    b = tput.infer_labels(frames, np.full(3, 0.1, np.float32))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], atol=1e-6)

@@ -80,3 +80,18 @@ def test_letterbox_pads_gray_centered_and_round_trips():
     back = labels_to_frame(net, t)
     assert back.shape == (4, 8) and back.dtype == np.uint8
     np.testing.assert_array_equal(back, orig)
+
+
+@pytest.mark.parametrize("mode", ["resize", "letterbox"])
+def test_network_images_are_the_frames_preprocess_normalises(mode):
+    """The uint8 batch for backends that normalise in-graph: normalising it by hand gives what
+    preprocess() returns, with the same transforms."""
+    from edgeseg.preprocess import network_images
+
+    rng = np.random.default_rng(4)
+    frames = [rng.integers(0, 255, s, dtype=np.uint8) for s in [(100, 37, 3), (64, 64), (70, 90, 4), (64, 64, 3)]]
+    batch, t_u8 = network_images(frames, (64, 64), mode)
+    x, t_f = preprocess(frames, (64, 64), MEAN, STD, mode)
+    assert batch.shape == (4, 64, 64, 3) and batch.dtype == np.uint8 and t_u8 == t_f
+    by_hand = (batch[..., ::-1].astype(np.float32) / 255 - np.float32(MEAN)) / np.float32(STD)
+    np.testing.assert_allclose(by_hand.transpose(0, 3, 1, 2), x, atol=1e-5)

@@ -80,3 +80,35 @@ def test_writer_error_reaches_the_caller_and_frames_before_it_are_written(seg):
         finally:
             run.close()
     assert rec.frames == list(range(6))
+
+
+def test_batches_keep_order_and_one_bad_frame_is_skipped_alone(seg):
+    """batch=3: frames go to the Segmenter three at a time where decoded already, in order; a frame
+    the Segmenter refuses (InputError) is found by redoing its batch frame by frame, and only it is
+    skipped."""
+    from edgeseg.errors import InputError
+
+    def frames():
+        for f in _frames(20):
+            if f.index == 7:
+                f = Frame(7, 0.7, np.zeros((0, 5, 3), np.uint8), "clip")  # empty: refused
+            yield f
+
+    rec = Recorder()
+    loop = DetectionLoop(seg, [rec], LeakAlarm(1, 1, 1))
+    calls: list[int] = []
+    real = seg.segment_batch
+
+    def counting(images, *a, **k):
+        calls.append(len(images))
+        return real(images, *a, **k)
+
+    seg.segment_batch = counting  # counts the calls; the real method runs
+    skipped = []
+    run = StagedRun(loop, frames(), skip=(InputError,), on_skip=lambda f, e: skipped.append(f.index), batch=3)
+    seen = [(f.index, r is not None) for f, r in run.results()]
+    run.close()
+    loop.finish("source_ended")
+    assert [i for i, _ in seen] == list(range(20)) and skipped == [7]
+    assert rec.frames == [i for i in range(20) if i != 7]
+    assert max(calls) <= 3 and any(n > 1 for n in calls)

@@ -45,6 +45,10 @@ class Backend(ABC):
     input_hw: tuple[int, int] | None = None
     #: execution providers / devices actually in use, for reports
     providers: tuple[str, ...] = ()
+    #: frames one ``infer`` call runs side by side (OpenVINO's throughput streams: one frame per
+    #: stream, one thread each); a caller that can hold a few frames (``edgeseg detect`` on a file)
+    #: hands over this many at once. 1: a batch gains nothing over single frames
+    parallel_frames: int = 1
 
     @classmethod
     @abstractmethod

@@ -35,7 +35,7 @@ from edgeseg.model_meta import ModelInfo, read_metadata
 log = logging.getLogger("edgeseg")
 OV_MISSING = "OpenVINO is not installed (pip install 'edgeseg[openvino]')"
 HINTS = ("latency", "throughput")
-_KEEP_COMPILED = 3
+_KEEP_COMPILED = 4
 
 
 def import_openvino() -> Any:
@@ -116,18 +116,35 @@ class OpenVINOBackend(Backend):
         self._compiled: "OrderedDict[tuple[int, ...], Any]" = OrderedDict()
         self._closed = False
         h, w = self.info.input_size
-        self._get((self.fixed_batch or 1, 3, h, w))  # compile now: errors at open, not on the first frame
+        # compile now what the Segmenter will run (errors at open, and no compile inside the first
+        # frame's time): labels for a softmax model, thresholded where it ships a threshold
+        if self.info.activation == "softmax" and not self.info.binary:
+            first = "labels_threshold" if self.info.leak_threshold is not None else "labels_argmax"
+        else:
+            first = "probs_u8"
+        _, runner = self._get((self.fixed_batch or 1, h, w, 3), first)
+        if hint == "throughput" and self.fixed_batch is None:
+            self.parallel_frames = len(runner)  # the queue's requests: OPTIMAL_NUMBER_OF_INFER_REQUESTS
         log.info("openvino backend on %s (%s)", path.name, self.providers[0])
 
-    def _get(self, shape: tuple[int, ...]) -> Any:
-        """``(compiled model, infer request or async queue)`` for a static input shape."""
-        entry = self._compiled.get(shape)
+    def _get(self, shape: tuple[int, ...], variant: str = "probs") -> Any:
+        """``(compiled model, infer request or async queue)`` for a static input shape and one of
+        :data:`VARIANTS`: ``probs`` takes NCHW float ``(N, 3, H, W)``; the others take NHWC uint8
+        ``(N, H, W, 3)`` (:meth:`_with_preprocessing`), and the ``labels_*`` ones return labels and
+        the leak probability instead of every class's probabilities (:meth:`_with_labels`)."""
+        key = (*shape, variant)
+        entry = self._compiled.get(key)
         if entry is not None:
-            self._compiled.move_to_end(shape)
+            self._compiled.move_to_end(key)
             return entry
         model = self.model.clone()
-        model.reshape({"image": list(shape)})
+        frames_u8 = variant != "probs"
+        model.reshape({"image": [shape[0], 3, shape[1], shape[2]] if frames_u8 else list(shape)})
         try:
+            if frames_u8:
+                model = self._with_preprocessing(model)
+            if variant.startswith("labels_"):
+                model = self._with_labels(model, threshold=variant == "labels_threshold")
             compiled = self.core.compile_model(model, self.device, self.config)
         except Exception as exc:  # noqa: BLE001
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -139,54 +156,138 @@ class OpenVINOBackend(Backend):
         else:
             runner = compiled.create_infer_request()
         entry = (compiled, runner)
-        self._compiled[shape] = entry
+        self._compiled[key] = entry
         while len(self._compiled) > _KEEP_COMPILED:
             self._compiled.popitem(last=False)
         return entry
 
+    def _with_preprocessing(self, model: Any) -> Any:
+        """The model behind OpenVINO's preprocessing: uint8 BGR NHWC in, converted to float, turned
+        to RGB and normalised with the model's mean / std, in NCHW, all inside the compiled graph
+        (run on the runtime's threads instead of a Python-side pass over a float copy)."""
+        import openvino as ov  # noqa: PLC0415
+        from openvino.preprocess import ColorFormat, PrePostProcessor  # noqa: PLC0415
+
+        ppp = PrePostProcessor(model)
+        inp = ppp.input("image")
+        inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
+        inp.model().set_layout(ov.Layout("NCHW"))
+        inp.preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB) \
+            .mean([255.0 * m for m in self.info.mean]).scale([255.0 * s for s in self.info.std])
+        return ppp.build()
+
+    def _with_labels(self, model: Any, threshold: bool) -> Any:
+        """The model with ``edgeseg.postprocess.probs_to_labels`` appended: outputs ``labels``
+        (N, H, W) uint8 and ``leak`` (N, H, W) float32 instead of (N, C, H, W) probabilities.
+
+        The same comparisons as the numpy code, in the same order (class by class, strictly
+        greater wins, so ties go to the lower class id; with ``threshold`` a ``threshold`` input of
+        shape (N, 1, 1, 1) and ``p_leak >= threshold`` over the best other class): the same labels
+        from the same probabilities. Why: the pass over every class's map then runs on the
+        runtime's threads, and a quarter of the bytes come back."""
+        import openvino as ov  # noqa: PLC0415
+        from openvino import opset13 as ops  # noqa: PLC0415
+
+        probs = model.output("probs").get_node().input_value(0)  # what feeds the Result node
+        n, c = (int(d) for d in probs.get_partial_shape().to_shape()[:2])
+        leak = self.info.leak_class
+        axis = ops.constant(np.int64(1))
+
+        def plane(k: int) -> Any:
+            return ops.gather(probs, ops.constant(np.array([k], np.int64)), axis)
+
+        order = [k for k in range(c) if k != leak] if threshold else list(range(c))
+        best, label = plane(order[0]), ops.constant(np.uint8(order[0]))
+        for k in order[1:]:
+            pk = plane(k)
+            better = ops.greater(pk, best)
+            label = ops.select(better, ops.constant(np.uint8(k)), label)
+            best = ops.select(better, pk, best)
+        params = list(model.get_parameters())
+        p_leak = plane(leak)
+        if threshold:
+            thr = ops.parameter([n, 1, 1, 1], ov.Type.f32, name="threshold")
+            thr.output(0).get_tensor().set_names({"threshold"})
+            params.append(thr)
+            label = ops.select(ops.greater_equal(p_leak, thr), ops.constant(np.uint8(leak)), label)
+        labels = ops.squeeze(label, axis)
+        leak_map = ops.squeeze(p_leak, axis)
+        labels.output(0).get_tensor().set_names({"labels"})
+        leak_map.output(0).get_tensor().set_names({"leak"})
+        return ov.Model([labels.output(0), leak_map.output(0)], params, "edgeseg-labels")
+
+    def infer_uint8(self, frames: np.ndarray) -> np.ndarray:
+        """``(N, H, W, 3)`` uint8 BGR frames at the network size (``edgeseg.preprocess.network_images``)
+        -> probs NCHW float32 (:meth:`_with_preprocessing`)."""
+        return self._run({"image": np.ascontiguousarray(frames, dtype=np.uint8)}, "probs_u8", ("probs",))["probs"]
+
+    def infer_labels(self, frames: np.ndarray, thresholds: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(N, H, W, 3)`` uint8 BGR frames at the network size -> (labels (N, H, W) uint8, leak
+        probability (N, H, W) float32): what :func:`edgeseg.postprocess.probs_to_labels` makes of
+        the probabilities, with ``thresholds`` (one per frame) or argmax (None). The Segmenter's
+        path for softmax models (:meth:`_with_labels`)."""
+        inputs = {"image": np.ascontiguousarray(frames, dtype=np.uint8)}
+        if thresholds is not None:
+            inputs["threshold"] = np.asarray(thresholds, np.float32).reshape(-1, 1, 1, 1)
+        out = self._run(inputs, "labels_threshold" if thresholds is not None else "labels_argmax", ("labels", "leak"))
+        return out["labels"], out["leak"]
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """NCHW float32 -> probs NCHW float32."""
+        return self._run({"image": np.ascontiguousarray(batch, dtype=np.float32)}, "probs", ("probs",))["probs"]
+
+    def _run(self, inputs: dict[str, np.ndarray], variant: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """One batch through ``variant``; every input's first axis is the batch."""
         if self._closed:
             raise RuntimeError("this OpenVINO backend was closed")
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if self.hint == "throughput" and self.fixed_batch is None and len(batch) > 1:
-            return self._infer_parallel(batch)
-        if self.fixed_batch is not None and len(batch) != self.fixed_batch:
-            return self._infer_fixed(batch)
-        _, request = self._get(tuple(batch.shape))
+        n = len(inputs["image"])
+        if self.hint == "throughput" and self.fixed_batch is None and n > 1:
+            return self._run_parallel(inputs, variant, names)
+        if self.fixed_batch is not None and n != self.fixed_batch:
+            return self._run_fixed(inputs, variant, names)
+        _, request = self._get(tuple(inputs["image"].shape), variant)
         if self.hint == "throughput":  # an AsyncInferQueue with one frame: run on its first request
             request = request[0]
-        request.infer({"image": batch})
-        return np.array(request.get_tensor("probs").data, dtype=np.float32, copy=True)
+        # the returned outputs are already a copy the caller owns (share_outputs=False): no second
+        # copy here. Not share_inputs=True: the request would keep pointing at the input's memory
+        # after it is freed, and a later copying call (this request in a throughput queue) wrote
+        # into that freed memory (heap corruption, seen)
+        out = request.infer(inputs)
+        return {k: np.asarray(out[k]) for k in names}
 
-    def _infer_parallel(self, batch: np.ndarray) -> np.ndarray:
+    def _run_parallel(self, inputs: dict[str, np.ndarray], variant: str,
+                      names: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Throughput hint: one frame per request, the queue's requests in flight together."""
-        _, queue = self._get((1, *batch.shape[1:]))
-        out: list[np.ndarray | None] = [None] * len(batch)
+        n = len(inputs["image"])
+        _, queue = self._get((1, *inputs["image"].shape[1:]), variant)
+        out: list[dict[str, np.ndarray] | None] = [None] * n
 
         def done(request: Any, i: int) -> None:
-            out[i] = np.array(request.get_tensor("probs").data, dtype=np.float32, copy=True)
+            out[i] = {k: np.array(request.get_tensor(k).data, copy=True) for k in names}
 
         queue.set_callback(done)
-        for i in range(len(batch)):
-            queue.start_async({"image": batch[i:i + 1]}, i)
+        for i in range(n):
+            queue.start_async({k: v[i:i + 1] for k, v in inputs.items()}, i)
         queue.wait_all()
-        return np.concatenate(out)  # type: ignore[arg-type]
+        return {k: np.concatenate([o[k] for o in out]) for k in names}  # type: ignore[index]
 
-    def _infer_fixed(self, batch: np.ndarray) -> np.ndarray:
+    def _run_fixed(self, inputs: dict[str, np.ndarray], variant: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """A model exported with a fixed batch: chunks of that size, the last padded by repetition."""
         b = int(self.fixed_batch)  # type: ignore[arg-type]
-        outs = []
-        for s in range(0, len(batch), b):
-            chunk = batch[s:s + b]
-            n = len(chunk)
-            if n < b:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
-            _, request = self._get(tuple(chunk.shape))
+        n = len(inputs["image"])
+        outs: dict[str, list[np.ndarray]] = {k: [] for k in names}
+        for s in range(0, n, b):
+            chunk = {k: v[s:s + b] for k, v in inputs.items()}
+            m = len(chunk["image"])
+            if m < b:
+                chunk = {k: np.concatenate([v, np.repeat(v[-1:], b - m, axis=0)]) for k, v in chunk.items()}
+            _, request = self._get(tuple(chunk["image"].shape), variant)
             if self.hint == "throughput":
                 request = request[0]
-            request.infer({"image": chunk})
-            outs.append(np.array(request.get_tensor("probs").data[:n], dtype=np.float32, copy=True))
-        return np.concatenate(outs)
+            res = request.infer(chunk)
+            for k in names:
+                outs[k].append(np.asarray(res[k])[:m])
+        return {k: np.concatenate(v) for k, v in outs.items()}
 
     def close(self) -> None:
         self._closed = True
