@@ -45,7 +45,7 @@ def measure(model: Path, video: Path, duration_s: float, threads: int | None, wo
     from edgeseg.segmenter import Segmenter
     from edgeseg.sources import open_source
 
-    seg = Segmenter(model, backend="onnxruntime", threads=threads)
+    seg = Segmenter(model, backend="onnxruntime", threads=threads, spin_wait=False)  # as `edgeseg detect` builds it
     cap = cv2.VideoCapture(str(video))
     ok, first = cap.read()
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
