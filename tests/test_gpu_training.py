@@ -231,6 +231,14 @@ def test_gpu_run_on_cpu_writes_pieces_and_record_and_ships(tiny_pack, tmp_path, 
     monkeypatch.setattr(ship, "FIGURE", tmp_path / "fig.png")
     monkeypatch.setattr(ship, "SYNTH_TEST_COUNT", 3)
     monkeypatch.setattr(ship, "NO_LEAK_COUNT", 2)
+    # compare_runs scores the run (and the bundled model, none in the temporary folder) on everything but val
+    from training import compare_runs
+
+    compare_runs.main([str(out), "--data", str(tmp_path / "no-smoke5k"), "--out", str(tmp_path / "cmp.json")])
+    table = json.loads((tmp_path / "cmp.json").read_text())
+    assert list(table) == [str(out)] and table[str(out)]["threshold"] is None  # no held-out photos here
+    assert table[str(out)]["synthetic_gas_test"]["images"] == 3
+    assert 0.0 <= table[str(out)]["synthetic_no_leak_false_alarms"] <= 1.0
     ship.main(["--run", str(out), "--data", str(tmp_path / "no-smoke5k")])
     side = json.loads((models / f"{ship.NAME}.json").read_text())
     stored = models / ship.STORED

@@ -14,8 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from training.ship import (MODELS, NAME, NO_LEAK_COUNT, NO_LEAK_SEED, STORED, SYNTH_TEST_COUNT, SYNTH_TEST_SEED,
-                           choose_threshold, run_checkpoint)
+from training import ship
 from training.train import DATA_ROOT
 
 
@@ -24,9 +23,9 @@ def export_run(run: Path) -> Path:
     from export.checkpoint import load_model
     from export.onnx_export import DEFAULT_MEAN, DEFAULT_STD, build_metadata, export_onnx, verify_against_torch
 
-    ckpt, _ = run_checkpoint(run)
+    ckpt, _ = ship.run_checkpoint(run)
     model, info = load_model(ckpt)
-    path = run / "export" / f"{NAME}.onnx"
+    path = run / "export" / f"{ship.NAME}.onnx"
     export_onnx(model, path, build_metadata(info["classes"], "softmax", (256, 256), DEFAULT_MEAN, DEFAULT_STD,
                                             info["sha256"], ckpt.name))
     verify_against_torch(model, path, (256, 256))
@@ -40,7 +39,7 @@ def score(model_path: Path, data_root: Path, min_area: int) -> dict:
     from training.synth import render_scene, write_dataset
     import onnx
 
-    threshold, sweep = choose_threshold(model_path, data_root)
+    threshold, sweep = ship.choose_threshold(model_path, data_root)
     if threshold is not None:  # score the synthetic sets at the threshold shipping would choose
         proto = onnx.load(str(model_path))
         set_metadata(proto, {**metadata_of(proto), "leak_threshold": f"{threshold:.2f}"})
@@ -48,9 +47,9 @@ def score(model_path: Path, data_root: Path, min_area: int) -> dict:
         onnx.save(proto, str(model_path))
     seg = Segmenter(model_path, backend="onnxruntime")
     with tempfile.TemporaryDirectory() as tmp:
-        write_dataset(tmp, SYNTH_TEST_COUNT, seed=SYNTH_TEST_SEED)
+        write_dataset(tmp, ship.SYNTH_TEST_COUNT, seed=ship.SYNTH_TEST_SEED)
         synth = evaluate_folder(seg, tmp)
-    no_leak = [render_scene(NO_LEAK_SEED + i, p_no_leak=1.0)[0] for i in range(NO_LEAK_COUNT)]
+    no_leak = [render_scene(ship.NO_LEAK_SEED + i, p_no_leak=1.0)[0] for i in range(ship.NO_LEAK_COUNT)]
     return {
         "threshold": threshold,
         "heldout_train_smoke_iou": sweep["iou_by_threshold"][threshold] if threshold is not None else None,
@@ -68,13 +67,15 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     from edgeseg.fp16 import derived_fp32
 
-    models = {"bundled": derived_fp32(MODELS / STORED)}
+    models = {"bundled": derived_fp32(ship.MODELS / ship.STORED)} if (ship.MODELS / ship.STORED).is_file() else {}
     models.update({str(r): export_run(r) for r in args.runs})
     table = {}
     for name, path in models.items():
         table[name] = s = score(path, args.data, args.min_area)
         syn = s["synthetic_gas_test"]
-        print(f"{name:24s} held-out train photos: smoke IoU {s['heldout_train_smoke_iou']:.3f} @ {s['threshold']:.2f} | "
+        held = (f"{s['heldout_train_smoke_iou']:.3f} @ {s['threshold']:.2f}" if s["threshold"] is not None
+                else f"n/a (no {args.data / 'train'})")
+        print(f"{name:24s} held-out train photos: smoke IoU {held} | "
               f"synthetic gas test: gas-smoke IoU {syn['per_class']['gas-smoke']['iou_dataset']:.3f}, "
               f"mIoU {syn['mean_iou_dataset']:.3f} | synthetic leak-free false alarms {s['synthetic_no_leak_false_alarms']:.1%}",
               flush=True)
