@@ -202,14 +202,3 @@ def test_throughput_backend_reports_its_parallel_frames(tiny_onnx):
     b = tput.infer_labels(frames, np.full(3, 0.1, np.float32))
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_allclose(a[1], b[1], atol=1e-6)
-
-
-@needs_ov
-def test_shared_cores_unpin_openvino_threads(tiny_onnx):
-    """spin_wait=False (other threads share the cores, as in edgeseg detect) compiles without CPU
-    pinning; the default keeps OpenVINO's own choice."""
-    shared = open_backend(tiny_onnx, "openvino", BackendOptions(spin_wait=False, hint="throughput"))
-    alone = open_backend(tiny_onnx, "openvino", BackendOptions())
-    compiled_shared = next(iter(shared._compiled.values()))[0]
-    assert str(compiled_shared.get_property("ENABLE_CPU_PINNING")) == "False"
-    assert "ENABLE_CPU_PINNING" not in alone.config

@@ -26,8 +26,8 @@ class BackendOptions:
     rebuild_engine: bool = False  # TensorRT: rebuild an engine made for another GPU / version
     precision: str = "fp32"  # fp32 | bf16 (OpenVINO only) | int8 (the model file itself is the INT8 one)
     hint: str = "latency"  # OpenVINO performance hint: latency (one frame at a time) | throughput (batches)
-    #: False when other threads (decode, encode) share the cores: ONNX Runtime's idle worker threads
-    #: then sleep instead of spinning (spinning starves them), OpenVINO's are not pinned to cores
+    #: ONNX Runtime: let idle worker threads spin (lowest latency for a lone loop); off when other
+    #: threads (decode, encode) share the cores, or the spinning starves them
     spin_wait: bool = True
 
 

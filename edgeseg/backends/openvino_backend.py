@@ -61,11 +61,10 @@ class OpenVINOBackend(Backend):
 
     @classmethod
     def open(cls, model: Path, options: BackendOptions) -> "OpenVINOBackend":
-        return cls(model, threads=options.threads, precision=options.precision, hint=options.hint,
-                   shared_cores=not options.spin_wait)
+        return cls(model, threads=options.threads, precision=options.precision, hint=options.hint)
 
     def __init__(self, model_path: str | Path, threads: int | None = None, precision: str = "fp32",
-                 hint: str = "latency", device: str = "CPU", shared_cores: bool = False) -> None:
+                 hint: str = "latency", device: str = "CPU") -> None:
         ov = import_openvino()
         path = Path(model_path)
         if not path.is_file():
@@ -110,12 +109,6 @@ class OpenVINOBackend(Backend):
         }
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = str(int(threads))
-        if shared_cores:
-            # other threads of this process share the cores (edgeseg detect's decode and encode
-            # stages; BackendOptions.spin_wait=False says so): threads pinned to cores cannot move
-            # to the one that is free. Measured on 2 cores, pipelined detect of a 720p clip:
-            # INT8 64-73 -> 77-91 FPS, fp32 20-21 -> 21-22 FPS
-            self.config["ENABLE_CPU_PINNING"] = "NO"
         fixed = self.model.input("image").get_partial_shape()[0]
         self.fixed_batch = fixed.get_length() if fixed.is_static else None
         self.max_batch = self.fixed_batch
