@@ -138,7 +138,9 @@ def open_backend(model: Path | str, backend: str | Backend = "auto", options: Ba
             log.info("backend %s: using %s instead of %s", entry.name, path.name, model.name)
         try:
             return entry.load_class().open(path if path.exists() else model, options)
-        except UNAVAILABLE as exc:
+        except ModelError:
+            raise  # the backend ran and refused the model: its own message names the file and the fix
+        except UNAVAILABLE as exc:  # the backend itself cannot run here (not installed, no device)
             raise ModelError(f"{entry.name} backend unavailable: {_one_line(exc)}") from exc
     reasons = []
     for entry in all_backends().values():
