@@ -173,9 +173,11 @@ def _fp16_onnx_for(onnx_path: Path, meta: dict[str, str], work_dir: Path) -> tup
     """An fp16-weights ONNX for a strongly typed build, and a note saying where it came from."""
     if onnx_path.name.endswith(".fp16.onnx") or meta.get("precision") == "fp16":
         return onnx_path, f"{onnx_path} is already fp16"
-    sibling = onnx_path.with_suffix(".fp16.onnx")
+    from edgeseg.precision import fp16_sibling
+
+    sibling = fp16_sibling(onnx_path)
     if sibling.is_file():
-        return sibling, f"used {sibling} (from 'edgeseg export onnx --fp16')"
+        return sibling, f"used {sibling} (the fp16 file beside it or the one it was derived from)"
     try:
         import onnx
         import onnxconverter_common  # noqa: F401  (checked here for the error message)

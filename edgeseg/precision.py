@@ -31,6 +31,22 @@ def int8_sibling(model: str | Path) -> Path:
     return p.with_name(p.stem + ".int8.onnx")
 
 
+def fp16_sibling(model: str | Path) -> Path:
+    """``model.onnx`` -> ``model.fp16.onnx`` (what ``edgeseg export onnx --fp16`` writes beside it);
+    for an fp32 model derived from an fp16 file (``edgeseg.fp16.derived_fp32``, e.g. the bundled
+    one), that fp16 file itself: converting the derived model again would repeat the first
+    conversion's cast names, which ONNX refuses (not in SSA form)."""
+    p = Path(model)
+    if p.name.endswith(".fp16.onnx"):
+        return p
+    source = p.with_suffix(".source")  # written by derived_fp32 next to the derived model
+    if source.is_file():
+        src = Path(source.read_text().strip())
+        if src.is_file() and src.name.endswith(".fp16.onnx"):
+            return src
+    return p.with_suffix(".fp16.onnx")
+
+
 def resolve_model(model: Path, precision: str) -> Path:
     """The file to run for ``precision`` (one-line :class:`ModelError` when there is none)."""
     if precision not in PRECISIONS:

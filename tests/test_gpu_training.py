@@ -283,6 +283,15 @@ def test_upcast_fp16_model_matches_it(tiny_onnx, tmp_path):
     p16 = cpu_session(half).run(["probs"], {"image": x})[0]
     p32 = cpu_session(full).run(["probs"], {"image": x})[0]
     assert mask_iou(p16.argmax(1), p32.argmax(1), 3) >= 0.99 and np.abs(p16 - p32).max() < 2e-3
+    # the fp16 file of a derived model is the one it came from (TensorRT builds and the suite's fp16
+    # variant use it rather than converting the derived model again)
+    from edgeseg.engine_build import _fp16_onnx_for
+    from edgeseg.precision import fp16_sibling
+
+    assert fp16_sibling(full) == half.resolve() and fp16_sibling(half) == half
+    assert fp16_sibling(tmp_path / "other.onnx") == tmp_path / "other.fp16.onnx"
+    used, note = _fp16_onnx_for(full, read_metadata(full), tmp_path)
+    assert used == half.resolve() and "derived from" in note
     assert int8_sibling(full) == tmp_path / "m.int8.onnx" == int8_sibling(half)
 
 

@@ -163,14 +163,9 @@ def int8_variant(opts: SuiteOptions, models: Path) -> tuple[Variant, dict[str, A
 
 def fp16_variant(opts: SuiteOptions, models: Path) -> Variant:
     """fp16 weights/compute with fp32 I/O; uses ``<model>.fp16.onnx`` when it already exists."""
-    existing = opts.model.with_suffix(".fp16.onnx")
-    from edgeseg.segmenter import BUNDLED_MODEL, DEFAULT_MODEL
+    from edgeseg.precision import fp16_sibling
 
-    if Path(opts.model).resolve() == Path(DEFAULT_MODEL).resolve():
-        # the bundled fp32 model is derived from the stored fp16 file (edgeseg.fp16.derived_fp32):
-        # that file is the fp16 variant (converting the derived model again repeated the first
-        # conversion's cast names, which ONNX refuses: not in SSA form)
-        existing = BUNDLED_MODEL
+    existing = fp16_sibling(opts.model)  # the bundled model: the stored fp16 file it is derived from
     dst = existing if existing.is_file() else models / f"{opts.model.stem}.fp16.onnx"
     if not existing.is_file():
         from edgeseg.fp16 import convert_fp16
