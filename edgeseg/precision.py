@@ -13,6 +13,17 @@ from edgeseg.errors import ModelError
 PRECISIONS = ("fp32", "bf16", "int8")
 
 
+def derived_source(model: str | Path) -> Path | None:
+    """The fp16 file an fp32 model was derived from (``edgeseg.fp16.derived_fp32`` writes its path
+    into ``<model>.source`` beside the derived model, which lives in a cache folder), if it exists."""
+    source = Path(model).with_suffix(".source")
+    if source.is_file():
+        src = Path(source.read_text().strip())
+        if src.is_file():
+            return src
+    return None
+
+
 def int8_sibling(model: str | Path) -> Path:
     """``model.onnx`` (or ``model.fp16.onnx``) -> ``model.int8.onnx``.
 
@@ -21,11 +32,9 @@ def int8_sibling(model: str | Path) -> Path:
     p = Path(model)
     if p.name.endswith(".int8.onnx"):
         return p
-    source = p.with_suffix(".source")  # written by derived_fp32 next to the derived model
-    if source.is_file():
-        src = Path(source.read_text().strip())
-        if src.is_file():
-            return int8_sibling(src)
+    src = derived_source(p)
+    if src is not None:
+        return int8_sibling(src)
     if p.name.endswith(".fp16.onnx"):
         return p.with_name(p.name[: -len(".fp16.onnx")] + ".int8.onnx")
     return p.with_name(p.stem + ".int8.onnx")
@@ -39,11 +48,9 @@ def fp16_sibling(model: str | Path) -> Path:
     p = Path(model)
     if p.name.endswith(".fp16.onnx"):
         return p
-    source = p.with_suffix(".source")  # written by derived_fp32 next to the derived model
-    if source.is_file():
-        src = Path(source.read_text().strip())
-        if src.is_file() and src.name.endswith(".fp16.onnx"):
-            return src
+    src = derived_source(p)
+    if src is not None and src.name.endswith(".fp16.onnx"):
+        return src
     return p.with_suffix(".fp16.onnx")
 
 

@@ -184,6 +184,19 @@ class Segmenter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _min_area(self, min_areas: Sequence[int] | None, i: int) -> int:
+        """Frame ``i``'s minimum region area: its override, else the Segmenter's own."""
+        return int(min_areas[i]) if min_areas is not None and min_areas[i] is not None else self.min_area
+
+    @staticmethod
+    def _stamp(results: list[Result], t0: float, t1: float, t2: float, t3: float) -> list[Result]:
+        """Per-frame share of the batch's pre / infer / post times on every result."""
+        n = len(results)
+        timing = {"pre_ms": (t1 - t0) * 1e3 / n, "infer_ms": (t2 - t1) * 1e3 / n, "post_ms": (t3 - t2) * 1e3 / n}
+        for r in results:
+            r.timings = dict(timing)
+        return results
+
     def _labels_in_backend(self, thresholds: list[float | None]) -> bool:
         """Whether the backend can make the labels (``infer_labels``): a softmax model with one
         channel per class, and every frame thresholded or none (argmax)."""
@@ -199,16 +212,10 @@ class Segmenter:
         t2 = time.perf_counter()
         results = []
         for i, t in enumerate(transforms):
-            min_area = int(min_areas[i]) if min_areas is not None and min_areas[i] is not None else self.min_area
             labels, regions = regions_at_network(crop_padding(labels_b[i], t), crop_padding(leak_b[i], t), t,
-                                                 self.info.leak_class, min_area)
+                                                 self.info.leak_class, self._min_area(min_areas, i))
             results.append(Result(None, regions, {}, self.info.classes, None, network_mask=labels, transform=t))
-        t3 = time.perf_counter()
-        n = len(results)
-        timing = {"pre_ms": (t1 - t0) * 1e3 / n, "infer_ms": (t2 - t1) * 1e3 / n, "post_ms": (t3 - t2) * 1e3 / n}
-        for r in results:
-            r.timings = dict(timing)
-        return results
+        return self._stamp(results, t0, t1, t2, time.perf_counter())
 
     def segment(self, frame: np.ndarray, return_probs: bool = False) -> Result:
         return self.segment_batch([frame], return_probs)[0]
@@ -251,16 +258,9 @@ class Segmenter:
         leak = self.info.leak_class
         results = []
         for i, (p, t) in enumerate(zip(probs, transforms)):
-            thr = thresholds[i] if thresholds is not None and thresholds[i] is not None else self.threshold
-            min_area = int(min_areas[i]) if min_areas is not None and min_areas[i] is not None else self.min_area
-            labels, regions = analyse(p, t, thr, leak, min_area)
+            labels, regions = analyse(p, t, thr[i], leak, self._min_area(min_areas, i))
             full = None
             if return_probs:
                 full = np.stack([_prob_to_frame(np.ascontiguousarray(c), t) for c in p]).astype(np.float32)
             results.append(Result(None, regions, {}, self.info.classes, full, network_mask=labels, transform=t))
-        t3 = time.perf_counter()
-        n = len(results)
-        timing = {"pre_ms": (t1 - t0) * 1e3 / n, "infer_ms": (t2 - t1) * 1e3 / n, "post_ms": (t3 - t2) * 1e3 / n}
-        for r in results:
-            r.timings = dict(timing)
-        return results
+        return self._stamp(results, t0, t1, t2, time.perf_counter())

@@ -39,14 +39,7 @@ DEMO_CLIP = Path(__file__).resolve().parents[1] / "assets" / "demo_gas_leak.mp4"
 
 def make_clip(path: Path, frames: int = 48, size: tuple[int, int] = (720, 1280), source: Path = DEMO_CLIP) -> Path:
     """A ``size`` clip: the bundled demo clip (a rendered gas plume) scaled up, looped to ``frames``."""
-    cap = cv2.VideoCapture(str(source))
-    src = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        src.append(f)
-    cap.release()
+    src = decode(source)
     if not src:
         src = synthetic_frames(8, size)
     h, w = size
