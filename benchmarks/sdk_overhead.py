@@ -39,7 +39,7 @@ def measure(model: Path, video: Path, duration_s: float, threads: int | None, wo
     """Detect FPS on ``video`` and bare-session FPS on ``model``; overhead derived from both."""
     import cv2
 
-    from edgeseg.alarm import LeakAlarm
+    from edgeseg.settings import AlarmSettings
     from edgeseg.bench.latency import bare_ort_latency
     from edgeseg.detect import run_detect
     from edgeseg.segmenter import Segmenter
@@ -54,7 +54,7 @@ def measure(model: Path, video: Path, duration_s: float, threads: int | None, wo
         raise RuntimeError(f"cannot read {video}")
     for _ in range(3):  # warm up like the bare loop does (first ORT runs allocate)
         seg.segment(first)
-    summary = run_detect(open_source(str(video)), work / "detect", seg, alarm=LeakAlarm(), progress=False)
+    summary = run_detect(open_source(str(video)), work / "detect", seg, alarm=AlarmSettings(), progress=False)
     bare = bare_ort_latency(model, 1, None, duration_s, 3, threads)
     sdk_ms, bare_ms = 1e3 / summary["fps"], bare["ms_per_frame"]
     return {

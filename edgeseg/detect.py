@@ -19,16 +19,18 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import cv2
 
-from edgeseg.alarm import LeakAlarm
 from edgeseg.errors import InputError
 from edgeseg.outdir import OutputFolder
 from edgeseg.pipeline import DetectionLoop
 from edgeseg.segmenter import Segmenter
-from edgeseg.sinks import AnnotatedImages, AnnotatedVideo, Display, JsonlEvents, Sink
+from edgeseg.settings import AlarmSettings
+from edgeseg.sinks.base import Sink
+from edgeseg.sinks.jsonl import JsonlEvents
+from edgeseg.sinks.video import AnnotatedImages, AnnotatedVideo, Display
 from edgeseg.sources import Frame, Source
 from edgeseg.stages import StagedRun
 
@@ -54,15 +56,18 @@ def _progress(enabled: bool):
 def detect_sinks(source: Source, out: Path, every: int, show: bool) -> tuple[list[Sink], JsonlEvents]:
     """Video and streams: annotated.mkv; images and folders: ``<file>.annotated.png``; always events.jsonl.
 
-    A file's rate is known (its fps / ``every``); a live stream's is measured from the frames."""
+    A file's rate is known (its fps / ``every``); a live stream's is measured from the frames.
+    These are the run's own results: critical sinks (a failed write stops the run cleanly)."""
     events = JsonlEvents(out / EVENTS_NAME)
     sinks: list[Sink] = [events]
     if source.kind == "video":
         sinks.append(AnnotatedVideo(out / VIDEO_NAME, (source.fps or 10.0) / every))
-    elif source.is_stream:
+    elif source.is_live:
         sinks.append(AnnotatedVideo(out / VIDEO_NAME, None))
     else:
         sinks.append(AnnotatedImages(out))
+    for sink in sinks:
+        sink.critical = True
     display = Display.if_available() if show else None
     if display is not None:
         sinks.append(display)
@@ -103,20 +108,21 @@ class _SigtermAsException:
 
 
 def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every: int = 1,
-               show: bool = False, alarm: LeakAlarm | None = None, progress: bool = True,
-               overwrite: bool = False) -> dict[str, Any]:
+               show: bool = False, alarm: AlarmSettings | None = None, progress: bool = True,
+               overwrite: bool = False, extra_sinks: Sequence[Sink] = ()) -> dict[str, Any]:
     """Process ``source``; returns a summary (frames, fps, events, outputs, completeness, how it stopped).
 
-    Raises :class:`~edgeseg.errors.OutputError` (folder in use, earlier results without
-    ``overwrite``, unwritable, disk full) after closing what was written.
+    ``every`` and ``alarm`` are :class:`~edgeseg.settings.StreamSettings` values (validated
+    there). ``extra_sinks``: more event sinks (``--sink URL``: MQTT, webhook, ...); their
+    failures are logged and counted, never fatal. Raises :class:`~edgeseg.errors.OutputError`
+    (folder in use, earlier results without ``overwrite``, unwritable, disk full) after closing
+    what was written.
     """
-    if every < 1:
-        raise ValueError(f"--every must be >= 1, got {every}")
     stopped_by: str | None = None
     skipped: list[str] = []
     with OutputFolder(out_dir, RESULT_PATTERNS, overwrite) as folder:
         sinks, events = detect_sinks(source, folder.path, every, show)
-        loop = DetectionLoop(segmenter, sinks, (alarm or LeakAlarm()) if source.is_video else None, every,
+        loop = DetectionLoop(segmenter, sinks + list(extra_sinks), (alarm or AlarmSettings()) if source.is_video else None, every,
                              context={"source": source.spec})
         t0 = time.perf_counter()
 

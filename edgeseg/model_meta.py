@@ -101,6 +101,12 @@ class ModelInfo:
         value = self.metadata.get("leak_threshold")
         return float(value) if value is not None else None
 
+    @property
+    def leak_min_area(self) -> float | None:
+        """The smallest leak region the model was shipped with, as a fraction of the frame area."""
+        value = self.metadata.get("leak_min_area")
+        return float(value) if value is not None else None
+
 
 def build_metadata(
     classes: Sequence[str],

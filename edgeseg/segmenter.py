@@ -20,6 +20,7 @@ from edgeseg.model_meta import ModelInfo
 from edgeseg.postprocess import Region, analyse, class_probs, crop_padding, regions_at_network, resize_labels
 from edgeseg.precision import resolve_model
 from edgeseg.preprocess import Transform, network_images, preprocess
+from edgeseg.settings import DEFAULT_MIN_AREA
 from edgeseg.tiling import check_tiles, cut, stitch
 
 log = logging.getLogger("edgeseg")
@@ -51,6 +52,12 @@ def __getattr__(name: str) -> Any:
 
 
 BackendName = str  # "auto" or a name in edgeseg.backends.registry.BACKENDS
+
+
+def _check_min_area(min_area: float | None) -> None:
+    if min_area is not None and not (0.0 <= float(min_area) < 1.0):
+        raise ModelError(f"min_area is a fraction of the frame area (0 <= min_area < 1, e.g. {DEFAULT_MIN_AREA}), got "
+                         f"{min_area}: {min_area} pixels of a 1280x720 frame would be {float(min_area) / (1280 * 720):.6f}")
 
 
 class Result:
@@ -109,7 +116,9 @@ class Segmenter:
     ``threshold``: leak-probability threshold (None = the model's ``leak_threshold`` metadata
     when it has one, else argmax; binary 1-channel sigmoid models: 0.5). Binary models are seen
     as classes (background, leak): ``return_probs`` gives the 2-channel map (1 - p, p). ``min_area``: drop leak blobs
-    smaller than this many frame pixels (noise never raises an alarm). ``letterbox`` keeps the
+    smaller than this FRACTION of the frame area (0.001 = 0.1 %: the same share at every
+    resolution; None = the model's ``leak_min_area`` metadata, else
+    :data:`edgeseg.settings.DEFAULT_MIN_AREA`), so noise never raises an alarm. ``letterbox`` keeps the
     aspect ratio (pads); the default plain resize matches how the bundled model was trained.
     ``backend``: ``auto``, a registered name (``edgeseg.backends.registry``) or a ready
     :class:`~edgeseg.backends.base.Backend` object. ``rebuild_engine``: when a TensorRT engine was built for another GPU / TensorRT version (or
@@ -127,7 +136,7 @@ class Segmenter:
     """
 
     def __init__(self, model: str | Path | None = None, backend: BackendName | Backend = "auto",
-                 threshold: float | None = None, min_area: int = 0, letterbox: bool = False,
+                 threshold: float | None = None, min_area: float | None = None, letterbox: bool = False,
                  threads: int | None = None, rebuild_engine: bool = False, precision: str = "fp32",
                  spin_wait: bool = True, tiles: tuple[int, int] = (1, 1), overlap: float = 0.2,
                  hint: str = "latency") -> None:
@@ -138,6 +147,7 @@ class Segmenter:
         self.overlap = float(overlap)
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ModelError(f"threshold must be between 0 and 1, got {threshold}")
+        _check_min_area(min_area)
         if isinstance(backend, Backend):  # a ready backend (tests, benchmarks, custom runtimes)
             path = Path(model) if model is not None else None
         else:
@@ -162,7 +172,9 @@ class Segmenter:
         if threshold is None and self.info.binary:
             threshold = 0.5  # p(leak) >= 0.5; argmax of (1 - p, p) would call p == 0.5 background
         self.threshold = threshold
-        self.min_area = int(min_area)
+        if min_area is None:
+            min_area = self.info.leak_min_area if self.info.leak_min_area is not None else DEFAULT_MIN_AREA
+        self.min_area = float(min_area)
         self.mode: Literal["resize", "letterbox"] = "letterbox" if letterbox else "resize"
         self.model_path = path
         self._closed = False
@@ -184,9 +196,11 @@ class Segmenter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _min_area(self, min_areas: Sequence[int] | None, i: int) -> int:
-        """Frame ``i``'s minimum region area: its override, else the Segmenter's own."""
-        return int(min_areas[i]) if min_areas is not None and min_areas[i] is not None else self.min_area
+    def _min_area(self, min_areas: Sequence[float | None] | None, i: int, t: Transform) -> float:
+        """Frame ``i``'s minimum region area in frame pixels: its override (a fraction of the
+        frame), else the Segmenter's own."""
+        frac = min_areas[i] if min_areas is not None and min_areas[i] is not None else self.min_area
+        return float(frac) * t.orig_h * t.orig_w
 
     @staticmethod
     def _stamp(results: list[Result], t0: float, t1: float, t2: float, t3: float) -> list[Result]:
@@ -204,7 +218,7 @@ class Segmenter:
                 and not self.info.binary and len({t is None for t in thresholds}) == 1)
 
     def _segment_labels(self, frames_u8: np.ndarray, transforms: list[Transform], thresholds: list[float | None],
-                        min_areas: Sequence[int] | None, t0: float, t1: float) -> list[Result]:
+                        min_areas: Sequence[float | None] | None, t0: float, t1: float) -> list[Result]:
         """segment_batch's path when the backend returns labels and the leak probability: the
         same labels and regions as from the probabilities (``edgeseg.postprocess.analyse``)."""
         thr = None if thresholds[0] is None else np.asarray(thresholds, np.float32)
@@ -213,7 +227,7 @@ class Segmenter:
         results = []
         for i, t in enumerate(transforms):
             labels, regions = regions_at_network(crop_padding(labels_b[i], t), crop_padding(leak_b[i], t), t,
-                                                 self.info.leak_class, self._min_area(min_areas, i))
+                                                 self.info.leak_class, self._min_area(min_areas, i, t))
             results.append(Result(None, regions, {}, self.info.classes, None, network_mask=labels, transform=t))
         return self._stamp(results, t0, t1, t2, time.perf_counter())
 
@@ -222,7 +236,7 @@ class Segmenter:
 
     def segment_batch(self, frames: Sequence[np.ndarray], return_probs: bool = False,
                       thresholds: Sequence[float | None] | None = None,
-                      min_areas: Sequence[int] | None = None) -> list[Result]:
+                      min_areas: Sequence[float | None] | None = None) -> list[Result]:
         """One backend call for the whole batch; results are per frame at frame resolution.
 
         ``thresholds`` / ``min_areas``: per-frame overrides (None entries: the Segmenter's own), so
@@ -258,7 +272,7 @@ class Segmenter:
         leak = self.info.leak_class
         results = []
         for i, (p, t) in enumerate(zip(probs, transforms)):
-            labels, regions = analyse(p, t, thr[i], leak, self._min_area(min_areas, i))
+            labels, regions = analyse(p, t, thr[i], leak, self._min_area(min_areas, i, t))
             full = None
             if return_probs:
                 full = np.stack([_prob_to_frame(np.ascontiguousarray(c), t) for c in p]).astype(np.float32)

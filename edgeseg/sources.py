@@ -1,4 +1,4 @@
-"""Frame sources for ``edgeseg detect``: image, folder, video file, RTSP/HTTP URL or webcam.
+"""Frame sources (a registry: image, folder, video file, RTSP/HTTP URL, webcam) for ``detect`` and ``watch``.
 
 Live streams drop; a gateway must survive that. A failed read on a stream releases the capture
 and reopens it with exponential backoff (0.5 s doubling, capped at 8 s); only after
@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 import cv2
 import numpy as np
 
+from edgeseg.backoff import Backoff
 from edgeseg.errors import SourceError
 from edgeseg.files import IMAGE_EXTS, VIDEO_EXTS, list_images
 
@@ -58,7 +59,10 @@ class Source:
 
     @property
     def is_stream(self) -> bool:
+        """Live: the newest frame matters, a drop is reconnected (see :func:`is_live`)."""
         return self.kind == "stream"
+
+    is_live = is_stream
 
     @property
     def is_video(self) -> bool:
@@ -131,9 +135,13 @@ def _video(spec: str, factory: Callable[[Any], Any]) -> tuple[float | None, int 
     return fps, total, frames
 
 
+#: a stream's reconnect waits: 0.5 s doubling, capped at 8 s
+RECONNECT = Backoff(0.5, 8.0)
+
+
 def _backoff(attempt: int) -> float:
-    """Seconds to wait before reconnect ``attempt`` (1-based): 0.5 s doubling, capped at 8 s."""
-    return min(0.5 * 2 ** (attempt - 1), 8.0)
+    """Seconds to wait before reconnect ``attempt`` (1-based)."""
+    return RECONNECT.wait_for(attempt)
 
 
 def _reopen(spec: str | int, factory: Callable[[Any], Any], sleep: Callable[[float], None], failures: int,
@@ -186,29 +194,86 @@ def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
     return fps, frames
 
 
+def is_url(spec: str) -> bool:
+    """A network address (``rtsp://``, ``http://``, ...), not a file."""
+    return "://" in str(spec)
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """One registry entry: which specs it opens, whether they are live, and how to open them.
+
+    Live sources (cameras, streams) keep only the newest frame and reconnect; files lose no frame
+    and end. A new kind of source is one module with an ``open`` function plus one
+    :func:`register_source` call; ``detect`` and ``watch`` both find it by its spec.
+    """
+
+    name: str
+    matches: Callable[[str], bool]
+    live: bool
+    open: Callable[..., Source]  # (spec, max_retries=, sleep=, capture_factory=) -> Source
+
+
+SOURCES: list[SourceKind] = []
+
+
+def register_source(kind: SourceKind, first: bool = False) -> None:
+    """Add a source kind (``first``: ahead of the built-in ones, to claim their specs)."""
+    SOURCES.insert(0, kind) if first else SOURCES.append(kind)
+
+
+def source_kind(spec: str) -> SourceKind | None:
+    return next((k for k in SOURCES if k.matches(str(spec))), None)
+
+
+def is_live(spec: str) -> bool:
+    """The one rule for "is this source live": webcam indexes and URLs are, files are not."""
+    kind = source_kind(spec)
+    return bool(kind and kind.live)
+
+
+def _open_stream(spec: str, max_retries: int, sleep: Callable[[float], None], capture_factory: Callable[[Any], Any]) -> Source:
+    fps, fr = _stream(int(spec) if spec.isdigit() else spec, capture_factory, max_retries, sleep)
+    return Source(spec, "stream", fps, fr)
+
+
+def _open_folder(spec: str, **_: Any) -> Source:
+    files = list_images(Path(spec))
+    if not files:
+        raise SourceError(f"folder {spec} has no images ({', '.join(sorted(IMAGE_EXTS))})")
+    return Source(spec, "folder", None, lambda stats: _images(files, stats), expected=len(files))
+
+
+def _open_image(spec: str, **_: Any) -> Source:
+    p = Path(spec)
+    if cv2.imread(str(p), cv2.IMREAD_UNCHANGED) is None:
+        raise SourceError(f"cannot read image {p} (corrupt or not an image)")
+    return Source(spec, "image", None, lambda stats: _images([p], stats), expected=1)
+
+
+def _open_video(spec: str, capture_factory: Callable[[Any], Any], **_: Any) -> Source:
+    fps, total, fr = _video(spec, capture_factory)
+    return Source(spec, "video", fps, fr, expected=total)
+
+
+for _kind in (SourceKind("webcam", str.isdigit, True, _open_stream),
+              SourceKind("stream", is_url, True, _open_stream),
+              SourceKind("folder", lambda s: Path(s).is_dir(), False, _open_folder),
+              SourceKind("image", lambda s: Path(s).suffix.lower() in IMAGE_EXTS, False, _open_image),
+              SourceKind("video", lambda s: Path(s).suffix.lower() in VIDEO_EXTS, False, _open_video)):
+    register_source(_kind)
+
+
 def open_source(spec: str, max_retries: int = 5, sleep: Callable[[float], None] = time.sleep,
                 capture_factory: Callable[[Any], Any] = cv2.VideoCapture) -> Source:
-    """Classify ``spec`` and return a ``Source``; errors are one-line ``SourceError``."""
+    """Find ``spec``'s kind in the registry and open it; errors are one-line ``SourceError``."""
     s = str(spec)
-    if s.isdigit():
-        fps, fr = _stream(int(s), capture_factory, max_retries, sleep)
-        return Source(s, "stream", fps, fr)
-    if "://" in s:
-        fps, fr = _stream(s, capture_factory, max_retries, sleep)
-        return Source(s, "stream", fps, fr)
-    p = Path(s)
-    if not p.exists():
-        raise SourceError(f"source not found: {p} (give an image, folder, video, rtsp:// URL or camera index)")
-    if p.is_dir():
-        files = list_images(p)
-        if not files:
-            raise SourceError(f"folder {p} has no images ({', '.join(sorted(IMAGE_EXTS))})")
-        return Source(s, "folder", None, lambda stats: _images(files, stats), expected=len(files))
-    if p.suffix.lower() in IMAGE_EXTS:
-        if cv2.imread(str(p), cv2.IMREAD_UNCHANGED) is None:
-            raise SourceError(f"cannot read image {p} (corrupt or not an image)")
-        return Source(s, "image", None, lambda stats: _images([p], stats), expected=1)
-    if p.suffix.lower() in VIDEO_EXTS:
-        fps, total, fr = _video(s, capture_factory)
-        return Source(s, "video", fps, fr, expected=total)
-    raise SourceError(f"unsupported source {p}: expected an image ({', '.join(sorted(IMAGE_EXTS))}) or a video file")
+    kind = source_kind(s)
+    if kind is not None and not kind.live and not Path(s).exists():
+        kind = None
+    if kind is None:
+        p = Path(s)
+        if not p.exists():
+            raise SourceError(f"source not found: {p} (give an image, folder, video, rtsp:// URL or camera index)")
+        raise SourceError(f"unsupported source {p}: expected an image ({', '.join(sorted(IMAGE_EXTS))}) or a video file")
+    return kind.open(s, max_retries=max_retries, sleep=sleep, capture_factory=capture_factory)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from edgeseg.gateway.config import ConfigError, Zones, load_config, parse_config
-from edgeseg.gateway.zones import ZoneFilter
+from edgeseg.zones import ZoneFilter
 from edgeseg.postprocess import Region
 from edgeseg.sinks import Sink
 
@@ -135,17 +135,24 @@ def paired(events: list[dict]) -> bool:
 
 # -- config --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("raw, match", [
-    ({}, r"^cameras: must be a non-empty list \(fix: "),
-    ({"cameras": [{"name": "a", "source": "rtsp://x/y", "every": 0}]}, r"^cameras\[0\]\.every: must be an integer >= 1, got 0 \(fix: "),
+    ({}, r"^cameras: is required \(fix: add at least one camera"),
+    ({"cameras": []}, r"^cameras: must be a non-empty list \(fix: "),
+    ({"cameras": [{"name": "a", "source": "rtsp://x/y", "every": 0}]}, r"^cameras\[0\]\.every: must be an integer >= 1 and <= 10000, got 0 \(fix: 1 processes"),
     ({"cameras": [{"name": "a", "source": "rtsp://x/y", "threshhold": 0.5}]}, r"^cameras\[0\]\.threshhold: unknown key \(fix: did you mean 'threshold'\?\)"),
-    ({"cameras": [{"name": "a", "source": "rtsp://x/y", "threshold": 1.5}]}, r"^cameras\[0\]\.threshold: must be a number > 0.0 and < 1.0"),
+    ({"cameras": [{"name": "a", "source": "rtsp://x/y", "threshold": 1.5}]}, r"^cameras\[0\]\.threshold: must be a number > 0.0 and < 1.0, got 1.5"),
+    ({"cameras": [{"name": "a", "source": "rtsp://x/y"}], "threshold": float("nan")}, r"^threshold: must be a finite number, got nan"),
     ({"cameras": [{"name": "a", "source": "rtsp://x/y", "alarm": {"k": 6, "n": 5}}]}, r"^cameras\[0\]\.alarm\.k: k \(6\) is larger than n \(5\)"),
+    ({"cameras": [{"name": "a", "source": "rtsp://x/y", "alarm": {"k": 6}}]}, r"^cameras\[0\]\.alarm\.k: k \(6\) is larger than n \(5\)"),
     ({"cameras": [{"name": "a", "source": "rtsp://x/y"}, {"name": "a", "source": "0"}]}, r"^cameras\[1\]\.name: duplicate camera name"),
     ({"cameras": [{"name": "a", "source": "/nope.mp4"}]}, r"^cameras\[0\]\.source: file /nope.mp4 does not exist"),
     ({"cameras": [{"name": "a", "source": "0", "zones": {"ignore": [[[0, 0], [1, 1]]]}}]}, r"^cameras\[0\]\.zones\.ignore\[0\]: must be a polygon of at least 3"),
     ({"cameras": [{"name": "a", "source": "0"}], "sinks": {"webhook": {"url": "ftp://x"}}}, r"^sinks\.webhook\.url: must start with http"),
-    ({"cameras": [{"name": "a", "source": "0"}], "sinks": {"mqtt": {"qos": 3}}}, r"^sinks\.mqtt\.qos: must be an integer in 0\.\.2"),
+    ({"cameras": [{"name": "a", "source": "0"}], "sinks": {"mqtt": {"qos": 3}}}, r"^sinks\.mqtt\.qos: must be an integer >= 0 and <= 2"),
     ({"cameras": [{"name": "a", "source": "0"}], "metrics": {"prot": 9}}, r"^metrics\.prot: unknown key \(fix: did you mean 'port'\?\)"),
+    ({"cameras": [{"name": "a", "source": "0"}], "precision": "fp8"}, r"^precision: must be one of fp32, int8, bf16, got 'fp8'"),
+    ({"cameras": [{"name": "a", "source": "0", "tiles": "2by2"}]}, r"^cameras\[0\]\.tiles: '2by2' is not in the expected form \(fix: e.g. 2x2"),
+    ({"cameras": [{"name": "a", "source": "0"}], "batch": {"max_wait_ms": 1.0e15}}, r"^batch\.max_wait_ms: must be a number >= 0.0 and <= 1000.0"),
+    ({"cameras": [{"name": "a", "source": "0", "min_area": 64}]}, r"^cameras\[0\]\.min_area: must be a number >= 0.0 and < 1.0, got 64(\.0)? \(fix: a share of the frame"),
 ])
 def test_config_errors_are_one_line_naming_key_and_fix(raw, match):
     with pytest.raises(ConfigError, match=match) as exc:
@@ -165,7 +172,7 @@ def test_config_yaml_and_toml_relative_paths(tmp_path):
     assert y.cameras[1].source == "0" and y.cameras[1].live
     assert y.jsonl.path == str(tmp_path / "out" / "events.jsonl") and y.metrics_port == 0
     t = load_config(tmp_path / "g.toml")
-    assert t.cameras[0].k == 2 and t.cameras[0].live and t.metrics_port is None
+    assert t.cameras[0].alarm.k == 2 and t.cameras[0].live and t.metrics_port is None
     (tmp_path / "bad.yaml").write_text("cameras: [\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: invalid YAML"):
         load_config(tmp_path / "bad.yaml")
@@ -289,9 +296,9 @@ def test_metrics_and_healthz(tiny_onnx):
 
 
 def test_jsonl_rotates_by_size(tmp_path):
-    from edgeseg.gateway.sinks import RotatingJsonl
+    from edgeseg.sinks.jsonl import JsonlEvents
 
-    sink = RotatingJsonl(tmp_path / "ev.jsonl", max_bytes=1024, backups=2)
+    sink = JsonlEvents(tmp_path / "ev.jsonl", append=True, max_bytes=1024, backups=2)
     for i in range(100):
         sink.event({"event": "start" if i % 10 == 0 else "update", "i": i, "pad": "x" * 40})
     sink.close()
@@ -437,7 +444,7 @@ def test_mqtt_every_event_once_in_order_with_retained_status(tiny_onnx, mosquitt
 
 
 def test_mqtt_last_will_when_gateway_dies(mosquitto):
-    code = ("import time; from edgeseg.gateway.sinks import MqttSink; "
+    code = ("import time; from edgeseg.sinks.mqtt import MqttSink; "
             f"s = MqttSink(port={mosquitto}, topic_prefix='lw', client_id='dies', keepalive_s=5); "
             "print('up', flush=True); time.sleep(60)")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -571,7 +578,7 @@ def test_watch_check_reports_config_error(tmp_path):
     p = subprocess.run([sys.executable, "-m", "edgeseg.cli", "watch", str(tmp_path / "g.toml"), "--check"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2
-    assert "cameras[0].every: must be an integer >= 1, got -1 (fix:" in " ".join((p.stdout + p.stderr).split())
+    assert "cameras[0].every: must be an integer >= 1 and <= 10000, got -1 (fix:" in " ".join((p.stdout + p.stderr).split())
 
 
 # -- soak ------------------------------------------------------------------------------------------------

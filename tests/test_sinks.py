@@ -66,7 +66,7 @@ def test_jsonl_events_append_and_flush_each_line(tmp_path):
 
 def test_annotated_video_is_playable_after_close(tmp_path):
     from edgeseg.segmenter import Result
-    from edgeseg.sinks import AnnotatedVideo
+    from edgeseg.sinks.video import AnnotatedVideo
     from edgeseg.sources import Frame
 
     sink = AnnotatedVideo(tmp_path / "a.mp4", fps=5)

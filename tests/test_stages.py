@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeseg.alarm import LeakAlarm
+from edgeseg.settings import AlarmSettings
 from edgeseg.errors import OutputError, SourceError
 from edgeseg.pipeline import DetectionLoop
 from edgeseg.segmenter import Segmenter
@@ -18,6 +18,7 @@ class Recorder(Sink):
     """Keeps what it is given, in order (a real Sink; the thing under test is the staging)."""
 
     wants_annotated = True
+    critical = True  # as detect's own outputs: a failed write stops the run
 
     def __init__(self, fail_at: int | None = None) -> None:
         self.frames: list[int] = []
@@ -50,7 +51,7 @@ def seg(tiny_onnx):
 
 def test_order_kept_and_nothing_dropped(seg):
     rec = Recorder()
-    loop = DetectionLoop(seg, [rec], LeakAlarm(1, 1, 1), every=2)
+    loop = DetectionLoop(seg, [rec], AlarmSettings(k=1, n=1, m=1), every=2)
     run = StagedRun(loop, _frames(40))
     seen = [(f.index, r is not None) for f, r in run.results()]
     run.close()
@@ -95,7 +96,7 @@ def test_batches_keep_order_and_one_bad_frame_is_skipped_alone(seg):
             yield f
 
     rec = Recorder()
-    loop = DetectionLoop(seg, [rec], LeakAlarm(1, 1, 1))
+    loop = DetectionLoop(seg, [rec], AlarmSettings(k=1, n=1, m=1))
     calls: list[int] = []
     real = seg.segment_batch
 

@@ -254,7 +254,7 @@ def _stage_costs(clip: Path, seg: Any, out: Path) -> dict[str, Any]:
     """What ``detect`` does per 720p frame besides the network, each measured alone on one thread:
     decoding, and the writer stage (``DetectionLoop.deliver``: mask upsampling, overlay, Matroska
     encode, alarm, events), on results of ``seg``."""
-    from edgeseg.alarm import LeakAlarm
+    from edgeseg.settings import AlarmSettings
     from edgeseg.detect import RESULT_PATTERNS, detect_sinks
     from edgeseg.outdir import OutputFolder
     from edgeseg.pipeline import DetectionLoop
@@ -267,7 +267,7 @@ def _stage_costs(clip: Path, seg: Any, out: Path) -> dict[str, Any]:
     source = open_source(str(clip))
     with OutputFolder(out, RESULT_PATTERNS, True) as folder:
         sinks, _ = detect_sinks(source, folder.path, 1, False)
-        loop = DetectionLoop(seg, sinks, LeakAlarm(), 1, context={"source": str(clip)})
+        loop = DetectionLoop(seg, sinks, AlarmSettings(), 1, context={"source": str(clip)})
         t0 = time.perf_counter()
         for f, r in zip(frames, results):
             loop.deliver(f, r)

@@ -23,9 +23,10 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from edgeseg.backoff import Backoff
 from edgeseg.errors import SourceError
-from edgeseg.gateway.config import CameraConfig
-from edgeseg.sources import open_source
+from edgeseg.settings import CameraConfig
+from edgeseg.sources import is_url, open_source
 
 log = logging.getLogger("edgeseg")
 
@@ -47,7 +48,7 @@ def capture_factory(read_timeout_s: float) -> Callable[[Any], Any]:
     ms = int(read_timeout_s * 1000)
 
     def factory(spec: Any) -> Any:
-        if isinstance(spec, str) and "://" in spec:
+        if isinstance(spec, str) and is_url(spec):
             return cv2.VideoCapture(spec, cv2.CAP_FFMPEG,
                                     [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
         return cv2.VideoCapture(spec)
@@ -163,7 +164,7 @@ class CameraReader:
                 self._put_control("camera_offline", error=error)
                 log.warning("camera %s offline: %s", self.cfg.name, error)
             attempt += 1
-            delay = min(self.sleep_unit * 2 ** min(attempt - 1, 16), self.max_backoff_s)
+            delay = Backoff(self.sleep_unit, max(self.sleep_unit, self.max_backoff_s)).wait_for(attempt)
             self.reconnects += 1
             self.on_reconnect()
             if self.stop_evt.wait(delay):

@@ -8,9 +8,11 @@
     gw.stop()                         # frames in flight finished, open alarms ended, sinks flushed
 
 Threads: one reader per camera (``readers.py``), one dispatcher that batches frames across
-cameras (``batcher.py``), runs :meth:`Segmenter.segment_batch` once per batch, and feeds each
-camera's zones -> :class:`LeakAlarm` -> sinks. Alarm state and sinks are only ever touched by the
-dispatcher, so each camera's events are in order and sinks need no cross-camera ordering.
+cameras (``batcher.py``), runs :meth:`Segmenter.segment_batch` once per batch and model (cameras
+with the same model settings share one Segmenter), and feeds each camera's
+:class:`~edgeseg.stream.StreamUnit` (zones -> alarm -> events -> sinks: the same unit
+``edgeseg detect`` uses). Units and sinks are only ever touched by the dispatcher, so each
+camera's events are in order and sinks need no cross-camera ordering.
 """
 from __future__ import annotations
 
@@ -22,17 +24,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import cv2
-
-from edgeseg.alarm import LeakAlarm
-from edgeseg.annotate import Annotator
 from edgeseg.errors import InputError
 from edgeseg.gateway.batcher import collect
 from edgeseg.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config
 from edgeseg.gateway.readers import CameraReader, Item, capture_factory
-from edgeseg.gateway.zones import ZoneFilter
-from edgeseg.sinks import Sink, stamp
+from edgeseg.sinks.base import Sink, close_all, deliver, stamp
+from edgeseg.sinks.registry import open_sinks
+from edgeseg.sinks.snapshots import SnapshotWriter
 from edgeseg.sources import Frame
+from edgeseg.stream import StreamUnit
 
 log = logging.getLogger("edgeseg")
 
@@ -42,14 +42,11 @@ STOP_GRACE_S = 1.0
 
 
 class CameraState:
-    """One running camera: its reader, alarm, zones and counters (dispatcher-owned)."""
+    """One running camera: its reader, stream unit and counters (dispatcher-owned)."""
 
-    def __init__(self, cfg: CameraConfig, reader: CameraReader) -> None:
-        self.cfg, self.name, self.reader = cfg, cfg.name, reader
-        self.alarm = LeakAlarm(cfg.k, cfg.n, cfg.m)
-        self.zones = ZoneFilter(cfg.zones)
+    def __init__(self, cfg: CameraConfig, reader: CameraReader, unit: StreamUnit) -> None:
+        self.cfg, self.name, self.reader, self.unit = cfg, cfg.name, reader, unit
         self.processed = 0
-        self.last_index, self.last_ts = 0, 0.0
         self.started_at = time.monotonic()
         self.last_result_at: float | None = None
         self.stop_requested_at: float | None = None
@@ -66,20 +63,20 @@ class CameraState:
 
         return {"read": self.reader.read, "processed": self.processed, "dropped": self.reader.dropped,
                 "reconnects": self.reader.reconnects, "online": self.reader.online or not self.cfg.live,
-                "alarm_active": self.alarm.active, "latency_p50_ms": q(0.5), "latency_p99_ms": q(0.99)}
+                "alarm_active": self.unit.alarm_active, "latency_p50_ms": q(0.5), "latency_p99_ms": q(0.99)}
 
 
 class Gateway:
     """The camera gateway; see the module doc. ``sinks``: extra :class:`Sink` objects (beside the
-    config's); ``segmenter``: a ready Segmenter (else one is opened from the config's model);
-    ``capture_factory``: stand-in for ``cv2.VideoCapture`` (tests, benchmarks)."""
+    config's); ``segmenter``: a ready Segmenter every camera uses (else one is opened per distinct
+    model setting); ``capture_factory``: stand-in for ``cv2.VideoCapture`` (tests, benchmarks)."""
 
     def __init__(self, config: GatewayConfig | str | Path | dict, sinks: Sequence[Sink] = (), segmenter: Any = None,
                  capture_factory: Callable[[Any], Any] | None = None, reconnect_unit_s: float = 0.5) -> None:
         self.config = self._load(config)
         self.extra_sinks = list(sinks)
-        self.segmenter = segmenter
-        self._own_segmenter = segmenter is None
+        self._given = segmenter
+        self.segmenters: dict[tuple, Any] = {}
         self._factory = capture_factory
         self._unit = reconnect_unit_s
         self.cond = threading.Condition()
@@ -91,11 +88,29 @@ class Gateway:
         self._stopping = False
         self._running = False
         self._finished = threading.Event()
-        self._annotator: Annotator | None = None
+        self._snapshots: SnapshotWriter | None = None
         self.batches = 0
         self.batch_frames = 0
         self.final_stats: dict[str, dict[str, Any]] = {}
         self.started_wall: float | None = None
+
+    @property
+    def segmenter(self) -> Any:
+        """The Segmenter of the top-level model settings (or the one given)."""
+        return self._given if self._given is not None else self._segmenter_for(self.config.settings)
+
+    def _segmenter_for(self, stream: Any) -> Any:
+        """The Segmenter for a stream's model settings, opened on first use and shared."""
+        if self._given is not None:
+            return self._given
+        key = stream.model_key
+        if key not in self.segmenters:
+            from edgeseg.segmenter import Segmenter  # noqa: PLC0415
+
+            self.segmenters[key] = Segmenter(stream.model, backend=stream.backend, threads=self.config.threads,
+                                             precision=stream.precision, tiles=stream.tile_grid,
+                                             overlap=stream.overlap, letterbox=stream.letterbox)
+        return self.segmenters[key]
 
     @staticmethod
     def _load(config: GatewayConfig | str | Path | dict) -> GatewayConfig:
@@ -111,14 +126,12 @@ class Gateway:
             return self
         cfg = self.config
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")  # RTSP over TCP: no UDP loss
-        if self.segmenter is None:
-            from edgeseg.segmenter import Segmenter
-
-            self.segmenter = Segmenter(cfg.model, backend=cfg.backend, threads=cfg.threads)
-        backend_max = getattr(self.segmenter.backend, "max_batch", None)
-        self.max_batch = min(cfg.max_batch, backend_max) if backend_max else cfg.max_batch
-        self._annotator = Annotator(self.segmenter.info.leak_class)
-        self.sinks = self._open_sinks() + self.extra_sinks
+        for c in cfg.cameras:  # every model opens now: a bad one stops the start, not a camera later
+            self._segmenter_for(c)
+        maxes = [getattr(seg.backend, "max_batch", None) for seg in self._all_segmenters()]
+        self.max_batch = min([cfg.max_batch] + [m for m in maxes if m])
+        self.sinks = open_sinks(cfg.settings.sinks) + self.extra_sinks
+        self._snapshots = SnapshotWriter(cfg.snapshots.dir, cfg.snapshots.quality) if cfg.snapshots else None
         try:
             from edgeseg.gateway.metrics import GatewayMetrics
 
@@ -134,8 +147,10 @@ class Gateway:
         self._stopping, self._running = False, True
         self._finished.clear()
         self.started_wall = time.time()
-        self._emit(None, {"event": "gateway_started", "backend": self.segmenter.backend_name,
-                          "model": str(self.segmenter.model_path or ""), "max_batch": self.max_batch,
+        first = self._all_segmenters()[0]
+        self._emit(None, {"event": "gateway_started", "backend": first.backend_name,
+                          "backends": sorted({seg.backend_name for seg in self._all_segmenters()}),
+                          "model": str(first.model_path or ""), "max_batch": self.max_batch,
                           "cameras": [c.name for c in cfg.cameras]})
         with self.cond:
             for c in cfg.cameras:
@@ -144,21 +159,8 @@ class Gateway:
         self._dispatcher.start()
         return self
 
-    def _open_sinks(self) -> list[Sink]:
-        from edgeseg.gateway.sinks import MqttSink, RotatingJsonl, WebhookSink
-
-        cfg, out = self.config, []
-        if cfg.jsonl:
-            out.append(RotatingJsonl(cfg.jsonl.path, cfg.jsonl.max_bytes, cfg.jsonl.backups))
-        if cfg.webhook:
-            w = cfg.webhook
-            out.append(WebhookSink(w.url, w.queue_dir, w.timeout_s, w.max_backoff_s, dict(w.headers)))
-        if cfg.mqtt:
-            m = cfg.mqtt
-            out.append(MqttSink(m.host, m.port, m.topic_prefix, m.client_id, m.qos, m.keepalive_s, m.username, m.password))
-        if cfg.snapshots:
-            Path(cfg.snapshots.dir).mkdir(parents=True, exist_ok=True)
-        return out
+    def _all_segmenters(self) -> list[Any]:
+        return [self._given] if self._given is not None else list(self.segmenters.values())
 
     def _add_camera(self, c: CameraConfig) -> None:
         """Start camera ``c`` (``cond`` held)."""
@@ -170,7 +172,12 @@ class Gateway:
 
         reader = CameraReader(c, self.cond, factory, self.config.max_backoff_s, self.config.file_queue,
                               on_reconnect=reconnect, sleep_unit=self._unit)
-        cam = CameraState(c, reader)
+        seg = self._segmenter_for(c)
+        unit = StreamUnit(self.sinks, seg.info.leak_class, c.alarm, c.zones,
+                          context={"camera": c.name, "source": c.source}, snapshots=self._snapshots,
+                          on_event=self._counter(c.name))
+        unit.last_index, unit.last_timestamp = 0, 0.0
+        cam = CameraState(c, reader, unit)
         if self.metrics:
             self.metrics.add(c.name)
         self.cameras[c.name] = cam
@@ -195,21 +202,15 @@ class Gateway:
         self._emit(None, {"event": "gateway_stopped", "batches": self.batches,
                           "mean_batch": round(self.batch_frames / self.batches, 2) if self.batches else None,
                           "cameras": summary})
-        errors = []
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception as exc:  # noqa: BLE001 - close the others first
-                log.error("closing sink %s failed: %s", type(sink).__name__, exc)
-                errors.append(exc)
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-        if self._own_segmenter and self.segmenter is not None:
-            self.segmenter.close()
-            self.segmenter = None
-        if errors:
-            raise errors[0]
+        try:
+            close_all(self.sinks)
+        finally:
+            if self.server is not None:
+                self.server.close()
+                self.server = None
+            for seg in self.segmenters.values():
+                seg.close()
+            self.segmenters.clear()
 
     def _request_stop(self, cam: CameraState, reason: str) -> None:
         if cam.stop_requested_at is None:
@@ -219,8 +220,9 @@ class Gateway:
 
     def reload(self, config: GatewayConfig | str | Path | dict | None = None) -> dict[str, list[str]]:
         """Apply a new config (default: re-read the file): added cameras start, removed ones stop
-        (with their ``end`` events), changed ones restart, unchanged ones keep running untouched.
-        Model, batch, sink and metrics settings need a restart (logged when they differ)."""
+        (with their ``end`` events), changed ones (model settings included) restart, unchanged
+        ones keep running untouched. Threads, batch, sink and server settings need a restart
+        (logged when they differ)."""
         new = self._load(config if config is not None else self.config.source_path)
         old = self.config
         with self.cond:
@@ -229,8 +231,8 @@ class Gateway:
         removed = [n for n in current if n not in wanted]
         changed = [n for n in current if n in wanted and wanted[n] != current[n]]
         added = [n for n in wanted if n not in current]
-        others = [k for k in ("model", "backend", "threads", "max_batch", "jsonl", "webhook", "mqtt", "snapshots",
-                              "metrics_host", "metrics_port") if getattr(old, k) != getattr(new, k)]
+        old_r, new_r = old.restart_settings(), new.restart_settings()
+        others = [k for k in old_r if old_r[k] != new_r[k]]
         if others:
             log.warning("reload: %s changed; those take effect at the next restart", ", ".join(others))
         with self.cond:
@@ -240,7 +242,8 @@ class Gateway:
             self.cond.notify_all()
         for cam in stopping:  # a changed camera's old incarnation ends before the new one starts
             cam.finished.wait(STOP_GRACE_S + 5.0)
-        self.config = GatewayConfig(**{**new.__dict__, **{k: getattr(old, k) for k in others}})
+        kept = new.settings.model_copy(update={k: getattr(old.settings, k) for k in others})
+        self.config = GatewayConfig(kept, new.cameras, new.source_path)
         with self.cond:
             for n in added + changed:
                 self._add_camera(wanted[n])
@@ -315,61 +318,32 @@ class Gateway:
                 "cameras": {name: cam.stats() for name, cam in items}}
 
     # -- dispatcher --------------------------------------------------------------------------------
-    def _emit(self, cam: CameraState | None, record: dict[str, Any]) -> None:
-        ctx: dict[str, Any] = {}
-        if cam is not None:
-            ctx = {"camera": cam.name, "source": cam.cfg.source}
-            record.setdefault("frame", cam.last_index)
-            record.setdefault("timestamp", cam.last_ts)
+    def _counter(self, name: str) -> Any:
+        def count(record: dict[str, Any]) -> None:
             if self.metrics:
-                self.metrics.events.labels(cam.name, record["event"]).inc()
-        rec = stamp(record, **ctx)
-        for sink in self.sinks:
-            try:
-                sink.event(rec)
-            except Exception as exc:  # noqa: BLE001 - one broken sink must not silence the others
-                log.error("sink %s failed on %s: %s", type(sink).__name__, rec.get("event"), exc)
+                self.metrics.events.labels(name, record["event"]).inc()
+        return count
 
-    def _snapshot(self, cam: CameraState, item: Item, result: Any, regions: list) -> str | None:
-        snap = self.config.snapshots
-        if snap is None:
-            return None
-        folder = Path(snap.dir) / cam.name
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{cam.name}_{item.index:09d}_{int(time.time() * 1000)}.jpg"
-        img = self._annotator(item.image, result.mask, regions)
-        if not cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, snap.quality]):
-            log.error("cannot write snapshot %s", path)
-            return None
-        return str(path)
+    def _emit(self, cam: CameraState | None, record: dict[str, Any]) -> None:
+        """A camera's event through its unit; a gateway event straight to the sinks (same policy)."""
+        if cam is not None:
+            cam.unit.emit(record)
+            return
+        rec = stamp(record)
+        deliver(self.sinks, lambda s: s.event(rec), str(rec.get("event")))
 
     def _control(self, cam: CameraState, item: Item) -> None:
         ev = dict(item.control or {})
         kind = ev.get("event")
         if kind == "camera_offline":  # the scene is unknown while offline: close an open incident
-            for end in cam.alarm.close(cam.last_index, cam.last_ts, "camera_offline"):
-                self._emit(cam, end)
+            cam.unit.end_alarm("camera_offline")
         if self.metrics and kind in ("camera_online", "camera_offline"):
             self.metrics.online.labels(cam.name).set(1 if kind == "camera_online" else 0)
             self.metrics.active.labels(cam.name).set(0)
         self._emit(cam, ev)
 
     def _handle(self, cam: CameraState, item: Item, result: Any, now: float) -> None:
-        regions = cam.zones(result.regions, item.image.shape[:2])
-        cam.last_index, cam.last_ts = item.index, item.timestamp
-        for ev in cam.alarm.update(item.index, item.timestamp, regions):
-            if ev["event"] == "start":
-                path = self._snapshot(cam, item, result, regions)
-                if path:
-                    ev["snapshot"] = path
-            self._emit(cam, ev)
-        wants = [s for s in self.sinks if type(s).frame is not Sink.frame]
-        if wants:
-            annotated = (self._annotator(item.image, result.mask, regions)
-                         if any(s.wants_annotated for s in wants) else None)
-            frame = Frame(item.index, item.timestamp, item.image, cam.name)
-            for s in wants:
-                s.frame(frame, result, annotated)
+        cam.unit.handle(Frame(item.index, item.timestamp, item.image, cam.name), result)
         cam.processed += 1
         cam.last_result_at = now
         lat = now - item.read_at
@@ -379,14 +353,13 @@ class Gateway:
         if self.metrics:
             self.metrics.processed.labels(cam.name).inc()
             self.metrics.latency.labels(cam.name).observe(lat)
-            self.metrics.active.labels(cam.name).set(1 if cam.alarm.active else 0)
+            self.metrics.active.labels(cam.name).set(1 if cam.unit.alarm_active else 0)
 
     def _finish_camera(self, cam: CameraState) -> None:
         """Close the camera's open alarm and report it; the last thing it emits."""
         r = cam.reader
         reason = cam.stop_reason if cam.stop_requested_at is not None else r.end_reason
-        for ev in cam.alarm.close(cam.last_index, cam.last_ts, reason):
-            self._emit(cam, ev)
+        cam.unit.end_alarm(reason)
         kind = "camera_stopped" if cam.stop_requested_at is not None else "camera_finished"
         self._emit(cam, {"event": kind, "reason": reason, **({"error": r.error} if r.error else {}),
                          **cam.stats()})
@@ -449,17 +422,25 @@ class Gateway:
             self._finished.set()
 
     def _run_batch(self, frames: list[tuple[CameraState, Item]]) -> None:
+        """One inference call per model among the batch's cameras (usually one)."""
+        groups: dict[int, list[tuple[CameraState, Item]]] = {}
+        for cam, item in frames:
+            groups.setdefault(id(self._segmenter_for(cam.cfg)), []).append((cam, item))
+        for group in groups.values():
+            self._run_group(self._segmenter_for(group[0][0].cfg), group)
+
+    def _run_group(self, segmenter: Any, frames: list[tuple[CameraState, Item]]) -> None:
         t0 = time.monotonic()
         images = [it.image for _, it in frames]
         try:
-            results = self.segmenter.segment_batch(images, thresholds=[c.cfg.threshold for c, _ in frames],
-                                                   min_areas=[c.cfg.min_area for c, _ in frames])
+            results = segmenter.segment_batch(images, thresholds=[c.cfg.threshold for c, _ in frames],
+                                              min_areas=[c.cfg.min_area for c, _ in frames])
         except InputError:  # one odd frame (empty, wrong channels): segment the rest one by one
             kept, results = [], []
             for cam, item in frames:
                 try:
-                    results += self.segmenter.segment_batch([item.image], thresholds=[cam.cfg.threshold],
-                                                            min_areas=[cam.cfg.min_area])
+                    results += segmenter.segment_batch([item.image], thresholds=[cam.cfg.threshold],
+                                                       min_areas=[cam.cfg.min_area])
                     kept.append((cam, item))
                 except InputError as exc:
                     self._emit(cam, {"event": "frame_skipped", "frame": item.index, "error": str(exc)})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edgeseg.gateway.config import Zones
+from edgeseg.settings import ZoneSettings as Zones
 from edgeseg.postprocess import Region
 
 

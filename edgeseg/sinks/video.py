@@ -1,125 +1,21 @@
-"""Where results go, as objects (the counterpart of ``edgeseg.sources``).
-
-A sink receives every processed frame (with its annotated image when it asked for one) and every
-event record; ``detect`` and the gateway compose the sinks they need instead of hand-coding
-files, windows and logs in their loops. Each sink flushes what it owns in ``close()``.
-"""
+"""Annotated output of ``detect``: a Matroska video, annotated images, a preview window."""
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import os
 import shutil
 import sys
-import threading
-import time
-from abc import ABC
 from pathlib import Path
-from typing import IO, Any
 
 import cv2
 import numpy as np
 
 from edgeseg.errors import OutputError
 from edgeseg.segmenter import Result
+from edgeseg.sinks.base import Sink
 from edgeseg.sources import Frame
 
 log = logging.getLogger("edgeseg")
-
-
-class Sink(ABC):
-    """Receives frames and events. Override what applies; the defaults ignore."""
-
-    #: whether ``frame()`` wants the annotated image (drawing is skipped when no sink does)
-    wants_annotated: bool = False
-    #: set by a sink that asks the loop to stop (e.g. Esc in a preview window)
-    stop_requested: bool = False
-
-    def frame(self, frame: Frame, result: Result, annotated: np.ndarray | None) -> None:
-        """One processed frame."""
-
-    def event(self, record: dict[str, Any]) -> None:
-        """One event record (alarm start/update/end, per-image detection, camera status)."""
-
-    def close(self) -> None:
-        """Flush and release what the sink holds. Safe to call twice."""
-
-    @property
-    def outputs(self) -> list[str]:
-        """Files this sink wrote (for the run summary)."""
-        return []
-
-
-def _write_failed(path: Path, exc: OSError) -> OutputError:
-    return OutputError(f"cannot write {path}: {exc.strerror or exc} ({'disk full' if exc.errno == errno.ENOSPC else 'check the folder'}); "
-                       "outputs are complete up to the last frame and event written")
-
-
-#: events after which the log is fsync'd: an incident's start and end must survive a power cut
-DURABLE_EVENTS = frozenset({"start", "end"})
-
-
-class JsonlEvents(Sink):
-    """Events as JSON lines, one object per line, each line written whole and flushed at once.
-
-    ``target`` is a path (appended to, or truncated with ``append=False``) or an open text stream
-    (stdout). A write that fails (disk full) is rolled back to the last complete line and raised
-    as :class:`OutputError`, so the file never ends in half a line; ``start`` / ``end`` are also
-    fsync'd. Thread-safe: the gateway's camera threads share one.
-    """
-
-    def __init__(self, target: str | Path | IO[str], append: bool = False) -> None:
-        self._lock = threading.Lock()
-        self._fd: int | None = None
-        self._stream: IO[str] | None = None
-        if isinstance(target, (str, Path)):
-            self.path: Path | None = Path(target)
-            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-            try:
-                self._fd = os.open(self.path, flags, 0o644)
-            except OSError as exc:
-                raise OutputError(f"cannot create {self.path}: {exc.strerror}; choose a writable -o folder") from exc
-            self._size = os.lseek(self._fd, 0, os.SEEK_END)
-        else:
-            self.path, self._stream = None, target
-        self.lines = 0
-
-    def event(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record) + "\n"
-        with self._lock:
-            if self._fd is None:
-                if self._stream is None:
-                    raise OutputError(f"events sink {self.path} is closed")
-                self._stream.write(line)
-                self._stream.flush()
-            else:
-                data = line.encode()
-                try:
-                    written = 0
-                    while written < len(data):
-                        written += os.write(self._fd, data[written:])
-                    if record.get("event") in DURABLE_EVENTS:
-                        os.fsync(self._fd)
-                except OSError as exc:
-                    os.ftruncate(self._fd, self._size)  # never leave half a line behind
-                    raise _write_failed(self.path, exc) from exc  # type: ignore[arg-type]
-                self._size += len(data)
-            self.lines += 1
-
-    def close(self) -> None:
-        with self._lock:
-            if self._fd is not None:
-                fd, self._fd = self._fd, None
-                try:
-                    os.fsync(fd)
-                except OSError:
-                    pass
-                os.close(fd)
-
-    @property
-    def outputs(self) -> list[str]:
-        return [str(self.path)] if self.path else []
 
 
 #: free bytes below which the video sink stops with "disk full" rather than write a frame the
@@ -300,6 +196,3 @@ class Display(Sink):
             self._opened = False
 
 
-def stamp(record: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """An event record with its context (source, camera) and the wall-clock time it was emitted."""
-    return {**record, **context, "wall_time": time.time()}

@@ -1,0 +1,395 @@
+"""Every stream, alarm, zone, sink and server setting, declared once (pydantic v2 models).
+
+One declaration per setting (type, default, range, one-line doc, fix hint) drives everything
+that talks about settings, so they cannot drift apart:
+
+- the gateway's YAML / TOML loader and its one-line errors (``edgeseg.gateway.config``),
+- ``edgeseg watch --check`` and ``edgeseg watch --schema`` (JSON Schema for editors and CI),
+- the settings table in ``docs/gateway.md`` (:func:`markdown_table`; a test fails when stale),
+- ``edgeseg detect``'s flags that mean the same thing (:func:`option`).
+
+Why pydantic: it is what the ecosystem uses for exactly this (Frigate's config is pydantic) and
+it gives the JSON Schema for free; the runtime already depends on it.
+
+Cameras inherit the stream settings (:class:`StreamSettings`: model, precision, threshold,
+min_area, alarm, zones, ...) from the top level of the file and override any of them per camera.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ValidationError, create_model, field_validator, model_validator
+
+from edgeseg.declare import _SEP, ConfigError, Strict, bad, setting
+from edgeseg.sinks.registry import SINKS
+
+#: the one default for ``min_area`` when neither the config nor the model names one: 0.1 % of the
+#: frame (about 64 network pixels at 256x256), the same share at every camera resolution
+DEFAULT_MIN_AREA = 0.001
+
+# -- stream (global defaults, overridable per camera) ---------------------------------------------------
+class AlarmSettings(Strict):
+    k: int = setting(3, "Confirm a leak seen in k of the last n processed frames", ge=1, le=1000)
+    n: int = setting(5, "Alarm window length n (frames)", ge=1, le=1000)
+    m: int = setting(10, "Clear the alarm after m processed frames without a leak", ge=1, le=100000)
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> "AlarmSettings":
+        if self.k > self.n:
+            raise bad(f"k ({self.k}) is larger than n ({self.n})",
+                      "k hits are needed within the last n frames: make k <= n", sub=".k")
+        return self
+
+
+Point = tuple[float, float]
+
+
+def _polygons(value: Any) -> Any:
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise bad(f"must be a list of polygons, got {type(value).__name__}",
+                  "write a list of polygons, each a list of [x, y] points, e.g. [[[0,0],[0.5,0],[0.5,1]]]")
+    for i, poly in enumerate(value):
+        if not isinstance(poly, (list, tuple)) or len(poly) < 3:
+            raise bad("must be a polygon of at least 3 [x, y] points",
+                      "give 3 or more points: [[x1, y1], [x2, y2], [x3, y3]]", sub=f"[{i}]")
+        for j, pt in enumerate(poly):
+            if (not isinstance(pt, (list, tuple)) or len(pt) != 2 or not all(
+                    isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and c >= 0 for c in pt)):
+                raise bad(f"must be a point [x, y] with x, y >= 0, got {pt!r}",
+                          "pixels of the camera frame, or fractions 0..1 of its width / height", sub=f"[{i}][{j}]")
+    return value
+
+
+class ZoneSettings(Strict):
+    include: list[list[Point]] = setting([], "Polygons where leaks count (any, when none); frame pixels or 0..1 fractions")
+    ignore: list[list[Point]] = setting([], "Polygons whose leaks never count (steam vents, chimneys, sky)")
+
+    _check = field_validator("include", "ignore", mode="before")(lambda cls, v: _polygons(v))
+
+
+class StreamSettings(Strict):
+    """What one stream is run with. ``edgeseg detect`` reads the same fields from its flags."""
+
+    model: Optional[str] = setting(None, "Model (.onnx / .engine) or triton://HOST:PORT/NAME; none: the bundled model",
+                                   fix="give a .onnx / .engine path or a triton://HOST:PORT/NAME server, or leave it out")
+    backend: str = setting("auto", "auto | onnxruntime | openvino | tensorrt | triton (auto: fastest measured here)",
+                           fix="one of auto, onnxruntime, openvino, tensorrt, triton", min_length=1)
+    precision: Literal["fp32", "int8", "bf16"] = setting(
+        "fp32", "fp32 | int8 (the model's .int8.onnx) | bf16 (OpenVINO on bf16 CPUs)", fix="fp32, int8 or bf16")
+    tiles: str = setting("1x1", "ROWSxCOLS overlapping tiles per frame, one batch, stitched (distant plumes)",
+                         fix="e.g. 2x2; 1x1 runs the whole frame at once", pattern=r"^[1-9][0-9]?x[1-9][0-9]?$")
+    overlap: float = setting(0.2, "Tile overlap as a fraction of a tile (with tiles)", fix="e.g. 0.2", ge=0.0, lt=1.0)
+    letterbox: bool = setting(False, "Keep the aspect ratio (pad) instead of resizing to the model size")
+    threshold: Optional[float] = setting(None, "Leak probability threshold; none: the model's shipped one (else argmax)",
+                                         fix="a leak probability between 0 and 1, e.g. 0.5, or leave it out", gt=0.0, lt=1.0)
+    min_area: Optional[float] = setting(
+        None, f"Smallest leak region, as a FRACTION of the frame area (0.001 = 0.1 %); none: the model's, else {DEFAULT_MIN_AREA}",
+        fix=f"a share of the frame between 0 and 1, e.g. {DEFAULT_MIN_AREA}; 0 keeps every region", ge=0.0, lt=1.0)
+    every: int = setting(1, "Process every Nth frame (frame skip for slow devices)",
+                         fix="1 processes every frame, 2 every other one", ge=1, le=10000)
+    alarm: AlarmSettings = setting(AlarmSettings(), "Temporal alarm (k of n, clear after m)")
+    zones: ZoneSettings = setting(ZoneSettings(), "Polygon zones")
+
+    @property
+    def tile_grid(self) -> tuple[int, int]:
+        rows, cols = self.tiles.split("x")
+        return int(rows), int(cols)
+
+    @property
+    def model_key(self) -> tuple:
+        """Streams with the same key share one Segmenter (and are batched together)."""
+        return (self.model, self.backend, self.precision, self.tiles, self.overlap, self.letterbox)
+
+
+STREAM_FIELDS = tuple(StreamSettings.model_fields)
+#: what a camera may override; merged field by field, ``alarm`` key by key
+_NESTED = {"alarm": AlarmSettings}
+
+
+class CameraSettings(Strict):
+    """One camera as written in the file: name, source, and any stream setting to override."""
+
+    name: str = setting(..., "Unique camera name (names MQTT topics, metrics labels and files)",
+                        fix="e.g. name: yard-east", pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
+    source: str = setting(..., "rtsp:// / http(s):// URL, a video file or a webcam index",
+                          fix="e.g. source: rtsp://10.0.0.5/stream1", min_length=1)
+    loop: bool = setting(False, "Files only: start again at the end (soak tests without cameras)")
+    model: Optional[str] = None
+    backend: Optional[str] = None
+    precision: Optional[Literal["fp32", "int8", "bf16"]] = None
+    tiles: Optional[str] = None
+    overlap: Optional[float] = None
+    letterbox: Optional[bool] = None
+    threshold: Optional[float] = None
+    min_area: Optional[float] = None
+    every: Optional[int] = None
+    alarm: Optional[dict[str, Any]] = None
+    zones: Optional[ZoneSettings] = None
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _webcam_index(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else v
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in STREAM_FIELDS if k in self.model_fields_set and getattr(self, k) is not None}
+
+
+class CameraConfig(StreamSettings):
+    """A camera with its stream settings resolved (top level, then the camera's overrides)."""
+
+    name: str
+    source: str
+    loop: bool = False
+
+    @property
+    def live(self) -> bool:
+        from edgeseg.sources import is_live  # noqa: PLC0415 - settings stay importable without opencv
+
+        return is_live(self.source)
+
+
+# -- sinks and servers ----------------------------------------------------------------------------------
+class SnapshotSettings(Strict):
+    dir: str = setting(..., "Folder for an annotated JPEG per alarm start", fix="e.g. dir: /var/lib/edgeseg/snapshots",
+                       min_length=1)
+    quality: int = setting(90, "JPEG quality", ge=1, le=100)
+
+
+#: the ``sinks:`` section: one key per registered sink (``edgeseg.sinks.registry``) plus snapshots
+SinkSettings = create_model(
+    "SinkSettings", __base__=Strict,
+    **{kind.name: (Optional[kind.settings], setting(None, kind.doc)) for kind in SINKS.values()},
+    snapshots=(Optional[SnapshotSettings], setting(None, "Annotated snapshot per alarm")))
+
+
+class BatchSettings(Strict):
+    max_size: int = setting(8, "Frames per inference call across cameras (capped by the model / engine)", ge=1, le=256)
+    max_wait_ms: float = setting(5.0, "Milliseconds to wait for a fuller batch", fix="e.g. 5", ge=0.0, le=1000.0)
+
+
+class MetricsSettings(Strict):
+    host: str = setting("127.0.0.1", "Address of /metrics and /healthz", min_length=1)
+    port: Optional[int] = setting(None, "Port of /metrics and /healthz (0: any free port; none: no HTTP server)",
+                                  fix="e.g. port: 9108; 0 picks a free port; leave it out for none", ge=0, le=65535)
+
+
+class HealthSettings(Strict):
+    silent_after_s: float = setting(30.0, "Seconds without a processed frame before /healthz says 503",
+                                    fix="e.g. 30", gt=0, le=86400)
+
+
+class ReconnectSettings(Strict):
+    read_timeout_s: float = setting(10.0, "Seconds a stalled stream may block one read", fix="e.g. 10", gt=0, le=600)
+    max_backoff_s: float = setting(30.0, "Longest wait between reconnects", fix="e.g. 30", gt=0, le=3600)
+
+
+class FileSettings(Strict):
+    queue: int = setting(4, "Frames a video-file camera may have waiting (files lose no frame)", ge=1, le=1024)
+
+
+class GatewaySettings(StreamSettings):
+    """The whole ``edgeseg watch`` file: stream defaults at the top level, then cameras, sinks, servers."""
+
+    threads: Optional[int] = setting(None, "CPU threads per model runtime (none: all cores)", fix="e.g. 2", ge=1, le=1024)
+    cameras: list[CameraSettings] = setting(..., "The cameras", min_length=1,
+                                            fix="add at least one camera: cameras: [{name: cam1, source: rtsp://...}]")
+    batch: BatchSettings = setting(BatchSettings(), "Cross-camera batching")
+    sinks: SinkSettings = setting(SinkSettings(), "Where events go")
+    metrics: MetricsSettings = setting(MetricsSettings(), "Prometheus /metrics and /healthz")
+    health: HealthSettings = setting(HealthSettings(), "When a camera counts as silent")
+    reconnect: ReconnectSettings = setting(ReconnectSettings(), "Live-stream reconnects")
+    files: FileSettings = setting(FileSettings(), "Video-file cameras")
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_names(cls, cams: list[CameraSettings]) -> list[CameraSettings]:
+        seen: set[str] = set()
+        for i, c in enumerate(cams):
+            if c.name in seen:
+                raise bad(f"duplicate camera name {c.name!r}", "camera names must be unique", sub=f"[{i}].name")
+            seen.add(c.name)
+        return cams
+
+    def resolved_cameras(self) -> tuple[CameraConfig, ...]:
+        """Each camera's settings: the file's top level, overridden by the camera's own keys."""
+        base = {k: getattr(self, k) for k in STREAM_FIELDS}
+        out = []
+        for i, cam in enumerate(self.cameras):
+            merged = dict(base)
+            for key, value in cam.overrides().items():
+                if key in _NESTED:
+                    merged[key] = {**base[key].model_dump(), **value}
+                else:
+                    merged[key] = value
+            try:
+                out.append(CameraConfig(name=cam.name, source=cam.source, loop=cam.loop,
+                                        **{k: (v.model_dump() if isinstance(v, BaseModel) else v) for k, v in merged.items()}))
+            except ValidationError as exc:
+                raise ConfigError(format_error(exc, CameraConfig, prefix=f"cameras[{i}]")) from None
+        return tuple(out)
+
+
+# -- errors -----------------------------------------------------------------------------------------------
+def _field_for(model: type[BaseModel], loc: tuple) -> tuple[Any, list[str]]:
+    """The pydantic FieldInfo that ``loc`` ends in (None for list items) and the known keys there."""
+    info, known, current = None, list(model.model_fields), model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        info = current.model_fields.get(part)
+        known = list(current.model_fields)
+        ann = getattr(info, "annotation", None)
+        current = _model_in(ann)
+    return info, known
+
+
+def _model_in(ann: Any) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _key(loc: tuple, prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "literal[")):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _expects(info: Any, kind: str) -> str:
+    meta = {type(m).__name__: m for m in getattr(info, "metadata", ())}
+    ann = str(getattr(info, "annotation", ""))
+    if "bool" in ann and "int" not in ann:
+        return "true or false"
+    if "Literal" in ann:
+        return "one of " + ", ".join(getattr(info.annotation, "__args__", ()) or ()) if "Optional" not in ann else "a listed value"
+    noun = "an integer" if "int" in ann and "float" not in ann else "a number" if "float" in ann else "a non-empty string" if "str" in ann else "a valid value"
+    lo = [f">= {m.ge}" for k, m in meta.items() if k == "Ge"] + [f"> {m.gt}" for k, m in meta.items() if k == "Gt"]
+    hi = [f"<= {m.le}" for k, m in meta.items() if k == "Le"] + [f"< {m.lt}" for k, m in meta.items() if k == "Lt"]
+    return " ".join([noun] + ([" and ".join(lo + hi)] if lo or hi else []))
+
+
+def format_error(exc: ValidationError, model: type[BaseModel] = BaseModel, prefix: str = "") -> str:
+    """The first problem of ``exc`` as ``<key>: <problem> (fix: <fix>)``."""
+    err = exc.errors(include_url=False)[0]
+    loc, kind = tuple(err["loc"]), err["type"]
+    if kind == "edgeseg":
+        sub, problem, fix = err["msg"].split(_SEP)
+        return f"{_key(loc, prefix)}{sub}: {problem} (fix: {fix})"
+    info, known = _field_for(model, loc) if model is not BaseModel else (None, [])
+    key = _key(loc, prefix)
+    if kind == "extra_forbidden":
+        near = difflib.get_close_matches(str(loc[-1]), sorted(known), n=1)
+        return f"{key}: unknown key (fix: {f'did you mean {near[0]!r}?' if near else 'known keys: ' + ', '.join(sorted(known))})"
+    if kind == "missing":
+        return f"{key}: is required (fix: {(info.json_schema_extra or {}).get('fix', 'add it') if info else 'add it'})"
+    fix = ((getattr(info, "json_schema_extra", None) or {}).get("fix") if info else None) or (
+        f"set it to {info.default!r} (the default)" if info is not None and info.default is not None
+        and info.default is not ... and not isinstance(info.default, BaseModel) else "see edgeseg watch --schema")
+    got = err.get("input")
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"{key}: must be a table/mapping, got {type(got).__name__} (fix: write '{loc[-1]}:' with indented keys below it)"
+    if kind in ("list_type", "too_short") and info is not None and "list" in str(info.annotation):
+        what = "a non-empty list" if kind == "too_short" else "a list"
+        return f"{key}: must be {what} (fix: {fix})"
+    if kind == "finite_number":
+        return f"{key}: must be a finite number, got {got!r} (fix: {fix})"
+    if kind == "string_pattern_mismatch":
+        return f"{key}: {got!r} is not in the expected form (fix: {fix})"
+    what = _expects(info, kind) if info is not None else err["msg"].lower()
+    return f"{key}: must be {what}, got {got!r} (fix: {fix})"
+
+
+def validate(model: type[BaseModel], raw: Any, prefix: str = "") -> Any:
+    """``model.model_validate(raw)``, with a refusal as one :class:`ConfigError` line."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or '(top level)'}: must be a mapping, got {type(raw).__name__} "
+                          "(fix: start the file with keys such as cameras:)")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_error(exc, model, prefix)) from None
+
+
+# -- documentation --------------------------------------------------------------------------------------
+def _rows(model: type[BaseModel], prefix: str, per_camera: bool) -> list[str]:
+    rows = []
+    for name, info in model.model_fields.items():
+        sub = _model_in(info.annotation)
+        rows += _rows(sub, f"{prefix}{name}.", per_camera) if sub else _rows_one(model, name, prefix, per_camera)
+    return rows
+
+
+def _rows_one(model: type[BaseModel], name: str, prefix: str, per_camera: bool) -> list[str]:
+    info = model.model_fields[name]
+    meta = {type(m).__name__: m for m in info.metadata}
+    rng = [f">= {m.ge}" for k, m in meta.items() if k == "Ge"] + [f"> {m.gt}" for k, m in meta.items() if k == "Gt"]
+    rng += [f"<= {m.le}" for k, m in meta.items() if k == "Le"] + [f"< {m.lt}" for k, m in meta.items() if k == "Lt"]
+    rng += [f"`{m.pattern}`" for k, m in meta.items() if k == "_PydanticGeneralMetadata" and getattr(m, "pattern", None)]
+    ann = str(info.annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+    default = "(required)" if info.is_required() else "none" if info.default is None else f"`{info.default!r}`"
+    star = " (*)" if per_camera else ""
+    cells = [f"`{prefix}{name}`{star}", ann, default, ", ".join(rng), info.description or ""]
+    return ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"]
+
+
+def markdown_table() -> str:
+    """The settings table of ``docs/gateway.md``, made from the declarations above."""
+    head = ["| key | type | default | range | what it does |", "|---|---|---|---|---|"]
+    stream = []
+    for name in STREAM_FIELDS:
+        info = StreamSettings.model_fields[name]
+        sub = _model_in(info.annotation)
+        stream += _rows(sub, name + ".", True) if sub else _rows_one(StreamSettings, name, "", True)
+    rest = []
+    for name, info in GatewaySettings.model_fields.items():
+        if name in STREAM_FIELDS:
+            continue
+        if name == "cameras":
+            rest += _camera_rows(info)
+            continue
+        sub = _model_in(info.annotation)
+        rest += _rows(sub, name + ".", False) if sub else _rows_one(GatewaySettings, name, "", False)
+    note = ("(*) a stream setting: written at the top level it is every camera's default; written in a camera it "
+            "overrides that default for the camera (`alarm` key by key). `edgeseg detect` takes the same settings as flags.")
+    return "\n".join(head + stream + rest + ["", note])
+
+
+def _camera_rows(info: Any) -> list[str]:
+    rows = [f"| `cameras[]` | list | (required) | at least 1 | {info.description} |"]
+    for cname in ("name", "source", "loop"):
+        rows += _rows_one(CameraSettings, cname, "cameras[].", False)
+    rows.append("| `cameras[].<stream setting>` | | inherited | | any (*) setting above, for this camera only |")
+    return rows
+
+
+def json_schema() -> dict[str, Any]:
+    """The config file's JSON Schema (``edgeseg watch --schema``)."""
+    schema = GatewaySettings.model_json_schema()
+    schema["title"] = "edgeseg watch configuration"
+    return schema
+
+
+def option(name: str, *flags: str, default: Any = ..., model: type[BaseModel] = StreamSettings, **kw: Any) -> Any:
+    """A typer option for the stream setting ``name``: its help (and default) from the declaration."""
+    import typer  # noqa: PLC0415 - only the CLI needs typer
+
+    info = model.model_fields[name]
+    value = info.default if default is ... else default
+    if isinstance(value, BaseModel):
+        raise TypeError(f"{name} is a section; declare options for its keys")
+    return typer.Option(value, *flags, help=info.description, **kw)

@@ -1,0 +1,96 @@
+"""What a sink is, and the one policy for delivering to several of them.
+
+A sink receives every processed frame (with its annotated image when it asked for one) and every
+event record. ``detect`` and ``watch`` compose the sinks they need (``edgeseg.sinks.registry``)
+and hand them to the per-stream unit (``edgeseg.stream``), which calls :func:`deliver`.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from abc import ABC
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from edgeseg.errors import OutputError
+
+if TYPE_CHECKING:
+    from edgeseg.segmenter import Result
+    from edgeseg.sources import Frame
+
+log = logging.getLogger("edgeseg")
+
+#: events after which durable sinks fsync: an incident's start and end must survive a power cut
+DURABLE_EVENTS = frozenset({"start", "end"})
+
+
+class Sink(ABC):
+    """Receives frames and events. Override what applies; the defaults ignore."""
+
+    #: whether ``frame()`` wants the annotated image (drawing is skipped when no sink does)
+    wants_annotated: bool = False
+    #: set by a sink that asks the loop to stop (e.g. Esc in a preview window)
+    stop_requested: bool = False
+    #: a critical sink's failure stops the run (``detect``'s own result files); any other sink's
+    #: failure is logged and counted and the stream goes on (a gateway's webhook, MQTT, ...)
+    critical: bool = False
+    #: failures so far (see :func:`deliver`)
+    failures: int = 0
+
+    def frame(self, frame: "Frame", result: "Result", annotated: np.ndarray | None) -> None:
+        """One processed frame."""
+
+    def event(self, record: dict[str, Any]) -> None:
+        """One event record (alarm start/update/end, per-image detection, camera status)."""
+
+    def close(self) -> None:
+        """Flush and release what the sink holds. Safe to call twice."""
+
+    @property
+    def outputs(self) -> list[str]:
+        """Files this sink wrote (for the run summary)."""
+        return []
+
+
+def _write_failed(path: Path, exc: OSError) -> OutputError:
+    return OutputError(f"cannot write {path}: {exc.strerror or exc} ({'disk full' if exc.errno == errno.ENOSPC else 'check the folder'}); "
+                       "outputs are complete up to the last frame and event written")
+
+
+def deliver(sinks: Sequence[Sink], call: Callable[[Sink], None], what: str) -> None:
+    """Call every sink; a failing sink never keeps the others from their share. Non-critical
+    failures are logged (the first and every 100th per sink) and counted; the first critical
+    failure is raised once every sink had its call."""
+    first: BaseException | None = None
+    for sink in sinks:
+        try:
+            call(sink)
+        except Exception as exc:  # noqa: BLE001 - the policy is exactly this
+            sink.failures += 1
+            if sink.critical:
+                first = first or exc
+            elif sink.failures == 1 or sink.failures % 100 == 0:
+                log.error("sink %s failed on %s (%d failure(s) so far): %s", type(sink).__name__, what, sink.failures, exc)
+    if first is not None:
+        raise first
+
+
+def close_all(sinks: Sequence[Sink]) -> None:
+    """Close every sink (each is closed even when another fails); raise the first failure."""
+    errors = []
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as exc:  # noqa: BLE001 - close the others, then report the first
+            log.error("closing sink %s failed: %s", type(sink).__name__, exc)
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def stamp(record: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """An event record with its context (source, camera) and the wall-clock time it was emitted."""
+    return {**record, **context, "wall_time": time.time()}
