@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "reports" / "triton")
     a = ap.parse_args(argv)
 
-    from edgeseg.bench.machine import machine_info
+    from edgeseg.host import machine_info
     from edgeseg.segmenter import DEFAULT_MODEL, Segmenter
     from edgeseg.serve import batching_stats
     from edgeseg.serve_process import ServerProcess

@@ -216,7 +216,7 @@ def build_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout"),
 ) -> None:
     """Build a TensorRT engine for this GPU (run it on the device that will do inference)."""
-    from edgeseg.engine_build import BuildError, BuildOptions, build_engine
+    from edgeseg.backends.tensorrt_build import BuildError, BuildOptions, build_engine
     from edgeseg.errors import BackendUnavailable
     from edgeseg.model_meta import EngineMismatch
 
@@ -469,7 +469,8 @@ def bench_latency_cmd(
     Frames are generated at the network size, so preprocessing is normalisation only. With TensorRT, GPU compute time without host<->device copies is shown when the backend reports it.
     """
     from edgeseg.bench.latency import bare_ort_latency, run_latency
-    from edgeseg.bench.machine import describe_short, machine_info
+    from edgeseg.bench.machine import describe_short
+    from edgeseg.host import machine_info
     from edgeseg.errors import ModelError
 
     path = _model_or_default(model)

@@ -23,3 +23,7 @@ class OutputError(RuntimeError):
 
 class InferenceServerError(BackendUnavailable):
     """A remote inference server (Triton) is down, lacks the model, refused the request or timed out."""
+
+
+class BuildError(RuntimeError):
+    """The engine could not be built; the message says why and what to try."""

@@ -1,15 +1,13 @@
-"""fp32 -> fp16 ONNX conversion and its check, shared by the exporter, the engine builder and the
-benchmark suite (no torch: engines are built on the target device, where torch is not installed).
+"""fp32 -> fp16 ONNX files and their check, shared by the exporter, training's ship step and the
+benchmark suite (no torch). The graph rewrite itself is :mod:`edgeseg.onnx_precision` (the engine
+compiler and the runtime's derived fp32 model use it without this converter).
 
-onnxconverter-common warns once per weight whose magnitude is below fp16's useful range (it
-clamps them to +-1e-7): hundreds of lines for a trained net, none of them actionable. They are
-counted and reported in one line instead. The fp16 variant keeps float32 inputs/outputs (what
+The fp16 variant keeps float32 inputs/outputs (what
 TensorRT 11's strongly typed builds and DeepStream users feed) and is judged by argmax-mask
 agreement with fp32, not by raw probability error.
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +15,12 @@ import numpy as np
 
 from edgeseg.metrics import mask_iou
 from edgeseg.model_meta import DEFAULT_MEAN, DEFAULT_STD, metadata_of, set_metadata
+from edgeseg.onnx_precision import FP16_CONVERTER_MISSING, FP32_OPS, convert_to_fp16  # noqa: F401 (exporter imports them here)
 from edgeseg.postprocess import class_probs
-
-# Resize scales must stay fp32 (ONNX spec); ArgMax output is an index, not a float
-FP32_OPS = ["ArgMax", "Resize"]
-FP16_CONVERTER_MISSING = "fp16 conversion needs onnxconverter-common: pip install onnxconverter-common"
 
 
 class VerificationError(RuntimeError):
     """A converted model disagrees with its reference beyond the tolerance."""
-
-
-def convert_to_fp16(proto: Any) -> tuple[Any, int]:
-    """(fp16 model with fp32 inputs/outputs, number of tiny weights clamped to +-1e-7)."""
-    try:
-        from onnxconverter_common import float16
-    except ImportError as exc:
-        raise ImportError(FP16_CONVERTER_MISSING) from exc
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        half = float16.convert_float_to_float16(proto, keep_io_types=True, op_block_list=FP32_OPS)
-    clamped = sum("will be truncated" in str(w.message) for w in caught)
-    for w in caught:  # anything else is news: pass it on
-        if "will be truncated" not in str(w.message):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return half, clamped
 
 
 def convert_fp16(src: str | Path, dst: str | Path) -> tuple[Path, int]:
@@ -108,125 +86,3 @@ def verify_fp16(
     if not np.isfinite(err) or iou < min_iou:
         raise VerificationError(f"fp16 masks agree with fp32 at IoU {iou:.4f} < {min_iou} (max prob error {err:.2e})")
     return iou, err
-
-
-# ------------------------------------------------------------------ fp16 file -> fp32 model at load
-def cache_dir() -> Path:
-    """Where derived fp32 models are cached: ``$EDGESEG_CACHE_DIR/models`` (default ``~/.cache/edgeseg/models``)."""
-    import os
-
-    return Path(os.environ.get("EDGESEG_CACHE_DIR") or Path.home() / ".cache" / "edgeseg") / "models"
-
-
-def upcast_to_fp32(proto: Any) -> Any:
-    """The fp32 twin of an fp16 model (what ``convert_to_fp16`` writes), torch-free, in place.
-
-    FLOAT16 initializers / Constant tensors -> FLOAT; ``Cast(to=FLOAT16)`` -> ``Cast(to=FLOAT)``;
-    FLOAT16 value_info / inputs / outputs -> FLOAT. Casts that are then float -> float (the
-    converter's I/O and blocked-op casts) are removed, except where their output is a graph
-    output. The weights are the fp16 values exactly (the fp16 rounding stays; nothing is lost
-    or invented), computed in fp32: on CPUs without fast fp16 arithmetic that is the faster way to
-    run them. Metadata: ``precision=fp32`` plus ``derived_from`` (the fp16 model's name).
-    """
-    import onnx
-    from onnx import TensorProto, numpy_helper
-
-    FP16, FP32 = TensorProto.FLOAT16, TensorProto.FLOAT
-
-    def up(t: Any) -> None:
-        if t.data_type == FP16:
-            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
-
-    def fix_types(values: Any) -> None:
-        for v in values:
-            tt = v.type.tensor_type
-            if tt.elem_type == FP16:
-                tt.elem_type = FP32
-
-    g = proto.graph
-    for t in g.initializer:
-        up(t)
-    for node in g.node:
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.TENSOR:
-                up(a.t)
-            if node.op_type == "Cast" and a.name == "to" and a.i == FP16:
-                a.i = FP32
-    for vals in (g.value_info, g.input, g.output):
-        fix_types(vals)
-    # float -> float casts: rewire their consumers to the cast's input and drop them
-    float_names = {t.name for t in g.initializer if t.data_type == FP32}
-    float_names |= {v.name for vals in (g.input, g.value_info, g.output) for v in vals
-                    if v.type.tensor_type.elem_type == FP32}
-    inferred = onnx.shape_inference.infer_shapes(proto)
-    float_names |= {v.name for v in inferred.graph.value_info if v.type.tensor_type.elem_type == FP32}
-    outputs = {o.name for o in g.output}
-    rename: dict[str, str] = {}
-    keep = []
-    for node in g.node:
-        node.input[:] = [rename.get(i, i) for i in node.input]
-        to = next((a.i for a in node.attribute if a.name == "to"), None)
-        if (node.op_type == "Cast" and to == FP32 and node.input[0] in float_names
-                and node.output[0] not in outputs):
-            rename[node.output[0]] = node.input[0]
-            continue
-        keep.append(node)
-    del g.node[:]
-    g.node.extend(keep)
-    dropped = set(rename)
-    kept_vi = [v for v in g.value_info if v.name not in dropped]
-    del g.value_info[:]
-    g.value_info.extend(kept_vi)
-    meta = metadata_of(proto)
-    meta["precision"] = "fp32"
-    set_metadata(proto, meta)
-    return proto
-
-
-def derived_fp32(fp16_path: str | Path, cache: str | Path | None = None) -> Path:
-    """The fp32 model derived from ``fp16_path``, written once and reused.
-
-    Cached as ``<cache>/<sha256[:16]>/<name without .fp16>.onnx`` (``cache_dir()``, by default
-    ``~/.cache/edgeseg/models``; a temporary folder when that is not writable), so a changed fp16 file gets a new
-    fp32 twin and an unchanged one costs a hash. Written under a temporary name and renamed, so a
-    crash or a concurrent process never leaves a half-written model behind.
-    """
-    import os
-    import tempfile
-
-    from edgeseg.files import sha256_file
-
-    src = Path(fp16_path)
-    digest = sha256_file(src)
-    name = src.name.replace(".fp16.onnx", ".onnx") if src.name.endswith(".fp16.onnx") else src.stem + ".fp32.onnx"
-    candidates = [Path(cache)] if cache is not None else [cache_dir(), Path(tempfile.gettempdir()) / "edgeseg-models"]
-    last_error: OSError | None = None
-    for base in candidates:
-        out = base / digest[:16] / name
-        try:
-            if out.is_file():
-                try:  # where its .int8 sibling is (best effort: a read-only cache still serves the model)
-                    out.with_suffix(".source").write_text(str(src.resolve()))
-                except OSError:
-                    pass
-                return out
-            out.parent.mkdir(parents=True, exist_ok=True)
-            import onnx
-
-            proto = upcast_to_fp32(onnx.load(str(src)))
-            meta = metadata_of(proto)
-            meta["derived_from"] = f"{src.name} sha256 {digest} (edgeseg.fp16.upcast_to_fp32)"
-            set_metadata(proto, meta)
-            fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
-            os.close(fd)
-            try:
-                onnx.save(proto, tmp)
-                os.replace(tmp, out)
-                out.with_suffix(".source").write_text(str(src.resolve()))
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-            return out
-        except OSError as exc:  # read-only home, full disk: try the next place
-            last_error = exc
-    raise OSError(f"cannot write the fp32 model derived from {src} ({last_error})")

@@ -14,7 +14,7 @@ PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def derived_source(model: str | Path) -> Path | None:
-    """The fp16 file an fp32 model was derived from (``edgeseg.fp16.derived_fp32`` writes its path
+    """The fp16 file an fp32 model was derived from (``edgeseg.derived.derived_fp32`` writes its path
     into ``<model>.source`` beside the derived model, which lives in a cache folder), if it exists."""
     source = Path(model).with_suffix(".source")
     if source.is_file():
@@ -27,7 +27,7 @@ def derived_source(model: str | Path) -> Path | None:
 def int8_sibling(model: str | Path) -> Path:
     """``model.onnx`` (or ``model.fp16.onnx``) -> ``model.int8.onnx``.
 
-    An fp32 model derived from an fp16 file (``edgeseg.fp16.derived_fp32``, e.g. the bundled one)
+    An fp32 model derived from an fp16 file (``edgeseg.derived.derived_fp32``, e.g. the bundled one)
     lives in a cache folder: its sibling is the one next to the fp16 file it came from."""
     p = Path(model)
     if p.name.endswith(".int8.onnx"):
@@ -42,7 +42,7 @@ def int8_sibling(model: str | Path) -> Path:
 
 def fp16_sibling(model: str | Path) -> Path:
     """``model.onnx`` -> ``model.fp16.onnx`` (what ``edgeseg export onnx --fp16`` writes beside it);
-    for an fp32 model derived from an fp16 file (``edgeseg.fp16.derived_fp32``, e.g. the bundled
+    for an fp32 model derived from an fp16 file (``edgeseg.derived.derived_fp32``, e.g. the bundled
     one), that fp16 file itself: converting the derived model again would repeat the first
     conversion's cast names, which ONNX refuses (not in SSA form)."""
     p = Path(model)

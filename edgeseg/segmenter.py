@@ -26,7 +26,7 @@ from edgeseg.tiling import check_tiles, cut, stitch
 log = logging.getLogger("edgeseg")
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 #: the one stored file of the bundled weights (fp16 weights, fp32 I/O); the fp32 model the CPU
-#: runs is derived from it at first use (``edgeseg.fp16.derived_fp32``, cached by its sha256)
+#: runs is derived from it at first use (``edgeseg.derived.derived_fp32``, cached by its sha256)
 BUNDLED_MODEL = MODELS_DIR / "edgeseg-unet-r18.fp16.onnx"
 BUNDLED_INT8 = MODELS_DIR / "edgeseg-unet-r18.int8.onnx"
 
@@ -39,7 +39,7 @@ def bundled_model(precision: str = "fp32") -> Path:
         return BUNDLED_MODEL
     if precision == "int8" and BUNDLED_INT8.is_file():
         return BUNDLED_INT8
-    from edgeseg.fp16 import derived_fp32  # noqa: PLC0415
+    from edgeseg.derived import derived_fp32  # noqa: PLC0415
 
     return derived_fp32(BUNDLED_MODEL)
 

@@ -99,7 +99,7 @@ def test_mask_agreement_hand_made():
 
 # -------------------------------------------------------------------------------- machine
 def test_machine_info_records_versions_without_importing_torch():
-    code = ("import sys, json; from edgeseg.bench.machine import machine_info; m = machine_info(); "
+    code = ("import sys, json; from edgeseg.host import machine_info; m = machine_info(); "
             "print(json.dumps({'m': m, 'torch': 'torch' in sys.modules, 'trt': 'tensorrt' in sys.modules}))")
     out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                     cwd=ROOT).stdout)

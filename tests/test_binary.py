@@ -134,7 +134,7 @@ def test_int8_quantize_search(binary_onnx, data, tmp_path):
 def test_tensorrt_build_and_verify_reference_with_fakes(binary_onnx, data, tmp_path):
     from test_tensorrt_cpu import FakeMemCuda, make_fake_trt
 
-    from edgeseg.engine_build import BuildOptions, build_engine
+    from edgeseg.backends.tensorrt_build import BuildOptions, build_engine
 
     trt = make_fake_trt("8.6.1")
     trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {"__init__": lambda self: None})

@@ -245,7 +245,7 @@ def test_gpu_run_on_cpu_writes_pieces_and_record_and_ships(tiny_pack, tmp_path, 
     assert side["file"] == stored.name and side["training"]["hardware"] == rec["hardware"]
     assert sorted(p.name for p in models.iterdir()) == [f"{ship.NAME}.fp16.onnx", f"{ship.NAME}.json"]
     from edgeseg import Segmenter
-    from edgeseg.fp16 import derived_fp32
+    from edgeseg.derived import derived_fp32
 
     seg = Segmenter(derived_fp32(stored), backend="onnxruntime")
     assert seg.segment(np.full((48, 64, 3), 90, np.uint8)).mask.shape == (48, 64)
@@ -268,7 +268,8 @@ def test_shards_split_and_refuse_a_missing_piece(tmp_path):
 def test_upcast_fp16_model_matches_it(tiny_onnx, tmp_path):
     import onnx
 
-    from edgeseg.fp16 import convert_fp16, cpu_session, derived_fp32, image_like_inputs
+    from edgeseg.derived import derived_fp32
+    from edgeseg.fp16 import convert_fp16, cpu_session, image_like_inputs
     from edgeseg.metrics import mask_iou
     from edgeseg.model_meta import read_metadata
     from edgeseg.precision import int8_sibling
@@ -285,7 +286,7 @@ def test_upcast_fp16_model_matches_it(tiny_onnx, tmp_path):
     assert mask_iou(p16.argmax(1), p32.argmax(1), 3) >= 0.99 and np.abs(p16 - p32).max() < 2e-3
     # the fp16 file of a derived model is the one it came from (TensorRT builds and the suite's fp16
     # variant use it rather than converting the derived model again)
-    from edgeseg.engine_build import _fp16_onnx_for
+    from edgeseg.backends.tensorrt_onnx import _fp16_onnx_for
     from edgeseg.precision import fp16_sibling
 
     assert fp16_sibling(full) == half.resolve() and fp16_sibling(half) == half

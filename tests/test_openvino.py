@@ -84,7 +84,7 @@ def test_bf16_is_refused_by_onnxruntime_saying_where_it_runs(tiny_onnx):
 @needs_ov
 def test_bf16_runs_on_openvino_or_names_the_missing_cpu_feature(tiny_onnx, monkeypatch):
     from edgeseg.backends import openvino_backend as ovb
-    from edgeseg.bench.machine import has_bf16
+    from edgeseg.host import has_bf16
 
     if has_bf16():
         seg = Segmenter(tiny_onnx, precision="bf16")  # auto: ONNX Runtime refuses, OpenVINO takes it
@@ -136,7 +136,7 @@ def test_auto_measurement_really_times_both(tiny_onnx):
 
 
 def test_cpu_flags_are_read_not_assumed():
-    from edgeseg.bench.machine import cpu_features, describe_cpu_features, has_bf16, has_vnni, machine_info
+    from edgeseg.host import cpu_features, describe_cpu_features, has_bf16, has_vnni, machine_info
 
     fake = "processor : 0\nflags : fpu sse2 avx2 fma avx512f avx512_vnni\n"
     f = cpu_features(fake)

@@ -22,7 +22,7 @@ from edgeseg.model_meta import (
     write_sidecar,
 )
 from edgeseg.preprocess import preprocess
-from edgeseg.engine_build import BuildError, BuildOptions, CalibrationBatches, build_engine
+from edgeseg.backends.tensorrt_build import BuildError, BuildOptions, CalibrationBatches, build_engine
 
 
 # ----------------------------------------------------------------------------- fakes
@@ -435,7 +435,7 @@ def test_no_torch_in_runtime_modules():
     import subprocess
     import sys
 
-    code = ("import sys, edgeseg.model_meta, edgeseg.cuda_layer, edgeseg.backends.tensorrt_backend, edgeseg.engine_build, edgeseg.cli, edgeseg.doctor;"
+    code = ("import sys, edgeseg.model_meta, edgeseg.cuda_layer, edgeseg.backends.tensorrt_backend, edgeseg.backends.tensorrt_build, edgeseg.cli, edgeseg.doctor;"
             "bad=[m for m in ('torch','tensorrt','pycuda') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
@@ -635,7 +635,7 @@ def test_batch_below_min_batch_is_padded_with_fakes(tmp_path):
 
 
 def test_int8_calibrator_with_fakes(tmp_path):
-    from edgeseg.engine_build import make_calibrator
+    from edgeseg.backends.tensorrt_calibration import make_calibrator
     from edgeseg.backends.base import ModelInfo
 
     trt = make_fake_trt("8.6.1")

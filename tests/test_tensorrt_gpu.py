@@ -22,7 +22,7 @@ def _gpu_or_skip():
         pytest.skip(f"TensorRT python package not installed or not importable ({exc}); "
                     "pip install 'edgeseg[gpu-cu12]' / '[gpu-cu13]', or JetPack 6's TensorRT")
     from edgeseg.cuda_layer import BackendUnavailable, load_cuda_layer
-    from edgeseg.engine_build import trt_version_tuple
+    from edgeseg.backends.tensorrt_build import trt_version_tuple
 
     if trt_version_tuple(trt) < (8, 6):
         pytest.skip(f"TensorRT {trt.__version__} < 8.6 (JetPack 5): edgeseg needs JetPack 6 / TensorRT 8.6+")
@@ -44,12 +44,12 @@ def test_fp16_engine_matches_onnxruntime(tmp_path):
 
     from edgeseg.backends.tensorrt_backend import TensorRTBackend
     from edgeseg.preprocess import preprocess
-    from edgeseg.engine_build import BuildOptions, build_engine
+    from edgeseg.backends.tensorrt_build import BuildOptions, build_engine
 
     engine = tmp_path / "m.engine"
     report = build_engine(ONNX, engine, BuildOptions(fp16=True, min_batch=1, opt_batch=2, max_batch=4), cuda=cuda)
     assert report["precision"] == "fp16"
-    assert report["labels_dtype"] in ("int32", "none")  # never an ArgMax -> UINT8 cast (see engine_build)
+    assert report["labels_dtype"] in ("int32", "none")  # never an ArgMax -> UINT8 cast (see backends/tensorrt_onnx.py)
     be = TensorRTBackend(engine, onnx_path=ONNX, cuda=cuda)
     rng = np.random.default_rng(0)
     frames = []

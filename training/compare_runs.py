@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--min-area", type=int, default=64)
     ap.add_argument("--out", type=Path, default=None, help="write the table as JSON here too")
     args = ap.parse_args(argv)
-    from edgeseg.fp16 import derived_fp32
+    from edgeseg.derived import derived_fp32
 
     models = {"bundled": derived_fp32(ship.MODELS / ship.STORED)} if (ship.MODELS / ship.STORED).is_file() else {}
     models.update({str(r): export_run(r) for r in args.runs})

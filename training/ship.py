@@ -7,7 +7,7 @@
 
 1. the run's weights -> a verified fp32 ONNX export in ``RUN/export/`` -> its fp16 twin, which is
    the one file the repository stores: ``edgeseg/models/edgeseg-unet-r18.fp16.onnx`` (the SDK
-   derives the fp32 model from it at load, ``edgeseg.fp16.derived_fp32``). The leak threshold is
+   derives the fp32 model from it at load, ``edgeseg.derived.derived_fp32``). The leak threshold is
    chosen on the held-out *train* photos first; a model that does not beat the bundled one there
    is not shipped (``--force`` ships it anyway);
 2. ``edgeseg bench accuracy``'s code on SMOKE5K val (real photos) and on a held-out synthetic
@@ -223,7 +223,7 @@ def rescore(data_root: Path, min_area: int) -> None:
     an SDK change): the same threshold sweep and scores as shipping; the training record and the
     model itself stay as shipped. Refuses when the ONNX no longer matches its sidecar."""
     from edgeseg.files import sha256_file
-    from edgeseg.fp16 import derived_fp32
+    from edgeseg.derived import derived_fp32
 
     stored, side_path = MODELS / STORED, MODELS / f"{NAME}.json"
     if not (stored.is_file() and side_path.is_file()):
@@ -285,7 +285,7 @@ def ship_int8(data_root: Path, calib: int, evaluate: int) -> None:
 
     if not (data_root / "train" / "img").is_dir():
         raise SystemExit(f"no SMOKE5K train photos at {data_root}/train/img (see ../shared/data/README.md)")
-    from edgeseg.fp16 import derived_fp32
+    from edgeseg.derived import derived_fp32
 
     photos = real_train_photos(data_root)
     cal, ev = split_images(photos, calib, evaluate)
@@ -371,7 +371,8 @@ def ship_run(run: Path, data_root: Path, min_area: int, force: bool = False) -> 
     import onnx
 
     from edgeseg.files import sha256_file
-    from edgeseg.fp16 import convert_fp16, derived_fp32, verify_fp16
+    from edgeseg.derived import derived_fp32
+    from edgeseg.fp16 import convert_fp16, verify_fp16
     from edgeseg.model_meta import metadata_of, set_metadata
     from export.checkpoint import load_model
     from export.onnx_export import DEFAULT_MEAN, DEFAULT_STD, build_metadata, export_onnx, verify_against_torch
@@ -420,7 +421,7 @@ def ship_run(run: Path, data_root: Path, min_area: int, force: bool = False) -> 
         "fp32_export_sha256": sha256_file(fp32_path),
         "stored_as": (f"fp16 weights, fp32 inputs/outputs (edgeseg.fp16.convert_fp16 of the fp32 export; mask IoU "
                       f"{iou:.4f} on image-like inputs); the SDK runs the fp32 model derived from it at load "
-                      "(edgeseg.fp16.derived_fp32)"),
+                      "(edgeseg.derived.derived_fp32)"),
         "checkpoint_sha256": info["sha256"],
         "data": {"smoke": "SMOKE5K train (5,406 pairs, see shared/data/README.md)",
                  "gas": f"training.synth scenes seeds 10000..{10000 + training['config']['synth_train'] - 1}",

@@ -45,7 +45,7 @@ def openvino_installed() -> bool:
 
 
 def cache_key(model: Path, options: BackendOptions) -> str:
-    from edgeseg.bench.machine import cpu_flags, cpu_model, package_version, PACKAGES  # noqa: PLC0415
+    from edgeseg.host import cpu_flags, cpu_model, package_version, PACKAGES  # noqa: PLC0415
 
     st = model.stat()
     flags = ",".join(sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma", "asimd"))))

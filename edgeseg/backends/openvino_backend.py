@@ -75,7 +75,7 @@ class OpenVINOBackend(Backend):
         self.core = ov.Core()
         self.capabilities = cpu_capabilities(self.core)
         if precision == "bf16" and "BF16" not in self.capabilities:
-            from edgeseg.bench.machine import describe_cpu_features  # noqa: PLC0415
+            from edgeseg.host import describe_cpu_features  # noqa: PLC0415
 
             raise ModelError(f"bf16 needs a CPU with AVX512-BF16 or AMX; this CPU has {describe_cpu_features()} "
                              f"(OpenVINO capabilities: {', '.join(self.capabilities) or 'unknown'}); use fp32 or int8")

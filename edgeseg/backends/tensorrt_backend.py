@@ -106,8 +106,7 @@ class TensorRTBackend(Backend):
         for (a fleet shares one model folder), and a machine that comes back finds its engine
         without another build of several minutes.
         """
-        from edgeseg.engine_build import BuildOptions, build_engine  # noqa: PLC0415
-
+        from edgeseg.backends.tensorrt_build import BuildOptions, build_engine  # noqa: PLC0415
         from edgeseg.model_meta import engine_cache_path  # noqa: PLC0415
 
         assert self.onnx_path is not None

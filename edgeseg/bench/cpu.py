@@ -15,7 +15,7 @@ where this host can run it):
    the same frames (preprocessed beforehand) - the yardstick the issue set.
 
 The report records the CPU model, its flags read now (AVX2, AVX-512, VNNI, bf16, AMX) and every
-runtime's version (:mod:`edgeseg.bench.machine`). Nothing is estimated.
+runtime's version (:mod:`edgeseg.host`). Nothing is estimated.
 """
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def run_cpu_bench(model: str | Path, threads: int | None = None, duration_s: flo
                   clip: str | Path | None = None, clip_frames: int = 48, detect: bool = True,
                   variants: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Both measurements for every variant (see the module docstring); JSON-ready."""
-    from edgeseg.bench.machine import describe_cpu_features, machine_info
+    from edgeseg.host import describe_cpu_features, machine_info
     from edgeseg.preprocess import preprocess
     from edgeseg.segmenter import Segmenter
 

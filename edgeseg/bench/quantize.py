@@ -363,7 +363,7 @@ INT8_IOU_FLOOR = 0.95
 
 def host_config(features: dict[str, bool] | None = None) -> tuple[QuantConfig, str]:
     """The INT8 setting for this CPU (read from its flags now) and why."""
-    from edgeseg.bench.machine import describe_cpu_features, has_vnni
+    from edgeseg.host import describe_cpu_features, has_vnni
 
     if has_vnni(features):
         return CONFIGS_BY_NAME[HOST_CONFIG_VNNI], f"CPU has 8-bit dot products ({describe_cpu_features(features)})"
@@ -393,7 +393,7 @@ def export_int8(model: str | Path, calib: str | Path | Sequence[Path], out: str 
     deleted and ``ValueError`` says by how much. ``config``: a :class:`QuantConfig`, a name, ``auto``
     (:func:`host_config`) or ``search`` (:func:`search` on this host, its chosen or best config).
     Writes ``<out stem>.json`` (how it was made, agreement, host) and returns the same record."""
-    from edgeseg.bench.machine import cpu_features, describe_cpu_features, machine_info
+    from edgeseg.host import cpu_features, describe_cpu_features, machine_info
     from edgeseg.files import sha256_file
 
     model, out = Path(model), Path(out)

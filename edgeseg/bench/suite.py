@@ -23,7 +23,7 @@ import numpy as np
 from edgeseg.bench import quantize as q
 from edgeseg.bench.accuracy import evaluate_folder, iter_labelled
 from edgeseg.bench.latency import bare_ort_latency, bare_session, measure_segmenter
-from edgeseg.bench.machine import machine_info
+from edgeseg.host import machine_info
 from edgeseg.bench.stats import mask_agreement, summarize
 
 
@@ -185,7 +185,7 @@ def fp16_variant(opts: SuiteOptions, models: Path) -> Variant:
 
 def tensorrt_unavailable_reason() -> str | None:
     """Why TensorRT variants cannot run here (None when a GPU and the tensorrt package exist)."""
-    from edgeseg.bench.machine import gpus
+    from edgeseg.host import gpus
 
     if importlib.util.find_spec("tensorrt") is None:
         from edgeseg.backends.tensorrt_backend import TRT_MISSING
@@ -197,13 +197,13 @@ def tensorrt_unavailable_reason() -> str | None:
 
 
 def tensorrt_variants(opts: SuiteOptions, models: Path) -> list[Variant]:
-    """Build fp16 and INT8 engines for this GPU with ``edgeseg.engine_build`` and load them."""
+    """Build fp16 and INT8 engines for this GPU with ``edgeseg.backends.tensorrt_build`` and load them."""
     fp16, int8 = Variant("trt_fp16", "TensorRT fp16"), Variant("trt_int8", "TensorRT INT8")
     reason = "disabled (--no-tensorrt)" if not opts.tensorrt else tensorrt_unavailable_reason()
     if reason:
         return [fp16.skip(reason), int8.skip(reason)]
     from edgeseg.segmenter import Segmenter
-    from edgeseg.engine_build import BuildOptions, build_engine
+    from edgeseg.backends.tensorrt_build import BuildOptions, build_engine
 
     calib_dir = opts.data / "img" if (opts.data / "img").is_dir() else opts.data
     for v, bo in ((fp16, BuildOptions(fp16=True)),

@@ -1,5 +1,8 @@
 """Build a TensorRT engine from an edgeseg ONNX model (TensorRT 8.6+, 10.x and 11.x).
 
+Part of the TensorRT runtime, not a separate tool: the backend rebuilds an engine made for another
+GPU / TensorRT version with it (``rebuild_engine``), and ``edgeseg build`` calls the same function.
+
 No torch, and TensorRT / CUDA are imported only inside functions, so this module imports (and its
 orchestration is unit-tested against a stand-in ``trt`` object) on machines without a GPU.
 
@@ -21,16 +24,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional
 
-import numpy as np
-
-from edgeseg.files import IMAGE_EXTS, list_images, sha256_file
+from edgeseg.backends.tensorrt_calibration import CalibrationBatches, make_calibrator  # noqa: F401 (public here too)
+from edgeseg.backends.tensorrt_onnx import LABEL_MODES, _fp16_onnx_for, _labels_onnx_for
+from edgeseg.errors import BuildError
+from edgeseg.files import sha256_file
 from edgeseg.model_meta import EngineMeta, ModelInfo, now_iso, read_metadata, write_sidecar
 
-
-class BuildError(RuntimeError):
-    """The engine could not be built; the message says why and what to try."""
+__all__ = ["BuildError", "BuildOptions", "CalibrationBatches", "LABEL_MODES", "build_engine", "make_calibrator",
+           "trt_version_tuple"]
 
 
 @dataclass
@@ -70,202 +73,10 @@ class BuildOptions:
             raise ValueError(f"labels must be one of {', '.join(LABEL_MODES)}, got {self.labels!r}")
 
 
-LABEL_MODES = ("int32", "none", "keep")
-
 
 def trt_version_tuple(trt: Any) -> tuple[int, int]:
     parts = str(trt.__version__).split(".")
     return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-
-
-# ----------------------------------------------------------------------------- INT8 calibration
-
-class CalibrationBatches:
-    """Iterate a folder of images as preprocessed NCHW float32 batches (pure numpy/OpenCV).
-
-    Uses exactly :func:`edgeseg.preprocess.preprocess`, so calibration sees what inference sees.
-    Unreadable files are skipped (listed in ``skipped``); the last batch may be smaller.
-    """
-
-    def __init__(
-        self, image_dir: str | Path, size: tuple[int, int], mean: Sequence[float], std: Sequence[float],
-        batch: int, limit: Optional[int] = None,
-    ) -> None:
-        self.image_dir = Path(image_dir)
-        if not self.image_dir.is_dir():
-            raise FileNotFoundError(f"calibration folder not found: {self.image_dir}")
-        if batch < 1:
-            raise ValueError("batch must be >= 1")
-        self.size, self.mean, self.std, self.batch = (int(size[0]), int(size[1])), mean, std, int(batch)
-        files = list_images(self.image_dir, recursive=True)
-        self.files = files[:limit] if limit else files
-        if not self.files:
-            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) in {self.image_dir}")
-        self.skipped: list[str] = []
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        import cv2
-
-        from edgeseg.preprocess import preprocess
-
-        self.skipped = []
-        frames: list[np.ndarray] = []
-        for path in self.files:
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if img is None:
-                self.skipped.append(str(path))
-                continue
-            frames.append(img)
-            if len(frames) == self.batch:
-                yield preprocess(frames, self.size, self.mean, self.std)[0]
-                frames = []
-        if frames:
-            yield preprocess(frames, self.size, self.mean, self.std)[0]
-
-
-def make_calibrator(
-    trt: Any, image_dir: str | Path, info: ModelInfo, batch: int, cache_file: str | Path, cuda: Any,
-    size: Optional[tuple[int, int]] = None, limit: Optional[int] = None,
-) -> Any:
-    """An ``IInt8EntropyCalibrator2`` fed by :class:`CalibrationBatches` (class defined lazily)."""
-    size = size or tuple(info.input_size)  # type: ignore[assignment]
-    cache_path = Path(cache_file)
-    batches = None if (image_dir is None) else CalibrationBatches(image_dir, size, info.mean, info.std, batch, limit)
-
-    class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)  # base __init__ must be called explicitly
-            self._iter = iter(batches) if batches is not None else iter(())
-            self._nbytes = batch * 3 * size[0] * size[1] * 4
-            self._dev = cuda.alloc_device(self._nbytes)
-            self._host = cuda.alloc_host_pinned((batch, 3, size[0], size[1]), np.float32)
-            self._stream = cuda.stream_create()
-            self.batches_used = 0
-
-        def get_batch_size(self) -> int:
-            return batch
-
-        def get_batch(self, names: list[str]) -> Optional[list[int]]:  # noqa: ARG002
-            try:
-                x = next(self._iter)
-            except StopIteration:
-                return None  # no more data: calibration ends
-            if x.shape[0] < batch:  # calibration batches must be full: repeat the last image
-                x = np.concatenate([x, np.repeat(x[-1:], batch - x.shape[0], axis=0)])
-            self._host[...] = x
-            cuda.memcpy_htod_async(self._dev, self._host, self._stream)
-            cuda.stream_sync(self._stream)
-            self.batches_used += 1
-            return [cuda.device_ptr(self._dev)]
-
-        def read_calibration_cache(self) -> Optional[bytes]:
-            return cache_path.read_bytes() if cache_path.is_file() else None
-
-        def write_calibration_cache(self, cache: Any) -> None:
-            cache_path.write_bytes(bytes(cache))
-
-    return _EntropyCalibrator()
-
-
-# ----------------------------------------------------------------------------- fp16 ONNX (TRT 11)
-
-def _fp16_onnx_for(onnx_path: Path, meta: dict[str, str], work_dir: Path) -> tuple[Path, str]:
-    """An fp16-weights ONNX for a strongly typed build, and a note saying where it came from."""
-    if onnx_path.name.endswith(".fp16.onnx") or meta.get("precision") == "fp16":
-        return onnx_path, f"{onnx_path} is already fp16"
-    from edgeseg.precision import fp16_sibling
-
-    sibling = fp16_sibling(onnx_path)
-    if sibling.is_file():
-        return sibling, f"used {sibling} (the fp16 file beside it or the one it was derived from)"
-    try:
-        import onnx
-        import onnxconverter_common  # noqa: F401  (checked here for the error message)
-    except ImportError as exc:
-        raise BuildError(
-            f"TensorRT >= 11 builds strongly typed networks (no FP16 builder flag): need {sibling}. "
-            f"Create it with 'edgeseg export onnx <ckpt> -o {onnx_path} --fp16' or pip install onnxconverter-common ({exc.name})"
-        ) from exc
-    proto = onnx.load(str(onnx_path))
-    from edgeseg.fp16 import convert_to_fp16
-
-    half, _ = convert_to_fp16(proto)
-    dst = work_dir / (onnx_path.stem + ".fp16.onnx")
-    onnx.save(half, str(dst))
-    return dst, f"converted {onnx_path} to fp16 on the fly with onnxconverter-common -> {dst}"
-
-
-# ----------------------------------------------------------------------------- labels output
-
-def _prune_dead_nodes(graph: Any) -> int:
-    """Drop nodes none of whose outputs is used by another node or a graph output."""
-    removed = 0
-    while True:
-        needed = {o.name for o in graph.output}
-        for node in graph.node:
-            needed.update(node.input)
-        dead = [n for n in graph.node if not any(o in needed for o in n.output)]
-        if not dead:
-            return removed
-        for n in dead:
-            graph.node.remove(n)
-        removed += len(dead)
-
-
-#: ops that move or reshape a tensor without changing its values: a Cast before them still decides the dtype
-_SHAPE_OPS = frozenset({"Squeeze", "Unsqueeze", "Reshape", "Identity", "Flatten"})
-
-
-def _labels_cast(graph: Any) -> Any:
-    """The Cast that sets the ``labels`` dtype: its producer, or found through shape-only ops
-    (a binary model's labels are ``Squeeze(Cast(p >= 0.5))``). None when there is no such Cast."""
-    producers = {out: n for n in graph.node for out in n.output}
-    node = producers.get("labels")
-    while node is not None and node.op_type in _SHAPE_OPS:
-        node = producers.get(node.input[0])
-    return node if node is not None and node.op_type == "Cast" else None
-
-
-def _labels_onnx_for(onnx_path: Path, mode: str, work_dir: Path) -> tuple[Path, str, str]:
-    """(ONNX to parse, labels dtype the engine gets, note) for the ``labels`` output.
-
-    edgeseg's exporter writes ``labels = Cast(ArgMax(probs), to=UINT8)`` by default. TensorRT's
-    DataType docs (include/NvInferRuntimeBase.h, DataType::kUINT8, identical at v8.6.1, v10.3.0 and
-    v11.1): "kUINT8 conversions are only supported for {kFLOAT, kHALF}"; an ArgMax output is an
-    integer (INT64 in ONNX, INT32/INT64 in TensorRT), so that Cast may fail to build (JetPack 6.0's
-    TensorRT 8.6.2 most likely). Mode "int32" rewrites the Cast to INT32 in a copy, "none" drops the
-    output (the SDK argmaxes ``probs`` on the host anyway), "keep" parses the ONNX unchanged.
-    """
-    import onnx
-    from onnx import TensorProto
-
-    proto = onnx.load(str(onnx_path))  # with its weights: the copy is a complete model
-    outs = {o.name: o for o in proto.graph.output}
-    if "labels" not in outs:
-        return onnx_path, "none", "no 'labels' output in the ONNX"
-    out = outs["labels"]
-    dtype = TensorProto.DataType.Name(out.type.tensor_type.elem_type).lower()
-    if mode == "keep" or (mode == "int32" and dtype == "int32"):
-        return onnx_path, dtype, f"labels output kept as {dtype} (as exported)"
-    if mode == "none":
-        proto.graph.output.remove(out)
-        pruned = _prune_dead_nodes(proto.graph)
-        note = f"labels output ({dtype}) dropped before parsing ({pruned} nodes pruned): argmax runs on the host"
-        new_dtype = "none"
-    else:
-        producer = _labels_cast(proto.graph)
-        if producer is None:
-            raise BuildError(f"{onnx_path}: 'labels' ({dtype}) is not made by a Cast; build with --labels none or keep")
-        for a in producer.attribute:
-            if a.name == "to":
-                a.i = TensorProto.INT32
-        out.type.tensor_type.elem_type = TensorProto.INT32
-        note = (f"labels output changed from {dtype} to int32 before parsing (TensorRT casts to UINT8 only "
-                "from FP32/FP16)")
-        new_dtype = "int32"
-    dst = work_dir / f"{onnx_path.stem}.labels-{new_dtype}.onnx"
-    onnx.save(proto, str(dst))
-    return dst, new_dtype, note
 
 
 # ----------------------------------------------------------------------------- build
