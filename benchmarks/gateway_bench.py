@@ -97,7 +97,7 @@ def gateway_run(model: str | None, cameras: int, a: argparse.Namespace) -> dict[
     from edgeseg import Gateway
 
     cfg = {"model": model, "threads": a.threads, "batch": {"max_size": a.max_batch, "max_wait_ms": a.max_wait_ms},
-           "cameras": [{"name": f"cam{i}", "source": f"bench://{i}", "min_area": 64} for i in range(cameras)]}
+           "cameras": [{"name": f"cam{i}", "source": f"bench://{i}", "min_area": 0.001} for i in range(cameras)]}
     gw = Gateway(cfg, capture_factory=lambda spec: PacedCamera(spec, (a.height, a.width), a.camera_fps))
     gw.start()
     time.sleep(a.warmup)

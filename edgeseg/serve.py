@@ -92,7 +92,7 @@ def _segmenters(model: str | Path, opts: ServeOptions) -> list[Any]:
     from edgeseg.segmenter import Segmenter
 
     threads = opts.threads or max(1, (os.cpu_count() or 1) // opts.instances)
-    return [Segmenter(model, backend=opts.backend, threads=threads, min_area=64) for _ in range(opts.instances)]
+    return [Segmenter(model, backend=opts.backend, threads=threads) for _ in range(opts.instances)]
 
 
 def _add_parameters(triton: Any, name: str, params: dict[str, str]) -> None:

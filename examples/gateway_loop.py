@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sources", nargs="*", help="rtsp:// / http:// URLs, webcam indexes or video files")
     ap.add_argument("--model", default=None, help="Model .onnx or .engine (default: the bundled model)")
     ap.add_argument("--threshold", type=float, default=None, help="Leak-probability threshold")
-    ap.add_argument("--min-area", type=int, default=64, help="Ignore leak regions smaller than this (px)")
+    ap.add_argument("--min-area", type=float, default=None, help="Ignore leak regions smaller than this share of the frame")
     ap.add_argument("--every", type=int, default=1, help="Process every N-th frame")
     ap.add_argument("--k", type=int, default=3, help="Alarm starts after k leak frames ...")
     ap.add_argument("--n", type=int, default=5, help="... within the last n frames")

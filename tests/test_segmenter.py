@@ -1,6 +1,7 @@
 """Segmenter on a real (random-init) ONNX model through ONNX Runtime."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -105,10 +106,26 @@ def test_auto_with_an_unusable_sibling_engine_logs_why(tiny_onnx, tmp_path, capl
 def test_threshold_and_min_area_change_output(tiny_onnx):
     frame = np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     probs = Segmenter(tiny_onnx).segment(frame, return_probs=True).probs
-    strict = Segmenter(tiny_onnx, threshold=0.99).segment(frame)
+    strict = Segmenter(tiny_onnx, threshold=0.99, min_area=0).segment(frame)
     assert ((strict.mask == 1) == (probs[1] >= 0.99)).all()
-    big = Segmenter(tiny_onnx, min_area=64 * 64 + 1).segment(frame)
+    big = Segmenter(tiny_onnx, min_area=0.999).segment(frame)  # a share of the frame: nothing is that big
     assert big.regions == [] and not (big.mask == 1).any()
+    every = Segmenter(tiny_onnx, min_area=0.0).segment(frame)
+    assert sum(r.area for r in every.regions) == int((every.mask == 1).sum())
+
+
+def test_min_area_is_a_share_of_the_frame_and_pixels_are_refused(tiny_onnx):
+    from edgeseg.errors import ModelError
+    from edgeseg.settings import DEFAULT_MIN_AREA
+
+    assert Segmenter(tiny_onnx).min_area == DEFAULT_MIN_AREA  # the tiny model ships none
+    with pytest.raises(ModelError, match=r"min_area is a fraction of the frame area .* got 64"):
+        Segmenter(tiny_onnx, min_area=64)
+    rng = np.random.default_rng(5)
+    small = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    large = cv2.resize(small, (320, 240), interpolation=cv2.INTER_NEAREST)  # the same picture, 16x the pixels
+    seg = Segmenter(tiny_onnx, threshold=0.05, min_area=0.02)
+    assert len(seg.segment(small).regions) == len(seg.segment(large).regions)
 
 
 def test_closed_segmenter_refuses_frames(tiny_onnx):

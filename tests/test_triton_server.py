@@ -111,7 +111,7 @@ def test_image_endpoint(server: ServerProcess, tiny_onnx: Path) -> None:
         client.close()
     mask = cv2.imdecode(np.frombuffer(res.as_numpy("mask")[0][0], np.uint8), cv2.IMREAD_UNCHANGED)
     result = json.loads(res.as_numpy("result")[0][0])
-    with Segmenter(tiny_onnx, backend="onnxruntime", min_area=64) as local:
+    with Segmenter(tiny_onnx, backend="onnxruntime", min_area=0.001) as local:
         want = local.segment(frame)
     assert np.array_equal(mask, want.mask)
     assert result["frame_size"] == list(frame.shape[:2]) and result["classes"] == list(want.classes)
