@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeseg import Segmenter
-from edgeseg.bench.quantize import HOST_CONFIG_NO_VNNI, HOST_CONFIG_VNNI, host_config
+from edgeseg.bench.int8_export import HOST_CONFIG_NO_VNNI, HOST_CONFIG_VNNI, host_config
 from edgeseg.cli import app
 
 runner = CliRunner()

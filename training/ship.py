@@ -281,7 +281,8 @@ def record_int8_in_sidecar(rec: dict) -> None:
 def ship_int8(data_root: Path, calib: int, evaluate: int) -> None:
     """``edgeseg/models/<NAME>.int8.onnx`` + ``.int8.json``: the INT8 setting for this CPU (or the
     VNNI one, which is what ships), calibrated on real train photos, verified on other real train photos."""
-    from edgeseg.bench.quantize import export_int8, split_images
+    from edgeseg.bench.int8_export import export_int8
+    from edgeseg.bench.quantize import split_images
 
     if not (data_root / "train" / "img").is_dir():
         raise SystemExit(f"no SMOKE5K train photos at {data_root}/train/img (see ../shared/data/README.md)")

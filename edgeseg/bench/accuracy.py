@@ -6,10 +6,11 @@ binary smoke masks (0/255: scored as not-smoke vs gas-smoke) and class-id PNGs (
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, ContextManager, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -115,3 +116,55 @@ def smoke_free_crops(items: Iterable[LabelledImage], min_side: int = 96) -> list
         y, x = np.unravel_index(int(dist.argmax()), dist.shape)
         crops.append(item.image[y - r + 1:y + r, x - r + 1:x + r].copy())
     return crops
+
+
+@dataclass
+class ScoreSettings:
+    """How every model of one ``edgeseg bench accuracy`` run is opened and scored (the same for all)."""
+
+    backend: str = "auto"
+    threads: int | None = None
+    threshold: float | None = None
+    min_area: int = 0
+    tiles: tuple[int, int] = (1, 1)
+    overlap: float = 0.2
+    smoke_free: bool = False  # also the false-alarm rate on smoke-free crops of the photos
+
+
+def score_model(path: Path, data: Path, limit: int | None, settings: ScoreSettings, keep_predictions: bool,
+                status: Callable[[str], ContextManager[Any]] = lambda _: nullcontext()) -> tuple[dict, int]:
+    """(scores, number of classes) of one model through the SDK; ``status`` wraps the scoring (a spinner)."""
+    from edgeseg.segmenter import Segmenter
+
+    s = settings
+    seg = Segmenter(path, backend=s.backend, threads=s.threads, threshold=s.threshold, min_area=s.min_area,  # type: ignore[arg-type]
+                    tiles=s.tiles, overlap=s.overlap)
+    with status(f"scoring {path.name} on {seg.backend_name}..."):
+        res = evaluate_folder(seg, data, limit, keep_predictions=keep_predictions)
+        if s.smoke_free:
+            crops = smoke_free_crops(iter_labelled(data, limit))
+            alarm_px = max(s.min_area, 64)
+            res["false_alarms_smoke_free_crops"] = {"frames": len(crops), "min_area_px": alarm_px,
+                                                    "fraction": false_alarm_rate(seg, crops, alarm_px)}
+        res["settings"] = {"threshold": seg.threshold, "min_area": s.min_area, "tiles": list(s.tiles),
+                           "overlap": s.overlap}
+        return res, len(seg.info.classes)
+
+
+def score_with_variants(path: Path, data: Path, compare: list[Path], limit: int | None, settings: ScoreSettings,
+                        status: Callable[[str], ContextManager[Any]] = lambda _: nullcontext()) -> dict[str, Any]:
+    """Scores of ``path`` and of each reduced-precision variant in ``compare``, plus how closely each
+    variant's masks agree with ``path``'s (precision lost, independent of label quality)."""
+    from edgeseg.metrics import mask_agreement
+
+    ref, n_classes = score_model(path, data, limit, settings, bool(compare), status)
+    variants = {}
+    for c in compare:
+        res, _ = score_model(c, data, limit, settings, bool(compare), status)
+        names = sorted(ref["predictions"])
+        res["agreement_vs_reference"] = mask_agreement([ref["predictions"][n] for n in names],
+                                                       [res["predictions"][n] for n in names], n_classes)
+        variants[str(c)] = res
+    for r in [ref, *variants.values()]:
+        r.pop("predictions", None)
+    return {"model": str(path), "data": str(data), "scores": ref, "compare": variants}

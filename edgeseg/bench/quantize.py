@@ -239,7 +239,7 @@ def _argmax_masks(session: Any, tensors: list[np.ndarray], activation: str = "so
     return [class_probs(session.run(fetch, {name: x})[0][0], activation).argmax(0).astype(np.uint8) for x in tensors]
 
 
-def _size_mb(path: Path) -> float:
+def size_mb(path: Path) -> float:
     return round(path.stat().st_size / 1e6, 3)
 
 
@@ -275,7 +275,7 @@ def search(model: str | Path, data: str | Path, work_dir: str | Path, configs: S
         try:
             quantize(prepared, path, cfg, cal_t, source_meta)
             sessions[cfg.name] = bare_session(path, threads)
-            row.update(status="ok", path=str(path), size_mb=_size_mb(path))
+            row.update(status="ok", path=str(path), size_mb=size_mb(path))
         except Exception as exc:  # noqa: BLE001 - one unsupported combination must not end the search
             row.update(status="failed", reason=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300])
         rows[cfg.name] = row
@@ -328,7 +328,7 @@ def search(model: str | Path, data: str | Path, work_dir: str | Path, configs: S
         "model": str(model), "prepare": prepare_note, "calibration_images": len(cal_t), "eval_images": len(eval_t),
         "agreement_floor": agreement_floor, "timing": f"bare ORT session, batch 1, {info.input_size[0]}x{info.input_size[1]}, "
         f"{rounds} interleaved rounds, {duration_s:g} s per variant", "threads": threads,
-        "fp32": {"path": str(model), "size_mb": _size_mb(model), "latency_ms": fp32},
+        "fp32": {"path": str(model), "size_mb": size_mb(model), "latency_ms": fp32},
         "configs": list(rows.values()), "chosen": chosen["name"] if chosen else None,
         "best_within_floor": best["name"] if best else None, "beats_fp32": chosen is not None, "verdict": verdict,
     }
@@ -348,120 +348,3 @@ def quantize_from_folder(model: str | Path, data: str | Path, out: str | Path, c
     finally:
         if prepared != model:
             prepared.unlink(missing_ok=True)
-
-
-# ------------------------------------------------------------------- `edgeseg export int8`
-#: What the suite's search picked, by CPU class (``edgeseg bench suite`` / ``bench cpu`` re-measure it):
-#: with 8-bit dot-product instructions (VNNI / AMX-INT8 / ARM dotprod) u8 activations x s8 per-channel
-#: weights run at full 8-bit range (mask IoU 0.98 vs fp32 on a 2-core EPYC with AVX-512 VNNI) and in QDQ
-#: form, which OpenVINO runs too; without them u8s8 saturates (IoU 0.87 on an AVX2-only EPYC) and the
-#: search picked QOperator with reduce_range (7-bit weights).
-HOST_CONFIG_VNNI = "qdq_u8s8_perchannel"
-HOST_CONFIG_NO_VNNI = "qop_u8s8_perchannel_rr"
-INT8_IOU_FLOOR = 0.95
-
-
-def host_config(features: dict[str, bool] | None = None) -> tuple[QuantConfig, str]:
-    """The INT8 setting for this CPU (read from its flags now) and why."""
-    from edgeseg.host import describe_cpu_features, has_vnni
-
-    if has_vnni(features):
-        return CONFIGS_BY_NAME[HOST_CONFIG_VNNI], f"CPU has 8-bit dot products ({describe_cpu_features(features)})"
-    return CONFIGS_BY_NAME[HOST_CONFIG_NO_VNNI], (f"CPU lacks VNNI ({describe_cpu_features(features)}): "
-                                                 "7-bit weights avoid u8s8 saturation")
-
-
-def masks_of(model: str | Path, tensors: list[np.ndarray], backend: str = "onnxruntime",
-             threads: int | None = None) -> list[np.ndarray]:
-    """Argmax masks of ``model`` on preprocessed tensors through a registered backend."""
-    from edgeseg.backends.base import BackendOptions
-    from edgeseg.backends.registry import open_backend
-
-    be = open_backend(Path(model), backend, BackendOptions(threads=threads))
-    try:
-        return [be.infer(x)[0].argmax(0).astype(np.uint8) for x in tensors]
-    finally:
-        be.close()
-
-
-def export_int8(model: str | Path, calib: str | Path | Sequence[Path], out: str | Path,
-                config: QuantConfig | str = "auto", calib_images: int = 64, eval_images: int = 32,
-                floor: float = INT8_IOU_FLOOR, eval_files: Sequence[Path] | None = None,
-                threads: int | None = None, note: str = "") -> dict[str, Any]:
-    """Quantise ``model`` into ``out`` and verify it: argmax mask IoU against fp32 on images not used
-    for calibration, through ONNX Runtime (and OpenVINO when installed). Below ``floor`` the file is
-    deleted and ``ValueError`` says by how much. ``config``: a :class:`QuantConfig`, a name, ``auto``
-    (:func:`host_config`) or ``search`` (:func:`search` on this host, its chosen or best config).
-    Writes ``<out stem>.json`` (how it was made, agreement, host) and returns the same record."""
-    from edgeseg.host import cpu_features, describe_cpu_features, machine_info
-    from edgeseg.files import sha256_file
-
-    model, out = Path(model), Path(out)
-    if out.resolve() == model.resolve():
-        raise ValueError(f"output {out} would overwrite the fp32 model; pick another -o")
-    info = model_info(model)
-    files = list(calib) if isinstance(calib, (list, tuple)) else list_images(calib)
-    cal_files, rest = split_images(files, calib_images, eval_images)
-    evals = list(eval_files) if eval_files is not None else rest
-    if set(map(str, cal_files)) & set(map(str, evals)):
-        log.warning("some agreement images were also calibration images (too few images): the IoU is flattered")
-    why = ""
-    if isinstance(config, str) and config == "auto":
-        config, why = host_config()
-    elif isinstance(config, str) and config == "search":
-        with tempfile.TemporaryDirectory(prefix="edgeseg-int8-search-") as tmp:
-            res = search(model, calib if not isinstance(calib, (list, tuple)) else Path(files[0]).parent, tmp,
-                         calib=min(calib_images, 32), eval_images=min(eval_images, 16), threads=threads)
-        name = res["chosen"] or res["best_within_floor"]
-        if not name:
-            raise ValueError(f"the INT8 search found no setting within the agreement floor: {res['verdict']}")
-        config, why = CONFIGS_BY_NAME[name], f"search on this host: {res['verdict']}"
-    elif isinstance(config, str):
-        config, why = get_configs([config])[0], "chosen by the caller"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    prepared, prepare_note = prepare(model, out.with_suffix(".preprocessed.onnx"))
-    try:
-        quantize(prepared, out, config, load_tensors(cal_files, info), read_metadata(model))
-    finally:
-        if prepared != model:
-            prepared.unlink(missing_ok=True)
-    eval_t = load_tensors(evals, info)
-    ref = masks_of(model, eval_t, threads=threads)
-    agreement = {"onnxruntime": mask_agreement(ref, masks_of(out, eval_t, threads=threads), len(info.classes))}
-    import importlib.util
-
-    if importlib.util.find_spec("openvino") is not None and config.quant_format == "QDQ":
-        try:
-            agreement["openvino"] = mask_agreement(ref, masks_of(out, eval_t, "openvino", threads),
-                                                   len(info.classes))
-        except Exception as exc:  # noqa: BLE001 - an OpenVINO problem must not hide the ORT verdict
-            agreement["openvino_error"] = str(exc).splitlines()[0][:200]
-    iou = agreement["onnxruntime"]["mask_iou"]
-    record: dict[str, Any] = {
-        "file": out.name, "size_mb": _size_mb(out), "sha256": sha256_file(out),
-        "source": {"file": model.name, "sha256": sha256_file(model), "size_mb": _size_mb(model)},
-        "config": config.name, "settings": config.describe(), "config_reason": why, "prepare": prepare_note,
-        "calibration": {"images": len(cal_files), "source": note or str(Path(cal_files[0]).parent),
-                        "files": [Path(f).name for f in cal_files]},
-        "agreement": {"images": len(eval_t), "floor": floor, "mask_iou_vs_fp32": iou,
-                      "by_runtime": agreement, "note": "argmax mask IoU vs the fp32 model on images not used "
-                                                      "for calibration"},
-        "host": {"cpu": machine_info()["cpu"], "cpu_features": describe_cpu_features(cpu_features()),
-                 "packages": {k: v for k, v in machine_info()["packages"].items() if k in ("onnxruntime", "openvino", "onnx")}},
-    }
-    if iou < floor:
-        out.unlink(missing_ok=True)
-        raise ValueError(f"INT8 model refused: mask IoU vs fp32 {iou:.4f} is below the floor {floor} "
-                         f"({config.name}: {config.describe()}); try another --config or more --calib-images")
-    import json
-
-    import onnx
-
-    q = onnx.load(str(out))
-    meta = metadata_of(q)
-    meta.update({"int8_mask_iou_vs_fp32": f"{iou:.4f}", "int8_calibration_images": str(len(cal_files))})
-    set_metadata(q, meta)
-    onnx.save(q, str(out))
-    record["sha256"] = sha256_file(out)
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    return record

@@ -1,0 +1,39 @@
+"""``edgeseg watch``: the camera gateway."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgeseg.commands.common import console, fail
+
+
+def watch_cmd(
+    config: Path = typer.Argument(..., help="Gateway config (.yaml / .yml / .toml); schema in the README"),
+    check: bool = typer.Option(False, "--check", help="Validate the config and exit (0: valid)"),
+    log_level: str = typer.Option("info", "--log-level", help="debug / info / warning / error"),
+) -> None:
+    """Camera gateway: many cameras, one model, batched inference, events to JSONL / webhook / MQTT,
+    /metrics and /healthz. SIGTERM / Ctrl-C stop cleanly (open alarms ended, sinks flushed, exit 0);
+    SIGHUP reloads the config (cameras added / removed / changed)."""
+    import logging
+
+    from edgeseg.gateway.config import ConfigError, load_config
+
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        fail(f"config: {exc}")
+    if check:
+        console.print(f"{config}: ok ({len(cfg.cameras)} camera(s))", markup=False, highlight=False)
+        return
+    from edgeseg.errors import ModelError
+    from edgeseg.gateway.service import Gateway
+
+    try:
+        code = Gateway(cfg).run()
+    except ModelError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
