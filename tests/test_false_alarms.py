@@ -105,13 +105,13 @@ def test_grid_and_choice():
 def test_bench_accuracy_smoke_free_threshold_min_area_tiles(tiny_onnx, tmp_path):
     folder = _folder(tmp_path / "val", [(200, 300), (150, 150), (240, 320)])
     res = runner.invoke(app, ["bench", "accuracy", "--model", str(tiny_onnx), "--data", str(folder), "--smoke-free",
-                              "--threshold", "0.4", "--min-area", "100", "--tiles", "2x2", "--json"])
+                              "--threshold", "0.4", "--min-area", "0.01", "--tiles", "2x2", "--json"])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout[res.stdout.index("{"):])
     sc = rep["scores"]
-    assert sc["settings"] == {"threshold": 0.4, "min_area": 100, "tiles": [2, 2], "overlap": 0.2}
+    assert sc["settings"] == {"threshold": 0.4, "min_area": 0.01, "tiles": [2, 2], "overlap": 0.2}
     fa = sc["false_alarms_smoke_free_crops"]
-    assert fa["frames"] == 3 and fa["min_area_px"] == 100 and 0.0 <= fa["fraction"] <= 1.0
+    assert fa["frames"] == 3 and fa["min_area"] == 0.01 and fa["min_area_px"] == 64 and 0.0 <= fa["fraction"] <= 1.0
     assert sc["ms_per_image"] > 0 and sc["images"] == 3
     text = runner.invoke(app, ["bench", "accuracy", "--model", str(tiny_onnx), "--data", str(folder), "--smoke-free"])
     assert text.exit_code == 0 and "smoke-free crops raising a leak (region >= 64 px)" in " ".join(text.output.split())

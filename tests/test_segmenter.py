@@ -110,8 +110,10 @@ def test_threshold_and_min_area_change_output(tiny_onnx):
     assert ((strict.mask == 1) == (probs[1] >= 0.99)).all()
     big = Segmenter(tiny_onnx, min_area=0.999).segment(frame)  # a share of the frame: nothing is that big
     assert big.regions == [] and not (big.mask == 1).any()
-    every = Segmenter(tiny_onnx, min_area=0.0).segment(frame)
-    assert sum(r.area for r in every.regions) == int((every.mask == 1).sum())
+    every = Segmenter(tiny_onnx, threshold=0.5, min_area=0.0).segment(frame)
+    some = Segmenter(tiny_onnx, threshold=0.5, min_area=0.01).segment(frame)  # 1 % of 64x64: 41 px
+    assert all(r.area_px >= 0.01 * 64 * 64 for r in some.regions)
+    assert len(some.regions) <= len(every.regions)
 
 
 def test_min_area_is_a_share_of_the_frame_and_pixels_are_refused(tiny_onnx):

@@ -38,7 +38,7 @@ def test_show_without_display_warns_and_still_writes(tiny_onnx, tmp_path, monkey
 
 
 def test_show_with_headless_opencv_names_the_fix(monkeypatch):
-    import edgeseg.sinks as sinks
+    import edgeseg.sinks.video as sinks
 
     def no_gui(*args):
         raise cv2.error("The function is not implemented. Rebuild the library with GTK+ 2.x or Cocoa support")

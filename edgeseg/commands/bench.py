@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeseg.commands.common import console, fail, fmt, model_or_default, parse_batches, parse_size, tiles_option
+from edgeseg.settings import option
 
 
 def bench_cpu_cmd(
@@ -120,7 +121,7 @@ def bench_accuracy_cmd(
     backend: str = typer.Option("auto", help="auto | onnxruntime | tensorrt"),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads"),
     threshold: Optional[float] = typer.Option(None, help="Leak probability threshold (default: the model's own)"),
-    min_area: int = typer.Option(0, help="Drop leak regions smaller than this many frame pixels (as detect --min-area)"),
+    min_area: Optional[float] = option("min_area"),
     tiles: str = typer.Option("1x1", help="ROWSxCOLS overlapping tiles per frame, stitched (as detect --tiles)"),
     overlap: float = typer.Option(0.2, help="Tile overlap as a fraction of a tile (with --tiles)"),
     smoke_free: bool = typer.Option(False, "--smoke-free", help="Also the false-alarm rate: the share of smoke-free crops "
@@ -164,7 +165,7 @@ def bench_accuracy_cmd(
                   fmt(ref["mean_iou_dataset"], 4), fmt(ref["mean_f1_dataset"], 4), style="bold")
     out.print(table)
     st = ref["settings"]
-    extra = f"threshold {'argmax' if st['threshold'] is None else fmt(st['threshold'])}, min area {min_area} px, tiles {tiles}; {ref['ms_per_image']:.0f} ms/image"
+    extra = f"threshold {'argmax' if st['threshold'] is None else fmt(st['threshold'])}, min area {fmt(st['min_area'], 4)} of the frame, tiles {tiles}; {ref['ms_per_image']:.0f} ms/image"
     if smoke_free:
         fa = ref["false_alarms_smoke_free_crops"]
         extra += (f"; smoke-free crops raising a leak (region >= {fa['min_area_px']} px): "

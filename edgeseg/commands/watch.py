@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -9,8 +10,9 @@ from edgeseg.commands.common import console, fail
 
 
 def watch_cmd(
-    config: Path = typer.Argument(..., help="Gateway config (.yaml / .yml / .toml); schema in the README"),
+    config: Optional[Path] = typer.Argument(None, help="Gateway config (.yaml / .yml / .toml); settings in docs/gateway.md"),
     check: bool = typer.Option(False, "--check", help="Validate the config and exit (0: valid)"),
+    schema: bool = typer.Option(False, "--schema", help="Print the config's JSON Schema (for editors and CI) and exit"),
     log_level: str = typer.Option("info", "--log-level", help="debug / info / warning / error"),
 ) -> None:
     """Camera gateway: many cameras, one model, batched inference, events to JSONL / webhook / MQTT,
@@ -19,6 +21,16 @@ def watch_cmd(
     import logging
 
     from edgeseg.gateway.config import ConfigError, load_config
+
+    if schema:
+        import json
+
+        from edgeseg.settings import json_schema
+
+        typer.echo(json.dumps(json_schema(), indent=2))
+        return
+    if config is None:
+        fail("give a config file (edgeseg watch gateway.yaml), or --schema")
 
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(message)s")
