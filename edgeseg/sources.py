@@ -212,6 +212,7 @@ class SourceKind:
     matches: Callable[[str], bool]
     live: bool
     open: Callable[..., Source]  # (spec, max_retries=, sleep=, capture_factory=) -> Source
+    path: bool = False  # the spec names a file or folder (it must exist)
 
 
 SOURCES: list[SourceKind] = []
@@ -237,6 +238,12 @@ def _open_stream(spec: str, max_retries: int, sleep: Callable[[float], None], ca
     return Source(spec, "stream", fps, fr)
 
 
+def names_a_path(spec: str) -> bool:
+    """Whether ``spec`` is a file or folder path (to check it exists) rather than a camera / URL / custom kind."""
+    kind = source_kind(spec)
+    return kind is None or kind.path
+
+
 def _open_folder(spec: str, **_: Any) -> Source:
     files = list_images(Path(spec))
     if not files:
@@ -258,9 +265,9 @@ def _open_video(spec: str, capture_factory: Callable[[Any], Any], **_: Any) -> S
 
 for _kind in (SourceKind("webcam", str.isdigit, True, _open_stream),
               SourceKind("stream", is_url, True, _open_stream),
-              SourceKind("folder", lambda s: Path(s).is_dir(), False, _open_folder),
-              SourceKind("image", lambda s: Path(s).suffix.lower() in IMAGE_EXTS, False, _open_image),
-              SourceKind("video", lambda s: Path(s).suffix.lower() in VIDEO_EXTS, False, _open_video)):
+              SourceKind("folder", lambda s: Path(s).is_dir(), False, _open_folder, path=True),
+              SourceKind("image", lambda s: Path(s).suffix.lower() in IMAGE_EXTS, False, _open_image, path=True),
+              SourceKind("video", lambda s: Path(s).suffix.lower() in VIDEO_EXTS, False, _open_video, path=True)):
     register_source(_kind)
 
 
@@ -269,7 +276,7 @@ def open_source(spec: str, max_retries: int = 5, sleep: Callable[[float], None] 
     """Find ``spec``'s kind in the registry and open it; errors are one-line ``SourceError``."""
     s = str(spec)
     kind = source_kind(s)
-    if kind is not None and not kind.live and not Path(s).exists():
+    if kind is not None and kind.path and not Path(s).exists():
         kind = None
     if kind is None:
         p = Path(s)

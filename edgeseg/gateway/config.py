@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.settings import CameraConfig, ConfigError, GatewaySettings, ZoneSettings, validate
-from edgeseg.sources import is_live
+from edgeseg.sources import names_a_path
 
 __all__ = ["CameraConfig", "ConfigError", "GatewayConfig", "Zones", "load_config", "parse_config"]
 
@@ -68,10 +68,10 @@ def parse_config(raw: Any, source_path: str | None = None) -> GatewayConfig:
         if not _model_exists(cam.model):
             raise ConfigError(f"cameras[{i}].model: file {cam.model} does not exist (fix: give a .onnx / .engine "
                               "path or a triton://HOST:PORT/NAME server, or leave it out)")
-        if not is_live(cam.source) and not Path(cam.source).expanduser().exists():
+        if names_a_path(cam.source) and not Path(cam.source).expanduser().exists():
             raise ConfigError(f"cameras[{i}].source: file {cam.source} does not exist (fix: give an existing video "
                               "file, an rtsp:// / http:// URL or a webcam index)")
-    cameras = tuple(c if is_live(c.source) else c.model_copy(update={"source": str(Path(c.source).expanduser())})
+    cameras = tuple(c if not names_a_path(c.source) else c.model_copy(update={"source": str(Path(c.source).expanduser())})
                     for c in cameras)
     return GatewayConfig(settings, cameras, source_path)
 
@@ -108,7 +108,7 @@ def read_file(path: str | Path) -> Any:
 def _relative_to(base: Path, raw: Any) -> Any:
     """Paths in a config are relative to the config file, not to the working directory."""
     def rel(v: Any) -> Any:
-        return v if not isinstance(v, str) or is_live(v) or Path(v).expanduser().is_absolute() else str(base / v)
+        return v if not isinstance(v, str) or not names_a_path(v) or Path(v).expanduser().is_absolute() else str(base / v)
 
     if not isinstance(raw, dict):
         return raw
