@@ -1,4 +1,4 @@
-"""README table "Converting your own checkpoint": ONNX vs an independent smp forward, per smp option.
+"""The table in docs/converter.md: ONNX vs an independent smp forward, per smp option.
 
 Run from the repository root: ``python benchmarks/smp_compat_errors.py`` (needs the [export] extra).
 Uses ``tests/smp_reference.py`` (functional smp 0.6 Unet forward over smp's key names), random

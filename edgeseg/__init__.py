@@ -2,7 +2,7 @@
 
 The runtime package never imports torch: camera gateways install numpy, opencv and
 onnxruntime only. Conversion from PyTorch lives in ``edgeseg_export`` (``export/`` in a checkout),
-which imports this package, never the reverse. See README "Architecture".
+which imports this package, never the reverse. See docs/architecture.md.
 """
 __version__ = "0.1.0"
 

@@ -12,8 +12,8 @@ APIs, its dynamic batcher, several model instances and its Prometheus metrics. T
   image's size) and ``result`` BYTES (JSON: leak, regions, classes, frame size) out.
 
 The network runs where the model file runs here (ONNX Runtime, or TensorRT for an ``.engine``);
-a GPU server with NVIDIA's container runs the exported repository instead (README, "Scale-out
-with Triton").
+a GPU server with NVIDIA's container runs the exported repository instead (docs/triton.md,
+"Scale-out with Triton").
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 One model for all cameras with batched inference, latest-frame-wins readers on live sources,
 reconnects forever, alarm events as JSON lines on stdout; Ctrl-C / SIGTERM stop cleanly (open
 alarms get their ``end``). For JSONL files, webhooks, MQTT, metrics and SIGHUP reload write a
-config and run ``edgeseg watch gateway.yaml`` (README "Camera gateway").
+config and run ``edgeseg watch gateway.yaml`` (docs/gateway.md).
 """
 from __future__ import annotations
 

@@ -150,7 +150,7 @@ def _at(by_threshold: dict, thr: float) -> float:
 
 
 def scores_markdown(sidecar: dict) -> str:
-    """The README's "what it took and scored" block, from the sidecar (nothing typed by hand)."""
+    """The model card's (docs/model-card.md) "what it took and scored" block, from the sidecar (nothing typed by hand)."""
     sc, tr = sidecar["scores"], sidecar["training"]
     ips = tr["images_per_s_by_crop"]
     thr = sidecar["leak_threshold"]
