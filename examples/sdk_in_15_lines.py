@@ -6,7 +6,7 @@ from edgeseg import Segmenter
 from edgeseg.sources import open_source
 
 source = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).parents[1] / "edgeseg/assets/demo_gas_leak.mp4")
-seg = Segmenter(sys.argv[2] if len(sys.argv) > 2 else None, min_area=64)  # None: the bundled model
+seg = Segmenter(sys.argv[2] if len(sys.argv) > 2 else None, min_area=0.001)  # None: the bundled model
 for frame in open_source(source):
     result = seg.segment(frame.image)
     regions = ", ".join(f"bbox {r.bbox} {r.area_px} px conf {r.max_conf:.2f}" for r in result.regions)
