@@ -17,6 +17,24 @@ from edgeseg.errors import OutputError
 LOCK_NAME = ".edgeseg.lock"
 
 
+def lock_folder(folder: Path, what: str, fix: str) -> int:
+    """Hold ``folder``'s lock file for this process (released by the kernel even after ``kill -9``);
+    returns its descriptor. Raises :class:`OutputError` naming the PID that holds it already."""
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {what} {folder}: {exc.strerror} (fix: choose a folder you can write to)") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise OutputError(f"{what} {folder} is in use by another edgeseg process (PID {other}) (fix: {fix})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 class OutputFolder:
     """A locked output folder; use as a context manager (or call :meth:`release`)."""
 

@@ -81,7 +81,7 @@ class StreamSettings(Strict):
     precision: Literal["fp32", "int8", "bf16"] = setting(
         "fp32", "fp32 | int8 (the model's .int8.onnx) | bf16 (OpenVINO on bf16 CPUs)", fix="fp32, int8 or bf16")
     tiles: str = setting("1x1", "ROWSxCOLS overlapping tiles per frame, one batch, stitched (distant plumes)",
-                         fix="e.g. 2x2; 1x1 runs the whole frame at once", pattern=r"^[1-9][0-9]?x[1-9][0-9]?$")
+                         fix="ROWSxCOLS, e.g. 2x2; 1x1 runs the whole frame at once", pattern=r"^[1-9][0-9]?x[1-9][0-9]?$")
     overlap: float = setting(0.2, "Tile overlap as a fraction of a tile (with tiles)", fix="e.g. 0.2", ge=0.0, lt=1.0)
     letterbox: bool = setting(False, "Keep the aspect ratio (pad) instead of resizing to the model size")
     threshold: Optional[float] = setting(None, "Leak probability threshold; none: the model's shipped one (else argmax)",

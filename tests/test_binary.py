@@ -48,7 +48,7 @@ def test_metadata_reads_as_background_and_leak(binary_onnx):
 def test_segmenter_thresholds_the_one_channel(binary_onnx, frame):
     p = _p_leak(binary_onnx, frame)
     assert 0 < (p >= 0.5).mean() < 1, "fixture should give a mixed mask"
-    seg = Segmenter(binary_onnx, backend="onnxruntime", threads=1)
+    seg = Segmenter(binary_onnx, backend="onnxruntime", threads=1, min_area=0)  # raw threshold: every region kept
     assert seg.threshold == 0.5
     r = seg.segment(frame, return_probs=True)
     np.testing.assert_array_equal(r.mask, (p >= 0.5).astype(np.uint8))  # not the whole frame
@@ -58,13 +58,13 @@ def test_segmenter_thresholds_the_one_channel(binary_onnx, frame):
     np.testing.assert_allclose(r.probs.sum(0), 1.0, atol=1e-6)
     assert r.regions and all(0.5 <= reg.max_conf <= 1.0 for reg in r.regions)
     assert sum(reg.area_px for reg in r.regions) == int((p >= 0.5).sum())
-    strict = Segmenter(binary_onnx, backend="onnxruntime", threads=1, threshold=0.9).segment(frame)
+    strict = Segmenter(binary_onnx, backend="onnxruntime", threads=1, threshold=0.9, min_area=0).segment(frame)
     np.testing.assert_array_equal(strict.mask, (p >= 0.9).astype(np.uint8))
 
 
 def test_no_class_names_no_index_error(tmp_path, frame):
     model = make_tiny_onnx(tmp_path / "c.onnx", classes=("class0",), activation="sigmoid", seed=4)
-    seg = Segmenter(model, backend="onnxruntime", threads=1)
+    seg = Segmenter(model, backend="onnxruntime", threads=1, min_area=0)
     assert seg.info.classes == ("background", "class0") and seg.info.leak_class == 1
     r = seg.segment(frame)
     np.testing.assert_array_equal(r.mask, (_p_leak(model, frame) >= 0.5).astype(np.uint8))
@@ -73,7 +73,7 @@ def test_no_class_names_no_index_error(tmp_path, frame):
 def test_logits_binary_model(tmp_path, frame):
     model = make_tiny_onnx(tmp_path / "l.onnx", classes=("gas-smoke",), activation="none", seed=4)
     logit = _p_leak(model, frame)
-    np.testing.assert_array_equal(Segmenter(model, backend="onnxruntime", threads=1).segment(frame).mask,
+    np.testing.assert_array_equal(Segmenter(model, backend="onnxruntime", threads=1, min_area=0).segment(frame).mask,
                                   (logit >= 0).astype(np.uint8))
     labels = cpu_session(model).run(["labels"], {"image": np.zeros((1, 3, 8, 8), np.float32)})[0]
     assert labels.shape == (1, 8, 8)

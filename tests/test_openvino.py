@@ -160,8 +160,8 @@ def test_labels_made_inside_openvino_equal_the_numpy_postprocessing(tiny_onnx, t
     from edgeseg.postprocess import analyse
     from edgeseg.preprocess import network_images, preprocess
 
-    seg = Segmenter(tiny_onnx, backend="openvino", threshold=threshold, letterbox=letterbox)
-    ort = Segmenter(tiny_onnx, backend="onnxruntime", threshold=threshold, letterbox=letterbox)
+    seg = Segmenter(tiny_onnx, backend="openvino", threshold=threshold, letterbox=letterbox, min_area=0)
+    ort = Segmenter(tiny_onnx, backend="onnxruntime", threshold=threshold, letterbox=letterbox, min_area=0)
     frames = _frames(4, seed=3)
     for frame, res, ref in zip(frames, seg.segment_batch(frames), ort.segment_batch(frames)):
         x, t = network_images([frame], seg.info.input_size, seg.mode)

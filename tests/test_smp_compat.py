@@ -185,5 +185,5 @@ def test_pytorch_backend_runs_a_binary_checkpoint(tmp_path):
     be = TorchBackend(tmp_path / "one.pt")
     assert be.info.binary and be.info.classes == ("background", "gas-smoke") and be.info.activation == "sigmoid"
     frame = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)  # the model's size: no resize
-    r = Segmenter(backend=be).segment(frame, return_probs=True)
+    r = Segmenter(backend=be, min_area=0).segment(frame, return_probs=True)  # every region kept
     np.testing.assert_array_equal(r.mask, (r.probs[1] >= 0.5).astype(np.uint8))
