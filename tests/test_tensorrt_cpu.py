@@ -27,7 +27,7 @@ from edgeseg.backends.tensorrt_build import BuildError, BuildOptions, Calibratio
 
 # ----------------------------------------------------------------------------- fakes
 
-def make_tiny_onnx(path: Path, size=(64, 96), labels: str = "none") -> Path:
+def make_tiny_onnx(path: Path, size=(64, 96), labels: str = "none", meta: dict | None = None) -> Path:
     """Softmax 'probs' (+ 'labels' = Cast(ArgMax(probs), to=labels) as the exporter writes it)."""
     import onnx
     from onnx import TensorProto, helper
@@ -45,7 +45,8 @@ def make_tiny_onnx(path: Path, size=(64, 96), labels: str = "none") -> Path:
     # IR 8 is what opset 17 needs; onnx's newest default (IR 14 in onnx 1.23) is refused by
     # onnxruntime <= 1.30 (seen on a GPU host with those versions)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    for k, v in {"input_size": json.dumps(list(size)), "classes": json.dumps(["background", "gas-smoke", "machine"])}.items():
+    for k, v in {"input_size": json.dumps(list(size)), "classes": json.dumps(["background", "gas-smoke", "machine"]),
+                 **(meta or {})}.items():
         e = model.metadata_props.add()
         e.key, e.value = k, v
     onnx.save(model, str(path))
@@ -91,6 +92,25 @@ def _uint8_cast_from_int(path: str) -> bool:
     made_by = {o: n.op_type for n in g.node for o in n.output}
     return any(n.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.UINT8 for a in n.attribute)
                and made_by.get(n.input[0]) == "ArgMax" for n in g.node)
+
+
+# how TensorRT's ONNX parser types a graph IO tensor (onnx-tensorrt importerUtils convertDtype, release/10.1-GA):
+# FLOAT -> kFLOAT, FLOAT16 -> kHALF, INT32 -> kINT32, UINT8 -> kUINT8, INT64 -> kINT64, BOOL -> kBOOL
+ONNX_TO_TRT = {1: "FLOAT", 10: "HALF", 6: "INT32", 2: "UINT8", 7: "INT64", 9: "BOOL"}
+
+
+def _onnx_io(path: str, data_type):
+    import onnx
+
+    g = onnx.load(path, load_external_data=False).graph
+    init = {i.name for i in g.initializer}
+
+    def tensor(vi):
+        t = vi.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
+        return types.SimpleNamespace(name=vi.name, dtype=data_type[ONNX_TO_TRT[t.elem_type]], shape=shape)
+
+    return [tensor(v) for v in g.input if v.name not in init], [tensor(v) for v in g.output]
 
 
 def make_fake_trt(version: str, gpu: str = "Fake Orin"):
@@ -163,9 +183,23 @@ def make_fake_trt(version: str, gpu: str = "Fake Orin"):
         def get_timing_cache(self):
             return self.cache
 
+    trt.DataType = enum.IntEnum("DataType", DATA_TYPE)
+
     class Network:
+        """Filled by the parser from the ONNX it reads, as TensorRT's parser does: one ITensor per graph
+        input / output with the ONNX name, dtype (ONNX_TO_TRT) and shape (-1 for a symbolic dim)."""
+
+        inputs: list = []
+        outputs: list = []
+
+        num_inputs = property(lambda self: len(self.inputs))
+        num_outputs = property(lambda self: len(self.outputs))
+
         def get_input(self, i):
-            return types.SimpleNamespace(name="image")
+            return self.inputs[i]
+
+        def get_output(self, i):
+            return self.outputs[i]
 
     class Builder:
         def __init__(self, logger):
@@ -196,6 +230,7 @@ def make_fake_trt(version: str, gpu: str = "Fake Orin"):
         def parse_from_file(self, path):
             calls.append(("parse_from_file", path))
             self.network.uint8_cast_from_int = _uint8_cast_from_int(path)
+            self.network.inputs, self.network.outputs = _onnx_io(path, trt.DataType)
             return True
 
     trt.Logger, trt.Builder, trt.OnnxParser = Logger, Builder, OnnxParser
@@ -216,8 +251,9 @@ class TestFakeTensorRTOrchestration:
     @pytest.mark.parametrize("version,flags,fp16_flag", [("8.6.1", 1, True), ("10.3.0", 0, True), ("11.0.0", 1, False),
                                                          ("11.1.0", 1, False)])
     def test_build_branches(self, tmp_path, version, flags, fp16_flag):
-        onnx_path = make_tiny_onnx(tmp_path / "m.onnx")
-        fp16_path = make_tiny_onnx(tmp_path / "m.fp16.onnx")
+        same = {"source_sha256": "c" * 64}  # exported from the same checkpoint: the fp16 file is this model's
+        onnx_path = make_tiny_onnx(tmp_path / "m.onnx", meta=same)
+        fp16_path = make_tiny_onnx(tmp_path / "m.fp16.onnx", meta=same)
         trt = make_fake_trt(version)
         opts = BuildOptions(fp16=True, min_batch=1, opt_batch=2, max_batch=4, workspace_mb=256,
                             timing_cache=str(tmp_path / "tc.bin"))
@@ -448,7 +484,13 @@ class FakeMemCuda(FakeCuda):
     supports_events = True
 
     def __init__(self):
-        self.mem, self.allocs, self.syncs, self.destroyed = {}, 0, 0, []
+        self.mem, self.allocs, self.syncs, self.destroyed, self.freed, self.dtoh = {}, 0, 0, [], [], []
+
+    def free(self, ptr):
+        self.freed.append(ptr)
+
+    def free_host(self, arr):
+        self.freed.append(("host", arr.shape))
 
     def alloc_device(self, nbytes):
         self.allocs += 1
@@ -468,6 +510,7 @@ class FakeMemCuda(FakeCuda):
         self.mem[dst][: len(b)] = b
 
     def memcpy_dtoh_async(self, dst, src, stream, nbytes=None):
+        self.dtoh.append(src)
         dst.reshape(-1).view(np.uint8)[:] = np.frombuffer(bytes(self.mem[src][: dst.nbytes]), np.uint8)
 
     def stream_create(self):
@@ -599,12 +642,13 @@ def test_backend_data_flow_with_fakes(tmp_path, io_dtype):
     be = TensorRTBackend(engine, onnx_path=onnx_path, trt=trt, cuda=cuda)
     assert be.info.input_size == (8, 12) and be.max_batch == 4
     allocs = cuda.allocs
-    assert allocs == 6  # host + device for image, probs, labels
+    assert allocs == 5  # device for image, probs, labels; host (pinned) for image and probs only
     x = np.random.default_rng(0).normal(size=(3, 3, 8, 12)).astype(np.float32)
     y = be.infer(x)
     assert y.dtype == np.float32 and y.shape == (3, 3, 8, 12)
     np.testing.assert_allclose(y, (x.astype(io_dtype) * 2).astype(np.float32))
     assert be.gpu_timing_ms == 1.5
+    assert set(cuda.dtoh) == {be._dev["probs"]}  # only probs is copied back (labels stay on the device)
     y6 = be.infer(np.concatenate([x, x]))  # > max batch: split into 4 + 2
     assert y6.shape[0] == 6 and trt.engine.ctx.runs[-2:] == [(4, 3, 8, 12), (2, 3, 8, 12)]
     assert cuda.allocs == allocs  # no per-frame allocation
@@ -669,6 +713,9 @@ def test_int8_build_orchestration_with_fakes(tmp_path):
                        BuildOptions(int8=True, calib_data=str(calib)), trt=trt, cuda=cuda)
     assert ("set_flag", "INT8") in trt.calls and ("set_flag", "FP16") in trt.calls
     assert rep["precision"] == "int8" and read_sidecar(tmp_path / "m.engine").precision == "int8"
+    assert rep["int8"] == "calibrate"
+    # the calibrator's device buffer, pinned host buffer and stream are released after the build
+    assert len(cuda.freed) == 2 and ("host", (4, 3, 64, 96)) in cuda.freed and cuda.destroyed == ["stream"]
 
 
 def test_cli_build_and_verify_on_cpu(tmp_path):
@@ -727,7 +774,7 @@ def test_auto_rebuild_refuses_int8_without_calibration_data(tmp_path):
     write_sidecar(engine, _meta(precision="int8", tensorrt_version="10.2.0"))
     cuda = FakeMemCuda()
     trt = add_fake_runtime(make_fake_trt("10.3.0"), cuda)
-    with pytest.raises(EngineMismatch, match="INT8 needs calibration images.*--int8 --calib-data DIR"):
+    with pytest.raises(EngineMismatch, match="no Q/DQ INT8 model beside .*--int8 --calib-data DIR"):
         TensorRTBackend(engine, onnx_path=onnx_path, auto_rebuild=True, trt=trt, cuda=cuda)
 
 
