@@ -825,3 +825,147 @@ def test_cuda_python_stream_handle_is_the_native_handle():
     s = rt.cudaStream_t(0x1234)
     assert native_handle(s) == 0x1234 and native_handle(rt.cudaStream_t(0)) == 0
     assert native_handle(s) != int(s.getPtr())
+
+
+# ----------------------------------------------------------------------------- INT8 from the shipped Q/DQ model
+
+def _qdq_parsing_fake(version):
+    """FakeTensorRT whose parser refuses what TensorRT's ONNX parser refuses in Q/DQ nodes: the rules of
+    onnx-tensorrt QuantDequantLinearHelper (release/10.1-GA), as edgeseg.backends.tensorrt_qdq.trt_qdq_problems
+    states them; the shipped model's problems are checked against that list in test_shipped_int8_model_*."""
+    import onnx
+
+    from edgeseg.backends.tensorrt_qdq import trt_qdq_problems
+
+    trt = make_fake_trt(version)
+    base = trt.OnnxParser
+
+    class QdqParser(base):
+        def parse_from_file(self, path):
+            trt.parsed_problems = trt_qdq_problems(onnx.load(path, load_external_data=False))
+            return super().parse_from_file(path) and not trt.parsed_problems
+
+    trt.OnnxParser = QdqParser
+    return trt
+
+
+def _demo_frames(n=6):
+    cap = cv2.VideoCapture(str(Path(__file__).resolve().parents[1] / "edgeseg" / "assets" / "demo_gas_leak.mp4"))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    frames = []
+    for i in range(0, total, max(1, total // n)):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+        ok, f = cap.read()
+        if ok:
+            frames.append(f)
+    return frames[:n]
+
+
+def test_shipped_int8_model_is_rewritten_to_trt_rules_and_still_agrees(tmp_path):
+    """The shipped QDQ model breaks TensorRT's parser rules (UINT8, asymmetric, INT32 bias DQ); the copy
+    edgeseg parses does not, and ONNX Runtime on the CPU gives the same masks from both files."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgeseg.backends.tensorrt_qdq import trt_qdq_copy, trt_qdq_problems
+    from edgeseg.metrics import mask_iou
+    from edgeseg.segmenter import BUNDLED_INT8, bundled_model
+
+    if not BUNDLED_INT8.is_file():
+        pytest.skip(f"{BUNDLED_INT8} not shipped in this checkout")
+    before = trt_qdq_problems(onnx.load(str(BUNDLED_INT8)))
+    assert any(p.startswith("UINT8 zero point on QuantizeLinear") for p in before)
+    assert any(p.startswith("non-zero zero point") for p in before)
+    assert any(p.startswith("INT32 DequantizeLinear input") for p in before)
+    dst, note = trt_qdq_copy(BUNDLED_INT8, tmp_path / "q.onnx")
+    assert dst == tmp_path / "q.onnx" and "saturations kept" in note
+    onnx.checker.check_model(str(dst))
+    assert trt_qdq_problems(onnx.load(str(dst))) == []
+    x = preprocess(_demo_frames(), (256, 256), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))[0]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+
+    def masks(path):
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return np.concatenate([sess.run(["probs"], {"image": x[i:i + 1]})[0] for i in range(len(x))]).argmax(1)
+
+    shipped, trt_form, fp32 = masks(BUNDLED_INT8), masks(dst), masks(bundled_model())
+    assert mask_iou(shipped, trt_form, 3) >= 0.97  # measured 0.989 on these frames
+    assert mask_iou(fp32, trt_form, 3) >= 0.95  # the shipped model's own floor against fp32 (int8.json)
+
+
+@pytest.mark.parametrize("version,flags,int8_flag", [("8.6.1", 1, True), ("10.3.0", 2, False), ("10.16.1", 2, False),
+                                                     ("11.1.0", 1, False)])
+def test_int8_builds_from_the_shipped_qdq_model_without_a_calibrator(tmp_path, version, flags, int8_flag):
+    """--int8 with no images: the bundled fp32 model's Q/DQ sibling is parsed (rewritten copy); TRT 10 / 11
+    build it strongly typed with no precision flag (NVIDIA: "Use explicit quantization with Strong Typing.
+    Precision-control build flags are not required and should not be specified"); 8.6 sets INT8."""
+    from edgeseg.files import sha256_file
+    from edgeseg.segmenter import BUNDLED_INT8, bundled_model
+
+    if not BUNDLED_INT8.is_file():
+        pytest.skip(f"{BUNDLED_INT8} not shipped in this checkout")
+    trt = _qdq_parsing_fake(version)
+    engine = tmp_path / "m.engine"
+    rep = build_engine(bundled_model(), engine, BuildOptions(int8=True), trt=trt, cuda=FakeMemCuda())
+    assert trt.parsed_problems == [] and rep["int8"] == "qdq" and rep["precision"] == "int8"
+    assert ("create_network", flags) in trt.calls  # 10.x STRONGLY_TYPED = 1 -> 2; 11.x STRONGLY_TYPED = 0 -> 1
+    assert (("set_flag", "INT8") in trt.calls) is int8_flag
+    assert "int8_calibrator" not in str(trt.calls)
+    side = read_sidecar(engine)
+    assert side.built_from == {"path": str(BUNDLED_INT8), "sha256": sha256_file(BUNDLED_INT8)}
+    assert {t["name"]: t["dtype"] for t in side.io} == {"image": "FLOAT", "probs": "FLOAT", "labels": "INT32"}
+
+
+def test_int8_uses_the_default_calibration_cache_and_says_what_is_missing(tmp_path):
+    trt = make_fake_trt("10.3.0")
+    trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {"__init__": lambda self: None})
+    onnx_path = make_tiny_onnx(tmp_path / "m.onnx")
+    engine = tmp_path / "m.engine"
+    with pytest.raises(BuildError, match=r"--int8 needs the model's Q/DQ INT8 ONNX .*m.int8.onnx.*--calib-data DIR"):
+        build_engine(onnx_path, engine, BuildOptions(int8=True), trt=trt, cuda=FakeMemCuda())
+    Path(str(engine) + ".calib").write_bytes(b"CACHE")  # what an earlier calibrated build left
+    rep = build_engine(onnx_path, engine, BuildOptions(int8=True), trt=trt, cuda=FakeMemCuda())
+    assert rep["int8"] == "calibrate" and any(f"cache {engine}.calib (from an earlier build)" in n for n in rep["notes"])
+    with pytest.raises(BuildError, match="drop --calib-data"):
+        build_engine(onnx_path, engine, BuildOptions(int8=True, calib_data=str(tmp_path)), trt=make_fake_trt("11.1.0"),
+                     cuda=FakeMemCuda())
+
+
+def test_trt11_fp16_file_is_checked_against_its_model_and_written_beside_it(tmp_path):
+    pytest.importorskip("onnxconverter_common")
+    import onnx
+
+    from edgeseg.model_meta import metadata_of
+
+    onnx_path = make_tiny_onnx(tmp_path / "m.onnx", meta={"source_sha256": "a" * 64})
+    stranger = make_tiny_onnx(tmp_path / "m.fp16.onnx", meta={"source_sha256": "b" * 64})
+    with pytest.raises(BuildError, match="m.fp16.onnx is not known to come from .*m.onnx"):
+        build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(), trt=make_fake_trt("11.1.0"), cuda=FakeCuda())
+    stranger.unlink()
+    trt = make_fake_trt("11.1.0")
+    rep = build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(), trt=trt, cuda=FakeCuda())
+    sibling = tmp_path / "m.fp16.onnx"
+    assert [c[1] for c in trt.calls if c[0] == "parse_from_file"] == [str(sibling)]  # beside the model
+    assert "m.onnx sha256" in metadata_of(onnx.load(str(sibling)))["derived_from"]
+    stamp = sibling.stat().st_mtime_ns
+    rep = build_engine(onnx_path, tmp_path / "m2.engine", BuildOptions(), trt=make_fake_trt("11.1.0"), cuda=FakeCuda())
+    assert sibling.stat().st_mtime_ns == stamp and any("converted from m.onnx" in n for n in rep["notes"])
+    assert read_sidecar(tmp_path / "m2.engine").built_from["path"] == str(sibling)
+
+
+def test_orin_modules_are_told_apart(tmp_path):
+    """All Orin modules report "Orin", sm 8.7: the sidecar's SM count / memory / board refuse an engine from
+    an AGX Orin on an Orin Nano, and the cache keys differ."""
+    from edgeseg.model_meta import cache_key, check_compatible
+
+    agx = _meta(gpu_name="Orin", sm_count=16, memory_mib=62800, board="NVIDIA Jetson AGX Orin Developer Kit")
+    check_compatible(agx, "10.3.0", "Orin", "8.7", sm_count=16, memory_mib=62841,
+                     board="NVIDIA Jetson AGX Orin Developer Kit")
+    with pytest.raises(EngineMismatch, match=r"GPU SMs 16 at build vs 8 here, GiB 61 at build vs 7 here, board .*AGX.* at build vs .*Nano"):
+        check_compatible(agx, "10.3.0", "Orin", "8.7", sm_count=8, memory_mib=7620,
+                         board="NVIDIA Jetson Orin Nano Developer Kit")
+    check_compatible(_meta(), "10.3.0", "Orin", "8.7", sm_count=8, memory_mib=7620)  # old sidecar: not compared
+    base = ("ab" * 32, "int8", (1, 4, 8), "10.3.0", "8.7", (256, 256), "Orin")
+    assert cache_key(*base, (16, 62800, "AGX")) != cache_key(*base, (8, 7620, "Nano"))
+    assert cache_key(*base, None) == cache_key(*base)
