@@ -969,3 +969,93 @@ def test_orin_modules_are_told_apart(tmp_path):
     base = ("ab" * 32, "int8", (1, 4, 8), "10.3.0", "8.7", (256, 256), "Orin")
     assert cache_key(*base, (16, 62800, "AGX")) != cache_key(*base, (8, 7620, "Nano"))
     assert cache_key(*base, None) == cache_key(*base)
+
+
+# ----------------------------------------------------------------------------- export triton from the recorded IO
+
+def _make_io_onnx(path: Path, channels: int, labels: str, half: bool = False, size=(32, 48)) -> Path:
+    """A tiny edgeseg-like model: probs (softmax over 3, or one sigmoid channel) + optional labels Cast."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    ft = TensorProto.FLOAT16 if half else TensorProto.FLOAT
+    nodes, inits = [], []
+    if channels == 1:
+        nodes += [helper.make_node("ReduceMean", ["image"], ["m"], axes=[1], keepdims=1),
+                  helper.make_node("Sigmoid", ["m"], ["probs"])]
+    else:
+        nodes.append(helper.make_node("Softmax", ["image"], ["probs"], axis=1))
+    outs = [helper.make_tensor_value_info("probs", ft, ["batch", channels, "height", "width"])]
+    if labels != "none":
+        to = {"uint8": TensorProto.UINT8, "int32": TensorProto.INT32}[labels]
+        if channels == 1:
+            inits += [helper.make_tensor("half", ft, [], [0.5]), helper.make_tensor("ax", TensorProto.INT64, [1], [1])]
+            nodes += [helper.make_node("GreaterOrEqual", ["probs", "half"], ["ge"]),
+                      helper.make_node("Cast", ["ge"], ["c"], to=to), helper.make_node("Squeeze", ["c", "ax"], ["labels"])]
+        else:
+            nodes += [helper.make_node("ArgMax", ["probs"], ["am"], axis=1, keepdims=0),
+                      helper.make_node("Cast", ["am"], ["labels"], to=to)]
+        outs.append(helper.make_tensor_value_info("labels", to, ["batch", "height", "width"]))
+    graph = helper.make_graph(nodes, "io", [helper.make_tensor_value_info("image", ft, ["batch", 3, "height", "width"])],
+                              outs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    classes = ["background", "gas-smoke"] + ([] if channels == 1 else ["machine"])
+    meta = {"input_size": json.dumps(list(size)), "classes": json.dumps(classes), "output_channels": str(channels)}
+    if half:
+        meta["precision"] = "fp16"
+    for k, v in meta.items():
+        e = model.metadata_props.add()
+        e.key, e.value = k, v
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("channels,labels_mode,onnx_labels,half,version", [
+    (3, "int32", "uint8", False, "10.3.0"), (3, "none", "uint8", False, "10.3.0"), (3, "keep", "int32", False, "8.6.1"),
+    (1, "int32", "uint8", False, "10.3.0"), (1, "none", "int32", False, "10.16.1"), (1, "keep", "int32", False, "10.3.0"),
+    (3, "int32", "uint8", True, "11.1.0"), (1, "int32", "int32", True, "11.1.0"),
+])
+def test_export_triton_writes_the_recorded_engine_io(tmp_path, channels, labels_mode, onnx_labels, half, version):
+    """build records the parsed network's IO in the sidecar; export triton writes exactly that (names, types,
+    channel count), parsed back with Triton's ModelConfig protobuf and checked with the TensorRT backend's
+    own rules (check_against_engine, ported from instance_state.cc / tensorrt_utils.cc)."""
+    pytest.importorskip("tritonclient.grpc", reason="needs the [triton] extra (tritonclient)")
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from edgeseg.triton_repo import check_against_engine, export_repository, read_config
+
+    name = "m.fp16.onnx" if half else "m.onnx"
+    onnx_path = _make_io_onnx(tmp_path / name, channels, onnx_labels, half)
+    engine = tmp_path / "m.engine"
+    build_engine(onnx_path, engine, BuildOptions(labels=labels_mode, opt_batch=2, max_batch=4),
+                 trt=make_fake_trt(version), cuda=FakeCuda())
+    io = read_sidecar(engine).io
+    cfg = read_config(export_repository(engine, tmp_path / "repo", max_batch=4))
+    assert check_against_engine(cfg, io) == []
+    t = "TYPE_FP16" if half else "TYPE_FP32"
+    want_out = {"probs": (t, [channels, -1, -1])}
+    if labels_mode != "none":
+        want_out["labels"] = ("TYPE_INT32" if labels_mode == "int32" or onnx_labels == "int32" else "TYPE_UINT8", [-1, -1])
+    assert {o.name: (mc.DataType.Name(o.data_type), list(o.dims)) for o in cfg.output} == want_out
+    assert [(i.name, mc.DataType.Name(i.data_type), list(i.dims)) for i in cfg.input] == [("image", t, [3, 32, 48])]
+
+
+def test_export_triton_refuses_what_the_backend_would_refuse(tmp_path):
+    """The old exporter's guesses (3 channels for a binary engine, FP32 for fp16 IO) fail the backend's checks."""
+    pytest.importorskip("tritonclient.grpc", reason="needs the [triton] extra (tritonclient)")
+    from edgeseg.errors import ModelError
+    from edgeseg.triton_repo import build_config, check_against_engine, export_repository, _engine_spec
+
+    engine = tmp_path / "m.engine"
+    build_engine(_make_io_onnx(tmp_path / "m.fp16.onnx", 1, "int32", half=True), engine, BuildOptions(max_batch=4),
+                 trt=make_fake_trt("11.1.0"), cuda=FakeCuda())
+    spec = _engine_spec(engine)
+    spec.outputs[0].dims[1], spec.inputs[0].data_type = 2, "TYPE_FP32"
+    bad = check_against_engine(build_config(spec, "m", 4), read_sidecar(engine).io)
+    assert any("unexpected datatype TYPE_FP16 for input 'image'" in b for b in bad)
+    assert any("output 'probs': the model expects shape [-1, 1, -1, -1], the config [-1, 2, -1, -1]" in b for b in bad)
+    old = read_sidecar(engine)
+    old.io = []
+    write_sidecar(engine, old)
+    with pytest.raises(ModelError, match="no recorded IO .*rebuild it with: edgeseg build"):
+        export_repository(engine, tmp_path / "repo")
