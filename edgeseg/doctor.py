@@ -185,9 +185,7 @@ def gather_facts() -> dict[str, Any]:
         rt, _ = _try(layer.runtime_version)
         facts["cuda_runtime_version"] = rt or facts["cuda_runtime_version"]
     facts.update(parse_l4t(facts["l4t_release"]))
-    import edgeseg
-
-    facts["install"] = install_kind(Path(edgeseg.__file__).parent)
+    facts["install"] = install_kind(Path(__file__).resolve().parent)  # the edgeseg package folder
     facts["ort_providers"], facts["ort_error"] = _try(
         lambda: list(importlib.import_module("onnxruntime").get_available_providers()))
     if facts["openvino"]:
@@ -261,7 +259,8 @@ def check(facts: dict[str, Any]) -> list[Finding]:
         major, minor = (int(x) for x in (trt.split(".") + ["0"])[:2])
         if (major, minor) < (8, 6):
             out.append(Finding("error", "tensorrt", f"TensorRT {trt} is too old (edgeseg needs 8.6+; JetPack 5 "
-                                                    "ships 8.5)", "use JetPack 6 (TensorRT 8.6 / 10.3)"))
+                                                    "ships 8.5, whose Python code uses np.bool, gone in numpy >= 1.24, "
+                                                    "on Python 3.8)", "use JetPack 6 (TensorRT 8.6 / 10.3, Python 3.10)"))
         else:
             out.append(Finding("ok", "tensorrt", f"TensorRT {trt}" + (f" ({', '.join(dists)})" if dists else "")))
         if major >= 11 and not facts.get("onnxconverter_common"):

@@ -132,7 +132,9 @@ def make_fake_trt(version: str, gpu: str = "Fake Orin"):
         trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8")
     else:
         trt.BuilderFlag = types.SimpleNamespace()  # FP16/INT8 removed in TensorRT 11
-    cache_tag = f"TC|{version}|{gpu}|".encode()
+    # set_timing_cache refuses a cache whose CUDA device properties differ (pyCoreDoc.h); a cache from
+    # another TensorRT version on the same GPU is not documented as refused, so the stand-in keys on the GPU
+    cache_tag = f"TC|{gpu}|".encode()
 
     class Logger:
         WARNING, VERBOSE = "W", "V"
@@ -171,7 +173,7 @@ def make_fake_trt(version: str, gpu: str = "Fake Orin"):
                 return TimingCache(cache_tag)
             if not data.startswith(b"TC|"):
                 return None  # unreadable blob
-            return TimingCache(data[: data.index(b"|", data.index(b"|", 3) + 1) + 1])
+            return TimingCache(data[: data.index(b"|", 3) + 1])
 
         def set_timing_cache(self, cache, ignore_mismatch):
             ok = bool(ignore_mismatch) or cache.tag == cache_tag
@@ -265,7 +267,7 @@ class TestFakeTensorRTOrchestration:
         assert ("set_shape", "image", (1, 3, 64, 96), (2, 3, 64, 96), (4, 3, 64, 96)) in c
         assert ("set_memory_pool_limit", "WORKSPACE", 256 << 20) in c
         assert ("create_timing_cache", b"") in c
-        assert (tmp_path / "tc.bin").read_bytes() == f"TC|{version}|Fake Orin|timings".encode()
+        assert (tmp_path / "tc.bin").read_bytes() == b"TC|Fake Orin|timings"
         parsed = [x[1] for x in c if x[0] == "parse_from_file"]
         assert parsed == [str(fp16_path if version.startswith("11") else onnx_path)]
         assert rep["strongly_typed"] is version.startswith("11")
@@ -283,11 +285,10 @@ class TestFakeTensorRTOrchestration:
         build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(timing_cache=str(tmp_path / "tc.bin")), trt=trt, cuda=FakeCuda())
         assert ("create_timing_cache", b"old") in trt.calls
 
-    @pytest.mark.parametrize("blob,why", [(b"TC|10.3.0|NVIDIA GeForce RTX 4090|timings", "refused by TensorRT"),
-                                          (b"TC|10.2.0|Fake Orin|timings", "refused by TensorRT"),
+    @pytest.mark.parametrize("blob,why", [(b"TC|NVIDIA GeForce RTX 4090|timings", "refused by TensorRT (made on another GPU"),
                                           (b"garbage", "unreadable")])
     def test_timing_cache_from_elsewhere_is_replaced_and_engine_keeps_its_sidecar(self, tmp_path, blob, why):
-        """Another GPU's / TensorRT's cache is refused (set_timing_cache -> False); an unreadable one gives
+        """Another GPU's cache is refused (set_timing_cache -> False); an unreadable one gives
         None. The build goes on with a fresh cache, saved over the old one, and the sidecar is written."""
         onnx_path = make_tiny_onnx(tmp_path / "m.onnx")
         tc = tmp_path / "tc.bin"
@@ -295,7 +296,7 @@ class TestFakeTensorRTOrchestration:
         trt = make_fake_trt("10.3.0")
         rep = build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(timing_cache=str(tc)), trt=trt, cuda=FakeCuda())
         assert any(why in n and "started a fresh one" in n for n in rep["notes"])
-        assert tc.read_bytes() == b"TC|10.3.0|Fake Orin|timings"
+        assert tc.read_bytes() == b"TC|Fake Orin|timings"
         assert read_sidecar(tmp_path / "m.engine").tensorrt_version == "10.3.0"
         # the next build on this machine loads it
         rep = build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(timing_cache=str(tc)), trt=trt, cuda=FakeCuda())
@@ -378,7 +379,7 @@ class TestFakeTensorRTOrchestration:
         with pytest.raises(BuildError, match="Q/DQ"):
             build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(int8=True, calib_data=str(tmp_path / "calib")),
                          trt=make_fake_trt("11.0.0"), cuda=FakeCuda())
-        with pytest.raises(BuildError, match=r">= 8.6 \(JetPack 5 ships 8.5: use JetPack 6"):
+        with pytest.raises(BuildError, match=r">= 8.6 \(JetPack 5 ships 8.5 with Python 3.8 and np.bool .*use JetPack 6"):
             build_engine(onnx_path, tmp_path / "m.engine", BuildOptions(), trt=make_fake_trt("8.5.3"), cuda=FakeCuda())
 
     def test_bad_profile_rejected(self):

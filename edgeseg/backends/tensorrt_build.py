@@ -128,15 +128,16 @@ def _attach_timing_cache(config: Any, path: Path) -> str:
     ``create_timing_cache(b"")`` makes a new cache and returns the created ITimingCache (a nullptr, i.e.
     None, when the blob cannot be read); ``set_timing_cache(cache, ignore_mismatch)`` "returns true if set
     successfully, false otherwise" and reports a failure "if the CUDA device property in the provided cache
-    is different from current environment". ignore_mismatch=False: a cache from another GPU / TensorRT is
-    refused (its timings would be wrong here) and replaced by a fresh one, which is saved over it.
+    is different from current environment". ignore_mismatch=False: a cache from another GPU is refused (its
+    timings would be wrong here) and replaced by a fresh one, which is saved over it. NVIDIA documents the
+    refusal for another device, not for another TensorRT version, so the note does not claim the latter.
     """
     data = path.read_bytes() if path.is_file() else b""
     if data:
         cache = config.create_timing_cache(data)
         if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
             return f"timing cache loaded from {path}"
-        why = "unreadable" if cache is None else "refused by TensorRT (made on another GPU or TensorRT version)"
+        why = "unreadable" if cache is None else "refused by TensorRT (made on another GPU: CUDA device properties differ)"
         note = f"timing cache {path} {why}: started a fresh one, saved over it"
     else:
         note = f"timing cache created at {path}"
@@ -182,8 +183,8 @@ def build_engine(
     major, minor = trt_version_tuple(trt)
     if major < 8 or (major == 8 and minor < 6):
         raise BuildError(
-            f"TensorRT {trt.__version__} is too old; edgeseg needs TensorRT >= 8.6 (JetPack 5 ships 8.5: "
-            "use JetPack 6, which ships 8.6 / 10.3)"
+            f"TensorRT {trt.__version__} is too old; edgeseg needs TensorRT >= 8.6 (JetPack 5 ships 8.5 with Python "
+            "3.8 and np.bool code numpy >= 1.24 lacks: use JetPack 6, which ships 8.6 / 10.3)"
         )
     meta = read_metadata(onnx_path)
     info = ModelInfo.from_metadata(meta)
