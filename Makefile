@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test train clean system-deps
+.PHONY: venv demo test train clean system-deps gpu
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# the TensorRT extra for this machine's driver: `edgeseg doctor` names it (gpu-cu12 | gpu-cu13 | jetson)
+EXTRA ?= gpu-cu12
+gpu: $(STAMP)
+	$(BIN)/pip install -q -e '.[$(EXTRA)]'
 
 # Real components for the gateway tests (RTSP server, MQTT broker, H.264 encoder): installed with
 # apt when running as root and missing; never fails the build (those tests then skip with a reason).

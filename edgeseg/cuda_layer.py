@@ -39,6 +39,9 @@ class CudaLayer:
     def event_elapsed_ms(self, start: Any, end: Any) -> float: raise NotImplementedError
     def device_name(self) -> str: raise NotImplementedError
     def compute_capability(self) -> str: raise NotImplementedError
+    def sm_count(self) -> int: return 0  # 0 = unknown
+    def total_memory_mib(self) -> int: return 0
+    def runtime_version(self) -> int: return 0  # CUDA runtime the layer was built for, e.g. 12020; 0 = unknown
     def push(self) -> None: pass
     def pop(self) -> None: pass
 
@@ -159,6 +162,17 @@ class PycudaLayer(CudaLayer):
     def compute_capability(self) -> str:
         major, minor = self._dev.compute_capability()
         return f"{major}.{minor}"
+
+    def sm_count(self) -> int:
+        return int(self._dev.get_attribute(self._cuda.device_attribute.MULTIPROCESSOR_COUNT))
+
+    def total_memory_mib(self) -> int:
+        return int(self._dev.total_memory()) >> 20
+
+    def runtime_version(self) -> int:
+        # pycuda.driver.get_version(): the CUDA version pycuda was compiled against, (major, minor, 0)
+        major, minor, *_ = self._cuda.get_version()
+        return int(major) * 1000 + int(minor) * 10
 
 
 def _import_cudart() -> Any:
@@ -282,6 +296,16 @@ class CudaPythonLayer(CudaLayer):
 
     def compute_capability(self) -> str:
         return f"{self._props.major}.{self._props.minor}"
+
+    # cudaDeviceProp.multiProcessorCount / totalGlobalMem (CUDA runtime API, cudaDeviceProp; both in 12.x and 13.x)
+    def sm_count(self) -> int:
+        return int(self._props.multiProcessorCount)
+
+    def total_memory_mib(self) -> int:
+        return int(self._props.totalGlobalMem) >> 20
+
+    def runtime_version(self) -> int:
+        return int(self._check(self._rt.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion"))
 
 
 _LAYERS: dict[str, type[CudaLayer]] = {"pycuda": PycudaLayer, "cuda-python": CudaPythonLayer}

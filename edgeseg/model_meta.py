@@ -189,6 +189,16 @@ class EngineMeta:
     # dtype of the engine's 'labels' output: "int32" | "uint8" | "none" (not in the engine: argmax on the
     # host); "" = unknown (a sidecar from before this field; the backend reads probs only either way)
     labels_dtype: str = ""
+    # the network's inputs / outputs as parsed ({name, mode, dtype (TensorRT DataType name), shape}):
+    # what `export triton` writes into config.pbtxt. [] = a sidecar from before this field
+    io: list[dict[str, Any]] = field(default_factory=list)
+    # the GPU beyond its name: Jetson Orin modules (AGX 32/64 GB, NX, Nano) all report "Orin", sm 8.7;
+    # SM count, memory and the device-tree board name tell them apart. 0 / "" = unknown (not compared)
+    sm_count: int = 0
+    memory_mib: int = 0
+    board: str = ""
+    # the file TensorRT parsed when it is not the model itself (QDQ INT8 / fp16 sibling): path, sha256
+    built_from: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -203,6 +213,21 @@ class EngineMeta:
         kw["batch_profile"] = tuple(int(x) for x in kw["batch_profile"])
         kw["input_size"] = tuple(int(x) for x in kw["input_size"])
         return cls(**kw)
+
+
+def device_board() -> str:
+    """The Jetson module and carrier from the device tree (``/proc/device-tree/model``, e.g. "NVIDIA Jetson
+    AGX Orin Developer Kit"); "" elsewhere. SM count and memory do not separate an Orin NX 8GB from an
+    Orin Nano 8GB (8 SMs each); the module name does."""
+    try:
+        return Path("/proc/device-tree/model").read_bytes().split(b"\0", 1)[0].decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def memory_gib(mib: int) -> int:
+    """Memory rounded to whole GiB: what the driver reports moves a little with the carve-outs."""
+    return int(round(mib / 1024)) if mib else 0
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
@@ -242,6 +267,9 @@ def check_compatible(
     compute_capability: str,
     engine_path: str | Path = "<engine>",
     onnx_path: str | Path | None = None,
+    sm_count: int = 0,
+    memory_mib: int = 0,
+    board: str = "",
 ) -> None:
     """Raise :class:`EngineMismatch` (one line) if the engine cannot run here.
 
@@ -260,6 +288,11 @@ def check_compatible(
             f"GPU {sidecar.gpu_name} (sm {sidecar.compute_capability}) at build vs "
             f"{gpu_name} (sm {compute_capability}) here"
         )
+    here = {"SMs": (sidecar.sm_count, sm_count), "GiB": (memory_gib(sidecar.memory_mib), memory_gib(memory_mib)),
+            "board": (sidecar.board, board)}
+    other = [f"{k} {a!s} at build vs {b!s} here" for k, (a, b) in here.items() if a and b and a != b]
+    if other:  # same name and sm, another module (e.g. Orin Nano vs AGX Orin)
+        diffs.append("GPU " + ", ".join(other))
     if onnx_path is not None and Path(onnx_path).is_file() and sidecar.onnx_sha256:
         if sha256_file(onnx_path) != sidecar.onnx_sha256:
             diffs.append(f"{onnx_path} changed since the engine was built (sha256 differs)")
@@ -279,8 +312,10 @@ def cache_key(
     compute_capability: str,
     input_size: tuple[int, int] | list[int] | None = None,
     gpu_name: str | None = None,
+    device: tuple[int, int, str] | None = None,
 ) -> str:
-    """Short stable hex key of everything that makes an engine different."""
+    """Short stable hex key of everything that makes an engine different; ``device`` = (SM count, memory
+    MiB, board) tells Orin modules apart (all named "Orin", sm 8.7)."""
     parts = [
         onnx_sha256, precision, ",".join(str(int(b)) for b in batch_profile), str(trt_version), str(compute_capability),
     ]
@@ -288,6 +323,8 @@ def cache_key(
         parts.append("x".join(str(int(s)) for s in input_size))
     if gpu_name is not None:  # plans are tied to the GPU model, not only its architecture
         parts.append(gpu_name.strip())
+    if device is not None and any(device):
+        parts.append(f"{int(device[0])}sm/{memory_gib(int(device[1]))}GiB/{device[2]}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -300,8 +337,9 @@ def engine_cache_path(
     compute_capability: str,
     input_size: tuple[int, int] | list[int] | None = None,
     gpu_name: str | None = None,
+    device: tuple[int, int, str] | None = None,
 ) -> Path:
     """``<cache_dir>/<onnx stem>.<precision>.<key>.engine``."""
     key = cache_key(sha256_file(onnx_path), precision, batch_profile, trt_version, compute_capability, input_size,
-                    gpu_name)
+                    gpu_name, device)
     return Path(cache_dir) / f"{Path(onnx_path).stem}.{precision}.{key}.engine"

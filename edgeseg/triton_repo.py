@@ -64,24 +64,65 @@ def _onnx_spec(path: Path) -> RepoSpec:
     return RepoSpec("onnxruntime_onnx", "model.onnx", inputs, outputs, metadata_of(proto), fixed, None)
 
 
+#: TensorRT DataType name -> Triton config type (triton-inference-server/tensorrt_backend src/tensorrt_utils.cc
+#: ConvertTrtTypeToConfigDataType; the backend refuses an IO whose config type differs from the engine's)
+TRT_TO_TRITON = {"FLOAT": "TYPE_FP32", "HALF": "TYPE_FP16", "INT8": "TYPE_INT8", "UINT8": "TYPE_UINT8",
+                 "BF16": "TYPE_BF16", "INT32": "TYPE_INT32", "INT64": "TYPE_INT64", "BOOL": "TYPE_BOOL"}
+
+
 def _engine_spec(path: Path) -> RepoSpec:
-    """From the engine's sidecar (no TensorRT needed to write the repository)."""
-    from edgeseg.model_meta import EngineMismatch, ModelInfo, read_sidecar
+    """From the IO the engine's sidecar recorded from the parsed network (no TensorRT needed here)."""
+    from edgeseg.model_meta import EngineMismatch, read_sidecar
 
     try:
         side = read_sidecar(path)
     except EngineMismatch as exc:
         raise ModelError(str(exc)) from exc
-    h, w = side.input_size
-    n = len(ModelInfo.from_metadata(side.onnx_metadata).classes)
-    outputs = [TensorSpec("probs", "TYPE_FP32", [-1, n, h, w])]
-    if side.labels_dtype in ("uint8", "int32"):
-        outputs.append(TensorSpec("labels", "TYPE_UINT8" if side.labels_dtype == "uint8" else "TYPE_INT32", [-1, h, w]))
+    if not side.io:
+        raise ModelError(f"{path}'s sidecar has no recorded IO (built before edgeseg recorded it); rebuild it with: "
+                         f"edgeseg build {side.onnx_path or '<onnx>'} -o {path}")
+    specs: dict[str, list[TensorSpec]] = {"input": [], "output": []}
+    for t in side.io:
+        dtype = TRT_TO_TRITON.get(str(t["dtype"]))
+        if dtype is None:
+            raise ModelError(f"{path}: tensor {t['name']!r} is TensorRT {t['dtype']}, which Triton's TensorRT backend "
+                             "does not serve; rebuild with --labels none")
+        specs[t["mode"]].append(TensorSpec(str(t["name"]), dtype, [int(d) for d in t["shape"]]))
     meta = dict(side.onnx_metadata)
     meta.update({"tensorrt_version": side.tensorrt_version, "gpu_name": side.gpu_name,
                  "compute_capability": side.compute_capability, "precision": side.precision})
-    return RepoSpec("tensorrt_plan", "model.plan", [TensorSpec("image", "TYPE_FP32", [-1, 3, h, w])], outputs, meta,
-                    None, int(side.batch_profile[2]))
+    return RepoSpec("tensorrt_plan", "model.plan", specs["input"], specs["output"], meta, None,
+                    int(side.batch_profile[2]))
+
+
+def check_against_engine(cfg: Any, io: Sequence[dict[str, Any]]) -> list[str]:
+    """What Triton's TensorRT backend would refuse in ``cfg`` for an engine with IO ``io`` (a sidecar's).
+
+    Ported from triton-inference-server/tensorrt_backend src/instance_state.cc (ValidateIO: the config
+    names only engine inputs / outputs; InitializeExecuteInputBinding / ...OutputBinding: "unexpected
+    datatype" unless the types are equal) and src/tensorrt_utils.cc CompareDimsSupported (with
+    max_batch_size > 0 the full shape is [-1] + dims; a dim is compared where neither side is -1).
+    """
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    problems = []
+    batching = cfg.max_batch_size > 0
+    for mode, items in (("input", cfg.input), ("output", cfg.output)):
+        engine = {t["name"]: t for t in io if t["mode"] == mode}
+        for item in items:
+            t = engine.get(item.name)
+            if t is None:
+                problems.append(f"{mode} {item.name!r} is not an engine {mode} ({sorted(engine)})")
+                continue
+            want = TRT_TO_TRITON.get(str(t["dtype"]), "TYPE_INVALID")
+            if mc.DataType.Name(item.data_type) != want:
+                problems.append(f"unexpected datatype {want} for {mode} {item.name!r}, config says "
+                                f"{mc.DataType.Name(item.data_type)}")
+            full = ([-1] if batching else []) + list(item.dims)
+            model = [int(d) for d in t["shape"]]
+            if len(full) != len(model) or any(m != -1 and c != -1 and m != c for m, c in zip(model, full)):
+                problems.append(f"{mode} {item.name!r}: the model expects shape {model}, the config {full}")
+    return problems
 
 
 def build_config(spec: RepoSpec, name: str, max_batch: int = 8, instances: int = 1,
@@ -143,6 +184,13 @@ def export_repository(model: str | Path, repo: str | Path, name: str = "edgeseg"
         raise ModelError(f"{model}: expected input 'image' and output 'probs', found {sorted(names[0])} / "
                          f"{sorted(names[1])}; export with 'edgeseg export onnx'")
     cfg = build_config(spec, name, max_batch, instances, preferred, queue_delay_us, kind)
+    if spec.platform == "tensorrt_plan":
+        from edgeseg.model_meta import read_sidecar
+
+        bad = check_against_engine(cfg, read_sidecar(model).io)
+        if bad:  # never write a repository Triton refuses at load
+            raise ModelError(f"{model}: Triton's TensorRT backend would refuse this config ({'; '.join(bad)}); "
+                             f"rebuild the engine with edgeseg build")
     target = repo / name
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise ModelError(f"{target} already exists; pass --force to replace it or choose another --name / -o")

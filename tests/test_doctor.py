@@ -3,6 +3,7 @@ runs for real on this host, reporting what is missing."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -27,7 +28,7 @@ def test_consistent_x86_cuda12_host_has_no_errors():
 def test_cuda_python_13_on_a_550_driver():
     f = by_level(check({**X86_550, "cuda_python": "13.0.1"}), "error")
     assert [(x.message, x.fix) for x in f if x.topic == "cuda-python"] == [
-        ("cuda-python 13 needs driver >= 580; this driver is 550", "pip install 'cuda-python>=12.6,<13'")]
+        ("cuda-python 13 needs driver >= 580; this driver is 550", "pip install 'edgeseg[gpu-cu12]'")]
     assert report({**X86_550, "cuda_python": "13.0.1"})["ok"] is False
 
 
@@ -62,7 +63,7 @@ def test_pip_tensorrt_on_jetson_and_missing_tensorrt_point_to_jetpack():
 def test_trt11_without_fp16_converter_and_without_cuda_layer():
     f = check({**X86_550, "tensorrt": "11.1.0", "onnxconverter_common": None, "cuda_python": None})
     assert any("onnxconverter-common is missing" in x.message for x in by_level(f, "warn"))
-    assert any(x.topic == "cuda" and "cuda-python>=12.6,<13" in x.fix for x in by_level(f, "error"))
+    assert any(x.topic == "cuda" and x.fix == "pip install 'edgeseg[gpu-cu12]'" for x in by_level(f, "error"))
 
 
 def test_cpu_only_facts_are_info_not_errors():
@@ -82,7 +83,63 @@ def test_doctor_runs_for_real_here():
     assert r.exit_code == (0 if rep["ok"] else 1)
     topics = {f["topic"] for f in rep["findings"]}
     assert {"gpu", "tensorrt", "onnxruntime", "openvino"} <= topics
+    # the CUDA layer is always tried, its error kept, how edgeseg is installed recorded
+    assert {"cuda_layer", "cuda_layer_error", "cuda_runtime_version", "driver_cuda_version", "install",
+            "l4t_release"} <= set(rep["facts"])
+    if rep["facts"]["cuda_layer"] is None:  # this CPU host: why it does not load, in words
+        assert "no usable CUDA layer" in rep["facts"]["cuda_layer_error"]
     if facts["tensorrt"] is None:  # this CPU host: says TensorRT is missing
         assert any(f["topic"] == "tensorrt" and "not installed" in f["message"] for f in rep["findings"])
     r = CliRunner().invoke(app, ["doctor"])
     assert "onnxruntime" in r.output
+
+
+def test_broken_cuda_layer_is_an_error_with_the_fix_for_this_install():
+    facts = {**X86_550, "cuda_layer": None, "install": {"kind": "checkout", "root": "/src/edgeseg"},
+             "cuda_layer_error": "BackendUnavailable: no usable CUDA layer (cuda-python: cudaGetDeviceCount failed: "
+                                 "cudaErrorInsufficientDriver)"}
+    err = [x for x in by_level(check(facts), "error") if x.topic == "cuda"]
+    assert len(err) == 1 and "cudaErrorInsufficientDriver" in err[0].message
+    assert err[0].fix == "pip install -e '/src/edgeseg[gpu-cu12]'"  # a checkout: its own path, editable
+    ok = check({**X86_550, "cuda_layer": "cuda-python"})
+    assert any(x.topic == "cuda" and x.level == "ok" and "CUDA runtime 12.9" in x.message for x in ok)
+
+
+def test_runtime_against_driver_cuda():
+    cross = check({**X86_550, "cuda_layer": "cuda-python", "cuda_runtime_version": 13000})
+    assert any("runtime 13.0 is newer than the driver's CUDA 12.4" in x.message for x in by_level(cross, "error"))
+    minor = check({**X86_550, "cuda_layer": "cuda-python", "cuda_runtime_version": 12090})  # 12.9 on a 12.4 driver
+    assert not [x for x in by_level(minor, "error") if x.topic == "cuda"]
+    assert any("minor version compatibility" in x.message for x in minor)
+
+
+def test_jetpack_from_nv_tegra_release_and_its_cuda():
+    from edgeseg.doctor import parse_l4t
+
+    line = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025"
+    assert parse_l4t(line) == {"l4t": "36.4.3", "jetpack": "6.2", "jetpack_cuda": 12060}
+    assert parse_l4t("# R36 (release), REVISION: 3.0, GCID: 36923193")["jetpack"] == "6.0"
+    assert parse_l4t("# R35 (release), REVISION: 4.1, GCID: 33958178")["jetpack"] == "5.x"
+    assert parse_l4t(None) == {}
+    jp61 = dict(machine="aarch64", jetson=True, gpu_name="Orin", compute_capability="8.7", tensorrt="10.3.0",
+                tensorrt_dists={"tensorrt": "10.3.0"}, cuda_python="12.9.4", cuda_layer="cuda-python",
+                cuda_runtime_version=12090, ort_providers=["CPUExecutionProvider"],
+                **parse_l4t("# R36 (release), REVISION: 4.0, GCID: 37537400"))
+    err = [x for x in by_level(check(jp61), "error") if x.topic == "cuda"]
+    assert len(err) == 1 and "12.9 is newer than JetPack's CUDA 12.6" in err[0].message and "[jetson]" in err[0].fix
+    assert any(x.topic == "jetpack" and "JetPack 6.1 (L4T 36.4.0, CUDA 12.6)" in x.message for x in check(jp61))
+    assert not [x for x in by_level(check({**jp61, "cuda_runtime_version": 12020}), "error") if x.topic == "cuda"]
+
+
+def test_install_kind_checkout_and_wheel(tmp_path):
+    """This checkout is a checkout; a package folder without the project beside it (site-packages) is a wheel."""
+    import edgeseg
+    from edgeseg.doctor import install_kind, pip_fix
+
+    here = install_kind(Path(edgeseg.__file__).parent)
+    assert here["kind"] == "checkout" and (Path(here["root"]) / "pyproject.toml").is_file()
+    site = tmp_path / "site-packages" / "edgeseg"
+    site.mkdir(parents=True)
+    assert install_kind(site) == {"kind": "wheel", "root": ""}
+    assert pip_fix("jetson", {"install": here}) == f"pip install -e '{here['root']}[jetson]'"
+    assert pip_fix("jetson", {"install": install_kind(site)}) == "pip install 'edgeseg[jetson]'"

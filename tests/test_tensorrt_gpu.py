@@ -69,3 +69,29 @@ def test_fp16_engine_matches_onnxruntime(tmp_path):
     # odd batch sizes reuse the same buffers; output shape follows the input
     assert be.infer(x[:1]).shape[0] == 1
     assert be.gpu_timing_ms is None or be.gpu_timing_ms > 0
+
+
+def test_int8_engine_from_the_shipped_qdq_model_matches_onnxruntime_int8(tmp_path):
+    """--int8 without images: the engine is built from the shipped Q/DQ model (explicit quantization), so the
+    GPU runs the same INT8 model ONNX Runtime runs on the CPU; masks must agree (docs/tensorrt.md, INT8)."""
+    cuda = _gpu_or_skip()
+    import onnxruntime as ort
+
+    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+    from edgeseg.backends.tensorrt_build import BuildOptions, build_engine
+    from edgeseg.preprocess import preprocess
+    from edgeseg.segmenter import BUNDLED_INT8
+
+    if not BUNDLED_INT8.is_file():
+        pytest.skip(f"{BUNDLED_INT8} not shipped")
+    engine = tmp_path / "m.int8.engine"
+    report = build_engine(ONNX, engine, BuildOptions(int8=True, min_batch=1, opt_batch=2, max_batch=4), cuda=cuda)
+    assert report["precision"] == "int8" and report["int8"] == "qdq"
+    be = TensorRTBackend(engine, onnx_path=ONNX, cuda=cuda)
+    assert be.meta.sm_count > 0 and be.meta.memory_mib > 0 and be.meta.io
+    rng = np.random.default_rng(1)
+    frames = [np.clip(rng.normal(120, 40, (240, 320, 3)), 0, 255).astype(np.uint8) for _ in range(3)]
+    x = preprocess(frames, be.info.input_size, be.info.mean, be.info.std)[0]
+    probs = be.infer(x)
+    ref = ort.InferenceSession(str(BUNDLED_INT8), providers=["CPUExecutionProvider"]).run(["probs"], {"image": x})[0]
+    assert mask_iou(ref.argmax(1), probs.argmax(1), probs.shape[1]) >= 0.95

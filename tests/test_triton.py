@@ -62,13 +62,17 @@ def test_export_engine_repository_from_sidecar(tiny_onnx: Path, tmp_path: Path) 
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"not a real plan")  # the exporter copies it and reads only the sidecar
+    # the IO build_engine records from the parsed network (tests/test_tensorrt_cpu.py builds and exports them)
+    io = [{"name": "image", "mode": "input", "dtype": "FLOAT", "shape": [-1, 3, 64, 96]},
+          {"name": "probs", "mode": "output", "dtype": "FLOAT", "shape": [-1, 3, -1, -1]},
+          {"name": "labels", "mode": "output", "dtype": "UINT8", "shape": [-1, -1, -1]}]
     write_sidecar(engine, EngineMeta("0" * 64, "fp16", (1, 4, 8), (64, 96), "10.9.0", "NVIDIA H100", "9.0",
-                                     onnx_metadata=read_metadata(tiny_onnx), labels_dtype="uint8"))
+                                     onnx_metadata=read_metadata(tiny_onnx), labels_dtype="uint8", io=io))
     cfg = read_config(export_repository(engine, tmp_path / "repo", max_batch=8, preferred=(8,)))
     assert cfg.platform == "tensorrt_plan" and cfg.max_batch_size == 8
     assert (tmp_path / "repo" / "edgeseg" / "1" / "model.plan").read_bytes() == b"not a real plan"
     assert list(cfg.input[0].dims) == [3, 64, 96]
-    assert {o.name: list(o.dims) for o in cfg.output} == {"probs": [3, 64, 96], "labels": [64, 96]}
+    assert {o.name: list(o.dims) for o in cfg.output} == {"probs": [3, -1, -1], "labels": [-1, -1]}
     assert cfg.instance_group[0].kind == cfg.instance_group[0].KIND_GPU
     assert cfg.parameters["tensorrt_version"].string_value == "10.9.0"
     assert json.loads(cfg.parameters["classes"].string_value) == ["background", "gas-smoke", "machine"]

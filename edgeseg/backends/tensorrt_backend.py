@@ -79,10 +79,18 @@ class TensorRTBackend(Backend):
         self._load()
 
     # -- engine file / compatibility
+    def _device(self) -> tuple[int, int, str]:
+        """(SM count, memory MiB, board): what tells Orin modules apart (all "Orin", sm 8.7)."""
+        from edgeseg.model_meta import device_board  # noqa: PLC0415
+
+        return (int(getattr(self.cuda, "sm_count", lambda: 0)()),
+                int(getattr(self.cuda, "total_memory_mib", lambda: 0)()), device_board())
+
     def _check(self) -> None:
+        sm, mib, board = self._device()
         check_compatible(
             read_sidecar(self.engine_path), self.trt.__version__, self.cuda.device_name(),
-            self.cuda.compute_capability(), self.engine_path, self.onnx_path,
+            self.cuda.compute_capability(), self.engine_path, self.onnx_path, sm, mib, board,
         )
 
     def _ensure_engine(self, auto_rebuild: bool, build_options: Any) -> None:
@@ -116,13 +124,19 @@ class TensorRTBackend(Backend):
         except EngineMismatch:
             pass
         if old is not None and old.precision == "int8" and build_options is None:
-            raise EngineMismatch(
-                f"engine {self.engine_path} is INT8 and does not match this machine; INT8 needs calibration "
-                f"images, so it is not rebuilt automatically: edgeseg build {self.onnx_path} -o {self.engine_path} "
-                "--int8 --calib-data DIR"
-            )
+            from edgeseg.backends.tensorrt_qdq import is_qdq  # noqa: PLC0415
+            from edgeseg.precision import int8_sibling  # noqa: PLC0415
+
+            qdq = next((p for p in (self.onnx_path, int8_sibling(self.onnx_path)) if p.is_file() and is_qdq(p)), None)
+            if qdq is None:
+                raise EngineMismatch(
+                    f"engine {self.engine_path} is INT8 and does not match this machine; there is no Q/DQ INT8 model "
+                    f"beside {self.onnx_path} to rebuild it from: edgeseg build {self.onnx_path} -o {self.engine_path} "
+                    "--int8 --calib-data DIR"
+                )
         if build_options is None:
-            build_options = BuildOptions(fp16=(old.precision != "fp32") if old else True)
+            build_options = BuildOptions(fp16=(old.precision != "fp32") if old else True,
+                                         int8=bool(old and old.precision == "int8"))
             if old:
                 build_options.min_batch, build_options.opt_batch, build_options.max_batch = old.batch_profile
                 build_options.height, build_options.width = old.input_size
@@ -131,7 +145,7 @@ class TensorRTBackend(Backend):
         size = (build_options.height, build_options.width) if build_options.height else None
         cached = engine_cache_path(self.engine_path.parent / ".engine-cache", self.onnx_path, precision, profile,
                                    self.trt.__version__, self.cuda.compute_capability(), size,
-                                   self.cuda.device_name())
+                                   self.cuda.device_name(), self._device())
         stale = self.engine_path
         self.engine_path = cached
         if cached.is_file():
@@ -202,12 +216,13 @@ class TensorRTBackend(Backend):
                                      "profile maximum); see the TensorRT log")
             self._host: dict[str, np.ndarray] = {}
             self._dev: dict[str, Any] = {}
-            for name in self.inputs + self.outputs:
+            for name in self.inputs + self.outputs:  # every output needs device memory; only probs a host copy
                 shape = tuple(self.context.get_tensor_shape(name))
                 if any(int(d) < 0 for d in shape):
                     raise EngineMismatch(f"{self.engine_path}: tensor {name!r} has unresolved shape {shape}")
                 count = int(np.prod(shape))
-                self._host[name] = cuda.alloc_host_pinned((count,), self.dtypes[name])
+                if name in (self.input_name, self.probs_name):
+                    self._host[name] = cuda.alloc_host_pinned((count,), self.dtypes[name])
                 self._dev[name] = cuda.alloc_device(count * self.dtypes[name].itemsize)
                 if not self.context.set_tensor_address(name, cuda.device_ptr(self._dev[name])):
                     raise RuntimeError(f"TensorRT refused the device address of tensor {name!r}")
@@ -255,15 +270,14 @@ class TensorRTBackend(Backend):
                 raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
             if self._events:
                 cuda.event_record(self._events[1], stream)
-            views = {}
-            for name in self.outputs:
-                shape = tuple(ctx.get_tensor_shape(name))  # actual shape for this batch, not the profile max
-                views[name] = self._host[name][: int(np.prod(shape))].reshape(shape)
-                cuda.memcpy_dtoh_async(views[name], self._dev[name], stream)
+            # only probs comes back: labels (if the engine has them) are argmaxed from probs on the host anyway
+            name = self.probs_name
+            shape = tuple(ctx.get_tensor_shape(name))  # actual shape for this batch, not the profile max
+            probs = self._host[name][: int(np.prod(shape))].reshape(shape)
+            cuda.memcpy_dtoh_async(probs, self._dev[name], stream)
             cuda.stream_sync(stream)
             if self._events:
                 self.gpu_timing_ms = cuda.event_elapsed_ms(*self._events)
-        probs = views[self.probs_name]
         assert probs.shape[0] == n
         return probs.astype(np.float32, copy=True)
 

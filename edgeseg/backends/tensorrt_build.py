@@ -28,9 +28,10 @@ from typing import Any, Optional
 
 from edgeseg.backends.tensorrt_calibration import CalibrationBatches, make_calibrator  # noqa: F401 (public here too)
 from edgeseg.backends.tensorrt_onnx import LABEL_MODES, _fp16_onnx_for, _labels_onnx_for
+from edgeseg.backends.tensorrt_qdq import int8_source, trt_qdq_copy
 from edgeseg.errors import BuildError
 from edgeseg.files import sha256_file
-from edgeseg.model_meta import EngineMeta, ModelInfo, now_iso, read_metadata, write_sidecar
+from edgeseg.model_meta import EngineMeta, ModelInfo, device_board, now_iso, read_metadata, write_sidecar
 
 __all__ = ["BuildError", "BuildOptions", "CalibrationBatches", "LABEL_MODES", "build_engine", "make_calibrator",
            "trt_version_tuple"]
@@ -65,13 +66,45 @@ class BuildOptions:
             raise ValueError(
                 f"batch profile must satisfy 1 <= min <= opt <= max, got {self.min_batch}/{self.opt_batch}/{self.max_batch}"
             )
-        if self.int8 and not self.calib_data and not (self.calib_cache and Path(self.calib_cache).is_file()):
-            raise ValueError("--int8 needs --calib-data DIR (a folder of representative images)")
+        if self.calib_cache and not self.calib_data and not Path(self.calib_cache).is_file():
+            raise ValueError(f"--calib-cache {self.calib_cache} not found; pass --calib-data DIR to calibrate anew")
         if self.workspace_mb <= 0:
             raise ValueError("workspace must be a positive number of MB")
         if self.labels not in LABEL_MODES:
             raise ValueError(f"labels must be one of {', '.join(LABEL_MODES)}, got {self.labels!r}")
 
+
+
+def _int_of(cuda: Any, name: str) -> int:
+    """``cuda.<name>()`` as an int; 0 for a CUDA layer without it."""
+    fn = getattr(cuda, name, None)
+    try:
+        return int(fn()) if fn is not None else 0
+    except Exception:  # noqa: BLE001 - an identity detail, not a reason to fail a build
+        return 0
+
+
+def _dtype_name(dtype: Any) -> str:
+    """``trt.DataType.FLOAT`` -> "FLOAT" (pybind11 enums have ``.name``)."""
+    return str(getattr(dtype, "name", None) or str(dtype).rsplit(".", 1)[-1])
+
+
+def network_io(network: Any, size: tuple[int, int]) -> list[dict[str, Any]]:
+    """The parsed network's inputs and outputs: name, mode, TensorRT dtype, shape (-1 where dynamic).
+
+    INetworkDefinition num_inputs / get_input / num_outputs / get_output and ITensor name / dtype /
+    shape (python/src/infer/pyGraph.cpp, v8.6.1 .. v11.1). The input's height and width are the
+    profile's (fixed at build); an output keeps -1 where the network leaves it to the input's shape.
+    """
+    out = []
+    for mode, count, get in (("input", "num_inputs", "get_input"), ("output", "num_outputs", "get_output")):
+        for i in range(int(getattr(network, count))):
+            t = getattr(network, get)(i)
+            shape = [int(d) for d in t.shape]
+            if mode == "input" and len(shape) == 4:
+                shape[2:] = [int(size[0]), int(size[1])]
+            out.append({"name": str(t.name), "mode": mode, "dtype": _dtype_name(t.dtype), "shape": shape})
+    return out
 
 
 def trt_version_tuple(trt: Any) -> tuple[int, int]:
@@ -95,15 +128,16 @@ def _attach_timing_cache(config: Any, path: Path) -> str:
     ``create_timing_cache(b"")`` makes a new cache and returns the created ITimingCache (a nullptr, i.e.
     None, when the blob cannot be read); ``set_timing_cache(cache, ignore_mismatch)`` "returns true if set
     successfully, false otherwise" and reports a failure "if the CUDA device property in the provided cache
-    is different from current environment". ignore_mismatch=False: a cache from another GPU / TensorRT is
-    refused (its timings would be wrong here) and replaced by a fresh one, which is saved over it.
+    is different from current environment". ignore_mismatch=False: a cache from another GPU is refused (its
+    timings would be wrong here) and replaced by a fresh one, which is saved over it. NVIDIA documents the
+    refusal for another device, not for another TensorRT version, so the note does not claim the latter.
     """
     data = path.read_bytes() if path.is_file() else b""
     if data:
         cache = config.create_timing_cache(data)
         if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
             return f"timing cache loaded from {path}"
-        why = "unreadable" if cache is None else "refused by TensorRT (made on another GPU or TensorRT version)"
+        why = "unreadable" if cache is None else "refused by TensorRT (made on another GPU: CUDA device properties differ)"
         note = f"timing cache {path} {why}: started a fresh one, saved over it"
     else:
         note = f"timing cache created at {path}"
@@ -149,8 +183,8 @@ def build_engine(
     major, minor = trt_version_tuple(trt)
     if major < 8 or (major == 8 and minor < 6):
         raise BuildError(
-            f"TensorRT {trt.__version__} is too old; edgeseg needs TensorRT >= 8.6 (JetPack 5 ships 8.5: "
-            "use JetPack 6, which ships 8.6 / 10.3)"
+            f"TensorRT {trt.__version__} is too old; edgeseg needs TensorRT >= 8.6 (JetPack 5 ships 8.5 with Python "
+            "3.8 and np.bool code numpy >= 1.24 lacks: use JetPack 6, which ships 8.6 / 10.3)"
         )
     meta = read_metadata(onnx_path)
     info = ModelInfo.from_metadata(meta)
@@ -170,33 +204,45 @@ def build_engine(
     # kPREFER_JIT_PYTHON_PLUGINS = 1, kPREFER_AOT_PYTHON_PLUGINS = 2. So the bit is read from the module
     # (never hard-coded: 1 << 1 would ask TensorRT 11 for JIT Python plugins), 0 if the enum is gone.
     ndcf = trt.NetworkDefinitionCreationFlag
+    int8_mode, cache_file, built_from = None, None, None
+    if opts.int8:
+        int8_mode, qdq, cache_file, note = int8_source(onnx_path, engine_path, opts.calib_data, opts.calib_cache, major)
+        notes.append(note)
+        if qdq is not None:
+            built_from = qdq
+            parse_path, note = trt_qdq_copy(qdq, Path(scratch.name) / f"{qdq.stem}.trt-qdq.onnx")
+            notes.append(note)
+    typed = strongly_typed or (int8_mode == "qdq" and major >= 10)
     if strongly_typed:
         branch = f"trt{major} (strongly typed)"
-        if opts.int8:
-            raise BuildError(
-                "TensorRT >= 11 removed implicit INT8 calibration (BuilderFlag.INT8 / int8_calibrator); "
-                "use an explicitly quantized (Q/DQ) ONNX, or --fp16"
-            )
         if precision == "fp16":
-            parse_path, note = _fp16_onnx_for(onnx_path, meta, engine_path.parent)
+            parse_path, note = _fp16_onnx_for(onnx_path, meta, Path(scratch.name))
+            built_from = parse_path if parse_path != onnx_path and parse_path.parent != Path(scratch.name) else None
             notes.append(note)
-        flags = 1 << int(ndcf.STRONGLY_TYPED) if hasattr(ndcf, "STRONGLY_TYPED") else 0
+    elif typed:  # TensorRT 10 + Q/DQ: "Use explicit quantization with Strong Typing" (Explicit Quantization docs)
+        branch = f"trt{major} (strongly typed, Q/DQ)"
     elif major >= 10:
         branch = f"trt{major}"
-        flags = 0  # EXPLICIT_BATCH is the only mode (flag deprecated and ignored) since 10.0
     else:
         branch = "trt8"
+    if typed:
+        flags = 1 << int(ndcf.STRONGLY_TYPED) if hasattr(ndcf, "STRONGLY_TYPED") else 0
+    elif major >= 10:
+        flags = 0  # EXPLICIT_BATCH is the only mode (flag deprecated and ignored) since 10.0
+    else:
         flags = 1 << int(ndcf.EXPLICIT_BATCH)
 
     parse_path, labels_dtype, note = _labels_onnx_for(parse_path, opts.labels, Path(scratch.name))
     notes.append(note)
 
+    calibrator = None
     try:
         logger = trt.Logger(trt.Logger.VERBOSE if opts.verbose else trt.Logger.WARNING)
         builder = trt.Builder(logger)
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, logger)
         _parse_onnx(trt, parser, parse_path)
+        io = network_io(network, (h, w))
 
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_mb) << 20)
@@ -207,16 +253,19 @@ def build_engine(
         profile.set_shape(input_name, *shapes)
         config.add_optimization_profile(profile)
 
-        if not strongly_typed:
+        if not typed:
             if precision in ("fp16", "int8"):
                 config.set_flag(trt.BuilderFlag.FP16)  # int8 builds keep fp16 as fallback for unquantized layers
                 notes.append("BuilderFlag.FP16 set")
             if precision == "int8":
+                # TensorRT 8.6 needs the INT8 flag for Q/DQ networks too ("To enable any quantization
+                # operations, the INT8 flag must be set", 8.6 developer guide, Working with INT8)
                 config.set_flag(trt.BuilderFlag.INT8)
-                cache_file = Path(opts.calib_cache or str(engine_path) + ".calib")
-                config.int8_calibrator = make_calibrator(
+            if int8_mode == "calibrate":
+                calibrator = make_calibrator(
                     trt, opts.calib_data, info, opts.opt_batch, cache_file, cuda, (h, w), opts.calib_limit
                 )
+                config.int8_calibrator = calibrator
                 # dynamic-shape networks calibrate with one fixed profile
                 if hasattr(config, "set_calibration_profile"):
                     calib_profile = builder.create_optimization_profile()
@@ -224,7 +273,7 @@ def build_engine(
                     # IBuilderConfig.set_calibration_profile: shapes the INT8 calibrator runs at with a
                     # dynamic batch (python-api/infer/Core/BuilderConfig.html; removed with implicit INT8 in 11)
                     config.set_calibration_profile(calib_profile)
-                notes.append(f"BuilderFlag.INT8 with entropy calibration on {opts.calib_data} (cache {cache_file})")
+                notes.append(f"BuilderFlag.INT8 with entropy calibration (cache {cache_file})")
 
         timing_cache_path = Path(opts.timing_cache) if opts.timing_cache else None
         if timing_cache_path is not None:
@@ -243,6 +292,8 @@ def build_engine(
         # sidecar are written together
         cache_bytes = _serialized_timing_cache(config, notes) if timing_cache_path is not None else None
     finally:
+        if calibrator is not None:
+            calibrator.free()  # its device / pinned buffers and stream (the builder is done with it)
         scratch.cleanup()
 
     sidecar = EngineMeta(
@@ -259,6 +310,11 @@ def build_engine(
         onnx_metadata=dict(meta),
         notes=notes,
         labels_dtype=labels_dtype,
+        io=io,
+        sm_count=_int_of(cuda, "sm_count"),
+        memory_mib=_int_of(cuda, "total_memory_mib"),
+        board=device_board(),
+        built_from={"path": str(built_from), "sha256": sha256_file(built_from)} if built_from else {},
     )
     with open(engine_path, "wb") as f:
         f.write(plan)
@@ -277,7 +333,7 @@ def build_engine(
         "labels_dtype": labels_dtype,
         "tensorrt_version": str(trt.__version__),
         "branch": branch,
-        "strongly_typed": strongly_typed,
+        "strongly_typed": typed,
         "precision": precision,
         "batch_profile": [opts.min_batch, opts.opt_batch, opts.max_batch],
         "input_size": [h, w],
@@ -286,5 +342,7 @@ def build_engine(
         "compute_capability": sidecar.compute_capability,
         "build_time_s": sidecar.build_time_s,
         "engine_bytes": engine_path.stat().st_size,
+        "int8": int8_mode,
+        "io": io,
         "notes": notes,
     }

@@ -99,4 +99,17 @@ def make_calibrator(
         def write_calibration_cache(self, cache: Any) -> None:
             cache_path.write_bytes(bytes(cache))
 
+        def free(self) -> None:
+            """Release the device buffer, the pinned host buffer (cuda-python's free_host; pycuda frees its
+            own on GC) and the stream. build_engine calls it once the plan is built; safe to call twice."""
+            dev, host, stream = self._dev, self._host, self._stream
+            self._dev = self._host = self._stream = None
+            free_host = getattr(cuda, "free_host", None)
+            for release, handle in ((cuda.free, dev), (free_host, host), (cuda.stream_destroy, stream)):
+                if release is not None and handle is not None:
+                    try:
+                        release(handle)
+                    except Exception:  # noqa: BLE001 - best effort: the build result does not depend on it
+                        pass
+
     return _EntropyCalibrator()

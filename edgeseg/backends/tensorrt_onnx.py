@@ -16,15 +16,47 @@ LABEL_MODES = ("int32", "none", "keep")
 
 # ----------------------------------------------------------------------------- fp16 ONNX (TRT 11)
 
+def _fp16_made_from(fp16: Path, model: Path, meta: dict[str, str]) -> str | None:
+    """How ``fp16`` is known to be ``model`` in fp16 (a phrase), or None when nothing says so.
+
+    Three records count: ``model`` was derived from ``fp16`` (its ``derived_from`` names the fp16 file's
+    sha256, edgeseg.derived); ``fp16`` was converted from ``model`` (its ``derived_from`` names the model's
+    sha256, written below); both were exported from the same checkpoint (equal ``source_sha256``, and the
+    same classes / input size / output channels).
+    """
+    from edgeseg.files import sha256_file
+    from edgeseg.model_meta import read_metadata
+
+    other = read_metadata(fp16)
+    if f"sha256 {sha256_file(fp16)}" in meta.get("derived_from", ""):
+        return f"{model.name} was derived from it"
+    if f"{model.name} sha256 {sha256_file(model)}" in other.get("derived_from", ""):
+        return f"converted from {model.name} (sha256 recorded in it)"
+    keys = ("source_sha256", "classes", "input_size", "output_channels", "activation")
+    if meta.get("source_sha256") and all(other.get(k) == meta.get(k) for k in keys):
+        return "exported from the same checkpoint (source_sha256)"
+    return None
+
+
 def _fp16_onnx_for(onnx_path: Path, meta: dict[str, str], work_dir: Path) -> tuple[Path, str]:
-    """An fp16-weights ONNX for a strongly typed build, and a note saying where it came from."""
+    """An fp16-weights ONNX for a strongly typed build, and a note saying where it came from.
+
+    The file beside the model (``<model>.fp16.onnx``) is used only when it is known to be this model
+    (:func:`_fp16_made_from`); a conversion is written there, with the model's sha256 in its
+    ``derived_from``, so the next build reuses it (a temporary file when the folder is read-only).
+    """
     if onnx_path.name.endswith(".fp16.onnx") or meta.get("precision") == "fp16":
         return onnx_path, f"{onnx_path} is already fp16"
     from edgeseg.precision import fp16_sibling
 
     sibling = fp16_sibling(onnx_path)
     if sibling.is_file():
-        return sibling, f"used {sibling} (the fp16 file beside it or the one it was derived from)"
+        how = _fp16_made_from(sibling, onnx_path, meta)
+        if how is None:
+            raise BuildError(
+                f"{sibling} is not known to come from {onnx_path} (no derived_from / source_sha256 match); "
+                f"delete or move it and build again (edgeseg converts {onnx_path.name} and writes it there)")
+        return sibling, f"used {sibling} ({how})"
     try:
         import onnx
         import onnxconverter_common  # noqa: F401  (checked here for the error message)
@@ -33,13 +65,27 @@ def _fp16_onnx_for(onnx_path: Path, meta: dict[str, str], work_dir: Path) -> tup
             f"TensorRT >= 11 builds strongly typed networks (no FP16 builder flag): need {sibling}. "
             f"Create it with 'edgeseg export onnx <ckpt> -o {onnx_path} --fp16' or pip install onnxconverter-common ({exc.name})"
         ) from exc
-    proto = onnx.load(str(onnx_path))
+    from edgeseg.files import sha256_file
+    from edgeseg.model_meta import metadata_of, set_metadata
     from edgeseg.onnx_precision import convert_to_fp16
 
+    proto = onnx.load(str(onnx_path))
     half, _ = convert_to_fp16(proto)
-    dst = work_dir / (onnx_path.stem + ".fp16.onnx")
-    onnx.save(half, str(dst))
-    return dst, f"converted {onnx_path} to fp16 on the fly with onnxconverter-common -> {dst}"
+    set_metadata(half, {**metadata_of(proto), "precision": "fp16",
+                        "derived_from": f"{onnx_path.name} sha256 {sha256_file(onnx_path)} (onnxconverter-common)"})
+    try:  # under a temporary name, then renamed: never a half-written sibling for the next build to find
+        import os
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=sibling.parent)
+        os.close(fd)
+        onnx.save(half, tmp)
+        os.replace(tmp, sibling)
+        return sibling, f"converted {onnx_path} to fp16 with onnxconverter-common -> {sibling} (reused by later builds)"
+    except OSError as exc:
+        dst = work_dir / sibling.name
+        onnx.save(half, str(dst))
+        return dst, f"converted {onnx_path} to fp16 into a temporary file ({sibling} not writable: {exc.strerror})"
 
 
 def _prune_dead_nodes(graph: Any) -> int:

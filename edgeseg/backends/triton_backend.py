@@ -199,6 +199,11 @@ class TritonBackend(Backend):
         else:
             self.max_batch = mb
         self.input_dims = tuple(dims)
+        # an fp16-IO TensorRT plan takes TYPE_FP16 (export triton writes the engine's recorded dtype)
+        self.input_type = str(inputs[INPUT].get("data_type", "TYPE_FP32")).removeprefix("TYPE_")
+        if self.input_type not in ("FP32", "FP16"):
+            self._drop_client()
+            raise ModelError(f"{self.url}: input {INPUT!r} is {self.input_type}; edgeseg sends FP32 or FP16 images")
         if len(dims) == 3 and dims[1] > 0 and dims[2] > 0:
             self.input_hw = (dims[1], dims[2])
 
@@ -220,8 +225,9 @@ class TritonBackend(Backend):
         n = len(chunk)
         if not self.batched and self.max_batch and n < self.max_batch:  # fixed-batch model: pad
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.max_batch - n, axis=0)])
-        inp = tc.InferInput(INPUT, list(chunk.shape), "FP32")
-        inp.set_data_from_numpy(chunk)
+        kind = getattr(self, "input_type", "FP32")
+        inp = tc.InferInput(INPUT, list(chunk.shape), kind)
+        inp.set_data_from_numpy(np.ascontiguousarray(chunk, np.float16 if kind == "FP16" else np.float32))
         out = [tc.InferRequestedOutput(OUTPUT)]
         with self._lock:  # (re)connecting is serialised; the gRPC client itself is thread-safe
             client = self._connect()

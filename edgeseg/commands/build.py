@@ -14,8 +14,10 @@ def build_cmd(
     model: Path = typer.Argument(..., help="ONNX model (from 'edgeseg export onnx')"),
     output: Path = typer.Option(..., "-o", "--output", help="TensorRT engine to write (+ <engine>.json sidecar)"),
     fp16: bool = typer.Option(True, "--fp16/--no-fp16", help="FP16 precision (TensorRT 11: uses/creates <model>.fp16.onnx)"),
-    int8: bool = typer.Option(False, "--int8", help="INT8 with entropy calibration (TensorRT 8.6/10 only)"),
-    calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="Folder of representative images for --int8"),
+    int8: bool = typer.Option(False, "--int8", help="INT8: from the model's Q/DQ INT8 ONNX (<model>.int8.onnx, explicit "
+                              "quantization, TensorRT 8.6 / 10 / 11), or with --calib-data an entropy calibrator (< 11)"),
+    calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="Folder of representative images: calibrate "
+                                              "instead of using the Q/DQ model (TensorRT 8.6 / 10)"),
     min_batch: int = typer.Option(1, "--min-batch"),
     opt_batch: int = typer.Option(4, "--opt-batch"),
     max_batch: int = typer.Option(8, "--max-batch"),
