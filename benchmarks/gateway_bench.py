@@ -66,10 +66,13 @@ class PacedCamera:
             self.next = max(self.next + 1.0 / self.fps, time.monotonic() - 1.0)
             time.sleep(max(0.0, self.next - time.monotonic()))
         self.i = (self.i + 1) % len(self.imgs)
+        self.served = getattr(self, "served", 0) + 1
         return True, self.imgs[self.i].copy()
 
     def get(self, prop: int) -> float:
-        return 25.0
+        import cv2
+
+        return self.served * 40.0 if prop == cv2.CAP_PROP_POS_MSEC else 25.0  # a moving source timestamp
 
     def release(self) -> None:
         pass

@@ -186,6 +186,8 @@ class HealthSettings(Strict):
 class ReconnectSettings(Strict):
     read_timeout_s: float = setting(10.0, "Seconds a stalled stream may block one read", fix="e.g. 10", gt=0, le=600)
     max_backoff_s: float = setting(30.0, "Longest wait between reconnects", fix="e.g. 30", gt=0, le=3600)
+    stall_s: float = setting(10.0, "Seconds a connected camera may send no NEW frame (a repeated picture or source "
+                             "timestamp) before it counts as stalled: trouble, /healthz 503, reconnect", gt=0, le=3600)
 
 
 class FileSettings(Strict):
@@ -196,6 +198,8 @@ class GatewaySettings(StreamSettings):
     """The whole ``edgeseg watch`` file: stream defaults at the top level, then cameras, sinks, servers."""
 
     threads: Optional[int] = setting(None, "CPU threads per model runtime (none: all cores)", fix="e.g. 2", ge=1, le=1024)
+    state_dir: str = setting(".edgeseg-state", "Folder of the gateway's own state: the instance lock and the journal of "
+                             "open alarms (relative: to the config file)", min_length=1)
     cameras: list[CameraSettings] = setting(..., "The cameras", min_length=1,
                                             fix="add at least one camera: cameras: [{name: cam1, source: rtsp://...}]")
     batch: BatchSettings = setting(BatchSettings(), "Cross-camera batching")

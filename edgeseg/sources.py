@@ -161,8 +161,51 @@ def _reopen(spec: str | int, factory: Callable[[Any], Any], sleep: Callable[[flo
         cap.release()
 
 
+#: seconds without a NEW frame before a connected stream counts as stalled (and is reconnected)
+STALL_S = 10.0
+
+
+class Freshness:
+    """Tells a new frame from a repeat of the last one.
+
+    Some capture backends hand the last picture back after a read timeout, as if it were new: an
+    alarm would then go on "seeing" a frozen plume with fresh timestamps. A frame is new when the
+    source's own timestamp (``CAP_PROP_POS_MSEC``) moved on, or, where the source gives none, when
+    the picture differs from the last one.
+    """
+
+    def __init__(self, stall_s: float = STALL_S) -> None:
+        self.stall_s = float(stall_s)
+        self.last_pos: float | None = None
+        self.last_img: np.ndarray | None = None
+        self.last_new = time.monotonic()
+
+    def is_new(self, cap: Any, img: np.ndarray) -> bool:
+        try:
+            pos = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+        except (cv2.error, TypeError, ValueError):
+            pos = 0.0
+        if pos > 0:
+            new = self.last_pos is None or pos != self.last_pos
+        else:
+            prev = self.last_img
+            new = prev is None or prev.shape != img.shape or not (
+                np.array_equal(prev[::16, ::16], img[::16, ::16]) and np.array_equal(prev, img))
+        if new:
+            self.last_pos, self.last_img, self.last_new = pos, img, time.monotonic()
+        return new
+
+    @property
+    def age_s(self) -> float:
+        return time.monotonic() - self.last_new
+
+    @property
+    def stalled(self) -> bool:
+        return self.age_s > self.stall_s
+
+
 def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
-            sleep: Callable[[float], None]) -> tuple[float | None, Callable[[], Iterator[Frame]]]:
+            sleep: Callable[[float], None], stall_s: float = STALL_S) -> tuple[float | None, Callable[[], Iterator[Frame]]]:
     cap = factory(spec)
     if not cap.isOpened():  # refused / unreachable at start: the same back-off as a drop
         cap.release()
@@ -175,19 +218,29 @@ def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
         nonlocal cap
         t0, idx = time.time(), 0
         failures = 0  # consecutive reconnects without a frame; reset only by a delivered frame
+        fresh = Freshness(stall_s)
         try:
             while True:
                 ok, img = cap.read()
+                stalled = False
                 if ok and img is not None and img.size:
-                    failures = 0
-                    yield Frame(idx, time.time() - t0, img, f"stream{idx}")
-                    idx += 1
-                    continue
+                    if fresh.is_new(cap, img):
+                        failures = 0
+                        yield Frame(idx, time.time() - t0, img, f"stream{idx}")
+                        idx += 1
+                        continue
+                    if not fresh.stalled:
+                        time.sleep(0.005)  # a repeat of the last picture: not a frame, never processed
+                        continue
+                    stalled = True
+                    log.warning("stream %s stalled: no new frame for %.0f s; reconnecting", spec, fresh.age_s)
                 cap.release()
-                # a failed reopen and a frameless one both count against the budget
-                cap, failures = _reopen(spec, factory, sleep, failures, max_retries, "dropped; reconnect",
-                                        f"stream {spec} dropped and did not come back after {max_retries} retries; "
+                # a failed reopen, a frameless one and a stall all count against the budget
+                what = f"stalled (no new frame for {fresh.stall_s:.0f} s)" if stalled else "dropped"
+                cap, failures = _reopen(spec, factory, sleep, failures, max_retries, f"{what}; reconnect",
+                                        f"stream {spec} {what} and did not come back after {max_retries} retries; "
                                         "check the camera/network")
+                fresh = Freshness(stall_s)
         finally:
             cap.release()
 
@@ -233,8 +286,9 @@ def is_live(spec: str) -> bool:
     return bool(kind and kind.live)
 
 
-def _open_stream(spec: str, max_retries: int, sleep: Callable[[float], None], capture_factory: Callable[[Any], Any]) -> Source:
-    fps, fr = _stream(int(spec) if spec.isdigit() else spec, capture_factory, max_retries, sleep)
+def _open_stream(spec: str, max_retries: int, sleep: Callable[[float], None], capture_factory: Callable[[Any], Any],
+                 stall_s: float = STALL_S) -> Source:
+    fps, fr = _stream(int(spec) if spec.isdigit() else spec, capture_factory, max_retries, sleep, stall_s)
     return Source(spec, "stream", fps, fr)
 
 
@@ -272,7 +326,7 @@ for _kind in (SourceKind("webcam", str.isdigit, True, _open_stream),
 
 
 def open_source(spec: str, max_retries: int = 5, sleep: Callable[[float], None] = time.sleep,
-                capture_factory: Callable[[Any], Any] = cv2.VideoCapture) -> Source:
+                capture_factory: Callable[[Any], Any] = cv2.VideoCapture, stall_s: float = STALL_S) -> Source:
     """Find ``spec``'s kind in the registry and open it; errors are one-line ``SourceError``."""
     s = str(spec)
     kind = source_kind(s)
@@ -283,4 +337,7 @@ def open_source(spec: str, max_retries: int = 5, sleep: Callable[[float], None] 
         if not p.exists():
             raise SourceError(f"source not found: {p} (give an image, folder, video, rtsp:// URL or camera index)")
         raise SourceError(f"unsupported source {p}: expected an image ({', '.join(sorted(IMAGE_EXTS))}) or a video file")
-    return kind.open(s, max_retries=max_retries, sleep=sleep, capture_factory=capture_factory)
+    opts: dict[str, Any] = {"max_retries": max_retries, "sleep": sleep, "capture_factory": capture_factory}
+    if kind.live:
+        opts["stall_s"] = stall_s  # live kinds take it (a custom kind may ignore it with **_)
+    return kind.open(s, **opts)

@@ -12,6 +12,7 @@ class FakeCapture:
 
     def __init__(self, script):
         self.script = script
+        self.served = 0  # frames handed out: the source timestamp (CAP_PROP_POS_MSEC) moves with them
 
     def isOpened(self):
         return self.script["opens"].pop(0) if self.script["opens"] else True
@@ -19,11 +20,12 @@ class FakeCapture:
     def read(self):
         if self.script["reads"]:
             ok = self.script["reads"].pop(0)
+            self.served += ok
             return (True, np.zeros((4, 4, 3), np.uint8)) if ok else (False, None)
         return False, None
 
     def get(self, prop):
-        return 25.0
+        return self.served * 40.0 if prop == cv2.CAP_PROP_POS_MSEC else 25.0
 
     def release(self):
         pass
@@ -92,7 +94,7 @@ class _Connection:
         return True, render_scene(self.i, self.session[1])[0]
 
     def get(self, prop):
-        return 25.0
+        return self.i * 40.0 if prop == cv2.CAP_PROP_POS_MSEC else 25.0
 
     def release(self):
         pass

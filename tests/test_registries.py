@@ -75,6 +75,7 @@ def test_detect_sink_mqtt_sends_the_same_events_as_events_jsonl(tiny_onnx, tmp_p
         assert any(json.loads(ln)["event"] == "start" for ln in lines)
         assert wait_for(lambda: len([1 for t, _, _ in got if t.endswith("/events")]) >= len(lines), 10)
         sent = [json.loads(p) for t, p, _ in got if t.endswith("/events")]
+        assert len({s.pop("event_id") for s in sent}) == len(sent)  # MQTT adds an id per event (duplicates)
         assert sent == [json.loads(ln) for ln in lines]  # every event, once, in order, the same record
     finally:
         sub.loop_stop()

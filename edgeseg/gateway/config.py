@@ -9,6 +9,8 @@ The settings themselves (types, defaults, ranges, docs) are declared once in
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,11 +47,12 @@ class GatewayConfig:
     silent_after_s = property(lambda self: self.settings.health.silent_after_s)
     read_timeout_s = property(lambda self: self.settings.reconnect.read_timeout_s)
     max_backoff_s = property(lambda self: self.settings.reconnect.max_backoff_s)
+    stall_s = property(lambda self: self.settings.reconnect.stall_s)
     file_queue = property(lambda self: self.settings.files.queue)
 
     def restart_settings(self) -> dict[str, Any]:
         """What only a restart applies (runtime threads, batching, sinks, servers)."""
-        return self.settings.model_dump(include={"threads", "batch", "sinks", "metrics", "health", "reconnect", "files"})
+        return self.settings.model_dump(include={"threads", "state_dir", "batch", "sinks", "metrics", "health", "reconnect", "files"})
 
 
 def _model_exists(model: str | None) -> bool:
@@ -57,8 +60,19 @@ def _model_exists(model: str | None) -> bool:
             or (model.endswith(".engine") and Path(model).with_suffix(".onnx").exists()))
 
 
+def default_state_dir(raw: dict[str, Any]) -> str:
+    """A config given as a dict (the API) has no file to keep its state beside: its state lives under
+    ``$XDG_STATE_HOME/edgeseg`` (``~/.local/state/edgeseg``), one folder per set of cameras."""
+    cams = sorted(f"{c.get('name')}={c.get('source')}" for c in raw.get("cameras") or [] if isinstance(c, dict))
+    key = hashlib.sha256("\n".join(cams).encode()).hexdigest()[:16]
+    root = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "edgeseg"
+    return str(root / f"gateway-{key}")
+
+
 def parse_config(raw: Any, source_path: str | None = None) -> GatewayConfig:
     """Validate a parsed config (dict); raises a one-line :class:`ConfigError`."""
+    if isinstance(raw, dict) and raw.get("state_dir") is None and isinstance(raw.get("cameras"), list):
+        raw = {**raw, "state_dir": default_state_dir(raw)}
     settings = validate(GatewaySettings, raw)
     if not _model_exists(settings.model):
         raise ConfigError(f"model: file {settings.model} does not exist (fix: give a .onnx / .engine path or a "
@@ -117,12 +131,16 @@ def _relative_to(base: Path, raw: Any) -> Any:
             if isinstance(holder.get(key), str):
                 holder[key] = rel(holder[key])
     sinks = raw.get("sinks") if isinstance(raw.get("sinks"), dict) else {}
-    for key, sub in (("jsonl", "path"), ("webhook", "queue_dir"), ("snapshots", "dir")):
+    if isinstance(raw.get("state_dir"), str):
+        raw["state_dir"] = rel(raw["state_dir"])
+    else:
+        raw.setdefault("state_dir", str(base / ".edgeseg-state"))  # the default follows the file too
+    for key, sub in (("jsonl", "path"), ("webhook", "queue_dir"), ("mqtt", "queue_dir"), ("snapshots", "dir")):
         section = sinks.get(key)
         if not isinstance(section, dict):
             continue
-        if key == "webhook" and section.get(sub) is None:
-            section[sub] = str(base / "webhook-queue")  # the default follows the file too
+        if key in ("webhook", "mqtt") and section.get(sub) is None:
+            section[sub] = str(base / f"{key}-queue")  # the default follows the file too
         elif isinstance(section.get(sub), str):
             section[sub] = rel(section[sub])
     return raw

@@ -61,11 +61,15 @@ class CameraReader:
 
     def __init__(self, cfg: CameraConfig, cond: threading.Condition, factory: Callable[[Any], Any],
                  max_backoff_s: float = 30.0, file_queue: int = 4,
-                 on_reconnect: Callable[[], None] | None = None, sleep_unit: float = 0.5) -> None:
+                 on_reconnect: Callable[[], None] | None = None, sleep_unit: float = 0.5,
+                 on_crash: Callable[[str], None] | None = None, stall_s: float = 10.0) -> None:
         self.cfg, self.cond, self.factory = cfg, cond, factory
         self.live = cfg.live
         self.max_backoff_s, self.file_queue, self.sleep_unit = max_backoff_s, file_queue, sleep_unit
         self.on_reconnect = on_reconnect or (lambda: None)
+        self.on_crash = on_crash or (lambda what: None)
+        self.stall_s = stall_s
+        self.stalled = False  # connected, but no new frame for stall_s (trouble until frames flow again)
         self.items: deque[Item] = deque()
         self.stop_evt = threading.Event()
         self.done = False
@@ -117,10 +121,11 @@ class CameraReader:
     def _run(self) -> None:
         try:
             self._run_live() if self.live else self._run_file()
-        except Exception as exc:  # noqa: BLE001 - this camera ends, the gateway carries on
+        except Exception as exc:  # noqa: BLE001 - a bug, not a camera fault: the service stops non-zero
             log.exception("camera %s: reader failed", self.cfg.name)
             self.error = f"{type(exc).__name__}: {exc}"
             self.end_reason = "error"
+            self.on_crash(f"the reader of camera {self.cfg.name} failed: {self.error}")
         finally:
             with self.cond:
                 self.done = True
@@ -134,6 +139,9 @@ class CameraReader:
                 break
             if live and not self.online:
                 self.online = True
+                if self.stalled:
+                    self.stalled = False
+                    self._put_control("trouble_cleared", trouble="stalled")
                 self._put_control("camera_online", reconnects=self.reconnects,
                                   frame_size=[int(frame.image.shape[1]), int(frame.image.shape[0])])
             idx = self.index
@@ -151,10 +159,14 @@ class CameraReader:
         while not self.stop_evt.is_set():
             error, before = "stream ended", self.read
             try:
-                source = open_source(self.cfg.source, max_retries=0, capture_factory=self.factory)
+                source = open_source(self.cfg.source, max_retries=0, capture_factory=self.factory, stall_s=self.stall_s)
                 self._frames(source, live=True)
             except SourceError as exc:  # the retries are ours: drop open_source's "after 0 retries"
                 error = str(exc).replace(" and did not come back after 0 retries", "").replace(" after 0 retries", "")
+                if " stalled " in error and not self.stalled and not self.stop_evt.is_set():
+                    self.stalled = True
+                    self._put_control("trouble", trouble="stalled", error=error,
+                                      fix="the camera is connected but sends no new picture: check it / its encoder")
             if self.stop_evt.is_set():
                 break
             if self.read > before:

@@ -24,11 +24,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from edgeseg.errors import InputError
+from edgeseg.errors import InputError, OutputError
 from edgeseg.gateway.batcher import collect
 from edgeseg.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config
+from edgeseg.gateway.journal import AlarmJournal
 from edgeseg.gateway.camera import CameraState
 from edgeseg.gateway.readers import CameraReader, Item, capture_factory
+from edgeseg.outdir import lock_folder
 from edgeseg.sinks.base import Sink, close_all, deliver, stamp
 from edgeseg.sinks.registry import open_sinks
 from edgeseg.sinks.snapshots import SnapshotWriter
@@ -64,6 +66,12 @@ class Gateway:
         self._stopping = False
         self._running = False
         self._finished = threading.Event()
+        self._wake = threading.Event()  # run()'s loop: a signal, a reload or a crash
+        self._crash: str | None = None
+        self._lock_fd: int | None = None
+        self._journal: Any = None
+        self._troubles: list[dict[str, Any]] = []
+        self._trouble_lock = threading.Lock()
         self._snapshots: SnapshotWriter | None = None
         self.batches = 0
         self.batch_frames = 0
@@ -102,24 +110,21 @@ class Gateway:
             return self
         cfg = self.config
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")  # RTSP over TCP: no UDP loss
-        for c in cfg.cameras:  # every model opens now: a bad one stops the start, not a camera later
-            self._segmenter_for(c)
-        maxes = [getattr(seg.backend, "max_batch", None) for seg in self._all_segmenters()]
-        self.max_batch = min([cfg.max_batch] + [m for m in maxes if m])
-        self.sinks = open_sinks(cfg.settings.sinks) + self.extra_sinks
-        self._snapshots = SnapshotWriter(cfg.snapshots.dir, cfg.snapshots.quality) if cfg.snapshots else None
         try:
-            from edgeseg.gateway.metrics import GatewayMetrics
-
-            self.metrics = GatewayMetrics(self.max_batch)
-        except ImportError:
-            log.warning("prometheus-client is not installed (pip install 'edgeseg[gateway]'): no /metrics")
-            self.metrics = None
-        if cfg.metrics_port is not None and self.metrics is not None:
-            from edgeseg.gateway.metrics import MetricsServer
-
-            self.server = MetricsServer(self.metrics, self.health, cfg.metrics_host, cfg.metrics_port)
-            log.info("metrics on %s/metrics, health on %s/healthz", self.server.url, self.server.url)
+            self._open_state(Path(cfg.settings.state_dir))
+            for c in cfg.cameras:  # every model opens now: a bad one stops the start, not a camera later
+                self._segmenter_for(c)
+            maxes = [getattr(seg.backend, "max_batch", None) for seg in self._all_segmenters()]
+            self.max_batch = min([cfg.max_batch] + [m for m in maxes if m])
+            self.sinks = open_sinks(cfg.settings.sinks) + self.extra_sinks
+            for sink in self.sinks:
+                sink.trouble = self._on_trouble
+            self._snapshots = SnapshotWriter(cfg.snapshots.dir, cfg.snapshots.quality) if cfg.snapshots else None
+            self._open_metrics()
+        except BaseException:
+            self._release()  # nothing half-open stays behind (sink threads, locks, runtimes)
+            raise
+        self._crash = None
         self._stopping, self._running = False, True
         self._finished.clear()
         self.started_wall = time.time()
@@ -128,12 +133,71 @@ class Gateway:
                           "backends": sorted({seg.backend_name for seg in self._all_segmenters()}),
                           "model": str(first.model_path or ""), "max_batch": self.max_batch,
                           "cameras": [c.name for c in cfg.cameras]})
+        self._end_crashed_alarms()  # before anything new starts
         with self.cond:
             for c in cfg.cameras:
                 self._add_camera(c)
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="edgeseg-dispatch", daemon=True)
         self._dispatcher.start()
         return self
+
+    def _open_state(self, state_dir: Path) -> None:
+        """The instance lock (one gateway per config) and the journal of open alarms."""
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"state_dir {state_dir}: {exc.strerror} (fix: give a state_dir this user can write)") from None
+        self._lock_fd = lock_folder(state_dir, "the gateway state folder",
+                                    "run one gateway per config, or give each its own state_dir")
+        self._journal = AlarmJournal(state_dir)
+
+    def _open_metrics(self) -> None:
+        try:
+            from edgeseg.gateway.metrics import GatewayMetrics
+
+            self.metrics = GatewayMetrics(self.max_batch)
+        except ImportError:
+            log.warning("prometheus-client is not installed (pip install 'edgeseg[gateway]'): no /metrics")
+            self.metrics = None
+        cfg = self.config
+        if cfg.metrics_port is not None and self.metrics is not None:
+            from edgeseg.gateway.metrics import MetricsServer
+
+            try:
+                self.server = MetricsServer(self.metrics, self.health, cfg.metrics_host, cfg.metrics_port)
+            except OSError as exc:
+                raise OutputError(f"metrics.port: cannot listen on {cfg.metrics_host}:{cfg.metrics_port}: {exc.strerror} "
+                                  "(fix: another program uses it: choose another port, or 0 for any free one)") from None
+            log.info("metrics on %s/metrics, health on %s/healthz", self.server.url, self.server.url)
+
+    def _release(self) -> None:
+        """Close what a start opened (also after a failed start)."""
+        try:
+            close_all(self.sinks)
+        finally:
+            self.sinks = []
+            if self.server is not None:
+                self.server.close()
+                self.server = None
+            for seg in self.segmenters.values():
+                seg.close()
+            self.segmenters.clear()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def _end_crashed_alarms(self) -> None:
+        """Alarms the last process left open when it died end now, reason ``crashed``."""
+        for camera, start in self._journal.left_over().items():
+            self._emit(None, {"event": "end", "camera": camera, "reason": "crashed", "frame": start.get("frame"),
+                              "timestamp": start.get("timestamp"), "started_wall_time": start.get("wall_time"),
+                              "source": start.get("source"), "regions": [], "confidence": 0.0, "active": False})
+        self._journal.clear()
+
+    def _on_trouble(self, record: dict[str, Any]) -> None:
+        """A sink's trouble (any thread): emitted by the dispatcher, in order with the rest."""
+        with self._trouble_lock:
+            self._troubles.append(record)
 
     def _all_segmenters(self) -> list[Any]:
         return [self._given] if self._given is not None else list(self.segmenters.values())
@@ -147,11 +211,12 @@ class Gateway:
                 self.metrics.reconnects.labels(name).inc()
 
         reader = CameraReader(c, self.cond, factory, self.config.max_backoff_s, self.config.file_queue,
-                              on_reconnect=reconnect, sleep_unit=self._unit)
+                              on_reconnect=reconnect, sleep_unit=self._unit, on_crash=self._crashed,
+                              stall_s=self.config.stall_s)
         seg = self._segmenter_for(c)
         unit = StreamUnit(self.sinks, seg.info.leak_class, c.alarm, c.zones,
                           context={"camera": c.name, "source": c.source}, snapshots=self._snapshots,
-                          on_event=self._counter(c.name))
+                          on_event=self._observer(c.name))
         unit.last_index, unit.last_timestamp = 0, 0.0
         cam = CameraState(c, reader, unit)
         if self.metrics:
@@ -173,20 +238,23 @@ class Gateway:
             self.cond.notify_all()
         if self._dispatcher is not None:
             self._dispatcher.join(timeout)
+        if self._dispatcher is None or not self._dispatcher.is_alive():
+            for cam in list(self.cameras.values()):  # the dispatcher died: its cameras still end their alarms
+                if not cam.finished.is_set():
+                    self._finish_camera(cam)
         self._running = False
+        self._drain_troubles()
         summary = {**self.final_stats, **{name: cam.stats() for name, cam in self.cameras.items()}}
         self._emit(None, {"event": "gateway_stopped", "batches": self.batches,
                           "mean_batch": round(self.batch_frames / self.batches, 2) if self.batches else None,
-                          "cameras": summary})
-        try:
-            close_all(self.sinks)
-        finally:
-            if self.server is not None:
-                self.server.close()
-                self.server = None
-            for seg in self.segmenters.values():
-                seg.close()
-            self.segmenters.clear()
+                          "cameras": summary, **({"crash": self._crash} if self._crash else {})})
+        self._release()
+
+    def _drain_troubles(self) -> None:
+        with self._trouble_lock:
+            troubles, self._troubles = self._troubles, []
+        for record in troubles:
+            self._emit(None, record)
 
     def _request_stop(self, cam: CameraState, reason: str) -> None:
         if cam.stop_requested_at is None:
@@ -238,7 +306,7 @@ class Gateway:
         """Start, serve until SIGTERM / SIGINT (or every camera ended), stop; SIGHUP reloads.
         Returns the exit status (0)."""
         flags = {"stop": threading.Event(), "hup": threading.Event()}
-        wake = threading.Event()
+        wake = self._wake
         if install_signals:
             def on_stop(signum: int, frame: Any) -> None:
                 flags["stop"].set()
@@ -254,7 +322,7 @@ class Gateway:
                 signal.signal(signal.SIGHUP, on_hup)
         self.start()
         try:
-            while not flags["stop"].is_set() and not self._finished.is_set():
+            while not flags["stop"].is_set() and not self._finished.is_set() and self._crash is None:
                 wake.wait(0.5)
                 wake.clear()
                 if flags["hup"].is_set():
@@ -267,25 +335,31 @@ class Gateway:
                         self._emit(None, {"event": "reload_failed", "error": str(exc)})
         finally:
             self.stop()
+        if self._crash is not None:
+            log.error("edgeseg watch stopped: %s (every open alarm was ended; see the log above)", self._crash)
+            return 1
         return 0
 
     # -- health ------------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, Any]]:
         now = time.monotonic()
         limit = self.config.silent_after_s
-        silent, cams = [], {}
+        silent, stalled, cams = [], [], {}
         with self.cond:
             items = list(self.cameras.items())
         for name, cam in items:
             last = cam.last_result_at or cam.started_at
             age = now - last
             ended = cam.finished.is_set()
-            cams[name] = {"online": cam.reader.online or not cam.cfg.live, "last_frame_age_s": round(age, 2),
-                          "ended": ended}
+            cams[name] = {"online": cam.reader.online or not cam.cfg.live, "stalled": cam.reader.stalled,
+                          "last_frame_age_s": round(age, 2), "ended": ended}
             if not ended and age > limit:
                 silent.append(name)
-        ok = not silent and self._running
-        return ok, {"status": "ok" if ok else "unhealthy", "silent": silent, "silent_after_s": limit, "cameras": cams}
+            if not ended and cam.reader.stalled:
+                stalled.append(name)
+        ok = not silent and not stalled and self._running and self._crash is None
+        return ok, {"status": "ok" if ok else "unhealthy", "silent": silent, "stalled": stalled,
+                    "silent_after_s": limit, "cameras": cams}
 
     def stats(self) -> dict[str, Any]:
         with self.cond:
@@ -294,11 +368,23 @@ class Gateway:
                 "cameras": {name: cam.stats() for name, cam in items}}
 
     # -- dispatcher --------------------------------------------------------------------------------
-    def _counter(self, name: str) -> Any:
-        def count(record: dict[str, Any]) -> None:
+    def _observer(self, name: str) -> Any:
+        """Told of every camera event: metrics, and the journal of open alarms."""
+        def observe(record: dict[str, Any]) -> None:
             if self.metrics:
                 self.metrics.events.labels(name, record["event"]).inc()
-        return count
+            if record["event"] in ("start", "end"):
+                try:
+                    self._journal.record(record)
+                except OSError:
+                    pass  # logged by the journal; the alarm itself goes on
+        return observe
+
+    def _crashed(self, what: str) -> None:
+        """A thread of the gateway died: the service stops with exit status 1 (``run``)."""
+        if self._crash is None:
+            self._crash = what
+        self._wake.set()
 
     def _emit(self, cam: CameraState | None, record: dict[str, Any]) -> None:
         """A camera's event through its unit; a gateway event straight to the sinks (same policy)."""
@@ -385,6 +471,7 @@ class Gateway:
                         self.cond.wait(0.1)
                         continue
                     frames, controls = collect(live, self.cond, self.max_batch, self.config.max_wait_ms / 1e3)
+                self._drain_troubles()
                 for cam, item in controls:
                     self._control(cam, item)
                 if frames:
@@ -392,8 +479,9 @@ class Gateway:
                 now = time.monotonic()
                 for cam in live:
                     self._sync_metrics(cam, now)
-        except Exception:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             log.exception("gateway dispatcher failed")
+            self._crashed(f"the dispatcher thread failed: {type(exc).__name__}: {exc}")
         finally:
             self._finished.set()
 

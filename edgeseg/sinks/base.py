@@ -37,8 +37,19 @@ class Sink(ABC):
     #: a critical sink's failure stops the run (``detect``'s own result files); any other sink's
     #: failure is logged and counted and the stream goes on (a gateway's webhook, MQTT, ...)
     critical: bool = False
-    #: failures so far (see :func:`deliver`)
-    failures: int = 0
+    #: calls that raised so far (see :func:`deliver`)
+    errors: int = 0
+    #: set by the gateway: where a sink reports trouble of its own (queue full, dead letter, disk
+    #: full) as a ``trouble`` event; without it the trouble is logged
+    trouble: Callable[[dict[str, Any]], None] | None = None
+
+    def report_trouble(self, kind: str, **fields: Any) -> None:
+        """A problem the operator must hear about that is not a leak (never raises)."""
+        record = {"event": "trouble", "trouble": kind, "sink": type(self).__name__, **fields}
+        if self.trouble is not None:
+            self.trouble(record)
+        else:
+            log.error("%s: %s %s", type(self).__name__, kind, fields)
 
     def frame(self, frame: "Frame", result: "Result", annotated: np.ndarray | None) -> None:
         """One processed frame."""
@@ -69,11 +80,11 @@ def deliver(sinks: Sequence[Sink], call: Callable[[Sink], None], what: str) -> N
         try:
             call(sink)
         except Exception as exc:  # noqa: BLE001 - the policy is exactly this
-            sink.failures += 1
+            sink.errors += 1
             if sink.critical:
                 first = first or exc
-            elif sink.failures == 1 or sink.failures % 100 == 0:
-                log.error("sink %s failed on %s (%d failure(s) so far): %s", type(sink).__name__, what, sink.failures, exc)
+            elif sink.errors == 1 or sink.errors % 100 == 0:
+                log.error("sink %s failed on %s (%d failure(s) so far): %s", type(sink).__name__, what, sink.errors, exc)
     if first is not None:
         raise first
 

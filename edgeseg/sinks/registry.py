@@ -45,7 +45,8 @@ def _jsonl_url(u: SplitResult, base: Path) -> dict[str, Any]:
 
 
 def _mqtt_url(u: SplitResult, base: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {"host": u.hostname or "127.0.0.1", "port": u.port or 1883, **_query(u)}
+    out: dict[str, Any] = {"host": u.hostname or "127.0.0.1", "port": u.port or 1883, "queue_dir": _mqtt_queue(base),
+                           **_query(u)}
     if u.path.strip("/"):
         out["topic_prefix"] = u.path.strip("/")
     if u.username:
@@ -57,6 +58,10 @@ def _webhook_url(u: SplitResult, base: Path) -> dict[str, Any]:
     return {"url": u.geturl(), "queue_dir": str(base / "webhook-queue")}
 
 
+def _mqtt_queue(base: Path) -> str:
+    return str(base / "mqtt-queue")
+
+
 def _open_jsonl(s: JsonlSettings) -> Sink:
     return JsonlEvents(s.path, append=True, max_bytes=s.max_bytes, backups=s.backups)
 
@@ -64,14 +69,16 @@ def _open_jsonl(s: JsonlSettings) -> Sink:
 def _open_webhook(s: WebhookSettings) -> Sink:
     from edgeseg.sinks.webhook import WebhookSink  # noqa: PLC0415
 
-    return WebhookSink(s.url, s.queue_dir, s.timeout_s, s.max_backoff_s, dict(s.headers))
+    return WebhookSink(s.url, s.queue_dir, s.timeout_s, s.max_backoff_s, dict(s.headers), max_events=s.max_events,
+                       max_mb=s.max_mb, dead_letter_after=s.dead_letter_after)
 
 
 def _open_mqtt(s: MqttSettings) -> Sink:
     from edgeseg.sinks.mqtt import MqttSink  # noqa: PLC0415
 
     try:
-        return MqttSink(s.host, s.port, s.topic_prefix, s.client_id, s.qos, s.keepalive_s, s.username, s.password)
+        return MqttSink(s.host, s.port, s.topic_prefix, s.client_id, s.qos, s.keepalive_s, s.username, s.password,
+                        queue_dir=s.queue_dir, max_events=s.max_events)
     except ImportError:
         raise OutputError("the MQTT sink needs paho-mqtt (fix: pip install 'edgeseg[gateway]')") from None
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import urllib.error
@@ -11,11 +10,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from edgeseg.backoff import Backoff
 from pydantic import field_validator
 
+from edgeseg.backoff import Backoff
 from edgeseg.declare import Strict, bad, setting
-from edgeseg.sinks.base import Sink
+from edgeseg.sinks.base import DURABLE_EVENTS, Sink
+from edgeseg.sinks.queue import DurableQueue, dead_letter
 
 log = logging.getLogger("edgeseg")
 
@@ -23,6 +23,17 @@ log = logging.getLogger("edgeseg")
 class WebhookSettings(Strict):
     url: str = setting(..., "Receiver URL; each event is POSTed as JSON, in order, at least once",
                        fix="e.g. url: http://127.0.0.1:8080/events", min_length=1)
+    queue_dir: str = setting("webhook-queue", "On-disk queue of undelivered events (relative: to the config file); "
+                             "one gateway per queue", min_length=1)
+    timeout_s: float = setting(5.0, "Seconds per POST", gt=0, le=300)
+    max_backoff_s: float = setting(30.0, "Longest wait between retries while the receiver is down", gt=0, le=3600)
+    headers: dict[str, str] = setting({}, "Extra HTTP headers, e.g. {Authorization: Bearer xyz}",
+                                      fix="a mapping of header names to strings, e.g. headers: {Authorization: Bearer xyz}")
+    max_events: int = setting(100_000, "Queue bound: beyond it the OLDEST queued events are dropped (counted, trouble)",
+                              ge=10, le=100_000_000)
+    max_mb: float = setting(256.0, "Queue bound in MB: beyond it the OLDEST queued events are dropped", gt=0, le=1_000_000)
+    dead_letter_after: int = setting(5, "A 5xx answered this many times in a row sends the event to "
+                                     "<queue_dir>/dead-letter (4xx at once)", ge=1, le=1000)
 
     @field_validator("url")
     @classmethod
@@ -30,100 +41,116 @@ class WebhookSettings(Strict):
         if not v.startswith(("http://", "https://")):
             raise bad(f"must start with http:// or https://, got {v!r}", "e.g. url: http://127.0.0.1:8080/events")
         return v
-    queue_dir: str = setting("webhook-queue", "On-disk queue of undelivered events (relative: to the config file)",
-                             min_length=1)
-    timeout_s: float = setting(5.0, "Seconds per POST", gt=0, le=300)
-    max_backoff_s: float = setting(30.0, "Longest wait between retries while the receiver is down", gt=0, le=3600)
-    headers: dict[str, str] = setting({}, "Extra HTTP headers, e.g. {Authorization: Bearer xyz}",
-                                      fix="a mapping of header names to strings, e.g. headers: {Authorization: Bearer xyz}")
 
 
 class WebhookSink(Sink):
     """POSTs each event as JSON to ``url``, in order, at least once.
 
-    Every event is first written to ``queue_dir`` (one file per event, atomically renamed into
-    place, numbered in order); a sender thread POSTs the oldest and deletes it only after a 2xx.
-    While the receiver is down it retries with back-off (0.5 s doubling up to ``max_backoff_s``)
-    and the queue grows on disk; events still queued at ``close()`` (after ``drain_s``) are sent by
-    the next gateway start. Each event carries ``event_id`` so a receiver can drop a duplicate
-    (a crash between a delivered POST and the delete re-sends that one event).
+    Every event is first put in a :class:`~edgeseg.sinks.queue.DurableQueue` in ``queue_dir``; a
+    sender thread POSTs the oldest and acknowledges it only after a 2xx, so ``event()`` (the
+    camera path) never waits for the network or for a backlog. While the receiver is unreachable
+    it retries with back-off (0.5 s doubling up to ``max_backoff_s``); events still queued at
+    ``close()`` (after ``drain_s``) are sent by the next start. A receiver that refuses an event
+    (4xx other than 408 / 429, or ``dead_letter_after`` 5xx in a row) gets the next one: the
+    refused event goes to ``queue_dir/dead-letter/`` with a ``trouble`` event. Each event carries
+    ``event_id`` so a receiver can drop a duplicate.
     """
 
     def __init__(self, url: str, queue_dir: str | Path, timeout_s: float = 5.0, max_backoff_s: float = 30.0,
-                 headers: dict[str, str] | None = None, drain_s: float = 5.0) -> None:
+                 headers: dict[str, str] | None = None, drain_s: float = 5.0, max_events: int = 100_000,
+                 max_mb: float = 256.0, dead_letter_after: int = 5) -> None:
         self.url, self.timeout_s, self.max_backoff_s, self.drain_s = url, timeout_s, max_backoff_s, drain_s
+        self.dead_letter_after = int(dead_letter_after)
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         self.dir = Path(queue_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for tmp in self.dir.glob("*.tmp"):  # a write interrupted by a crash: never acknowledged
-            tmp.unlink(missing_ok=True)
-        existing = self._queued()
-        self._seq = int(existing[-1].stem) + 1 if existing else 0
+        self.queue = DurableQueue(self.dir, max_events, int(max_mb * 1024 * 1024), what="webhook queue")
         self._cond = threading.Condition()
         self._closing = False
+        self._deadline = 0.0
         self._wake = threading.Event()
-        self.delivered = self.failures = 0
+        self._seq = 0
+        self.delivered = self.failures = self.dead_letters = 0
         self._thread = threading.Thread(target=self._run, name="edgeseg-webhook", daemon=True)
         self._thread.start()
 
-    def _queued(self) -> list[Path]:
-        return sorted(self.dir.glob("*.json"))
-
     @property
     def pending(self) -> int:
-        return len(self._queued())
+        return len(self.queue)
 
     def event(self, record: dict[str, Any]) -> None:
+        self._seq += 1
+        rec = {**record, "event_id": f"{record.get('camera', 'gateway')}-{int(record.get('wall_time', time.time()) * 1e6)}-{self._seq}"}
+        dropped = self.queue.put(json.dumps(rec).encode(), durable=record.get("event") in DURABLE_EVENTS)
+        if dropped:
+            self.report_trouble("webhook_queue_full", dropped=dropped, queued=len(self.queue), queue_dir=str(self.dir),
+                                fix="the receiver has been away too long: the oldest events were dropped; "
+                                    "raise sinks.webhook.max_events / max_mb or bring the receiver back")
         with self._cond:
-            seq = self._seq
-            self._seq += 1
-            rec = {**record, "event_id": f"{record.get('camera', 'gateway')}-{int(record.get('wall_time', time.time()) * 1e6)}-{seq}"}
-            tmp = self.dir / f"{seq:012d}.tmp"
-            with tmp.open("w", encoding="utf-8") as f:
-                f.write(json.dumps(rec))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.dir / f"{seq:012d}.json")
             self._cond.notify_all()
 
-    def _post(self, body: bytes) -> bool:
+    def _post(self, body: bytes) -> int | None:
+        """The receiver's HTTP status, or None when it could not be reached."""
         req = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return 200 <= resp.status < 300
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             log.debug("webhook %s: %s", self.url, exc)
-            return False
+            return None
+
+    def _refused(self, row_id: int, body: bytes, status: int) -> None:
+        path = dead_letter(self.dir, row_id, body, f"HTTP {status} from {self.url}")
+        self.queue.ack(row_id)
+        self.dead_letters += 1
+        log.error("webhook %s refused an event (HTTP %d): moved to %s", self.url, status, path)
+        self.report_trouble("webhook_dead_letter", status=status, path=str(path),
+                            fix="the receiver refused this event; check its logs, then re-post the file")
 
     def _run(self) -> None:
+        try:
+            self._send_loop()
+        except Exception:  # noqa: BLE001 - the queue keeps the events; the next start sends them
+            if not self._closing:
+                log.exception("webhook sender stopped; queued events wait for the next start")
+                self.report_trouble("webhook_sender_failed", fix="see the log; restart the gateway")
+
+    def _send_loop(self) -> None:
         backoff = Backoff(0.5, self.max_backoff_s)
         while True:
-            with self._cond:
-                queued = self._queued()
-                while not queued and not self._closing:
+            rows = self.queue.head()
+            if not rows:
+                with self._cond:
+                    if self._closing:
+                        return  # closing and drained
                     self._cond.wait(1.0)
-                    queued = self._queued()
-                if not queued:
-                    return  # closing and drained
+                continue
             if backoff.attempts:
                 if self._closing and time.monotonic() > self._deadline:
-                    return  # the rest stays on disk for the next start
+                    return  # the rest stays queued for the next start
                 self._wake.wait(backoff.current)  # new events do not cut the back-off short; close() does
-            head = queued[0]
-            try:
-                body = head.read_bytes()
-            except FileNotFoundError:
-                continue
-            if self._post(body):
-                head.unlink(missing_ok=True)
+            row_id, _, body, _ = rows[0]
+            status = self._post(body)
+            if status is not None and 200 <= status < 300:
+                self.queue.ack(row_id)
                 self.delivered += 1
+                backoff.reset()
+            elif status is not None and 400 <= status < 500 and status not in (408, 429):
+                self._refused(row_id, body, status)
                 backoff.reset()
             else:
                 self.failures += 1
+                tries = self.queue.failed(row_id)
+                if status is not None and status >= 500 and tries >= self.dead_letter_after:
+                    self._refused(row_id, body, status)
+                    backoff.reset()
+                    continue
                 backoff.delay()
                 if self.failures == 1 or self.failures % 20 == 0:
-                    log.warning("webhook %s unreachable; %d event(s) queued in %s, retrying in %.1fs",
-                                self.url, len(queued), self.dir, backoff.current)
+                    log.warning("webhook %s %s; %d event(s) queued in %s, retrying in %.1fs", self.url,
+                                "unreachable" if status is None else f"answered HTTP {status}", len(self.queue),
+                                self.dir, backoff.current)
             if self._closing and time.monotonic() > self._deadline:
                 return
 
@@ -138,3 +165,4 @@ class WebhookSink(Sink):
         self._thread.join(timeout=self.drain_s + self.timeout_s + 1)
         if self.pending:
             log.warning("webhook: %d event(s) left queued in %s; the next start delivers them", self.pending, self.dir)
+        self.queue.close()
