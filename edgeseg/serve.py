@@ -79,11 +79,30 @@ def _image_fn(seg: Any) -> Callable:
 
     @batch
     def infer(image: np.ndarray) -> dict[str, np.ndarray]:
-        frames = [decode_image(x[0] if x.ndim else x) for x in image]
-        results = seg.segment_batch(frames)
-        masks = np.array([[cv2.imencode(".png", r.mask)[1].tobytes()] for r in results], dtype=object)
-        info = [[json.dumps({**r.to_dict(), "classes": list(r.classes)}).encode()] for r in results]
-        return {"mask": masks, "result": np.array(info, dtype=object)}
+        # A request whose image cannot be decoded gets a one-line "error" in its own result: raising
+        # here would fail every request Triton batched with it, and PyTriton sends clients the
+        # server's traceback as the message (pytriton/proxy/inference.py, format_exception).
+        frames: list[np.ndarray | None] = []
+        errors: list[str | None] = []
+        for x in image:
+            try:
+                frames.append(decode_image(x[0] if x.ndim else x))
+                errors.append(None)
+            except ValueError as exc:
+                frames.append(None)
+                errors.append(f"{exc} (fix: send the encoded bytes of one JPEG or PNG image per request)")
+        good = [f for f in frames if f is not None]
+        results = iter(seg.segment_batch(good) if good else [])
+        masks, info = [], []
+        for frame, error in zip(frames, errors):
+            if frame is None:
+                masks.append([b""])
+                info.append([json.dumps({"error": error}).encode()])
+                continue
+            r = next(results)
+            masks.append([cv2.imencode(".png", r.mask)[1].tobytes()])
+            info.append([json.dumps({**r.to_dict(), "classes": list(r.classes)}).encode()])
+        return {"mask": np.array(masks, dtype=object), "result": np.array(info, dtype=object)}
 
     return infer
 

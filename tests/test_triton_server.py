@@ -139,6 +139,38 @@ def test_one_line_errors(server: ServerProcess) -> None:
         assert seg.segment(_frames(1)[0]).mask.shape == (120, 160)
 
 
+def test_malformed_requests_get_one_line_answers(server: ServerProcess, tiny_onnx: Path) -> None:
+    """Garbage bytes next to a good image in one batch: the bad request gets a one-line error in its
+    own result (no server traceback), the good one its masks; a wrong dtype / shape is refused by
+    Triton itself with a 400 naming the problem."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    import tritonclient.http as httpclient
+
+    frame = _frames(1)[0]
+    png = cv2.imencode(".png", frame)[1].tobytes()
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{server.port}")
+    try:
+        inp = httpclient.InferInput("image", [2, 1], "BYTES")
+        inp.set_data_from_numpy(np.array([[b"certainly not an image"], [png]], dtype=object))
+        res = client.infer("edgeseg_image", [inp])
+    finally:
+        client.close()
+    bad, good = (json.loads(r[0]) for r in res.as_numpy("result"))
+    assert set(bad) == {"error"} and "\n" not in bad["error"] and "Traceback" not in bad["error"]
+    assert bad["error"].startswith("not a JPEG / PNG image") and "(fix: " in bad["error"]
+    assert good["frame_size"] == list(frame.shape[:2]) and res.as_numpy("mask")[1][0][:4] == b"\x89PNG"
+    body = json.dumps({"inputs": [{"name": "image", "shape": [1, 3, 64, 64], "datatype": "INT8",
+                                   "data": [0] * (3 * 64 * 64)}]}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{server.port}/v2/models/edgeseg/infer", data=body, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=10)
+    message = json.loads(err.value.read())["error"]
+    assert err.value.code == 400 and "\n" not in message and "Traceback" not in message and "INT8" in message
+
+
 def test_server_killed_mid_run_then_back(tiny_onnx: Path, tmp_path: Path) -> None:
     srv = ServerProcess(tiny_onnx, None, "--threads", "1", log=tmp_path / "serve.log").start()
     try:

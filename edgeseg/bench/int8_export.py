@@ -53,6 +53,24 @@ def masks_of(model: str | Path, tensors: list[np.ndarray], backend: str = "onnxr
         be.close()
 
 
+#: fewer images than this cannot stand for a camera's scenes (ranges from 1 image clip everything else)
+MIN_CALIBRATION_IMAGES = 8
+
+
+def check_calibration_images(files: Sequence[Path], where: Any) -> None:
+    """Refuse too few or unreadable calibration images, naming the file (grayscale ones are fine:
+    they are read as 3-channel BGR, as the Segmenter converts a grayscale frame)."""
+    import cv2
+
+    if len(files) < MIN_CALIBRATION_IMAGES:
+        raise ValueError(f"--calib-data {where}: {len(files)} image(s); INT8 calibration needs at least "
+                         f"{MIN_CALIBRATION_IMAGES} (fix: add frames of your cameras, ideally 64 or more)")
+    for path in files:
+        if cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
+            raise ValueError(f"calibration image {path} is unreadable (corrupt or not an image) "
+                             "(fix: remove or replace it)")
+
+
 def export_int8(model: str | Path, calib: str | Path | Sequence[Path], out: str | Path,
                 config: QuantConfig | str = "auto", calib_images: int = 64, eval_images: int = 32,
                 floor: float = INT8_IOU_FLOOR, eval_files: Sequence[Path] | None = None,
@@ -69,7 +87,11 @@ def export_int8(model: str | Path, calib: str | Path | Sequence[Path], out: str 
     if out.resolve() == model.resolve():
         raise ValueError(f"output {out} would overwrite the fp32 model; pick another -o")
     info = model_info(model)
+    if info.metadata.get("stored_as") == "fp16" or "fp16" in model.name.split(".")[-2:]:
+        raise ValueError(f"{model} stores fp16 weights; quantise the fp32 model (fix: for the bundled model, "
+                         "python -c 'from edgeseg.segmenter import DEFAULT_MODEL; print(DEFAULT_MODEL)' names it)")
     files = list(calib) if isinstance(calib, (list, tuple)) else list_images(calib)
+    check_calibration_images(files, calib)
     cal_files, rest = split_images(files, calib_images, eval_images)
     evals = list(eval_files) if eval_files is not None else rest
     if set(map(str, cal_files)) & set(map(str, evals)):

@@ -34,18 +34,35 @@ def watch_cmd(
 
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(message)s")
+    from edgeseg.gateway.preflight import preflight
+
     try:
         cfg = load_config(config)
+        preflight(cfg)
     except ConfigError as exc:
         fail(f"config: {exc}")
     if check:
         console.print(f"{config}: ok ({len(cfg.cameras)} camera(s))", markup=False, highlight=False)
         return
-    from edgeseg.errors import ModelError
+    from edgeseg.errors import BackendUnavailable, ModelError, OutputError
     from edgeseg.gateway.service import Gateway
 
     try:
         code = Gateway(cfg).run()
-    except ModelError as exc:
+    except (ModelError, OutputError, BackendUnavailable, ConfigError) as exc:
         fail(str(exc))
+    _exit_now_if_reads_hang(code)
     raise typer.Exit(code)
+
+
+def _exit_now_if_reads_hang(code: int) -> None:
+    """A camera read blocked inside FFmpeg cannot be interrupted; such a daemon thread can abort the
+    interpreter's shutdown (SIGABRT). Everything is flushed and closed by now: leave at once."""
+    import os
+    import sys
+    import threading
+
+    if any(t.is_alive() and t.name.startswith("edgeseg-cam-") for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
