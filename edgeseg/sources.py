@@ -221,8 +221,11 @@ def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
         fresh = Freshness(stall_s)
         try:
             while True:
+                started = time.monotonic()
                 ok, img = cap.read()
-                stalled = False
+                # a read that failed after waiting about stall_s (the capture's read timeout) is a
+                # connected stream that sends nothing: stalled, not hung up
+                stalled = not ok and time.monotonic() - started >= 0.9 * stall_s
                 if ok and img is not None and img.size:
                     if fresh.is_new(cap, img):
                         failures = 0
@@ -233,6 +236,7 @@ def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
                         time.sleep(0.005)  # a repeat of the last picture: not a frame, never processed
                         continue
                     stalled = True
+                if stalled:
                     log.warning("stream %s stalled: no new frame for %.0f s; reconnecting", spec, fresh.age_s)
                 cap.release()
                 # a failed reopen, a frameless one and a stall all count against the budget
@@ -286,8 +290,24 @@ def is_live(spec: str) -> bool:
     return bool(kind and kind.live)
 
 
+def timed_capture(timeout_s: float) -> Callable[[Any], Any]:
+    """``cv2.VideoCapture`` with open / read timeouts for URLs (a dead or silent stream must not
+    block a read for FFmpeg's default 30 s), plain for files and webcam indexes."""
+    ms = int(timeout_s * 1000)
+
+    def factory(spec: Any) -> Any:
+        if isinstance(spec, str) and is_url(spec):
+            return cv2.VideoCapture(spec, cv2.CAP_FFMPEG,
+                                    [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        return cv2.VideoCapture(spec)
+
+    return factory
+
+
 def _open_stream(spec: str, max_retries: int, sleep: Callable[[float], None], capture_factory: Callable[[Any], Any],
                  stall_s: float = STALL_S) -> Source:
+    if capture_factory is cv2.VideoCapture:  # the default: reads time out after stall_s
+        capture_factory = timed_capture(stall_s)
     fps, fr = _stream(int(spec) if spec.isdigit() else spec, capture_factory, max_retries, sleep, stall_s)
     return Source(spec, "stream", fps, fr)
 

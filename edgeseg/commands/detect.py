@@ -29,7 +29,10 @@ def detect_cmd(
     m: int = option("m", model=AlarmSettings),
     sink: Optional[List[str]] = typer.Option(None, "--sink", help="Also send events to a sink, by URL (repeatable): "
                                              "mqtt://HOST:PORT/PREFIX, http(s)://RECEIVER (webhook), jsonl:PATH"),
-    retries: int = typer.Option(5, help="Stream reconnect attempts (exponential backoff) before giving up"),
+    retries: int = typer.Option(5, help="Stream reconnect attempts (exponential backoff) before giving up; a drop and "
+                                "a stall (no new frame for --stall-s) both count"),
+    stall_s: float = typer.Option(10.0, "--stall-s", min=0.1, help="Seconds a connected stream may send no new frame "
+                                  "before it counts as stalled and is reconnected"),
     rebuild_engine: bool = typer.Option(False, "--rebuild-engine", help="TensorRT: rebuild an engine made for another GPU / TensorRT version from the .onnx next to it"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace results an earlier run left in the -o folder (default: refuse)"),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout"),
@@ -62,7 +65,7 @@ def detect_cmd(
     try:
         for url in sink or []:
             extra.append(sink_from_url(url, output))
-        src = open_source(source, max_retries=retries)
+        src = open_source(source, max_retries=retries, stall_s=stall_s)
         seg = Segmenter(st.model, backend=st.backend, threshold=st.threshold, min_area=st.min_area, letterbox=st.letterbox,
                         rebuild_engine=rebuild_engine, precision=st.precision, spin_wait=False,  # pipelined: no spinning
                         tiles=st.tile_grid, overlap=st.overlap,

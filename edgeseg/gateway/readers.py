@@ -20,13 +20,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 from edgeseg.backoff import Backoff
 from edgeseg.errors import SourceError
 from edgeseg.settings import CameraConfig
-from edgeseg.sources import is_url, open_source
+from edgeseg.sources import open_source, timed_capture
 
 log = logging.getLogger("edgeseg")
 
@@ -43,17 +42,8 @@ class Item:
 
 
 def capture_factory(read_timeout_s: float) -> Callable[[Any], Any]:
-    """``cv2.VideoCapture`` with open / read timeouts for URLs (a dead RTSP server must not
-    block a read for FFmpeg's default 30 s), plain for files and webcam indexes."""
-    ms = int(read_timeout_s * 1000)
-
-    def factory(spec: Any) -> Any:
-        if isinstance(spec, str) and is_url(spec):
-            return cv2.VideoCapture(spec, cv2.CAP_FFMPEG,
-                                    [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
-        return cv2.VideoCapture(spec)
-
-    return factory
+    """``cv2.VideoCapture`` with open / read timeouts for URLs (``edgeseg.sources.timed_capture``)."""
+    return timed_capture(read_timeout_s)
 
 
 class CameraReader:

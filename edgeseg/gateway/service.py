@@ -200,7 +200,8 @@ class Gateway(Dispatcher):
 
     def _add_camera(self, c: CameraConfig) -> None:
         """Start camera ``c`` (``cond`` held)."""
-        factory = self._factory or capture_factory(self.config.read_timeout_s)
+        # a read waits at most stall_s: a silent stream is then reported stalled, not after 3 timeouts
+        factory = self._factory or capture_factory(min(self.config.read_timeout_s, self.config.stall_s))
 
         def reconnect(name: str = c.name) -> None:
             if self.metrics:

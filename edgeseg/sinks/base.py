@@ -85,6 +85,9 @@ def deliver(sinks: Sequence[Sink], call: Callable[[Sink], None], what: str) -> N
                 first = first or exc
             elif sink.errors == 1 or sink.errors % 100 == 0:
                 log.error("sink %s failed on %s (%d failure(s) so far): %s", type(sink).__name__, what, sink.errors, exc)
+                if sink.trouble is not None:  # the operator hears of it as a trouble event, not only in the log
+                    sink.report_trouble("sink_failed", error=str(exc), failures=sink.errors,
+                                        fix="see the error; the other sinks and the cameras go on")
     if first is not None:
         raise first
 

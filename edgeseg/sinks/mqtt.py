@@ -190,8 +190,8 @@ class MqttSink(Sink):
         if self._closed:
             return
         deadline = time.monotonic() + wait_s
-        while self.queue is not None and len(self.queue) and self._connected.is_set() and time.monotonic() < deadline:
-            time.sleep(0.02)  # QoS 1: wait for the broker's PUBACKs of what is queued
+        while self.queue is not None and len(self.queue) and time.monotonic() < deadline:
+            time.sleep(0.02)  # QoS 1: wait (a while) for the broker's PUBACKs of what is queued
         self._closed = True
         if self._sender is not None:
             self._sender.join(2.0)

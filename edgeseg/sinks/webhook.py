@@ -117,7 +117,7 @@ class WebhookSink(Sink):
                 self.report_trouble("webhook_sender_failed", fix="see the log; restart the gateway")
 
     def _send_loop(self) -> None:
-        backoff = Backoff(0.5, self.max_backoff_s)
+        backoff = Backoff(min(0.5, self.max_backoff_s), self.max_backoff_s)
         while True:
             rows = self.queue.head()
             if not rows:
