@@ -99,6 +99,20 @@ class DurableQueue:
             self.dropped += dropped
             return dropped
 
+    def put_many(self, bodies: list[bytes], topic: str | None = None) -> None:
+        """Append many events in one transaction (a migration or a benchmark's backlog); no bounds
+        are applied here, the next :meth:`put` applies them."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT INTO q (topic, body) VALUES (?, ?)", [(topic, b) for b in bodies])
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK") if self._db.in_transaction else None
+                raise OutputError(f"cannot queue events in {self.folder}: {exc} (fix: free disk space)") from None
+            self.count += len(bodies)
+            self.bytes += sum(map(len, bodies))
+
     def head(self, after: int = 0, limit: int = 1) -> list[tuple[int, str | None, bytes, int]]:
         """The oldest ``limit`` rows with an id above ``after``: (id, topic, body, tries)."""
         with self._lock:
