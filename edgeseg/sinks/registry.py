@@ -70,7 +70,7 @@ def _open_webhook(s: WebhookSettings) -> Sink:
     from edgeseg.sinks.webhook import WebhookSink  # noqa: PLC0415
 
     return WebhookSink(s.url, s.queue_dir, s.timeout_s, s.max_backoff_s, dict(s.headers), max_events=s.max_events,
-                       max_mb=s.max_mb, dead_letter_after=s.dead_letter_after)
+                       max_mb=s.max_mb, dead_letter_after=s.dead_letter_after, drain_cpu_share=s.drain_cpu_share)
 
 
 def _open_mqtt(s: MqttSettings) -> Sink:

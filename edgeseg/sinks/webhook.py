@@ -1,12 +1,12 @@
 """Events POSTed to an HTTP receiver, in order, at least once, queued on disk while it is down."""
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ class WebhookSettings(Strict):
     max_events: int = setting(100_000, "Queue bound: beyond it the OLDEST queued events are dropped (counted, trouble)",
                               ge=10, le=100_000_000)
     max_mb: float = setting(256.0, "Queue bound in MB: beyond it the OLDEST queued events are dropped", gt=0, le=1_000_000)
+    drain_cpu_share: float = setting(0.1, "While a backlog drains, the share of one CPU core the sender may use "
+                                     "(the cameras keep the rest)", gt=0.0, le=1.0)
     dead_letter_after: int = setting(5, "A 5xx answered this many times in a row sends the event to "
                                      "<queue_dir>/dead-letter (4xx at once)", ge=1, le=1000)
 
@@ -58,9 +60,10 @@ class WebhookSink(Sink):
 
     def __init__(self, url: str, queue_dir: str | Path, timeout_s: float = 5.0, max_backoff_s: float = 30.0,
                  headers: dict[str, str] | None = None, drain_s: float = 5.0, max_events: int = 100_000,
-                 max_mb: float = 256.0, dead_letter_after: int = 5) -> None:
+                 max_mb: float = 256.0, dead_letter_after: int = 5, drain_cpu_share: float = 0.1) -> None:
         self.url, self.timeout_s, self.max_backoff_s, self.drain_s = url, timeout_s, max_backoff_s, drain_s
-        self.dead_letter_after = int(dead_letter_after)
+        self.dead_letter_after, self.drain_cpu_share = int(dead_letter_after), float(drain_cpu_share)
+        self._conn: http.client.HTTPConnection | None = None
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         self.dir = Path(queue_dir)
         self.queue = DurableQueue(self.dir, max_events, int(max_mb * 1024 * 1024), what="webhook queue")
@@ -88,17 +91,37 @@ class WebhookSink(Sink):
         with self._cond:
             self._cond.notify_all()
 
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            u = urlsplit(self.url)
+            cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+            self._conn = cls(u.hostname or "127.0.0.1", u.port, timeout=self.timeout_s)
+        return self._conn
+
     def _post(self, body: bytes) -> int | None:
-        """The receiver's HTTP status, or None when it could not be reached."""
-        req = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+        """The receiver's HTTP status, or None when it could not be reached. One kept-alive
+        connection (a new TCP connection per event would cost the cameras CPU while a backlog drains)."""
+        u = urlsplit(self.url)
+        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        for attempt in (0, 1):  # a kept-alive connection the receiver closed meanwhile: reopen once
+            conn = self._connection()
+            try:
+                conn.request("POST", path, body=body, headers=self.headers)
+                resp = conn.getresponse()
+                resp.read()
+                if resp.will_close:
+                    conn.close()
+                    self._conn = None
                 return int(resp.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            log.debug("webhook %s: %s", self.url, exc)
-            return None
+            except (http.client.HTTPException, OSError, ValueError) as exc:
+                conn.close()
+                self._conn = None
+                reused = attempt == 0 and isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError,
+                                                             ConnectionResetError))
+                if not reused:
+                    log.debug("webhook %s: %s", self.url, exc)
+                    return None
+        return None
 
     def _refused(self, row_id: int, body: bytes, status: int) -> None:
         path = dead_letter(self.dir, row_id, body, f"HTTP {status} from {self.url}")
@@ -131,7 +154,12 @@ class WebhookSink(Sink):
                     return  # the rest stays queued for the next start
                 self._wake.wait(backoff.current)  # new events do not cut the back-off short; close() does
             row_id, _, body, _ = rows[0]
+            cpu0 = time.thread_time()
             status = self._post(body)
+            if len(self.queue) > 1 and self.drain_cpu_share < 1.0:
+                # a backlog: use at most drain_cpu_share of a core, leave the rest to the cameras
+                used = time.thread_time() - cpu0
+                self._wake.wait(used * (1.0 / self.drain_cpu_share - 1.0))
             if status is not None and 200 <= status < 300:
                 self.queue.ack(row_id)
                 self.delivered += 1
