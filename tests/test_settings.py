@@ -72,3 +72,27 @@ def test_min_area_has_one_default_as_a_share_of_the_frame():
     assert StreamSettings().min_area is None  # none: the model's own operating point, else DEFAULT_MIN_AREA
     assert 0 < DEFAULT_MIN_AREA < 0.01
     assert "FRACTION of the frame" in StreamSettings.model_fields["min_area"].description
+
+
+def test_watch_runs_each_cameras_own_model_settings(tiny_onnx, tmp_path):
+    """precision / tiles / letterbox reach watch: cameras with different model settings get their own
+    Segmenter (and are batched apart); cameras with the same settings share one."""
+    from edgeseg import Gateway
+    from test_gateway import Collect, FakeCam, wait_for
+
+    col = Collect()
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"), "tiles": "2x2",
+                  "cameras": [{"name": "a", "source": "fake://a"}, {"name": "b", "source": "fake://b"},
+                              {"name": "c", "source": "fake://c", "tiles": "1x1", "letterbox": True}]},
+                 sinks=[col], capture_factory=lambda spec: FakeCam(spec, fps=10))
+    gw.start()
+    try:
+        assert wait_for(lambda: all(c["processed"] > 3 for c in gw.stats()["cameras"].values()), 30)
+        segs = {key: seg for key, seg in gw.segmenters.items()}
+        assert len(segs) == 2
+        by_tiles = {seg.tiles: seg for seg in segs.values()}
+        assert set(by_tiles) == {(2, 2), (1, 1)}
+        assert by_tiles[(2, 2)].mode == "resize" and by_tiles[(1, 1)].mode == "letterbox"
+        assert gw._segmenter_for(gw.cameras["a"].cfg) is gw._segmenter_for(gw.cameras["b"].cfg)
+    finally:
+        gw.stop()
