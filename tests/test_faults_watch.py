@@ -345,6 +345,13 @@ def test_queue_and_state_folders_follow_the_config_file(tiny_onnx, tmp_path):
     assert cfg.webhook.queue_dir == str(tmp_path / "webhook-queue")
     assert cfg.mqtt.queue_dir == str(tmp_path / "mqtt-queue")
     assert cfg.settings.state_dir == str(tmp_path / ".edgeseg-state")
+    # a config given as a dict (the API) has no file: its state and queues go to its state folder, never the cwd
+    from edgeseg.gateway.config import parse_config
+
+    api = parse_config({"cameras": [{"name": "a", "source": "rtsp://h/a"}], "sinks": {"mqtt": {}, "webhook": {"url": "http://h/x"}}})
+    assert api.mqtt.queue_dir == str(Path(api.settings.state_dir) / "mqtt-queue")
+    assert api.webhook.queue_dir == str(Path(api.settings.state_dir) / "webhook-queue")
+    assert not api.settings.state_dir.startswith(os.getcwd())
 
 
 def test_a_full_queue_disk_is_trouble_and_the_cameras_go_on(tiny_onnx, tmp_path, tmpfs):

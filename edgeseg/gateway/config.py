@@ -73,6 +73,12 @@ def parse_config(raw: Any, source_path: str | None = None) -> GatewayConfig:
     """Validate a parsed config (dict); raises a one-line :class:`ConfigError`."""
     if isinstance(raw, dict) and raw.get("state_dir") is None and isinstance(raw.get("cameras"), list):
         raw = {**raw, "state_dir": default_state_dir(raw)}
+    if isinstance(raw, dict) and isinstance(raw.get("sinks"), dict) and isinstance(raw.get("state_dir"), str):
+        sinks = dict(raw["sinks"])  # a queue without a folder of its own lives in the state folder, not the cwd
+        for key in ("webhook", "mqtt"):
+            if isinstance(sinks.get(key), dict) and sinks[key].get("queue_dir") is None:
+                sinks[key] = {**sinks[key], "queue_dir": str(Path(raw["state_dir"]) / f"{key}-queue")}
+        raw = {**raw, "sinks": sinks}
     settings = validate(GatewaySettings, raw)
     if not _model_exists(settings.model):
         raise ConfigError(f"model: file {settings.model} does not exist (fix: give a .onnx / .engine path or a "
