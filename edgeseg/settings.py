@@ -34,6 +34,14 @@ class AlarmSettings(Strict):
     k: int = setting(3, "Confirm a leak seen in k of the last n processed frames", ge=1, le=1000)
     n: int = setting(5, "Alarm window length n (frames)", ge=1, le=1000)
     m: int = setting(10, "Clear the alarm after m processed frames without a leak", ge=1, le=100000)
+    verify_s: float = setting(0.0, "Seconds a leak must be seen (besides k of n) before the alarm starts",
+                              fix="e.g. 3; 0 starts on k of n alone", ge=0.0, le=3600.0)
+    cooldown_s: float = setting(0.0, "Seconds after an alarm ends before the camera may start a new one",
+                                fix="e.g. 60; 0 allows a new alarm at once", ge=0.0, le=86400.0)
+    update_every_s: float = setting(0.0, "At most one update event per this many seconds (0: one per frame with a leak)",
+                                    fix="e.g. 10", ge=0.0, le=86400.0)
+    update_area_change: float = setting(0.5, "An update comes sooner when the leak area changes by more than this "
+                                        "fraction of the last reported area", fix="e.g. 0.5 (50 %)", ge=0.0, le=100.0)
 
     @model_validator(mode="after")
     def _k_within_n(self) -> "AlarmSettings":
@@ -71,6 +79,23 @@ class ZoneSettings(Strict):
     _check = field_validator("include", "ignore", mode="before")(lambda cls, v: _polygons(v))
 
 
+class GuardSettings(Strict):
+    enabled: bool = setting(True, "Watch the picture itself: trouble when the view is blocked, defocused, moved or jumps")
+    dark_below: float = setting(12.0, "Blocked: mean brightness (0..255) below this", ge=0.0, le=255.0)
+    bright_above: float = setting(245.0, "Blocked: mean brightness (0..255) above this", ge=0.0, le=255.0)
+    uniform_below: float = setting(4.0, "Blocked: brightness spread (standard deviation) below this (a cover, a wall)",
+                                   ge=0.0, le=128.0)
+    defocus_ratio: float = setting(0.35, "Defocused: sharpness below this share of the camera's own running reference",
+                                   gt=0.0, lt=1.0)
+    moved_below: float = setting(0.5, "Moved: correlation with the reference view below this", gt=-1.0, lt=1.0)
+    jump_delta: float = setting(40.0, "Whole-frame jump (IR palette, day/night): mean brightness changes by more than "
+                                "this between two frames", gt=0.0, le=255.0)
+    hold_frames: int = setting(3, "Frames a condition must hold before its trouble is raised (and absent before cleared)",
+                               ge=1, le=1000)
+    warmup_frames: int = setting(5, "Frames the reference (sharpness, view) is learned from before defocus / moved "
+                                 "are judged", ge=1, le=10000)
+
+
 class StreamSettings(Strict):
     """What one stream is run with. ``edgeseg detect`` reads the same fields from its flags."""
 
@@ -93,6 +118,7 @@ class StreamSettings(Strict):
                          fix="1 processes every frame, 2 every other one", ge=1, le=10000)
     alarm: AlarmSettings = setting(AlarmSettings(), "Temporal alarm (k of n, clear after m)")
     zones: ZoneSettings = setting(ZoneSettings(), "Polygon zones")
+    guards: GuardSettings = setting(GuardSettings(), "Picture trouble (blocked, defocused, moved, jump)")
 
     @property
     def tile_grid(self) -> tuple[int, int]:
@@ -107,7 +133,7 @@ class StreamSettings(Strict):
 
 STREAM_FIELDS = tuple(StreamSettings.model_fields)
 #: what a camera may override; merged field by field, ``alarm`` key by key
-_NESTED = {"alarm": AlarmSettings}
+_NESTED = {"alarm": AlarmSettings, "guards": GuardSettings}
 
 
 class CameraSettings(Strict):
@@ -129,6 +155,7 @@ class CameraSettings(Strict):
     every: Optional[int] = None
     alarm: Optional[dict[str, Any]] = None
     zones: Optional[ZoneSettings] = None
+    guards: Optional[dict[str, Any]] = None
 
     @field_validator("source", mode="before")
     @classmethod
@@ -178,6 +205,16 @@ class MetricsSettings(Strict):
                                   fix="e.g. port: 9108; 0 picks a free port; leave it out for none", ge=0, le=65535)
 
 
+class ApiSettings(Strict):
+    token_file: Optional[str] = setting(None, "File holding the API / MQTT control token (required when metrics.host "
+                                        "is not loopback); requests send it as 'Authorization: Bearer <token>'",
+                                        fix="e.g. token_file: /etc/edgeseg/token (one line, 16+ characters)", min_length=1)
+    read_token: bool = setting(False, "Read endpoints (GET /api/..., the status page) need the token too")
+    max_body_bytes: int = setting(4096, "Largest request body accepted (413 above)", ge=0, le=1048576)
+    rate: float = setting(20.0, "Requests per second one client address may make (429 above; bursts of 2x)",
+                          gt=0, le=100000)
+
+
 class HealthSettings(Strict):
     silent_after_s: float = setting(30.0, "Seconds without a processed frame before /healthz says 503",
                                     fix="e.g. 30", gt=0, le=86400)
@@ -204,7 +241,8 @@ class GatewaySettings(StreamSettings):
                                             fix="add at least one camera: cameras: [{name: cam1, source: rtsp://...}]")
     batch: BatchSettings = setting(BatchSettings(), "Cross-camera batching")
     sinks: SinkSettings = setting(SinkSettings(), "Where events go")
-    metrics: MetricsSettings = setting(MetricsSettings(), "Prometheus /metrics and /healthz")
+    metrics: MetricsSettings = setting(MetricsSettings(), "Prometheus /metrics and /healthz (and the HTTP API)")
+    api: ApiSettings = setting(ApiSettings(), "HTTP API, status page and MQTT control")
     health: HealthSettings = setting(HealthSettings(), "When a camera counts as silent")
     reconnect: ReconnectSettings = setting(ReconnectSettings(), "Live-stream reconnects")
     files: FileSettings = setting(FileSettings(), "Video-file cameras")
@@ -218,6 +256,17 @@ class GatewaySettings(StreamSettings):
                 raise bad(f"duplicate camera name {c.name!r}", "camera names must be unique", sub=f"[{i}].name")
             seen.add(c.name)
         return cams
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> "GatewaySettings":
+        if self.metrics.port is not None and not is_loopback(self.metrics.host) and self.api.token_file is None:
+            raise bad(f"{self.metrics.host} is reachable from other machines and api.token_file is not set",
+                      "set api.token_file (a file with a long random token), or bind metrics.host: 127.0.0.1",
+                      sub="metrics.host")
+        if self.api.read_token and self.api.token_file is None:
+            raise bad("is true but api.token_file is not set", "set api.token_file, or drop read_token",
+                      sub="api.read_token")
+        return self
 
     def resolved_cameras(self) -> tuple[CameraConfig, ...]:
         """Each camera's settings: the file's top level, overridden by the camera's own keys."""
@@ -236,6 +285,18 @@ class GatewaySettings(StreamSettings):
             except ValidationError as exc:
                 raise ConfigError(format_error(exc, CameraConfig, prefix=f"cameras[{i}]")) from None
         return tuple(out)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine (127.x, ::1, localhost)."""
+    import ipaddress  # noqa: PLC0415
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # -- errors -----------------------------------------------------------------------------------------------
@@ -293,7 +354,8 @@ def format_error(exc: ValidationError, model: type[BaseModel] = BaseModel, prefi
     loc, kind = tuple(err["loc"]), err["type"]
     if kind == "edgeseg":
         sub, problem, fix = err["msg"].split(_SEP)
-        return f"{_key(loc, prefix)}{sub}: {problem} (fix: {fix})"
+        key = _key(loc, prefix)
+        return f"{sub if key == '(top level)' and sub else key + sub}: {problem} (fix: {fix})"
     info, known = _field_for(model, loc) if model is not BaseModel else (None, [])
     key = _key(loc, prefix)
     if kind == "extra_forbidden":
@@ -330,55 +392,11 @@ def validate(model: type[BaseModel], raw: Any, prefix: str = "") -> Any:
 
 
 # -- documentation --------------------------------------------------------------------------------------
-def _rows(model: type[BaseModel], prefix: str, per_camera: bool) -> list[str]:
-    rows = []
-    for name, info in model.model_fields.items():
-        sub = _model_in(info.annotation)
-        rows += _rows(sub, f"{prefix}{name}.", per_camera) if sub else _rows_one(model, name, prefix, per_camera)
-    return rows
-
-
-def _rows_one(model: type[BaseModel], name: str, prefix: str, per_camera: bool) -> list[str]:
-    info = model.model_fields[name]
-    meta = {type(m).__name__: m for m in info.metadata}
-    rng = [f">= {m.ge}" for k, m in meta.items() if k == "Ge"] + [f"> {m.gt}" for k, m in meta.items() if k == "Gt"]
-    rng += [f"<= {m.le}" for k, m in meta.items() if k == "Le"] + [f"< {m.lt}" for k, m in meta.items() if k == "Lt"]
-    rng += [f"`{m.pattern}`" for k, m in meta.items() if k == "_PydanticGeneralMetadata" and getattr(m, "pattern", None)]
-    ann = str(info.annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
-    default = "(required)" if info.is_required() else "none" if info.default is None else f"`{info.default!r}`"
-    star = " (*)" if per_camera else ""
-    cells = [f"`{prefix}{name}`{star}", ann, default, ", ".join(rng), info.description or ""]
-    return ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"]
-
-
 def markdown_table() -> str:
-    """The settings table of ``docs/gateway.md``, made from the declarations above."""
-    head = ["| key | type | default | range | what it does |", "|---|---|---|---|---|"]
-    stream = []
-    for name in STREAM_FIELDS:
-        info = StreamSettings.model_fields[name]
-        sub = _model_in(info.annotation)
-        stream += _rows(sub, name + ".", True) if sub else _rows_one(StreamSettings, name, "", True)
-    rest = []
-    for name, info in GatewaySettings.model_fields.items():
-        if name in STREAM_FIELDS:
-            continue
-        if name == "cameras":
-            rest += _camera_rows(info)
-            continue
-        sub = _model_in(info.annotation)
-        rest += _rows(sub, name + ".", False) if sub else _rows_one(GatewaySettings, name, "", False)
-    note = ("(*) a stream setting: written at the top level it is every camera's default; written in a camera it "
-            "overrides that default for the camera (`alarm` key by key). `edgeseg detect` takes the same settings as flags.")
-    return "\n".join(head + stream + rest + ["", note])
+    """The settings table of ``docs/gateway.md`` (:mod:`edgeseg.settings_docs`)."""
+    from edgeseg.settings_docs import markdown_table as table  # noqa: PLC0415 - it imports this module
 
-
-def _camera_rows(info: Any) -> list[str]:
-    rows = [f"| `cameras[]` | list | (required) | at least 1 | {info.description} |"]
-    for cname in ("name", "source", "loop"):
-        rows += _rows_one(CameraSettings, cname, "cameras[].", False)
-    rows.append("| `cameras[].<stream setting>` | | inherited | | any (*) setting above, for this camera only |")
-    return rows
+    return table()
 
 
 def json_schema() -> dict[str, Any]:

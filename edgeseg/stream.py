@@ -6,6 +6,7 @@ batches), so an event looks and is delivered the same whichever front end produc
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -13,7 +14,8 @@ import numpy as np
 from edgeseg.alarm import LeakAlarm
 from edgeseg.annotate import Annotator
 from edgeseg.segmenter import Result
-from edgeseg.settings import AlarmSettings, ZoneSettings
+from edgeseg.guards import ViewGuard
+from edgeseg.settings import AlarmSettings, GuardSettings, ZoneSettings
 from edgeseg.sinks.base import Sink, deliver, stamp
 from edgeseg.sinks.snapshots import SnapshotWriter
 from edgeseg.sources import Frame
@@ -36,9 +38,13 @@ class StreamUnit:
     def __init__(self, sinks: Sequence[Sink], leak_class: int, alarm: AlarmSettings | None = AlarmSettings(),
                  zones: ZoneSettings | None = None, context: dict[str, Any] | None = None,
                  annotate: AnnotateFn | None = None, snapshots: SnapshotWriter | None = None,
-                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[dict[str, Any]], None] | None = None, guards: GuardSettings | None = None) -> None:
         self.sinks = list(sinks)
-        self.alarm = LeakAlarm(alarm.k, alarm.n, alarm.m) if alarm is not None else None
+        self.alarm = LeakAlarm(alarm.k, alarm.n, alarm.m, alarm.verify_s, alarm.cooldown_s, alarm.update_every_s,
+                               alarm.update_area_change) if alarm is not None else None
+        self.guard = ViewGuard(guards) if guards is not None and alarm is not None else None
+        self.suspended_until: float | None = None  # wall clock; inf: until resumed
+        self.latest: tuple[Any, Any, list] | None = None  # (image, Result, regions) of the last frame: latest.jpg
         self.zones = ZoneFilter(zones) if zones is not None else None
         self.context = dict(context or {})
         self.annotate = annotate or Annotator(leak_class)
@@ -66,9 +72,44 @@ class StreamUnit:
             self.on_event(stamped)
         deliver(self.sinks, lambda s: s.event(stamped), str(stamped.get("event")))
 
+    @property
+    def suspended(self) -> bool:
+        if self.suspended_until is not None and time.time() >= self.suspended_until:
+            self.suspended_until = None
+            self.emit({"event": "resumed", "reason": "suspension expired"})
+        return self.suspended_until is not None
+
+    def suspend(self, minutes: float | None = None, who: str | None = None, why: str | None = None) -> dict[str, Any]:
+        """No alarm for ``minutes`` (None: until :meth:`resume`); an open alarm ends (reason ``suspended``)."""
+        self.suspended_until = float("inf") if minutes is None else time.time() + 60.0 * minutes
+        self.end_alarm("suspended")
+        event = {"event": "suspended", "minutes": minutes, **_who(who, why),
+                 **({"until_wall_time": self.suspended_until} if minutes is not None else {})}
+        self.emit(event)
+        return event
+
+    def resume(self, who: str | None = None, why: str | None = None) -> dict[str, Any]:
+        self.suspended_until = None
+        event = {"event": "resumed", **_who(who, why)}
+        self.emit(event)
+        return event
+
+    def acknowledge(self, alarm_id: str, who: str | None = None, why: str | None = None) -> dict[str, Any] | None:
+        """Acknowledge the open alarm ``alarm_id``; None when it is not this unit's open alarm."""
+        if self.alarm is None or not self.alarm.acknowledge(alarm_id):
+            return None
+        event = {"event": "acknowledged", "alarm_id": alarm_id, **_who(who, why)}
+        self.emit(event)
+        return event
+
+    @property
+    def open_alarm(self) -> str | None:
+        return self.alarm.alarm_id if self.alarm is not None and self.alarm.active else None
+
     def handle(self, frame: Frame, result: Result) -> list[dict[str, Any]]:
-        """One segmented frame, in order: zones, sinks' frame, alarm, events. Returns the events."""
+        """One segmented frame, in order: zones, sinks' frame, guards, alarm, events. Returns the events."""
         regions = self.zones(result.regions, frame.image.shape[:2]) if self.zones and self.zones.active else result.regions
+        self.latest = (frame.image, result, list(regions))  # the mask is made only when asked for
         annotated = None
         if self._frame_sinks:
             annotated = self.annotate(frame.image, result.mask, regions) if self._draw else None
@@ -81,6 +122,13 @@ class StreamUnit:
             self.emit(event)
             return [event]
         self.last_index, self.last_timestamp = frame.index, frame.timestamp_s
+        if self.guard is not None:
+            for ev in self.guard.check(frame.image):
+                if ev["event"] == "trouble":  # the scene cannot be trusted: say so, and end the incident
+                    self.end_alarm(f"trouble_{ev['trouble']}")
+                self.emit(ev)
+        if self.suspended or (self.guard is not None and self.guard.troubles):
+            return []  # not fed to the alarm: no alarm starts (or stays open) on a picture that cannot be trusted
         events = self.alarm.update(frame.index, frame.timestamp_s, regions)
         for ev in events:
             if ev["event"] == "start" and self.snapshots is not None:
@@ -101,3 +149,7 @@ class StreamUnit:
     @property
     def outputs(self) -> list[str]:
         return [path for sink in self.sinks for path in sink.outputs]
+
+
+def _who(who: str | None, why: str | None) -> dict[str, str]:
+    return {k: str(v)[:200] for k, v in (("who", who), ("why", why)) if v}

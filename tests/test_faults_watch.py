@@ -138,9 +138,11 @@ def test_mqtt_events_survive_a_broker_restart(tiny_onnx, tmp_path, mosquitto):
     gw.start()
     try:
         time.sleep(1.0)
-        before = len(col.events)
         for pid in broker:
             os.kill(pid, signal.SIGTERM)  # the broker goes away, the gateway keeps emitting
+        assert wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", mosquitto)) != 0, 10)  # it is gone
+        time.sleep(0.2)  # what was emitted before the broker was gone may have reached the old one
+        before = len(col.events)
         time.sleep(2.0)
         during = len(col.events)
         assert pending(tmp_path / "mq") > 0
@@ -248,6 +250,8 @@ def test_a_stalled_camera_is_trouble_and_unhealthy_then_recovers(tiny_onnx, tmp_
             urllib.request.urlopen(gw.server.url + "/healthz", timeout=5)
         health = json.loads(err.value.read())
         assert err.value.code == 503 and health["stalled"] == ["yard"]
+        assert wait_for(lambda: col.of("end", "yard"), 5)  # camera_offline follows the trouble in the reader's queue
+        assert wait_for(lambda: col.of("end", "yard"), 5)  # camera_offline follows the trouble in the reader's queue
         end = col.of("end", "yard")
         assert end and end[-1]["reason"] == "camera_offline"  # the frozen scene does not keep an alarm open
         processed = gw.stats()["cameras"]["yard"]["processed"]

@@ -28,6 +28,8 @@ from edgeseg.errors import OutputError
 from edgeseg.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config
 from edgeseg.gateway.journal import AlarmJournal
 from edgeseg.gateway.camera import CameraState
+from edgeseg.gateway.control import Commands
+from edgeseg.gateway.events import EventStore
 from edgeseg.gateway.dispatch import STOP_GRACE_S, Dispatcher
 from edgeseg.gateway.readers import CameraReader, capture_factory
 from edgeseg.outdir import lock_folder
@@ -66,6 +68,8 @@ class Gateway(Dispatcher):
         self._crash: str | None = None
         self._lock_fd: int | None = None
         self._journal: Any = None
+        self.commands = Commands(self._notify)  # HTTP / MQTT actions, run by the dispatcher
+        self.store: EventStore | None = None
         self._troubles: list[dict[str, Any]] = []
         self._trouble_lock = threading.Lock()
         self._snapshots: SnapshotWriter | None = None
@@ -112,7 +116,8 @@ class Gateway(Dispatcher):
                 self._segmenter_for(c)
             maxes = [getattr(seg.backend, "max_batch", None) for seg in self._all_segmenters()]
             self.max_batch = min([cfg.max_batch] + [m for m in maxes if m])
-            self.sinks = open_sinks(cfg.settings.sinks) + self.extra_sinks
+            self.store = EventStore(Path(cfg.settings.state_dir) / "events.sqlite")
+            self.sinks = open_sinks(cfg.settings.sinks) + self.extra_sinks + [self.store]
             for sink in self.sinks:
                 sink.trouble = self._on_trouble
             self._snapshots = SnapshotWriter(cfg.snapshots.dir, cfg.snapshots.quality) if cfg.snapshots else None
@@ -160,7 +165,12 @@ class Gateway(Dispatcher):
             from edgeseg.gateway.metrics import MetricsServer
 
             try:
-                self.server = MetricsServer(self.metrics, self.health, cfg.metrics_host, cfg.metrics_port)
+                from edgeseg.gateway.api import Api
+                from edgeseg.gateway.config import read_token
+
+                token = read_token(cfg.settings.api.token_file) if cfg.settings.api.token_file else None
+                self.server = MetricsServer(self.metrics, self.health, cfg.metrics_host, cfg.metrics_port,
+                                            api=Api(self, token))
             except OSError as exc:
                 raise OutputError(f"metrics.port: cannot listen on {cfg.metrics_host}:{cfg.metrics_port}: {exc.strerror} "
                                   "(fix: another program uses it: choose another port, or 0 for any free one)") from None
@@ -213,7 +223,7 @@ class Gateway(Dispatcher):
         seg = self._segmenter_for(c)
         unit = StreamUnit(self.sinks, seg.info.leak_class, c.alarm, c.zones,
                           context={"camera": c.name, "source": c.source}, snapshots=self._snapshots,
-                          on_event=self._observer(c.name))
+                          on_event=self._observer(c.name), guards=c.guards)
         unit.last_index, unit.last_timestamp = 0, 0.0
         cam = CameraState(c, reader, unit)
         if self.metrics:
@@ -247,7 +257,13 @@ class Gateway(Dispatcher):
                           "cameras": summary, **({"crash": self._crash} if self._crash else {})})
         self._release()
 
+    def _notify(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
     def _drain_troubles(self) -> None:
+        """Emit the sinks' troubles and run the queued HTTP / MQTT commands (the dispatcher thread)."""
+        self.commands.drain()
         with self._trouble_lock:
             troubles, self._troubles = self._troubles, []
         for record in troubles:
