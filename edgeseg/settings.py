@@ -263,6 +263,10 @@ class GatewaySettings(StreamSettings):
             raise bad(f"{self.metrics.host} is reachable from other machines and api.token_file is not set",
                       "set api.token_file (a file with a long random token), or bind metrics.host: 127.0.0.1",
                       sub="metrics.host")
+        mq = self.sinks.mqtt
+        if mq is not None and mq.control and not is_loopback(mq.host) and self.api.token_file is None:
+            raise bad(f"is on with the broker at {mq.host}, and api.token_file is not set",
+                      "set api.token_file (commands then carry its token), or turn control off", sub="sinks.mqtt.control")
         if self.api.read_token and self.api.token_file is None:
             raise bad("is true but api.token_file is not set", "set api.token_file, or drop read_token",
                       sub="api.read_token")

@@ -118,6 +118,10 @@ class Gateway(Dispatcher):
             self.max_batch = min([cfg.max_batch] + [m for m in maxes if m])
             self.store = EventStore(Path(cfg.settings.state_dir) / "events.sqlite")
             self.sinks = open_sinks(cfg.settings.sinks) + self.extra_sinks + [self.store]
+            from edgeseg.gateway.mqtt_control import attach  # noqa: PLC0415
+            from edgeseg.gateway.config import read_token  # noqa: PLC0415
+
+            self.sinks += attach(self, self.sinks, read_token(cfg.settings.api.token_file) if cfg.settings.api.token_file else None)
             for sink in self.sinks:
                 sink.trouble = self._on_trouble
             self._snapshots = SnapshotWriter(cfg.snapshots.dir, cfg.snapshots.quality) if cfg.snapshots else None
