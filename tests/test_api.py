@@ -196,3 +196,17 @@ def test_bad_requests_oversized_bodies_and_rate(tiny_onnx, tmp_path):
         assert call(gw, "GET", "/api/cameras")[0] == 200
     finally:
         gw.stop()
+
+
+def test_watch_refuses_to_start_beyond_loopback_without_token_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text("cameras: [{name: a, source: 'rtsp://127.0.0.1:1/x'}]\nmetrics: {host: 0.0.0.0, port: 0}\n")
+    for extra in ([], ["--check"]):
+        r = subprocess.run([sys.executable, "-m", "edgeseg.cli", "watch", str(cfg), *extra], capture_output=True,
+                           text=True, timeout=120)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1, (r.returncode, r.stderr)
+        assert "metrics.host: 0.0.0.0 is reachable from other machines" in lines[0] and "(fix: " in lines[0]

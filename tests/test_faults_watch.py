@@ -308,6 +308,8 @@ def test_kill9_then_restart_ends_the_open_alarms_first(tiny_onnx, tmp_path):
     kinds = [e["event"] for e in after]
     crashed = [e for e in after if e["event"] == "end" and e.get("reason") == "crashed"]
     assert len(crashed) == 1 and crashed[0]["camera"] == "yard"
+    open_start = [e for e in _events(events)[:before] if e["event"] == "start"][-1]
+    assert crashed[0]["alarm_id"] == open_start["alarm_id"]  # the crashed end closes that very alarm
     assert kinds.index("end") < kinds.index("camera_started")  # ended before anything new started
     every = _events(events)
     assert sum(e["event"] == "start" for e in every) == sum(e["event"] == "end" for e in every)  # none dangles

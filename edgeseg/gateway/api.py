@@ -96,7 +96,7 @@ class Api:
         if not self.limit.allow(h.client_address[0]):
             return _json(429, {"error": "too many requests (fix: slow down; api.rate sets the limit)"})
         url = urlsplit(h.path)
-        parts = [unquote(p) for p in url.path.split("/")[1:]]
+        parts = [unquote(p) for p in url.path.split("/")[1:]] or [""]
         length = h.headers.get("Content-Length")
         try:
             size = int(length) if length is not None else 0

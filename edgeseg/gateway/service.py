@@ -178,7 +178,7 @@ class Gateway(Dispatcher):
             except OSError as exc:
                 raise OutputError(f"metrics.port: cannot listen on {cfg.metrics_host}:{cfg.metrics_port}: {exc.strerror} "
                                   "(fix: another program uses it: choose another port, or 0 for any free one)") from None
-            log.info("metrics on %s/metrics, health on %s/healthz", self.server.url, self.server.url)
+            log.info("status page on %s/, API on %s/api, metrics on %s/metrics, health on %s/healthz", *[self.server.url] * 4)
 
     def _release(self) -> None:
         """Close what a start opened (also after a failed start)."""
@@ -199,7 +199,8 @@ class Gateway(Dispatcher):
     def _end_crashed_alarms(self) -> None:
         """Alarms the last process left open when it died end now, reason ``crashed``."""
         for camera, start in self._journal.left_over().items():
-            self._emit(None, {"event": "end", "camera": camera, "reason": "crashed", "frame": start.get("frame"),
+            self._emit(None, {"event": "end", "camera": camera, "reason": "crashed", "alarm_id": start.get("alarm_id"),
+                              "frame": start.get("frame"),
                               "timestamp": start.get("timestamp"), "started_wall_time": start.get("wall_time"),
                               "source": start.get("source"), "regions": [], "confidence": 0.0, "active": False})
         self._journal.clear()
