@@ -225,6 +225,8 @@ class ReconnectSettings(Strict):
     max_backoff_s: float = setting(30.0, "Longest wait between reconnects", fix="e.g. 30", gt=0, le=3600)
     stall_s: float = setting(10.0, "Seconds a connected camera may send no NEW frame (a repeated picture or source "
                              "timestamp) before it counts as stalled: trouble, /healthz 503, reconnect", gt=0, le=3600)
+    first_frame_s: float = setting(20.0, "Seconds a (re)connect may take to deliver the first picture (RTSP set-up, "
+                                   "a keyframe) before it counts as failed; longer than stall_s", gt=0, le=3600)
 
 
 class FileSettings(Strict):

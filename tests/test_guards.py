@@ -3,6 +3,7 @@ change applied (a cover, a blur, a crop shift, a brightness step), alone and thr
 gateway reading the video from a file (real decoder, real ONNX Runtime)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -116,3 +117,65 @@ def test_gateway_trouble_ends_the_alarm_and_says_so(tiny_onnx, tmp_path, clip):
         elif e["event"] == "start":
             assert up is None, f"an alarm started while {up}"
     assert "start" in kinds
+
+
+# -- a camera slow to deliver its first picture: reconnect.first_frame_s ---------------------------------
+class _SlowStartMjpeg:
+    """An MJPEG camera over real HTTP that accepts the connection, then waits ``delay`` before its first byte."""
+
+    def __init__(self, delay: float) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        frames = [cv2.imencode(".jpg", im)[1].tobytes() for im in render_clip(4, 8, (120, 160))[0]]
+
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                time.sleep(delay)
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i = 0
+                while True:
+                    jpg = frames[i % len(frames)]
+                    try:
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg)
+                                         + jpg + b"\r\n")
+                    except OSError:
+                        return
+                    i += 1
+                    time.sleep(0.1)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("first_frame_s, comes_online", [(6.0, True), (1.0, False)])
+def test_first_frame_may_take_first_frame_s_not_stall_s(tiny_onnx, tmp_path, first_frame_s, comes_online):
+    from edgeseg import Gateway
+
+    cam = _SlowStartMjpeg(delay=2.5)
+    col = Collect()
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
+                  "cameras": [{"name": "slow", "source": cam.url}],
+                  "reconnect": {"stall_s": 1.0, "first_frame_s": first_frame_s, "max_backoff_s": 0.5}}, sinks=[col])
+    gw.start()
+    try:
+        wait_for(lambda: col.of("camera_online") or col.of("camera_offline"), 15)
+    finally:
+        gw.stop()
+        cam.close()
+    first = next(e["event"] for e in col.events if e["event"] in ("camera_online", "camera_offline"))
+    if comes_online:  # a 2.5 s start with stall_s 1 and first_frame_s 6: online, no trouble, no offline
+        assert first == "camera_online" and not col.of("trouble"), [e["event"] for e in col.events]
+    else:
+        assert first == "camera_offline"

@@ -216,7 +216,8 @@ class Gateway(Dispatcher):
     def _add_camera(self, c: CameraConfig) -> None:
         """Start camera ``c`` (``cond`` held)."""
         # a read waits at most stall_s: a silent stream is then reported stalled, not after 3 timeouts
-        factory = self._factory or capture_factory(min(self.config.read_timeout_s, self.config.stall_s))
+        factory = self._factory or capture_factory(min(self.config.read_timeout_s, self.config.stall_s),
+                                                   self.config.settings.reconnect.first_frame_s)
 
         def reconnect(name: str = c.name) -> None:
             if self.metrics:
