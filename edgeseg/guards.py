@@ -8,8 +8,9 @@ resolution) per processed frame, judged against the camera's own running referen
 - ``defocused``: sharpness (variance of the Laplacian) below ``defocus_ratio`` of its running
   reference (an exponential average over the frames that were fine);
 - ``moved``: the zero-mean correlation with the reference view below ``moved_below``;
-- ``jump``: mean brightness moves by more than ``jump_delta`` from one frame to the next (an IR
-  palette or a day / night switch). A jump is a single ``trouble`` with no ``trouble_cleared``;
+- ``jump``: mean brightness moves by more than ``jump_delta`` from one frame to the next, or the
+  picture's correlation with the previous one turns negative (an IR palette or a day / night
+  switch). A jump is a single ``trouble`` with no ``trouble_cleared``;
   the references are learned again after it.
 
 A condition must hold for ``hold_frames`` frames to raise its trouble, and be gone as long to clear
@@ -26,6 +27,8 @@ import numpy as np
 from edgeseg.settings import GuardSettings
 
 SIDE = 64
+#: correlation with the previous frame below this: the palette was inverted (a jump)
+INVERTED = -0.3
 FIX = {
     "blocked": "the view is covered, dark, over-exposed or uniform: check the lens, the light and the camera's exposure",
     "defocused": "the picture lost its sharpness: refocus or clean the lens",
@@ -61,6 +64,7 @@ class ViewGuard:
         self._relearn()
         self._last_mean: float | None = None
         self._last_blocked = False
+        self._last: np.ndarray | None = None
 
     def _relearn(self) -> None:
         self._ref_sharp: float | None = None
@@ -87,14 +91,16 @@ class ViewGuard:
         events: list[dict[str, Any]] = []
         mean = float(t.mean())
         flags, measured = self._flags(t)
-        # a cover put on / taken off is a jump too, but "blocked" says it better
-        if (self._last_mean is not None and abs(mean - self._last_mean) > self.s.jump_delta
-                and not flags["blocked"] and not self._last_blocked and "blocked" not in self.troubles):
-            events.append({"event": "trouble", "trouble": "jump", "mean_before": round(self._last_mean, 1),
-                           "mean": round(mean, 1), "fix": FIX["jump"]})
+        # a cover put on / taken off is a jump too, but "blocked" says it better; an inverted palette
+        # (white-hot <-> black-hot) keeps the mean but turns the picture's correlation negative
+        inverted = self._last is not None and _corr(t, self._last) < INVERTED
+        stepped = self._last_mean is not None and abs(mean - self._last_mean) > self.s.jump_delta
+        if (stepped or inverted) and not flags["blocked"] and not self._last_blocked and "blocked" not in self.troubles:
+            events.append({"event": "trouble", "trouble": "jump", "mean_before": round(self._last_mean or 0.0, 1),
+                           "mean": round(mean, 1), "inverted": bool(inverted), "fix": FIX["jump"]})
             self._relearn()
             flags, measured = self._flags(t)
-        self._last_mean, self._last_blocked = mean, flags["blocked"]
+        self._last_mean, self._last_blocked, self._last = mean, flags["blocked"], t
         for kind, on in flags.items():
             self._counts[kind] = self._counts.get(kind, 0) + 1 if on != (kind in self.troubles) else 0
             if self._counts[kind] >= self.s.hold_frames:

@@ -59,6 +59,16 @@ def test_brightness_step_is_one_jump_then_the_reference_is_relearned(clip):
     assert run(g, frames) == [(15, "trouble", "jump")]
 
 
+def test_an_inverted_palette_is_a_jump_not_moved(clip):
+    g = ViewGuard(GuardSettings())
+    def invert(f):  # white-hot -> black-hot around the picture's own mean: the mean stays
+        return np.clip(2 * f.mean() - f.astype(np.float32), 0, 255).astype(np.uint8)
+
+    frames = clip[:15] + [invert(f) for f in clip[15:40]]
+    assert abs(stats(frames[15])["mean"] - stats(frames[14])["mean"]) < GuardSettings().jump_delta
+    assert run(g, frames) == [(15, "trouble", "jump")]
+
+
 def test_a_quiet_scene_raises_nothing_and_the_statistics_are_cheap(clip):
     g = ViewGuard(GuardSettings())
     assert run(g, clip + clip[::-1]) == []
