@@ -21,6 +21,22 @@ async function image(img, path) {
   } catch (e) { img.alt = e.message; }
 }
 
+// a snapshot never changes: fetched once per event (the page stays well inside api.rate)
+const snaps = new Map();
+async function snapshot(img, id) {
+  if (!snaps.has(id)) {
+    try {
+      snaps.set(id, URL.createObjectURL(await (await api(`/api/events/${id}/snapshot.jpg`)).blob()));
+    } catch (e) { img.alt = e.message; return; }
+    if (snaps.size > 100) {
+      const [oldest, url] = snaps.entries().next().value;
+      URL.revokeObjectURL(url);
+      snaps.delete(oldest);
+    }
+  }
+  img.src = snaps.get(id);
+}
+
 async function ack(id) {
   await api("/api/alarms/" + encodeURIComponent(id) + "/ack", {
     method: "POST", headers: { "Content-Type": "application/json" },
@@ -57,7 +73,7 @@ async function refresh() {
       <td>${esc(new Date((e.wall_time || 0) * 1000).toLocaleTimeString())}</td><td>${esc(e.camera)}</td>
       <td>${esc(e.event)}</td><td>${esc(e.trouble || e.reason || e.alarm_id || "")}</td>
       <td>${e.snapshot ? `<img data-event="${e.id}" alt="snapshot">` : ""}</td></tr>`).join("");
-    document.querySelectorAll("img[data-event]").forEach((i) => image(i, `/api/events/${i.dataset.event}/snapshot.jpg`));
+    document.querySelectorAll("img[data-event]").forEach((i) => snapshot(i, i.dataset.event));
     $("#status").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
     $("#status").textContent = "error: " + e.message;
