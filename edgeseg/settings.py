@@ -23,6 +23,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ValidationError, create_model, field_validator, model_validator
 
 from edgeseg.declare import _SEP, ConfigError, Strict, bad, setting
+from edgeseg.settings_ops import ApiSettings, GuardSettings, is_loopback  # noqa: F401 - part of this module's API
 from edgeseg.sinks.registry import SINKS
 
 #: the one default for ``min_area`` when neither the config nor the model names one: 0.1 % of the
@@ -72,28 +73,24 @@ def _polygons(value: Any) -> Any:
     return value
 
 
+class NamedZone(Strict):
+    name: str = setting(..., "Zone name (events of its alarm carry zone: <name>)", pattern=r"^[A-Za-z0-9_.-]+$",
+                        max_length=64)
+    include: list[list[Point]] = setting(..., "Polygons of the zone (a leak belongs to the first zone holding its centroid)",
+                                         min_length=1)
+    verify_s: Optional[float] = setting(None, "This zone's alarm.verify_s (none: the camera's)", ge=0.0, le=3600.0)
+    cooldown_s: Optional[float] = setting(None, "This zone's alarm.cooldown_s (none: the camera's)", ge=0.0, le=86400.0)
+
+    _check = field_validator("include", mode="before")(lambda cls, v: _polygons(v))
+
+
 class ZoneSettings(Strict):
     include: list[list[Point]] = setting([], "Polygons where leaks count (any, when none); frame pixels or 0..1 fractions")
     ignore: list[list[Point]] = setting([], "Polygons whose leaks never count (steam vents, chimneys, sky)")
+    named: list[NamedZone] = setting([], "Named zones, each with its own alarm (own id, verify_s, cooldown_s); leaks "
+                                     "outside them go to the camera's alarm")
 
     _check = field_validator("include", "ignore", mode="before")(lambda cls, v: _polygons(v))
-
-
-class GuardSettings(Strict):
-    enabled: bool = setting(True, "Watch the picture itself: trouble when the view is blocked, defocused, moved or jumps")
-    dark_below: float = setting(12.0, "Blocked: mean brightness (0..255) below this", ge=0.0, le=255.0)
-    bright_above: float = setting(245.0, "Blocked: mean brightness (0..255) above this", ge=0.0, le=255.0)
-    uniform_below: float = setting(4.0, "Blocked: brightness spread (standard deviation) below this (a cover, a wall)",
-                                   ge=0.0, le=128.0)
-    defocus_ratio: float = setting(0.35, "Defocused: sharpness below this share of the camera's own running reference",
-                                   gt=0.0, lt=1.0)
-    moved_below: float = setting(0.5, "Moved: correlation with the reference view below this", gt=-1.0, lt=1.0)
-    jump_delta: float = setting(40.0, "Whole-frame jump (IR palette, day/night): mean brightness changes by more than "
-                                "this between two frames", gt=0.0, le=255.0)
-    hold_frames: int = setting(3, "Frames a condition must hold before its trouble is raised (and absent before cleared)",
-                               ge=1, le=1000)
-    warmup_frames: int = setting(5, "Frames the reference (sharpness, view) is learned from before defocus / moved "
-                                 "are judged", ge=1, le=10000)
 
 
 class StreamSettings(Strict):
@@ -205,16 +202,6 @@ class MetricsSettings(Strict):
                                   fix="e.g. port: 9108; 0 picks a free port; leave it out for none", ge=0, le=65535)
 
 
-class ApiSettings(Strict):
-    token_file: Optional[str] = setting(None, "File holding the API / MQTT control token (required when metrics.host "
-                                        "is not loopback); requests send it as 'Authorization: Bearer <token>'",
-                                        fix="e.g. token_file: /etc/edgeseg/token (one line, 16+ characters)", min_length=1)
-    read_token: bool = setting(False, "Read endpoints (GET /api/..., the status page) need the token too")
-    max_body_bytes: int = setting(4096, "Largest request body accepted (413 above)", ge=0, le=1048576)
-    rate: float = setting(20.0, "Requests per second one client address may make (429 above; bursts of 2x)",
-                          gt=0, le=100000)
-
-
 class HealthSettings(Strict):
     silent_after_s: float = setting(30.0, "Seconds without a processed frame before /healthz says 503",
                                     fix="e.g. 30", gt=0, le=86400)
@@ -291,18 +278,6 @@ class GatewaySettings(StreamSettings):
             except ValidationError as exc:
                 raise ConfigError(format_error(exc, CameraConfig, prefix=f"cameras[{i}]")) from None
         return tuple(out)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable only from this machine (127.x, ::1, localhost)."""
-    import ipaddress  # noqa: PLC0415
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- errors -----------------------------------------------------------------------------------------------

@@ -112,3 +112,57 @@ def test_stream_unit_suspend_for_minutes_expires_and_is_logged(monkeypatch):
     assert unit.handle(*_frame(6, True)) == [] and unit.suspended
     unit.resume(who="bob")
     assert col.events[-1] == {**col.events[-1], "event": "resumed", "who": "bob"}
+
+
+def _at(x: float, y: float, area: float = 1.0) -> Region:
+    return Region(int(x), int(y), 2, 2, 4, area, (x, y), 0.6, 0.8)
+
+
+def test_named_zones_have_their_own_alarm_verify_s_and_cooldown_s():
+    from edgeseg.settings import ZoneSettings
+
+    col = Collect()
+    zones = ZoneSettings(named=[
+        {"name": "flange", "include": [[[0, 0], [0.5, 0], [0.5, 0.5], [0, 0.5]]]},              # top left
+        {"name": "vent", "include": [[[0.5, 0], [1, 0], [1, 0.5], [0.5, 0.5]]], "verify_s": 0.5, "cooldown_s": 1.0}])
+    unit = StreamUnit([col], 1, AlarmSettings(k=1, n=1, m=2), zones, context={"camera": "cam"})
+    img = np.full((32, 32, 3), 100, np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+
+    def frame(i: int, *regions: Region) -> list[dict]:
+        return unit.handle(Frame(i, i / 10.0, img, "cam"), Result(mask, list(regions), {}, ("bg", "leak")))
+
+    both = (_at(5, 10), _at(25, 10))
+    first = frame(0, *both)
+    assert [(e["event"], e["zone"]) for e in first] == [("start", "flange")]  # vent: 0.5 s to verify
+    for i in range(1, 5):
+        assert all(e["zone"] == "flange" for e in frame(i, *both))
+    vent = [e for e in frame(5, *both) if e["event"] == "start"]
+    assert vent and vent[0]["zone"] == "vent" and vent[0]["alarm_id"] != first[0]["alarm_id"]
+    assert sorted(a["zone"] for a in unit.open_alarms) == ["flange", "vent"]
+
+    ack = unit.acknowledge(first[0]["alarm_id"], who="ann")
+    assert ack["zone"] == "flange" and [a["acknowledged"] for a in sorted(unit.open_alarms, key=lambda a: a["zone"])] == [True, False]
+
+    ends = frame(6) + frame(7)  # quiet: both end, each naming its zone
+    assert sorted((e["event"], e["zone"]) for e in ends) == [("end", "flange"), ("end", "vent")]
+    again = frame(8, *both) + frame(9, *both)  # flange starts again at once, vent is cooling down (1 s)
+    assert [(e["event"], e["zone"]) for e in again if e["event"] == "start"] == [("start", "flange")]
+    assert not any(e["zone"] == "vent" for e in again)
+    unit.end_alarm("stopped")
+    assert col.events[-1]["event"] == "end" and col.events[-1]["zone"] == "flange" and col.events[-1]["reason"] == "stopped"
+    # the camera's own alarm (no zone) takes the leaks outside every named zone
+    own = frame(30, _at(10, 28))
+    assert [(e["event"], "zone" in e) for e in own] == [("start", False)]
+
+
+def test_journal_keeps_one_open_alarm_per_camera_and_zone(tmp_path):
+    from edgeseg.gateway.journal import AlarmJournal
+
+    j = AlarmJournal(tmp_path)
+    j.record({"event": "start", "camera": "cam", "zone": "flange", "alarm_id": "a" * 16})
+    j.record({"event": "start", "camera": "cam", "alarm_id": "b" * 16})
+    left = AlarmJournal(tmp_path).left_over()
+    assert left["cam/flange"]["zone"] == "flange" and left["cam/flange"]["camera"] == "cam" and left["cam"]["alarm_id"] == "b" * 16
+    j.record({"event": "end", "camera": "cam", "zone": "flange"})
+    assert list(AlarmJournal(tmp_path).left_over()) == ["cam"]

@@ -62,8 +62,8 @@ def camera_state(cam: Any) -> dict[str, Any]:
     until = unit.suspended_until
     fps = cam.processed / max(1e-6, time.monotonic() - cam.started_at)
     return {"name": cam.name, "state": state, "online": online, "fps": round(fps, 2), "processed": cam.processed,
-            "drops": r.dropped, "reconnects": r.reconnects, "open_alarm": unit.open_alarm,
-            "acknowledged": bool(unit.open_alarm and unit.alarm.acknowledged), "suspended": suspended,
+            "drops": r.dropped, "reconnects": r.reconnects, "open_alarm": unit.open_alarm, "open_alarms": unit.open_alarms,
+            "acknowledged": bool(unit.open_alarms and unit.open_alarms[0]["acknowledged"]), "suspended": suspended,
             "suspended_until": None if until is None or math.isinf(until) else until, "troubles": troubles}
 
 

@@ -198,8 +198,10 @@ class Gateway(Dispatcher):
 
     def _end_crashed_alarms(self) -> None:
         """Alarms the last process left open when it died end now, reason ``crashed``."""
-        for camera, start in self._journal.left_over().items():
-            self._emit(None, {"event": "end", "camera": camera, "reason": "crashed", "alarm_id": start.get("alarm_id"),
+        for key, start in self._journal.left_over().items():
+            zone = {"zone": start["zone"]} if start.get("zone") else {}
+            self._emit(None, {"event": "end", "camera": start.get("camera") or key, **zone, "reason": "crashed",
+                              "alarm_id": start.get("alarm_id"),
                               "frame": start.get("frame"),
                               "timestamp": start.get("timestamp"), "started_wall_time": start.get("wall_time"),
                               "source": start.get("source"), "regions": [], "confidence": 0.0, "active": False})
