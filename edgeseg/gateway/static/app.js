@@ -62,10 +62,11 @@ async function refresh() {
         ${c.fps} fps, ${c.drops} dropped${c.troubles.length ? ", trouble: " + esc(c.troubles.join(", ")) : ""}`;
       if (c.processed) image(card.querySelector("img"), "/api/cameras/" + encodeURIComponent(c.name) + "/latest.jpg");
     }
-    const open = cams.filter((c) => c.open_alarm);
-    $("#alarms tbody").innerHTML = open.map((c) => `<tr data-alarm="${esc(c.open_alarm)}"><td>${esc(c.name)}</td>
-      <td>${esc(c.open_alarm)}</td><td>${c.acknowledged ? "acknowledged" : "open"}</td>
-      <td>${c.acknowledged ? "" : `<button class="ack" data-id="${esc(c.open_alarm)}">acknowledge</button>`}</td></tr>`).join("")
+    const open = cams.flatMap((c) => c.open_alarms.map((a) => ({ camera: c.name, ...a })));
+    $("#alarms tbody").innerHTML = open.map((a) => `<tr data-alarm="${esc(a.alarm_id)}">
+      <td>${esc(a.camera)}${a.zone ? " / " + esc(a.zone) : ""}</td>
+      <td>${esc(a.alarm_id)}</td><td>${a.acknowledged ? "acknowledged" : "open"}</td>
+      <td>${a.acknowledged ? "" : `<button class="ack" data-id="${esc(a.alarm_id)}">acknowledge</button>`}</td></tr>`).join("")
       || '<tr><td colspan="4">none</td></tr>';
     document.querySelectorAll("button.ack").forEach((b) => { b.onclick = () => ack(b.dataset.id); });
     const events = (await (await api("/api/events?limit=30")).json()).reverse();
