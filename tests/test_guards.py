@@ -4,7 +4,6 @@ gateway reading the video from a file (real decoder, real ONNX Runtime)."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np

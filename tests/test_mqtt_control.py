@@ -44,6 +44,11 @@ def test_set_topic_suspends_resumes_acks_and_state_is_echoed(tiny_onnx, tmp_path
         assert wait_for(lambda: (latest(got, "site/cam0/state") or {}).get("leak") is True)
         state = latest(got, "site/cam0/state")
         assert state["state"] == "alarm" and state["online"] and state["area_pct"] > 0 and len(state["open_alarm"]) == 16
+        n_states = len([1 for t, *_ in list(got) if t == "site/cam0/state"])
+        n_updates = len(col.of("update", "cam0"))
+        time.sleep(1.0)  # a steady leak: updates flow (one a frame), the retained state is not republished
+        assert len(col.of("update", "cam0")) > n_updates + 5
+        assert len([1 for t, *_ in list(got) if t == "site/cam0/state"]) == n_states
 
         pub.publish("site/cam0/set", json.dumps({"action": "ack", "who": "ha", "why": "on site"}), qos=1)
         assert wait_for(lambda: col.of("acknowledged", "cam0"))

@@ -35,6 +35,8 @@ log = logging.getLogger("edgeseg")
 STATE_EVENTS = frozenset({"camera_started", "camera_online", "camera_offline", "camera_stopped", "camera_finished",
                           "start", "update", "end", "suspended", "resumed", "acknowledged", "trouble", "trouble_cleared"})
 _NODE = re.compile(r"[^A-Za-z0-9_-]")
+#: counters that change with every frame: on the HTTP API, not in the retained MQTT state
+VOLATILE = frozenset({"fps", "processed", "drops", "reconnects"})
 
 
 def discovery_configs(discovery: str, prefix: str, camera: str) -> dict[str, dict[str, Any]]:
@@ -68,6 +70,7 @@ class MqttControl(Sink):
         self.prefix, self.control, self.discovery = settings.topic_prefix, settings.control, settings.discovery
         self.controls = Controls(gw)
         self.area: dict[str, float] = {}  # dispatcher thread
+        self._published: dict[str, str] = {}  # camera -> its last state payload
         self._inbox: queue.SimpleQueue[tuple[str, bytes] | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._work, name="edgeseg-mqtt-control", daemon=True)
         self._worker.start()
@@ -155,12 +158,15 @@ class MqttControl(Sink):
         cam = self.gw.cameras.get(name)
         if cam is None:
             return
-        state = camera_state(cam)
-        state["area_pct"] = self.area.get(name, 0.0) if state["open_alarm"] else 0.0
+        state = {k: v for k, v in camera_state(cam).items() if k not in VOLATILE}
+        state["area_pct"] = round(self.area.get(name, 0.0), 2) if state["open_alarm"] else 0.0
         state["leak"] = bool(state["open_alarm"])
         if kind in ("camera_stopped", "camera_finished"):
-            state.update(state="ended", online=False, leak=False, open_alarm=None, area_pct=0.0)
-        self.mqtt.client.publish(f"{self.prefix}/{name}/state", json.dumps(state), qos=1, retain=True)
+            state.update(state="ended", online=False, leak=False, open_alarm=None, open_alarms=[], area_pct=0.0)
+        payload = json.dumps(state, sort_keys=True)
+        if payload != self._published.get(name):  # an update that changes nothing is not republished
+            self._published[name] = payload
+            self.mqtt.client.publish(f"{self.prefix}/{name}/state", payload, qos=1, retain=True)
 
     def close(self) -> None:
         self._inbox.put(None)
