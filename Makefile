@@ -21,13 +21,13 @@ EXTRA ?= gpu-cu12
 gpu: $(STAMP)
 	$(BIN)/pip install -q -e '.[$(EXTRA)]'
 
-# Real components for the gateway tests (RTSP server, MQTT broker, H.264 encoder): installed with
+# Real components for the gateway tests (RTSP server, MQTT broker, H.264 encoder, a browser for the status page): installed with
 # apt when running as root and missing; never fails the build (those tests then skip with a reason).
 GATEWAY_DEBS := mosquitto ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
-	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly chromium
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { ! command -v mosquitto >/dev/null 2>&1 \
-	    || ! command -v ffmpeg >/dev/null 2>&1 || ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" \
+	    || ! command -v ffmpeg >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1 || ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" \
 	    >/dev/null 2>&1; }; then \
 	  echo "installing gateway test components: $(GATEWAY_DEBS)"; \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(GATEWAY_DEBS)) \

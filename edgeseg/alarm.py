@@ -1,11 +1,17 @@
-"""Temporal leak alarm: confirm k-of-n, clear after m quiet frames.
+"""Temporal leak alarm: confirm k-of-n (and for ``verify_s`` seconds), clear after m quiet frames.
 
-Single-frame detections flicker; requiring k hits in the last n frames
-suppresses one-off false positives, and waiting m quiet frames avoids the
-alarm toggling while a plume drifts in and out of view.
+Single-frame detections flicker; requiring k hits in the last n frames (and, with ``verify_s``,
+hits for that many seconds) suppresses one-off false positives, and waiting m quiet frames avoids
+the alarm toggling while a plume drifts in and out of view.
+
+The lifecycle of one alarm: ``start`` (a new ``alarm_id``), ``update`` (at most one per
+``update_every_s`` unless the leak area changes by more than ``update_area_change`` of itself),
+``end`` (with its ``reason``). After an end the same stream may not start a new alarm for
+``cooldown_s`` seconds (a plume that comes and goes is one incident, not a flood of them).
 """
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from typing import Any
 
@@ -18,22 +24,38 @@ def _max_conf(r: Any) -> float:
     return float(r.get("max_conf", 0.0)) if isinstance(r, dict) else float(getattr(r, "max_conf", 0.0))
 
 
-class LeakAlarm:
-    """State machine emitting "start"/"update"/"end" event dicts."""
+def _area(regions: list) -> float:
+    return float(sum((r.get("area_pct", 0.0) if isinstance(r, dict) else getattr(r, "area_pct", 0.0)) for r in regions))
 
-    def __init__(self, k: int = 3, n: int = 5, m: int = 10) -> None:
+
+def new_alarm_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class LeakAlarm:
+    """State machine emitting "start"/"update"/"end" event dicts, each with the ``alarm_id``."""
+
+    def __init__(self, k: int = 3, n: int = 5, m: int = 10, verify_s: float = 0.0, cooldown_s: float = 0.0,
+                 update_every_s: float = 0.0, update_area_change: float = 0.0) -> None:
         if min(k, n, m) < 1:
             raise ValueError(f"k, n, m must all be >= 1, got k={k}, n={n}, m={m}")
         if k > n:
             raise ValueError(f"k ({k}) must be <= n ({n}): cannot need more hits than the window holds")
         self.k, self.n, self.m = k, n, m
+        self.verify_s, self.cooldown_s = verify_s, cooldown_s
+        self.update_every_s, self.update_area_change = update_every_s, update_area_change
+        self.ended_at: float | None = None  # timestamp of the last end (cooldown)
         self.reset()
 
     def reset(self) -> None:
-        """Forget all history (e.g. after a camera switch)."""
+        """Forget the window and the open alarm (e.g. after a camera switch); the cooldown stays."""
         self._window: deque[bool] = deque(maxlen=self.n)
         self._active = False
         self._quiet = 0
+        self._hits_since: float | None = None
+        self.alarm_id: str | None = None
+        self.acknowledged = False
+        self._last_update: tuple[float, float] | None = None  # (timestamp, area) of the last start / update
 
     @property
     def active(self) -> bool:
@@ -42,45 +64,80 @@ class LeakAlarm:
     def _event(self, kind: str, frame_index: int, timestamp: float, regions: list, **extra: Any) -> dict:
         return {
             "event": kind,
+            "alarm_id": self.alarm_id,
             "frame": frame_index,
             "timestamp": timestamp,
             "regions": [_region_dict(r) for r in regions],
+            "area_pct": round(_area(regions), 4),
             "confidence": max((_max_conf(r) for r in regions), default=0.0),
             "active": self._active,
+            **({"acknowledged": True} if self.acknowledged else {}),
             **extra,
         }
+
+    def cooling(self, timestamp: float) -> bool:
+        """Whether a new alarm may not start yet (``cooldown_s`` after the last end)."""
+        return self.ended_at is not None and timestamp - self.ended_at < self.cooldown_s
 
     def update(self, frame_index: int, timestamp: float, regions: list) -> list[dict]:
         """Feed one frame's regions; return the events it triggers (possibly none)."""
         regions = list(regions or [])
         hit = len(regions) > 0
         self._window.append(hit)
+        if not any(self._window):
+            self._hits_since = None
+        elif hit and self._hits_since is None:
+            self._hits_since = timestamp
         events: list[dict] = []
         if not self._active:
-            if hit and sum(self._window) >= self.k:
-                self._active = True
-                self._quiet = 0
+            verified = self._hits_since is not None and timestamp - self._hits_since >= self.verify_s
+            if hit and sum(self._window) >= self.k and verified and not self.cooling(timestamp):
+                self._active, self._quiet = True, 0
+                self.alarm_id, self.acknowledged = new_alarm_id(), False
+                self._last_update = (timestamp, _area(regions))
                 events.append(self._event("start", frame_index, timestamp, regions))
             return events
         if hit:
             self._quiet = 0
-            events.append(self._event("update", frame_index, timestamp, regions))
+            if self._due(timestamp, _area(regions)):
+                self._last_update = (timestamp, _area(regions))
+                events.append(self._event("update", frame_index, timestamp, regions))
         else:
             self._quiet += 1
             if self._quiet >= self.m:
-                self._active = False
-                self._quiet = 0
-                self._window.clear()
-                events.append(self._event("end", frame_index, timestamp, regions, reason="quiet"))
+                events += self._end(frame_index, timestamp, "quiet")
         return events
 
+    def _due(self, timestamp: float, area: float) -> bool:
+        if self._last_update is None or not self.update_every_s:
+            return True
+        t0, a0 = self._last_update
+        changed = abs(area - a0) > self.update_area_change * max(a0, 1e-9)
+        return timestamp - t0 >= self.update_every_s or (self.update_area_change > 0 and changed)
+
+    def _end(self, frame_index: int, timestamp: float, reason: str) -> list[dict]:
+        self._active = False
+        ev = self._event("end", frame_index, timestamp, [], reason=reason)
+        self.ended_at = timestamp
+        self.reset()
+        return [ev]
+
+    def acknowledge(self, alarm_id: str) -> bool:
+        """Mark the open alarm ``alarm_id`` acknowledged (its later events say so)."""
+        if self._active and alarm_id == self.alarm_id:
+            self.acknowledged = True
+            return True
+        return False
+
     def close(self, frame_index: int, timestamp: float, reason: str) -> list[dict]:
-        """End an open alarm because the video stopped (source ended, Ctrl-C, camera gone).
+        """End an open alarm because the video stopped (source ended, Ctrl-C, camera gone) or can
+        no longer be trusted (suspended, view blocked, scene jump).
 
         Consumers pair every "start" with an "end"; without this an incident that is still
         open when the stream stops would dangle forever in their records. Returns [] when no
-        alarm is open. The state is reset either way.
+        alarm is open. The window is reset either way.
         """
-        was_active = self._active
+        if self._active:
+            return self._end(frame_index, timestamp, reason)
         self.reset()
-        return [self._event("end", frame_index, timestamp, [], reason=reason)] if was_active else []
+        return []

@@ -23,6 +23,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ValidationError, create_model, field_validator, model_validator
 
 from edgeseg.declare import _SEP, ConfigError, Strict, bad, setting
+from edgeseg.settings_ops import ApiSettings, GuardSettings, is_loopback  # noqa: F401 - part of this module's API
 from edgeseg.sinks.registry import SINKS
 
 #: the one default for ``min_area`` when neither the config nor the model names one: 0.1 % of the
@@ -34,6 +35,14 @@ class AlarmSettings(Strict):
     k: int = setting(3, "Confirm a leak seen in k of the last n processed frames", ge=1, le=1000)
     n: int = setting(5, "Alarm window length n (frames)", ge=1, le=1000)
     m: int = setting(10, "Clear the alarm after m processed frames without a leak", ge=1, le=100000)
+    verify_s: float = setting(0.0, "Seconds a leak must be seen (besides k of n) before the alarm starts",
+                              fix="e.g. 3; 0 starts on k of n alone", ge=0.0, le=3600.0)
+    cooldown_s: float = setting(0.0, "Seconds after an alarm ends before the camera may start a new one",
+                                fix="e.g. 60; 0 allows a new alarm at once", ge=0.0, le=86400.0)
+    update_every_s: float = setting(0.0, "At most one update event per this many seconds (0: one per frame with a leak)",
+                                    fix="e.g. 10", ge=0.0, le=86400.0)
+    update_area_change: float = setting(0.5, "An update comes sooner when the leak area changes by more than this "
+                                        "fraction of the last reported area", fix="e.g. 0.5 (50 %)", ge=0.0, le=100.0)
 
     @model_validator(mode="after")
     def _k_within_n(self) -> "AlarmSettings":
@@ -64,9 +73,22 @@ def _polygons(value: Any) -> Any:
     return value
 
 
+class NamedZone(Strict):
+    name: str = setting(..., "Zone name (events of its alarm carry zone: <name>)", pattern=r"^[A-Za-z0-9_.-]+$",
+                        max_length=64)
+    include: list[list[Point]] = setting(..., "Polygons of the zone (a leak belongs to the first zone holding its centroid)",
+                                         min_length=1)
+    verify_s: Optional[float] = setting(None, "This zone's alarm.verify_s (none: the camera's)", ge=0.0, le=3600.0)
+    cooldown_s: Optional[float] = setting(None, "This zone's alarm.cooldown_s (none: the camera's)", ge=0.0, le=86400.0)
+
+    _check = field_validator("include", mode="before")(lambda cls, v: _polygons(v))
+
+
 class ZoneSettings(Strict):
     include: list[list[Point]] = setting([], "Polygons where leaks count (any, when none); frame pixels or 0..1 fractions")
     ignore: list[list[Point]] = setting([], "Polygons whose leaks never count (steam vents, chimneys, sky)")
+    named: list[NamedZone] = setting([], "Named zones, each with its own alarm (own id, verify_s, cooldown_s); leaks "
+                                     "outside them go to the camera's alarm")
 
     _check = field_validator("include", "ignore", mode="before")(lambda cls, v: _polygons(v))
 
@@ -93,6 +115,7 @@ class StreamSettings(Strict):
                          fix="1 processes every frame, 2 every other one", ge=1, le=10000)
     alarm: AlarmSettings = setting(AlarmSettings(), "Temporal alarm (k of n, clear after m)")
     zones: ZoneSettings = setting(ZoneSettings(), "Polygon zones")
+    guards: GuardSettings = setting(GuardSettings(), "Picture trouble (blocked, defocused, moved, jump)")
 
     @property
     def tile_grid(self) -> tuple[int, int]:
@@ -107,7 +130,7 @@ class StreamSettings(Strict):
 
 STREAM_FIELDS = tuple(StreamSettings.model_fields)
 #: what a camera may override; merged field by field, ``alarm`` key by key
-_NESTED = {"alarm": AlarmSettings}
+_NESTED = {"alarm": AlarmSettings, "guards": GuardSettings}
 
 
 class CameraSettings(Strict):
@@ -129,6 +152,7 @@ class CameraSettings(Strict):
     every: Optional[int] = None
     alarm: Optional[dict[str, Any]] = None
     zones: Optional[ZoneSettings] = None
+    guards: Optional[dict[str, Any]] = None
 
     @field_validator("source", mode="before")
     @classmethod
@@ -188,6 +212,8 @@ class ReconnectSettings(Strict):
     max_backoff_s: float = setting(30.0, "Longest wait between reconnects", fix="e.g. 30", gt=0, le=3600)
     stall_s: float = setting(10.0, "Seconds a connected camera may send no NEW frame (a repeated picture or source "
                              "timestamp) before it counts as stalled: trouble, /healthz 503, reconnect", gt=0, le=3600)
+    first_frame_s: float = setting(20.0, "Seconds a (re)connect may take to deliver the first picture (RTSP set-up, "
+                                   "a keyframe) before it counts as failed; longer than stall_s", gt=0, le=3600)
 
 
 class FileSettings(Strict):
@@ -204,7 +230,8 @@ class GatewaySettings(StreamSettings):
                                             fix="add at least one camera: cameras: [{name: cam1, source: rtsp://...}]")
     batch: BatchSettings = setting(BatchSettings(), "Cross-camera batching")
     sinks: SinkSettings = setting(SinkSettings(), "Where events go")
-    metrics: MetricsSettings = setting(MetricsSettings(), "Prometheus /metrics and /healthz")
+    metrics: MetricsSettings = setting(MetricsSettings(), "Prometheus /metrics and /healthz (and the HTTP API)")
+    api: ApiSettings = setting(ApiSettings(), "HTTP API, status page and MQTT control")
     health: HealthSettings = setting(HealthSettings(), "When a camera counts as silent")
     reconnect: ReconnectSettings = setting(ReconnectSettings(), "Live-stream reconnects")
     files: FileSettings = setting(FileSettings(), "Video-file cameras")
@@ -218,6 +245,21 @@ class GatewaySettings(StreamSettings):
                 raise bad(f"duplicate camera name {c.name!r}", "camera names must be unique", sub=f"[{i}].name")
             seen.add(c.name)
         return cams
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> "GatewaySettings":
+        if self.metrics.port is not None and not is_loopback(self.metrics.host) and self.api.token_file is None:
+            raise bad(f"{self.metrics.host} is reachable from other machines and api.token_file is not set",
+                      "set api.token_file (a file with a long random token), or bind metrics.host: 127.0.0.1",
+                      sub="metrics.host")
+        mq = self.sinks.mqtt
+        if mq is not None and mq.control and not is_loopback(mq.host) and self.api.token_file is None:
+            raise bad(f"is on with the broker at {mq.host}, and api.token_file is not set",
+                      "set api.token_file (commands then carry its token), or turn control off", sub="sinks.mqtt.control")
+        if self.api.read_token and self.api.token_file is None:
+            raise bad("is true but api.token_file is not set", "set api.token_file, or drop read_token",
+                      sub="api.read_token")
+        return self
 
     def resolved_cameras(self) -> tuple[CameraConfig, ...]:
         """Each camera's settings: the file's top level, overridden by the camera's own keys."""
@@ -293,7 +335,8 @@ def format_error(exc: ValidationError, model: type[BaseModel] = BaseModel, prefi
     loc, kind = tuple(err["loc"]), err["type"]
     if kind == "edgeseg":
         sub, problem, fix = err["msg"].split(_SEP)
-        return f"{_key(loc, prefix)}{sub}: {problem} (fix: {fix})"
+        key = _key(loc, prefix)
+        return f"{sub if key == '(top level)' and sub else key + sub}: {problem} (fix: {fix})"
     info, known = _field_for(model, loc) if model is not BaseModel else (None, [])
     key = _key(loc, prefix)
     if kind == "extra_forbidden":
@@ -330,55 +373,11 @@ def validate(model: type[BaseModel], raw: Any, prefix: str = "") -> Any:
 
 
 # -- documentation --------------------------------------------------------------------------------------
-def _rows(model: type[BaseModel], prefix: str, per_camera: bool) -> list[str]:
-    rows = []
-    for name, info in model.model_fields.items():
-        sub = _model_in(info.annotation)
-        rows += _rows(sub, f"{prefix}{name}.", per_camera) if sub else _rows_one(model, name, prefix, per_camera)
-    return rows
-
-
-def _rows_one(model: type[BaseModel], name: str, prefix: str, per_camera: bool) -> list[str]:
-    info = model.model_fields[name]
-    meta = {type(m).__name__: m for m in info.metadata}
-    rng = [f">= {m.ge}" for k, m in meta.items() if k == "Ge"] + [f"> {m.gt}" for k, m in meta.items() if k == "Gt"]
-    rng += [f"<= {m.le}" for k, m in meta.items() if k == "Le"] + [f"< {m.lt}" for k, m in meta.items() if k == "Lt"]
-    rng += [f"`{m.pattern}`" for k, m in meta.items() if k == "_PydanticGeneralMetadata" and getattr(m, "pattern", None)]
-    ann = str(info.annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
-    default = "(required)" if info.is_required() else "none" if info.default is None else f"`{info.default!r}`"
-    star = " (*)" if per_camera else ""
-    cells = [f"`{prefix}{name}`{star}", ann, default, ", ".join(rng), info.description or ""]
-    return ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"]
-
-
 def markdown_table() -> str:
-    """The settings table of ``docs/gateway.md``, made from the declarations above."""
-    head = ["| key | type | default | range | what it does |", "|---|---|---|---|---|"]
-    stream = []
-    for name in STREAM_FIELDS:
-        info = StreamSettings.model_fields[name]
-        sub = _model_in(info.annotation)
-        stream += _rows(sub, name + ".", True) if sub else _rows_one(StreamSettings, name, "", True)
-    rest = []
-    for name, info in GatewaySettings.model_fields.items():
-        if name in STREAM_FIELDS:
-            continue
-        if name == "cameras":
-            rest += _camera_rows(info)
-            continue
-        sub = _model_in(info.annotation)
-        rest += _rows(sub, name + ".", False) if sub else _rows_one(GatewaySettings, name, "", False)
-    note = ("(*) a stream setting: written at the top level it is every camera's default; written in a camera it "
-            "overrides that default for the camera (`alarm` key by key). `edgeseg detect` takes the same settings as flags.")
-    return "\n".join(head + stream + rest + ["", note])
+    """The settings table of ``docs/gateway.md`` (:mod:`edgeseg.settings_docs`)."""
+    from edgeseg.settings_docs import markdown_table as table  # noqa: PLC0415 - it imports this module
 
-
-def _camera_rows(info: Any) -> list[str]:
-    rows = [f"| `cameras[]` | list | (required) | at least 1 | {info.description} |"]
-    for cname in ("name", "source", "loop"):
-        rows += _rows_one(CameraSettings, cname, "cameras[].", False)
-    rows.append("| `cameras[].<stream setting>` | | inherited | | any (*) setting above, for this camera only |")
-    return rows
+    return table()
 
 
 def json_schema() -> dict[str, Any]:

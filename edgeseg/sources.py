@@ -290,15 +290,17 @@ def is_live(spec: str) -> bool:
     return bool(kind and kind.live)
 
 
-def timed_capture(timeout_s: float) -> Callable[[Any], Any]:
+def timed_capture(timeout_s: float, open_timeout_s: float | None = None) -> Callable[[Any], Any]:
     """``cv2.VideoCapture`` with open / read timeouts for URLs (a dead or silent stream must not
-    block a read for FFmpeg's default 30 s), plain for files and webcam indexes."""
+    block a read for FFmpeg's default 30 s), plain for files and webcam indexes. ``open_timeout_s``
+    (default ``timeout_s``): how long the connect and the stream's first packets may take."""
     ms = int(timeout_s * 1000)
+    open_ms = int((open_timeout_s or timeout_s) * 1000)
 
     def factory(spec: Any) -> Any:
         if isinstance(spec, str) and is_url(spec):
             return cv2.VideoCapture(spec, cv2.CAP_FFMPEG,
-                                    [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+                                    [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
         return cv2.VideoCapture(spec)
 
     return factory

@@ -6,6 +6,7 @@ batches), so an event looks and is delivered the same whichever front end produc
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -13,11 +14,12 @@ import numpy as np
 from edgeseg.alarm import LeakAlarm
 from edgeseg.annotate import Annotator
 from edgeseg.segmenter import Result
-from edgeseg.settings import AlarmSettings, ZoneSettings
+from edgeseg.guards import ViewGuard
+from edgeseg.settings import AlarmSettings, GuardSettings, ZoneSettings
 from edgeseg.sinks.base import Sink, deliver, stamp
 from edgeseg.sinks.snapshots import SnapshotWriter
 from edgeseg.sources import Frame
-from edgeseg.zones import ZoneFilter
+from edgeseg.zones import NamedZones, ZoneFilter
 
 AnnotateFn = Callable[[np.ndarray, np.ndarray, list], np.ndarray]
 
@@ -36,9 +38,19 @@ class StreamUnit:
     def __init__(self, sinks: Sequence[Sink], leak_class: int, alarm: AlarmSettings | None = AlarmSettings(),
                  zones: ZoneSettings | None = None, context: dict[str, Any] | None = None,
                  annotate: AnnotateFn | None = None, snapshots: SnapshotWriter | None = None,
-                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[dict[str, Any]], None] | None = None, guards: GuardSettings | None = None) -> None:
         self.sinks = list(sinks)
-        self.alarm = LeakAlarm(alarm.k, alarm.n, alarm.m) if alarm is not None else None
+        self.alarm = LeakAlarm(alarm.k, alarm.n, alarm.m, alarm.verify_s, alarm.cooldown_s, alarm.update_every_s,
+                               alarm.update_area_change) if alarm is not None else None
+        self.guard = ViewGuard(guards) if guards is not None and alarm is not None else None
+        named = list(zones.named) if zones is not None and alarm is not None else []
+        self.named = NamedZones(zones) if named else None
+        #: one alarm per named zone (own id, verify_s, cooldown_s); leaks outside them feed ``self.alarm``
+        self.zone_alarms = {z.name: LeakAlarm(alarm.k, alarm.n, alarm.m, alarm.verify_s if z.verify_s is None else z.verify_s,
+                                              alarm.cooldown_s if z.cooldown_s is None else z.cooldown_s,
+                                              alarm.update_every_s, alarm.update_area_change) for z in named}
+        self.suspended_until: float | None = None  # wall clock; inf: until resumed
+        self.latest: tuple[Any, Any, list] | None = None  # (image, Result, regions) of the last frame: latest.jpg
         self.zones = ZoneFilter(zones) if zones is not None else None
         self.context = dict(context or {})
         self.annotate = annotate or Annotator(leak_class)
@@ -53,8 +65,13 @@ class StreamUnit:
         return any(s.stop_requested for s in self.sinks)
 
     @property
+    def alarms(self) -> list[tuple[str | None, LeakAlarm]]:
+        """(zone, alarm): the camera's own (zone None) and one per named zone."""
+        return ([(None, self.alarm)] if self.alarm is not None else []) + list(self.zone_alarms.items())
+
+    @property
     def alarm_active(self) -> bool:
-        return bool(self.alarm and self.alarm.active)
+        return any(a.active for _, a in self.alarms)
 
     def emit(self, record: dict[str, Any]) -> None:
         """Stamp ``record`` with the context and the time, and hand it to every sink."""
@@ -66,9 +83,50 @@ class StreamUnit:
             self.on_event(stamped)
         deliver(self.sinks, lambda s: s.event(stamped), str(stamped.get("event")))
 
+    @property
+    def suspended(self) -> bool:
+        if self.suspended_until is not None and time.time() >= self.suspended_until:
+            self.suspended_until = None
+            self.emit({"event": "resumed", "reason": "suspension expired"})
+        return self.suspended_until is not None
+
+    def suspend(self, minutes: float | None = None, who: str | None = None, why: str | None = None) -> dict[str, Any]:
+        """No alarm for ``minutes`` (None: until :meth:`resume`); an open alarm ends (reason ``suspended``)."""
+        self.suspended_until = float("inf") if minutes is None else time.time() + 60.0 * minutes
+        self.end_alarm("suspended")
+        event = {"event": "suspended", "minutes": minutes, **_who(who, why),
+                 **({"until_wall_time": self.suspended_until} if minutes is not None else {})}
+        self.emit(event)
+        return event
+
+    def resume(self, who: str | None = None, why: str | None = None) -> dict[str, Any]:
+        self.suspended_until = None
+        event = {"event": "resumed", **_who(who, why)}
+        self.emit(event)
+        return event
+
+    def acknowledge(self, alarm_id: str, who: str | None = None, why: str | None = None) -> dict[str, Any] | None:
+        """Acknowledge the open alarm ``alarm_id``; None when it is not this unit's open alarm."""
+        zone = next((z for z, a in self.alarms if a.acknowledge(alarm_id)), False)
+        if zone is False:
+            return None
+        event = {"event": "acknowledged", "alarm_id": alarm_id, **({"zone": zone} if zone else {}), **_who(who, why)}
+        self.emit(event)
+        return event
+
+    @property
+    def open_alarm(self) -> str | None:
+        """The id of an open alarm (the camera's own first), None when none is open."""
+        return next((a.alarm_id for _, a in self.alarms if a.active), None)
+
+    @property
+    def open_alarms(self) -> list[dict[str, Any]]:
+        return [{"alarm_id": a.alarm_id, "zone": z, "acknowledged": a.acknowledged} for z, a in self.alarms if a.active]
+
     def handle(self, frame: Frame, result: Result) -> list[dict[str, Any]]:
-        """One segmented frame, in order: zones, sinks' frame, alarm, events. Returns the events."""
+        """One segmented frame, in order: zones, sinks' frame, guards, alarm, events. Returns the events."""
         regions = self.zones(result.regions, frame.image.shape[:2]) if self.zones and self.zones.active else result.regions
+        self.latest = (frame.image, result, list(regions))  # the mask is made only when asked for
         annotated = None
         if self._frame_sinks:
             annotated = self.annotate(frame.image, result.mask, regions) if self._draw else None
@@ -81,7 +139,20 @@ class StreamUnit:
             self.emit(event)
             return [event]
         self.last_index, self.last_timestamp = frame.index, frame.timestamp_s
-        events = self.alarm.update(frame.index, frame.timestamp_s, regions)
+        if self.guard is not None:
+            for ev in self.guard.check(frame.image):
+                if ev["event"] == "trouble":  # the scene cannot be trusted: say so, and end the incident
+                    self.end_alarm(f"trouble_{ev['trouble']}")
+                self.emit(ev)
+        if self.suspended or (self.guard is not None and self.guard.troubles):
+            return []  # not fed to the alarm: no alarm starts (or stays open) on a picture that cannot be trusted
+        if self.named is None:
+            events = self.alarm.update(frame.index, frame.timestamp_s, regions)
+        else:
+            by_zone = self.named.split(list(regions), frame.image.shape[:2])
+            events = self.alarm.update(frame.index, frame.timestamp_s, by_zone[None])
+            for zone, alarm in self.zone_alarms.items():
+                events += [{**ev, "zone": zone} for ev in alarm.update(frame.index, frame.timestamp_s, by_zone.get(zone, []))]
         for ev in events:
             if ev["event"] == "start" and self.snapshots is not None:
                 image = annotated if annotated is not None else self.annotate(frame.image, result.mask, regions)
@@ -94,10 +165,14 @@ class StreamUnit:
     def end_alarm(self, reason: str) -> None:
         """End an open alarm now (its ``end`` carries ``reason``): the source stopped, went
         offline, or the run ends. Nothing happens when none is open."""
-        if self.alarm is not None:
-            for ev in self.alarm.close(self.last_index, self.last_timestamp, reason):
-                self.emit(ev)
+        for zone, alarm in self.alarms:
+            for ev in alarm.close(self.last_index, self.last_timestamp, reason):
+                self.emit({**ev, "zone": zone} if zone else ev)
 
     @property
     def outputs(self) -> list[str]:
         return [path for sink in self.sinks for path in sink.outputs]
+
+
+def _who(who: str | None, why: str | None) -> dict[str, str]:
+    return {k: str(v)[:200] for k, v in (("who", who), ("why", why)) if v}

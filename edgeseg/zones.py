@@ -56,3 +56,22 @@ class ZoneFilter:
                 continue
             kept.append(r)
         return kept
+
+
+class NamedZones:
+    """Assigns each region to the first named zone holding its centroid (``None``: in none of them)."""
+
+    def __init__(self, zones: Zones) -> None:
+        self.named = list(zones.named)
+        self._cache: dict[tuple[int, int], list[tuple[str, list[np.ndarray]]]] = {}
+
+    def split(self, regions: list[Region], frame_hw: tuple[int, int]) -> dict[str | None, list[Region]]:
+        key = (frame_hw[1], frame_hw[0])
+        if key not in self._cache:
+            self._cache[key] = [(z.name, [_scaled(p, *key) for p in z.include]) for z in self.named]
+        out: dict[str | None, list[Region]] = {None: []}
+        for r in regions:
+            c = (float(r.centroid[0]), float(r.centroid[1]))
+            name = next((n for n, polys in self._cache[key] if _inside(polys, c)), None)
+            out.setdefault(name, []).append(r)
+        return out

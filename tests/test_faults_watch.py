@@ -256,6 +256,8 @@ def test_a_stalled_camera_is_trouble_and_unhealthy_then_recovers(tiny_onnx, tmp_
             urllib.request.urlopen(gw.server.url + "/healthz", timeout=5)
         health = json.loads(err.value.read())
         assert err.value.code == 503 and health["stalled"] == ["yard"]
+        assert wait_for(lambda: col.of("end", "yard"), 5)  # camera_offline follows the trouble in the reader's queue
+        assert wait_for(lambda: col.of("end", "yard"), 5)  # camera_offline follows the trouble in the reader's queue
         end = col.of("end", "yard")
         assert end and end[-1]["reason"] == "camera_offline"  # the frozen scene does not keep an alarm open
         processed = gw.stats()["cameras"]["yard"]["processed"]
@@ -312,6 +314,8 @@ def test_kill9_then_restart_ends_the_open_alarms_first(tiny_onnx, tmp_path):
     kinds = [e["event"] for e in after]
     crashed = [e for e in after if e["event"] == "end" and e.get("reason") == "crashed"]
     assert len(crashed) == 1 and crashed[0]["camera"] == "yard"
+    open_start = [e for e in _events(events)[:before] if e["event"] == "start"][-1]
+    assert crashed[0]["alarm_id"] == open_start["alarm_id"]  # the crashed end closes that very alarm
     assert kinds.index("end") < kinds.index("camera_started")  # ended before anything new started
     every = _events(events)
     assert sum(e["event"] == "start" for e in every) == sum(e["event"] == "end" for e in every)  # none dangles

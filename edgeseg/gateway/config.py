@@ -52,7 +52,7 @@ class GatewayConfig:
 
     def restart_settings(self) -> dict[str, Any]:
         """What only a restart applies (runtime threads, batching, sinks, servers)."""
-        return self.settings.model_dump(include={"threads", "state_dir", "batch", "sinks", "metrics", "health", "reconnect", "files"})
+        return self.settings.model_dump(include={"threads", "state_dir", "batch", "sinks", "metrics", "api", "health", "reconnect", "files"})
 
 
 def _model_exists(model: str | None) -> bool:
@@ -93,7 +93,21 @@ def parse_config(raw: Any, source_path: str | None = None) -> GatewayConfig:
                               "file, an rtsp:// / http:// URL or a webcam index)")
     cameras = tuple(c if not names_a_path(c.source) else c.model_copy(update={"source": str(Path(c.source).expanduser())})
                     for c in cameras)
+    if settings.api.token_file is not None:
+        read_token(settings.api.token_file)
     return GatewayConfig(settings, cameras, source_path)
+
+
+def read_token(path: str) -> str:
+    """The API token in ``path`` (its first line); a one-line ConfigError when absent or short."""
+    try:
+        token = Path(path).expanduser().read_text().strip().splitlines()[0].strip() if Path(path).expanduser().is_file() else ""
+    except (OSError, IndexError, UnicodeDecodeError):
+        token = ""
+    if len(token) < 16:
+        raise ConfigError(f"api.token_file: {path} is missing, unreadable or holds under 16 characters (fix: write a "
+                          "long random token into it, e.g. python -c 'import secrets;print(secrets.token_urlsafe(32))' > FILE)")
+    return token
 
 
 def read_file(path: str | Path) -> Any:
@@ -137,6 +151,9 @@ def _relative_to(base: Path, raw: Any) -> Any:
             if isinstance(holder.get(key), str):
                 holder[key] = rel(holder[key])
     sinks = raw.get("sinks") if isinstance(raw.get("sinks"), dict) else {}
+    api = raw.get("api") if isinstance(raw.get("api"), dict) else {}
+    if isinstance(api.get("token_file"), str):
+        api["token_file"] = rel(api["token_file"])
     if isinstance(raw.get("state_dir"), str):
         raw["state_dir"] = rel(raw["state_dir"])
     else:

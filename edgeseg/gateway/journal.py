@@ -20,7 +20,7 @@ FILE = "open-alarms.json"
 
 
 class AlarmJournal:
-    """The open alarms of one gateway, by camera."""
+    """The open alarms of one gateway, by camera (``camera/zone`` for a named zone's alarm)."""
 
     def __init__(self, state_dir: str | Path) -> None:
         self.dir = Path(state_dir)
@@ -58,11 +58,13 @@ class AlarmJournal:
         cam = event.get("camera")
         if cam is None:
             return
+        key = f"{cam}/{event['zone']}" if event.get("zone") else cam  # one open alarm per camera and zone
         if event.get("event") == "start":
-            self.open[cam] = {k: event.get(k) for k in ("alarm_id", "frame", "timestamp", "wall_time", "source")}
+            self.open[key] = {k: event.get(k) for k in ("camera", "zone", "alarm_id", "frame", "timestamp", "wall_time",
+                                                        "source")}
             self._write()
-        elif event.get("event") == "end" and cam in self.open:
-            del self.open[cam]
+        elif event.get("event") == "end" and key in self.open:
+            del self.open[key]
             self._write()
 
     def clear(self) -> None:

@@ -64,13 +64,35 @@ class MetricsServer:
     """A small threaded HTTP server: ``/metrics`` and ``/healthz``; ``port=0`` picks a free port."""
 
     def __init__(self, metrics: GatewayMetrics, health: Callable[[], tuple[bool, dict[str, Any]]],
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, api: Any = None) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 10  # a client that sends nothing does not hold a thread for ever
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                self._other("POST")
+
+            def do_PUT(self) -> None:  # noqa: N802
+                self._other("PUT")
+
+            def do_DELETE(self) -> None:  # noqa: N802
+                self._other("DELETE")
+
+            def _other(self, method: str) -> None:
+                if api is not None:
+                    api.handle(self, method)
+                else:
+                    self.send_error(501)
+
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 path = self.path.split("?")[0]
-                if path == "/metrics":
+                if api is not None and path not in ("/metrics", "/healthz"):
+                    api.handle(self, "GET")
+                    return
+                if path == "/metrics" and api is not None and api.read_token and not api._authorized(self):
+                    body, ctype, code = b'{"error": "needs the API token (fix: send Authorization: Bearer <token>)"}', "application/json", 401
+                elif path == "/metrics":
                     body, ctype, code = metrics.text(), CONTENT_TYPE_LATEST, 200
                 elif path == "/healthz":
                     ok, info = health()
@@ -85,6 +107,16 @@ class MetricsServer:
 
             def log_message(self, *args: Any) -> None:  # no access log on stderr
                 pass
+
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                body = json.dumps({"error": f"{message or self.responses.get(code, ('bad request',))[0]} (fix: see GET /api/openapi.json)"}).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command != "HEAD" and code >= 200:
+                    self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True

@@ -41,9 +41,10 @@ class Item:
     control: dict[str, Any] | None = field(default=None)
 
 
-def capture_factory(read_timeout_s: float) -> Callable[[Any], Any]:
-    """``cv2.VideoCapture`` with open / read timeouts for URLs (``edgeseg.sources.timed_capture``)."""
-    return timed_capture(read_timeout_s)
+def capture_factory(read_timeout_s: float, first_frame_s: float | None = None) -> Callable[[Any], Any]:
+    """``cv2.VideoCapture`` with open / read timeouts for URLs (``edgeseg.sources.timed_capture``): a
+    connect may take ``first_frame_s`` to deliver the stream's first picture, a read ``read_timeout_s``."""
+    return timed_capture(read_timeout_s, max(read_timeout_s, first_frame_s or 0.0))
 
 
 class CameraReader:

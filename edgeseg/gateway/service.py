@@ -28,6 +28,8 @@ from edgeseg.errors import OutputError
 from edgeseg.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config
 from edgeseg.gateway.journal import AlarmJournal
 from edgeseg.gateway.camera import CameraState
+from edgeseg.gateway.control import Commands
+from edgeseg.gateway.events import EventStore
 from edgeseg.gateway.dispatch import STOP_GRACE_S, Dispatcher
 from edgeseg.gateway.readers import CameraReader, capture_factory
 from edgeseg.outdir import lock_folder
@@ -66,6 +68,8 @@ class Gateway(Dispatcher):
         self._crash: str | None = None
         self._lock_fd: int | None = None
         self._journal: Any = None
+        self.commands = Commands(self._notify)  # HTTP / MQTT actions, run by the dispatcher
+        self.store: EventStore | None = None
         self._troubles: list[dict[str, Any]] = []
         self._trouble_lock = threading.Lock()
         self._snapshots: SnapshotWriter | None = None
@@ -112,7 +116,12 @@ class Gateway(Dispatcher):
                 self._segmenter_for(c)
             maxes = [getattr(seg.backend, "max_batch", None) for seg in self._all_segmenters()]
             self.max_batch = min([cfg.max_batch] + [m for m in maxes if m])
-            self.sinks = open_sinks(cfg.settings.sinks) + self.extra_sinks
+            self.store = EventStore(Path(cfg.settings.state_dir) / "events.sqlite")
+            self.sinks = open_sinks(cfg.settings.sinks) + self.extra_sinks + [self.store]
+            from edgeseg.gateway.mqtt_control import attach  # noqa: PLC0415
+            from edgeseg.gateway.config import read_token  # noqa: PLC0415
+
+            self.sinks += attach(self, self.sinks, read_token(cfg.settings.api.token_file) if cfg.settings.api.token_file else None)
             for sink in self.sinks:
                 sink.trouble = self._on_trouble
             self._snapshots = SnapshotWriter(cfg.snapshots.dir, cfg.snapshots.quality) if cfg.snapshots else None
@@ -160,11 +169,16 @@ class Gateway(Dispatcher):
             from edgeseg.gateway.metrics import MetricsServer
 
             try:
-                self.server = MetricsServer(self.metrics, self.health, cfg.metrics_host, cfg.metrics_port)
+                from edgeseg.gateway.api import Api
+                from edgeseg.gateway.config import read_token
+
+                token = read_token(cfg.settings.api.token_file) if cfg.settings.api.token_file else None
+                self.server = MetricsServer(self.metrics, self.health, cfg.metrics_host, cfg.metrics_port,
+                                            api=Api(self, token))
             except OSError as exc:
                 raise OutputError(f"metrics.port: cannot listen on {cfg.metrics_host}:{cfg.metrics_port}: {exc.strerror} "
                                   "(fix: another program uses it: choose another port, or 0 for any free one)") from None
-            log.info("metrics on %s/metrics, health on %s/healthz", self.server.url, self.server.url)
+            log.info("status page on %s/, API on %s/api, metrics on %s/metrics, health on %s/healthz", *[self.server.url] * 4)
 
     def _release(self) -> None:
         """Close what a start opened (also after a failed start)."""
@@ -184,8 +198,11 @@ class Gateway(Dispatcher):
 
     def _end_crashed_alarms(self) -> None:
         """Alarms the last process left open when it died end now, reason ``crashed``."""
-        for camera, start in self._journal.left_over().items():
-            self._emit(None, {"event": "end", "camera": camera, "reason": "crashed", "frame": start.get("frame"),
+        for key, start in self._journal.left_over().items():
+            zone = {"zone": start["zone"]} if start.get("zone") else {}
+            self._emit(None, {"event": "end", "camera": start.get("camera") or key, **zone, "reason": "crashed",
+                              "alarm_id": start.get("alarm_id"),
+                              "frame": start.get("frame"),
                               "timestamp": start.get("timestamp"), "started_wall_time": start.get("wall_time"),
                               "source": start.get("source"), "regions": [], "confidence": 0.0, "active": False})
         self._journal.clear()
@@ -201,7 +218,8 @@ class Gateway(Dispatcher):
     def _add_camera(self, c: CameraConfig) -> None:
         """Start camera ``c`` (``cond`` held)."""
         # a read waits at most stall_s: a silent stream is then reported stalled, not after 3 timeouts
-        factory = self._factory or capture_factory(min(self.config.read_timeout_s, self.config.stall_s))
+        factory = self._factory or capture_factory(min(self.config.read_timeout_s, self.config.stall_s),
+                                                   self.config.settings.reconnect.first_frame_s)
 
         def reconnect(name: str = c.name) -> None:
             if self.metrics:
@@ -213,7 +231,7 @@ class Gateway(Dispatcher):
         seg = self._segmenter_for(c)
         unit = StreamUnit(self.sinks, seg.info.leak_class, c.alarm, c.zones,
                           context={"camera": c.name, "source": c.source}, snapshots=self._snapshots,
-                          on_event=self._observer(c.name))
+                          on_event=self._observer(c.name), guards=c.guards)
         unit.last_index, unit.last_timestamp = 0, 0.0
         cam = CameraState(c, reader, unit)
         if self.metrics:
@@ -247,7 +265,13 @@ class Gateway(Dispatcher):
                           "cameras": summary, **({"crash": self._crash} if self._crash else {})})
         self._release()
 
+    def _notify(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
     def _drain_troubles(self) -> None:
+        """Emit the sinks' troubles and run the queued HTTP / MQTT commands (the dispatcher thread)."""
+        self.commands.drain()
         with self._trouble_lock:
             troubles, self._troubles = self._troubles, []
         for record in troubles:

@@ -43,6 +43,12 @@ class MqttSettings(Strict):
     max_events: int = setting(100_000, "Queue bound: beyond it the OLDEST queued events are dropped (counted, trouble)",
                               ge=10, le=100_000_000)
 
+    control: bool = setting(False, "Accept suspend / resume / ack on <prefix>/<camera>/set (with the API token when "
+                            "api.token_file is set); each camera's state retained on <prefix>/<camera>/state")
+    discovery: Optional[str] = setting(None, "Home Assistant MQTT discovery prefix, e.g. homeassistant (none: off): per "
+                                       "camera a leak and a connectivity binary_sensor and a leak-area sensor",
+                                       fix="e.g. discovery: homeassistant", pattern=r"^[A-Za-z0-9_-]+$")
+
     @field_validator("topic_prefix")
     @classmethod
     def _strip(cls, v: str) -> str:
@@ -75,6 +81,8 @@ class MqttSink(Sink):
         self._client.reconnect_delay_set(1, 30)
         self._client.will_set(f"{self.prefix}/status", "offline", qos=1, retain=True)
         self._connected = threading.Event()
+        #: called (paho's thread) after every (re)connect: the gateway subscribes and announces there
+        self.on_connect: list[Any] = []
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
@@ -101,6 +109,11 @@ class MqttSink(Sink):
             log.warning("MQTT connect refused: %s", reason_code)
             return
         client.publish(f"{self.prefix}/status", "online", qos=1, retain=True)
+        for hook in self.on_connect:
+            try:
+                hook(client)
+            except Exception:  # noqa: BLE001 - a hook must not keep the events from flowing
+                log.exception("MQTT on-connect hook failed")
         self._reset = True  # whatever was not acknowledged goes again, in order (the sender sees it)
         self._connected.set()
 
@@ -155,6 +168,11 @@ class MqttSink(Sink):
                 info = self._client.publish(topic, body, qos=self.qos)
                 self._inflight[info.mid] = row_id
                 sent_upto = row_id
+
+    @property
+    def client(self) -> Any:
+        """The paho client (subscriptions and retained state of the gateway's MQTT control)."""
+        return self._client
 
     def _publish_direct(self, topic: str, payload: str, retain: bool = False) -> None:
         self._client.publish(topic, payload, qos=self.qos, retain=retain)

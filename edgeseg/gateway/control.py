@@ -1,0 +1,145 @@
+"""What an operator may do to a running gateway (HTTP API, MQTT control): list cameras, suspend /
+resume a camera, acknowledge an alarm, fetch the latest frame.
+
+Every call runs ON THE DISPATCHER THREAD (:meth:`Controls.run` hands it over through a queue the
+dispatch loop drains), because the stream units and sinks are the dispatcher's alone. A result is
+``(status, body)`` with an HTTP status, so the HTTP API and MQTT say the same thing.
+"""
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from typing import Any, Callable
+
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ALARM_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+class Commands:
+    """A thread-safe queue of calls for the dispatcher; :meth:`call` waits for the answer."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._lock = threading.Lock()
+        self._queue: list[tuple[Callable[[], Any], dict[str, Any], threading.Event]] = []
+        self._wake = wake
+
+    def call(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
+        box: dict[str, Any] = {}
+        done = threading.Event()
+        with self._lock:
+            self._queue.append((fn, box, done))
+        self._wake()
+        if not done.wait(timeout):
+            return 503, {"error": "the gateway did not answer in time (fix: check its log; is it stopping?)"}
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    def drain(self) -> None:
+        """Run the queued calls (the dispatcher thread only)."""
+        with self._lock:
+            queue, self._queue = self._queue, []
+        for fn, box, done in queue:
+            try:
+                box["result"] = fn()
+            except Exception as exc:  # noqa: BLE001 - handed back to the caller's thread
+                box["error"] = exc
+            done.set()
+
+
+def camera_state(cam: Any) -> dict[str, Any]:
+    """One camera as the API shows it (called on the dispatcher thread)."""
+    unit, r = cam.unit, cam.reader
+    troubles = sorted(unit.guard.troubles) if unit.guard is not None else []
+    if r.stalled:
+        troubles.append("stalled")
+    online = bool(r.online or not cam.cfg.live)
+    suspended = unit.suspended
+    state = ("ended" if cam.finished.is_set() else "offline" if not online else "alarm" if unit.open_alarm
+             else "suspended" if suspended else "trouble" if troubles else "ok")
+    until = unit.suspended_until
+    fps = cam.processed / max(1e-6, time.monotonic() - cam.started_at)
+    return {"name": cam.name, "state": state, "online": online, "fps": round(fps, 2), "processed": cam.processed,
+            "drops": r.dropped, "reconnects": r.reconnects, "open_alarm": unit.open_alarm, "open_alarms": unit.open_alarms,
+            "acknowledged": bool(unit.open_alarms and unit.open_alarms[0]["acknowledged"]), "suspended": suspended,
+            "suspended_until": None if until is None or math.isinf(until) else until, "troubles": troubles}
+
+
+class Controls:
+    """The operator's actions on gateway ``gw``; each returns ``(http_status, json_body)``."""
+
+    def __init__(self, gw: Any) -> None:
+        self.gw = gw
+
+    def run(self, fn: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:
+        return self.gw.commands.call(fn)
+
+    def _cam(self, name: str) -> Any:
+        cam = self.gw.cameras.get(name) if NAME.match(name or "") else None
+        return cam if cam is not None and cam.stop_requested_at is None else None
+
+    def cameras(self) -> tuple[int, Any]:
+        return self.run(lambda: (200, [camera_state(c) for c in list(self.gw.cameras.values())]))
+
+    def camera(self, name: str) -> tuple[int, Any]:
+        def fn() -> tuple[int, Any]:
+            cam = self._cam(name)
+            return (200, camera_state(cam)) if cam else _unknown_camera(name)
+        return self.run(fn)
+
+    def suspend(self, name: str, minutes: Any = None, who: Any = None, why: Any = None) -> tuple[int, Any]:
+        if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
+                                    or not 0 < minutes <= 525600):
+            return 400, {"error": f"minutes must be a number of minutes between 0 and 525600, got {minutes!r} "
+                                  "(fix: e.g. {\"minutes\": 30}, or leave it out to suspend until resumed)"}
+
+        def fn() -> tuple[int, Any]:
+            cam = self._cam(name)
+            if cam is None:
+                return _unknown_camera(name)
+            cam.unit.suspend(minutes, _text(who), _text(why))
+            return 200, camera_state(cam)
+        return self.run(fn)
+
+    def resume(self, name: str, who: Any = None, why: Any = None) -> tuple[int, Any]:
+        def fn() -> tuple[int, Any]:
+            cam = self._cam(name)
+            if cam is None:
+                return _unknown_camera(name)
+            cam.unit.resume(_text(who), _text(why))
+            return 200, camera_state(cam)
+        return self.run(fn)
+
+    def ack(self, alarm_id: str, who: Any = None, why: Any = None) -> tuple[int, Any]:
+        if not ALARM_ID.match(alarm_id or ""):
+            return 404, {"error": "no open alarm with that id (fix: take the alarm_id of a start event, 16 hex digits)"}
+
+        def fn() -> tuple[int, Any]:
+            for cam in list(self.gw.cameras.values()):
+                ev = cam.unit.acknowledge(alarm_id, _text(who), _text(why))
+                if ev is not None:
+                    return 200, {"alarm_id": alarm_id, "camera": cam.name, "acknowledged": True}
+            return 404, {"error": f"no open alarm {alarm_id} (fix: it ended, or the id is wrong: GET /api/cameras)"}
+        return self.run(fn)
+
+    def latest(self, name: str) -> tuple[int, Any]:
+        """``(200, (image, result, regions, annotate))`` of the camera's last processed frame."""
+        def fn() -> tuple[int, Any]:
+            cam = self._cam(name)
+            if cam is None:
+                return _unknown_camera(name)
+            if cam.unit.latest is None:
+                return 404, {"error": f"camera {name} has no processed frame yet (fix: wait for it to come online)"}
+            return 200, (*cam.unit.latest, cam.unit.annotate)
+        return self.run(fn)
+
+
+def _unknown_camera(name: str) -> tuple[int, Any]:
+    shown = name if NAME.match(name or "") else "(invalid name)"
+    return 404, {"error": f"no camera {shown} (fix: GET /api/cameras lists them)"}
+
+
+def _text(v: Any) -> str | None:
+    return None if v is None else str(v)[:200]

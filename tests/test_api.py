@@ -1,0 +1,212 @@
+"""The gateway's HTTP API (issue #25, points 3 and 6), by real HTTP requests to a running gateway
+(real ONNX Runtime, in-memory cameras only where the camera is not what is under test)."""
+from __future__ import annotations
+
+import http.client
+import json
+import secrets
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeseg import Gateway
+from edgeseg.gateway.config import ConfigError, parse_config
+from test_gateway import Collect, FakeCam, cams, paired, wait_for
+
+
+def call(gw, method: str, path: str, body=None, token: str | None = None, raw: bytes | None = None,
+         headers: dict | None = None) -> tuple[int, str, bytes]:
+    """One real HTTP request, the path sent exactly as given (no client-side normalisation)."""
+    conn = http.client.HTTPConnection(gw.server.host if gw.server.host != "0.0.0.0" else "127.0.0.1", gw.server.port, timeout=10)
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    hdrs = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
+    if data is not None:
+        hdrs.setdefault("Content-Type", "application/json")
+    conn.request(method, path, body=data, headers=hdrs)
+    r = conn.getresponse()
+    out = r.status, r.getheader("Content-Type") or "", r.read()
+    conn.close()
+    return out
+
+
+def js(resp) -> object:
+    code, ctype, body = resp
+    assert ctype.startswith("application/json"), (code, ctype, body[:200])
+    return json.loads(body)
+
+
+def one_line_error(resp, code: int) -> str:
+    got, _, _ = resp
+    assert got == code, resp
+    err = js(resp)["error"]
+    assert "\n" not in err and "Traceback" not in err and "(fix: " in err, err
+    return err
+
+
+def gateway(tiny_onnx, tmp_path, n=2, col=None, **extra) -> Gateway:
+    cfg = {"model": str(tiny_onnx), "threads": 1, "cameras": cams(n), "metrics": {"port": 0},
+           "state_dir": str(tmp_path / "state"), "sinks": {"snapshots": {"dir": str(tmp_path / "snaps")}}, **extra}
+    return Gateway(cfg, sinks=[col] if col else [], capture_factory=lambda spec: FakeCam(spec, fps=20))
+
+
+def token_file(tmp_path: Path) -> tuple[Path, str]:
+    tok = secrets.token_urlsafe(24)
+    path = tmp_path / "token"
+    path.write_text(tok + "\n")
+    return path, tok
+
+
+def test_cameras_latest_events_suspend_resume_ack(tiny_onnx, tmp_path):
+    col = Collect()
+    gw = gateway(tiny_onnx, tmp_path, col=col).start()
+    try:
+        assert wait_for(lambda: len(col.of("start", "cam0")) >= 1)
+        cams_ = js(call(gw, "GET", "/api/cameras"))
+        assert [c["name"] for c in cams_] == ["cam0", "cam1"]
+        c0 = cams_[0]
+        assert c0["online"] and c0["state"] == "alarm" and len(c0["open_alarm"]) == 16 and c0["drops"] >= 0
+        assert c0["open_alarm"] == col.of("start", "cam0")[-1]["alarm_id"]
+
+        code, ctype, jpg = call(gw, "GET", "/api/cameras/cam0/latest.jpg")
+        img = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)
+        assert code == 200 and ctype == "image/jpeg" and img.shape[:2] == (48, 64)
+
+        alarm = c0["open_alarm"]  # acknowledge the open alarm: logged with who / why
+        assert js(call(gw, "POST", f"/api/alarms/{alarm}/ack", {"who": "ann", "why": "seen on site"})) == {
+            "alarm_id": alarm, "camera": "cam0", "acknowledged": True}
+        ack = col.of("acknowledged", "cam0")
+        assert ack and ack[0]["alarm_id"] == alarm and ack[0]["who"] == "ann" and ack[0]["why"] == "seen on site"
+        assert js(call(gw, "GET", "/api/cameras/cam0"))["acknowledged"] is True
+        one_line_error(call(gw, "POST", "/api/alarms/0123456789abcdef/ack", {}), 404)
+
+        got = js(call(gw, "POST", "/api/cameras/cam0/suspend", {"minutes": 5, "who": "bob", "why": "hot work"}))
+        assert got["state"] == "suspended" and got["open_alarm"] is None and got["suspended_until"] > time.time() + 250
+        ends = [e for e in col.of("end", "cam0") if e.get("alarm_id") == alarm]
+        assert ends and ends[0]["reason"] == "suspended"
+        sus = col.of("suspended", "cam0")[0]
+        assert sus["who"] == "bob" and sus["why"] == "hot work" and sus["minutes"] == 5
+        n_start = len(col.of("start", "cam0"))
+        time.sleep(0.6)  # frames keep coming: no alarm while suspended
+        assert len(col.of("start", "cam0")) == n_start and js(call(gw, "GET", "/api/cameras/cam0"))["state"] == "suspended"
+        assert js(call(gw, "POST", "/api/cameras/cam0/resume", {"who": "bob"}))["suspended"] is False
+        assert col.of("resumed", "cam0")[0]["who"] == "bob"
+        assert wait_for(lambda: len(col.of("start", "cam0")) > n_start)
+
+        one_line_error(call(gw, "POST", "/api/cameras/cam0/suspend", {"minutes": -1}), 400)
+        one_line_error(call(gw, "POST", "/api/cameras/nope/suspend", {}), 404)
+
+        events = js(call(gw, "GET", "/api/events?camera=cam0&since=0&limit=1000"))
+        assert events and all(e["camera"] == "cam0" for e in events)
+        ids = [e["id"] for e in events]
+        assert ids == sorted(ids)
+        later = js(call(gw, "GET", f"/api/events?since={ids[2]}&camera=cam0"))
+        assert [e["id"] for e in later][:3] == ids[3:6]
+        start = next(e for e in events if e["event"] == "start")
+        one = js(call(gw, "GET", f"/api/events/{start['id']}"))
+        assert one["alarm_id"] == start["alarm_id"] and one["snapshot_url"] == f"/api/events/{start['id']}/snapshot.jpg"
+        code, ctype, snap = call(gw, "GET", one["snapshot_url"])
+        assert code == 200 and ctype == "image/jpeg" and snap == Path(one["snapshot"]).read_bytes()
+        newest = js(call(gw, "GET", "/api/events?limit=3"))
+        assert len(newest) == 3 and newest[0]["id"] < newest[-1]["id"]
+
+        spec = js(call(gw, "GET", "/api/openapi.json"))
+        assert spec["openapi"].startswith("3.") and {"/api/cameras", "/api/events", "/api/events/{id}",
+                                                     "/api/cameras/{name}/latest.jpg", "/api/cameras/{name}/suspend",
+                                                     "/api/cameras/{name}/resume", "/api/alarms/{id}/ack"} <= set(spec["paths"])
+        assert call(gw, "GET", "/metrics")[0] == 200 and call(gw, "GET", "/healthz")[0] in (200, 503)
+    finally:
+        gw.stop()
+    assert paired(col.events)
+
+
+def test_refuses_to_bind_beyond_loopback_without_token(tmp_path):
+    raw = {"cameras": [{"name": "a", "source": "rtsp://x/y"}], "metrics": {"host": "0.0.0.0", "port": 9}}
+    with pytest.raises(ConfigError, match=r"^metrics.host: 0.0.0.0 is reachable from other machines .*\(fix: set api.token_file"):
+        parse_config(raw)
+    path, _ = token_file(tmp_path)
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    with pytest.raises(ConfigError, match=r"^api.token_file: .* holds under 16 characters \(fix: "):
+        parse_config({**raw, "api": {"token_file": str(short)}})
+    parse_config({**raw, "api": {"token_file": str(path)}})
+    with pytest.raises(ConfigError, match=r"^api.read_token: is true but .*\(fix: set api.token_file"):
+        parse_config({"cameras": raw["cameras"], "api": {"read_token": True}})
+
+
+def test_tokens_on_every_endpoint(tiny_onnx, tmp_path):
+    path, tok = token_file(tmp_path)
+    col = Collect()
+    gw = gateway(tiny_onnx, tmp_path, n=1, col=col, metrics={"host": "0.0.0.0", "port": 0},
+                 api={"token_file": str(path), "read_token": True, "rate": 1000}).start()
+    try:
+        assert gw.server.host == "0.0.0.0"
+        assert wait_for(lambda: len(col.of("start", "cam0")) >= 1)
+        alarm = js(call(gw, "GET", "/api/cameras", token=tok))[0]["open_alarm"]
+        writes = [(f"/api/alarms/{alarm}/ack", {}), ("/api/cameras/cam0/suspend", {"minutes": 1}),
+                  ("/api/cameras/cam0/resume", {})]
+        reads = ["/api/cameras", "/api/cameras/cam0", "/api/cameras/cam0/latest.jpg", "/api/events", "/api/events/1",
+                 "/api/openapi.json", "/metrics"]
+        for p in reads:
+            for bad in (None, "wrong-" + tok, tok[:-1]):
+                one_line_error(call(gw, "GET", p, token=bad), 401)
+            assert call(gw, "GET", p, token=tok)[0] == 200, p
+        for p, body in writes:
+            for bad in (None, "wrong-" + tok, tok + "x"):
+                one_line_error(call(gw, "POST", p, body, token=bad), 401)
+            assert call(gw, "POST", p, body, token=tok)[0] == 200, p
+        assert not col.of("suspended", "cam0")[1:] and len(col.of("acknowledged")) == 1
+        assert call(gw, "GET", "/healthz")[0] in (200, 503)  # liveness stays open for probes
+        assert call(gw, "GET", "/")[0] == 200  # the page itself holds no data; it asks for the token
+    finally:
+        gw.stop()
+
+
+@pytest.mark.parametrize("path", [
+    "/api/cameras/..%2F..%2Fetc%2Fpasswd/latest.jpg", "/api/cameras/../../etc/passwd", "/api/events/..%2F..%2Fetc%2Fpasswd",
+    "/api/events/1/..%2F..%2F..%2Fetc%2Fpasswd", "/api/events/-1", "/api/events/99999999999999999999999",
+    "/static/..%2F..%2Fservice.py", "/../../etc/passwd", "/api/cameras/%00", "/api/nope"])
+def test_path_traversal_and_unknown_paths_are_404_json(tiny_onnx, tmp_path, path):
+    gw = gateway(tiny_onnx, tmp_path, n=1).start()
+    try:
+        err = one_line_error(call(gw, "GET", path), 404)
+        assert "passwd" not in err and "root:" not in err
+    finally:
+        gw.stop()
+
+
+def test_bad_requests_oversized_bodies_and_rate(tiny_onnx, tmp_path):
+    gw = gateway(tiny_onnx, tmp_path, n=1, api={"max_body_bytes": 256, "rate": 5}).start()
+    try:
+        one_line_error(call(gw, "POST", "/api/cameras/cam0/suspend", raw=b"x" * 10000), 413)
+        one_line_error(call(gw, "POST", "/api/cameras/cam0/suspend", raw=b"{not json"), 400)
+        one_line_error(call(gw, "POST", "/api/cameras/cam0/suspend", raw=b"[1, 2]"), 400)
+        one_line_error(call(gw, "POST", "/api/cameras/cam0/suspend", {"minutes": "soon"}), 400)
+        one_line_error(call(gw, "GET", "/api/events?since=abc"), 400)
+        one_line_error(call(gw, "GET", "/api/events?limit=100000"), 400)
+        one_line_error(call(gw, "GET", "/api/events?camera=../x"), 400)
+        one_line_error(call(gw, "DELETE", "/api/cameras/cam0"), 405)
+        one_line_error(call(gw, "POST", "/api/cameras/cam0/reboot", {}), 404)
+        codes = [call(gw, "GET", "/api/openapi.json")[0] for _ in range(30)]
+        assert 429 in codes
+        one_line_error(call(gw, "GET", "/api/cameras"), 429)
+        time.sleep(1.0)  # the bucket refills at api.rate per second
+        assert call(gw, "GET", "/api/cameras")[0] == 200
+    finally:
+        gw.stop()
+
+
+def test_watch_refuses_to_start_beyond_loopback_without_token_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text("cameras: [{name: a, source: 'rtsp://127.0.0.1:1/x'}]\nmetrics: {host: 0.0.0.0, port: 0}\n")
+    for extra in ([], ["--check"]):
+        r = subprocess.run([sys.executable, "-m", "edgeseg.cli", "watch", str(cfg), *extra], capture_output=True,
+                           text=True, timeout=120)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1, (r.returncode, r.stderr)
+        assert "metrics.host: 0.0.0.0 is reachable from other machines" in lines[0] and "(fix: " in lines[0]

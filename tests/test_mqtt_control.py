@@ -1,0 +1,177 @@
+"""MQTT control and Home Assistant discovery (issue #25, point 5), against Debian's mosquitto: a
+real client publishes commands on <prefix>/<camera>/set and reads the retained state and the
+discovery payloads back from the broker."""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from edgeseg.gateway.config import ConfigError, parse_config
+from test_gateway import Collect, FakeCam, cams, mosquitto, subscriber, wait_for  # noqa: F401
+
+
+def gateway(tiny_onnx, tmp_path, port, col, api=None, **mq):
+    from edgeseg import Gateway
+
+    cfg = {"model": str(tiny_onnx), "threads": 1, "cameras": cams(2), "state_dir": str(tmp_path / "state"),
+           "sinks": {"mqtt": {"port": port, "topic_prefix": "site", "queue_dir": str(tmp_path / "mq"), **mq}},
+           **({"api": api} if api else {})}
+    return Gateway(cfg, sinks=[col], capture_factory=lambda spec: FakeCam(spec, fps=20)).start()
+
+
+def publisher(port: int) -> mqtt.Client:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def latest(got, topic: str) -> dict | None:
+    msgs = [json.loads(p) for t, p, _ in list(got) if t == topic]
+    return msgs[-1] if msgs else None
+
+
+def test_set_topic_suspends_resumes_acks_and_state_is_echoed(tiny_onnx, tmp_path, mosquitto):
+    col = Collect()
+    sub, got = subscriber(mosquitto, "site/#")
+    gw = gateway(tiny_onnx, tmp_path, mosquitto, col, control=True)
+    pub = publisher(mosquitto)
+    try:
+        assert wait_for(lambda: (latest(got, "site/cam0/state") or {}).get("leak") is True)
+        state = latest(got, "site/cam0/state")
+        assert state["state"] == "alarm" and state["online"] and state["area_pct"] > 0 and len(state["open_alarm"]) == 16
+        n_states = len([1 for t, *_ in list(got) if t == "site/cam0/state"])
+        n_updates = len(col.of("update", "cam0"))
+        time.sleep(1.0)  # a steady leak: updates flow (one a frame), the retained state is not republished
+        assert len(col.of("update", "cam0")) > n_updates + 5
+        assert len([1 for t, *_ in list(got) if t == "site/cam0/state"]) == n_states
+
+        pub.publish("site/cam0/set", json.dumps({"action": "ack", "who": "ha", "why": "on site"}), qos=1)
+        assert wait_for(lambda: col.of("acknowledged", "cam0"))
+        assert col.of("acknowledged", "cam0")[0]["who"] == "ha"
+        assert wait_for(lambda: (latest(got, "site/cam0/result") or {}).get("acknowledged") is True)
+        assert wait_for(lambda: (latest(got, "site/cam0/state") or {}).get("acknowledged") is True)
+
+        pub.publish("site/cam0/set", json.dumps({"action": "suspend", "minutes": 10, "who": "ha"}), qos=1)
+        assert wait_for(lambda: (latest(got, "site/cam0/state") or {}).get("state") == "suspended")
+        assert col.of("suspended", "cam0")[0]["minutes"] == 10
+        assert col.of("end", "cam0")[-1]["reason"] == "suspended"
+        pub.publish("site/cam0/set", "resume", qos=1)  # the bare word works too
+        assert wait_for(lambda: col.of("resumed", "cam0"))
+        assert wait_for(lambda: (latest(got, "site/cam0/state") or {}).get("suspended") is False)
+
+        for bad, code in ((b"{nope", 400), (json.dumps({"action": "reboot"}).encode(), 400),
+                          (json.dumps({"action": "suspend", "minutes": -3}).encode(), 400)):
+            n = len([1 for t, *_ in got if t == "site/cam0/result"])
+            pub.publish("site/cam0/set", bad, qos=1)
+            assert wait_for(lambda: len([1 for t, *_ in got if t == "site/cam0/result"]) > n)
+            res = latest(got, "site/cam0/result")
+            assert res["status"] == code and "(fix: " in res["error"]
+        pub.publish("site/nope/set", "suspend", qos=1)
+        assert wait_for(lambda: (latest(got, "site/nope/result") or {}).get("status") == 404)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        gw.stop()
+    # the retained state on the broker says the camera ended
+    sub2, got2 = subscriber(mosquitto, "site/cam1/state")
+    try:
+        assert wait_for(lambda: got2 and got2[-1][2] is True, 5)
+        assert json.loads(got2[-1][1])["state"] == "ended"
+    finally:
+        sub2.loop_stop()
+        sub.loop_stop()
+
+
+def test_control_needs_the_token_when_one_is_set(tiny_onnx, tmp_path, mosquitto):
+    tok = secrets.token_urlsafe(24)
+    (tmp_path / "token").write_text(tok)
+    col = Collect()
+    sub, got = subscriber(mosquitto, "site/+/result")
+    gw = gateway(tiny_onnx, tmp_path, mosquitto, col, control=True, api={"token_file": str(tmp_path / "token")})
+    pub = publisher(mosquitto)
+    try:
+        time.sleep(0.5)
+        for payload in ("suspend", json.dumps({"action": "suspend"}), json.dumps({"action": "suspend", "token": tok[:-1]})):
+            n = len(got)
+            pub.publish("site/cam0/set", payload, qos=1)
+            assert wait_for(lambda: len(got) > n)
+            assert json.loads(got[-1][1])["status"] == 401
+        assert not col.of("suspended")
+        pub.publish("site/cam0/set", json.dumps({"action": "suspend", "token": tok}), qos=1)
+        assert wait_for(lambda: col.of("suspended", "cam0"))
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        gw.stop()
+        sub.loop_stop()
+
+
+def test_control_with_a_remote_broker_needs_a_token_file():
+    raw = {"cameras": [{"name": "a", "source": "rtsp://x/y"}], "sinks": {"mqtt": {"host": "10.0.0.9", "control": True}}}
+    with pytest.raises(ConfigError, match=r"^sinks.mqtt.control: is on with the broker at 10.0.0.9, .*\(fix: set api.token_file"):
+        parse_config(raw)
+
+
+def _schema_errors(topic: str, cfg: dict) -> list[str]:
+    """Home Assistant's MQTT discovery schema, the keys we use (binary_sensor / sensor platforms)."""
+    errs = []
+    platform = topic.split("/")[1]
+    required = {"name": str, "unique_id": str, "state_topic": str, "value_template": str, "availability_topic": str,
+                "payload_available": str, "payload_not_available": str, "device": dict}
+    for key, kind in required.items():
+        if not isinstance(cfg.get(key), kind):
+            errs.append(f"{topic}: {key} missing or not {kind.__name__}")
+    if not isinstance(cfg.get("device", {}).get("identifiers"), list) or not cfg["device"]["identifiers"]:
+        errs.append(f"{topic}: device.identifiers must be a non-empty list")
+    if platform == "binary_sensor":
+        if cfg.get("device_class") not in ("gas", "connectivity"):
+            errs.append(f"{topic}: device_class {cfg.get('device_class')!r}")
+        if (cfg.get("payload_on"), cfg.get("payload_off")) != ("ON", "OFF"):
+            errs.append(f"{topic}: payload_on / payload_off")
+    elif platform == "sensor":
+        if cfg.get("unit_of_measurement") != "%" or cfg.get("state_class") != "measurement":
+            errs.append(f"{topic}: unit / state_class")
+    else:
+        errs.append(f"{topic}: unknown platform {platform}")
+    allowed = set(required) | {"device_class", "payload_on", "payload_off", "unit_of_measurement", "state_class",
+                               "entity_category"}
+    errs += [f"{topic}: unknown key {k}" for k in cfg if k not in allowed]
+    return errs
+
+
+def _render(template: str, value_json: dict) -> str:
+    """The two Jinja forms the payloads use, evaluated on the state (Home Assistant renders them the same)."""
+    import jinja2
+
+    return jinja2.Environment().from_string(template).render(value_json=value_json)
+
+
+def test_home_assistant_discovery_payloads(tiny_onnx, tmp_path, mosquitto):
+    pytest.importorskip("jinja2", reason="jinja2 renders the value templates as Home Assistant does")
+    col = Collect()
+    sub, got = subscriber(mosquitto, "homeassistant/#")
+    state_sub, states = subscriber(mosquitto, "site/+/state")
+    gw = gateway(tiny_onnx, tmp_path, mosquitto, col, discovery="homeassistant")
+    try:
+        assert wait_for(lambda: len({t for t, *_ in got}) >= 6)
+        assert wait_for(lambda: (latest(states, "site/cam0/state") or {}).get("leak") is True)
+        state = latest(states, "site/cam0/state")
+    finally:
+        gw.stop()
+        sub.loop_stop()
+        state_sub.loop_stop()
+    configs = {t: json.loads(p) for t, p, retained in got}
+    assert len(configs) == 6  # 2 cameras x (leak, area, connectivity)
+    errors = [e for t, c in configs.items() for e in _schema_errors(t, c)]
+    assert not errors, errors
+    cam0 = {t: c for t, c in configs.items() if c["state_topic"] == "site/cam0/state"}
+    assert sorted(c.get("device_class", "area") for c in cam0.values()) == ["area", "connectivity", "gas"]
+    assert len({c["unique_id"] for c in configs.values()}) == 6 and all(c["availability_topic"] == "site/status"
+                                                                        for c in configs.values())
+    rendered = {c.get("device_class", "area"): _render(c["value_template"], state) for c in cam0.values()}
+    assert rendered["gas"] == "ON" and rendered["connectivity"] == "ON" and float(rendered["area"]) > 0
