@@ -12,6 +12,8 @@ the whole set), so the set can be rebuilt and checked.
 - ``train``: HIT-UAV (Suo et al., Scientific Data 2023; CC BY 4.0), ``--train-count`` (600)
   frames spread evenly over the 2,898 sorted ``normal_xml/JPEGImages`` (deterministic), 640x512
   8-bit LWIR aerial frames: backgrounds for plume composites and leak-free hard negatives.
+- ``select``: ``--select-count`` (100) other HIT-UAV frames, spread over the ones not picked for
+  training: never trained on; operating points (threshold, min area) are chosen on them.
 - ``heldout``: never trained on, measurement only. TNO Image Fusion Dataset (A. Toet; believed
   CC BY 4.0, unverified here) LWIR/MWIR frames (NIR, image-intensifier "_II", visual, reference
   and fused files excluded by name); plus the CC0 / CC-BY / public-domain FLIR images of
@@ -123,18 +125,21 @@ def write(img: np.ndarray, path: Path, quality: int) -> str:
     return sha256(enc.tobytes())
 
 
-def build(out: Path = OUT, train_count: int = 600, short: int = 256, quality: int = 90,
+def build(out: Path = OUT, train_count: int = 600, select_count: int = 100, short: int = 256, quality: int = 90,
           mirrors: Path = MIRRORS) -> dict:
     entries: list[dict] = []
     # train: HIT-UAV, evenly spread over the sorted list
     gd = git_dir(HITUAV["repo"], mirrors)
     jpgs = [p for p in ls(gd, HITUAV["commit"]) if p.startswith("normal_xml/JPEGImages/") and p.endswith(".jpg")]
     pick = [jpgs[i] for i in np.linspace(0, len(jpgs) - 1, min(train_count, len(jpgs))).round().astype(int)]
-    for p in pick:
-        data = blob(gd, HITUAV["commit"], p)
-        name = f"train/hituav_{Path(p).stem}.webp"
-        entries.append({"file": name, "split": "train", "source": "hituav", "path": p, "source_sha256": sha256(data),
-                        "sha256": write(downscale(decode(data, True), short), out / name, quality)})
+    rest = sorted(set(jpgs) - set(pick))
+    select = [rest[i] for i in np.linspace(0, len(rest) - 1, min(select_count, len(rest))).round().astype(int)]
+    for split, paths in (("train", pick), ("select", select)):
+        for p in paths:
+            data = blob(gd, HITUAV["commit"], p)
+            name = f"{split}/hituav_{Path(p).stem}.webp"
+            entries.append({"file": name, "split": split, "source": "hituav", "path": p, "source_sha256": sha256(data),
+                            "sha256": write(downscale(decode(data, True), short), out / name, quality)})
     # held out: TNO IR frames + IRimage CC0/CC-BY
     gd = git_dir(TNO["repo"], mirrors)
     for p in [p for p in ls(gd, TNO["commit"]) if is_tno_ir(p)]:
@@ -155,12 +160,15 @@ def build(out: Path = OUT, train_count: int = 600, short: int = 256, quality: in
                         "licence": IRIMAGE_LICENCES[int(m.group(1))], "has_smoke": False, "sequence": None,
                         "sha256": write(downscale(decode(data, False), short), out / name, quality)})
     counts = {f"{s}/{src}": sum(e["split"] == s and e["source"] == src for e in entries)
-              for s, src in (("train", "hituav"), ("heldout", "tno"), ("heldout", "irimage"))}
+              for s, src in (("train", "hituav"), ("select", "hituav"), ("heldout", "tno"), ("heldout", "irimage"))}
     manifest = {
         "built_by": "python -m training.ir_backgrounds",
         "output": "data/ir/ (gitignored)",
-        "settings": {"train_count": train_count, "short_side": short, "webp_quality": quality,
-                     "train_pick": "np.linspace over the sorted normal_xml/JPEGImages/*.jpg, rounded"},
+        "settings": {"train_count": train_count, "select_count": select_count, "short_side": short,
+                     "webp_quality": quality,
+                     "train_pick": "np.linspace over the sorted normal_xml/JPEGImages/*.jpg, rounded",
+                     "select_pick": "np.linspace over the sorted remaining HIT-UAV frames (never trained on; used "
+                                    "only to choose operating points)"},
         "sources": {"hituav": HITUAV, "tno": TNO, "irimage": IRIMAGE},
         "counts": counts,
         "source_set_sha256": sha256("".join(e["source_sha256"] for e in entries).encode()),
@@ -206,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--mirrors", type=Path, default=MIRRORS, help="folder of bare mirrors OWNER+NAME/repo")
     ap.add_argument("--train-count", type=int, default=600)
+    ap.add_argument("--select-count", type=int, default=100)
     ap.add_argument("--short", type=int, default=256)
     ap.add_argument("--quality", type=int, default=90)
     ap.add_argument("--check", action="store_true")
@@ -214,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         n, missing, differ = check(a.out)
         print(f"{n} files in manifest; {missing} missing, {differ} differ in sha256")
         sys.exit(1 if missing else 0)
-    m = build(a.out, a.train_count, a.short, a.quality, a.mirrors)
+    m = build(a.out, a.train_count, a.select_count, a.short, a.quality, a.mirrors)
     size = sum((a.out / e["file"]).stat().st_size for e in m["files"])
     print(json.dumps(m["counts"]), f"{size / 1e6:.1f} MB in {a.out}; set sha256 {m['set_sha256'][:16]}...; wrote {MANIFEST}")
 
