@@ -83,6 +83,8 @@ def is_tno_ir(path: str) -> bool:
     b = b.rsplit(".", 1)[0]
     if "/thermal" in "/" + d or d.endswith("/rad"):
         return True
+    if "lwir" in b or "mwir" in b:  # e.g. c_LWIR-MarnehNew_24RGB_1110 (a band name wins over "rgb")
+        return True
     if any(k in b for k in ("nir", "vis", "ref", "photo", "dhv", "daylight", "rgb")) or b.endswith("_ii"):
         return False
     return bool(re.search(r"(^|_|-)(lwir|mwir|ir)(_|-|\d|$)", b)) or b.startswith(("ir", "rad"))
