@@ -103,3 +103,15 @@ def test_backgrounds_fail_in_one_line_without_mirror(tmp_path):
     assert is_tno_ir("barbed_wire_2/c_LWIR-MarnehNew_24RGB_1110.tif")
     assert not is_tno_ir("Marne_04/Marne_04_II.bmp") and not is_tno_ir("Kaptein_01/NIR01.bmp")
     assert not is_tno_ir("Farm/Farm_Vis.bmp") and not is_tno_ir("Nato_camp_sequence/visual/1810v.bmp")
+
+
+def test_video_input_channels():
+    from training.ir_temporal import to_video_input
+
+    still = [np.full((32, 32, 3), 100, np.uint8)] * 4
+    out = to_video_input(still)
+    assert all(o.shape == (32, 32, 3) for o in out)
+    assert (out[-1][..., 0] == 100).all() and (out[-1][..., 1] == 128).all() and (out[-1][..., 2] == 0).all()
+    moving = [np.full((32, 32, 3), 100 + 10 * t, np.uint8) for t in range(4)]
+    o = to_video_input(moving)[-1]
+    assert (o[..., 1] > 128).all() and (o[..., 2] > 0).all()
