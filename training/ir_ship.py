@@ -14,6 +14,10 @@ settings as shipped too). "Beats on false alarms": fewer held-out leak-free fram
 (or none for both). SMOKE5K val is scored through the SDK at the candidate's chosen threshold (what
 users get).
 
+If it beats the bundled model on IR but loses real smoke, one model cannot serve both cameras: it
+ships as a second, IR-only model ``edgeseg/models/edgeseg-unet-r18-ir.fp16.onnx`` (+ ``.json``) and
+the visible model stays as it is.
+
 On a pass: the candidate's fp16 twin (``edgeseg.fp16.convert_fp16``, verified) with metadata
 ``leak_threshold`` and ``leak_min_area`` is written to ``edgeseg/models/edgeseg-unet-r18.fp16.onnx``
 and the sidecar JSON records both, the IR scores, the SMOKE5K score and the training record. The
@@ -49,11 +53,15 @@ def decide(cand: dict, base: dict, smoke: dict) -> dict:
     iou_ok = c["plume_iou_dataset"] > b["plume_iou_dataset"]
     fa_ok = c["leak_free_raising"] < b["leak_free_raising"] or (c["leak_free_raising"] == 0 == b["leak_free_raising"])
     smoke_ok = smoke["gas_smoke_iou_dataset"] >= SMOKE_FLOOR
-    return {"ir_plume_iou": {"candidate": c["plume_iou_dataset"], "bundled": b["plume_iou_dataset"], "pass": iou_ok},
+    return {"ship_as": "bundled" if iou_ok and fa_ok and smoke_ok else "ir_only" if iou_ok and fa_ok else None,
+            "ir_plume_iou": {"candidate": c["plume_iou_dataset"], "bundled": b["plume_iou_dataset"], "pass": iou_ok},
             "ir_leak_free_raising": {"candidate": c["leak_free_raising"], "bundled": b["leak_free_raising"], "pass": fa_ok},
             "smoke5k_val_gas_smoke_iou": {"candidate": smoke["gas_smoke_iou_dataset"], "floor": SMOKE_FLOOR,
                                           "pass": smoke_ok},
             "ship": bool(iou_ok and fa_ok and smoke_ok)}
+
+
+IR_NAME = "edgeseg-unet-r18-ir"  # the second model, for thermal cameras, when one cannot serve both
 
 
 def ship(candidate: Path, cand: dict, smoke: dict, decision: dict, record: dict | None) -> Path:
@@ -72,11 +80,16 @@ def ship(candidate: Path, cand: dict, smoke: dict, decision: dict, record: dict 
     set_metadata(proto, {**metadata_of(proto), "leak_threshold": f"{op['threshold']:.2f}",
                          "leak_min_area": f"{op['min_area']:g}"})
     onnx.save(proto, str(fp16))
-    stored = MODELS / STORED
+    ir_only = decision["ship_as"] == "ir_only"
+    stored = MODELS / (f"{IR_NAME}.fp16.onnx" if ir_only else STORED)
     stored.write_bytes(fp16.read_bytes())
-    side_path = MODELS / f"{NAME}.json"
-    old = json.loads(side_path.read_text())
+    old = json.loads((MODELS / f"{NAME}.json").read_text())
+    side_path = MODELS / f"{IR_NAME if ir_only else NAME}.json"
     side = {k: old[k] for k in ("name", "file", "classes", "input_size", "mean", "std", "color_order", "activation")}
+    if ir_only:
+        side.update({"name": IR_NAME, "file": stored.name,
+                     "use": "thermal (IR) cameras only: it beat the bundled model on held-out IR but lost real smoke "
+                            "on SMOKE5K val, so visible cameras keep edgeseg-unet-r18"})
     side.update({
         "leak_threshold": op["threshold"],
         "leak_min_area": op["min_area"],
@@ -97,7 +110,7 @@ def ship(candidate: Path, cand: dict, smoke: dict, decision: dict, record: dict 
                    "ir_select": cand["select"]["chosen"]},
         "gate": decision,
         "scored_by": "python -m training.ir_ship (training.ir_eval, edgeseg.bench.accuracy)",
-        "int8": {"stale": True, "note": "edgeseg-unet-r18.int8.onnx was calibrated from the previous weights; "
+        "int8": {"stale": not ir_only, "made": False, "note": "edgeseg-unet-r18.int8.onnx was calibrated from the previous weights; "
                  "remake: python -m training.ship --int8"},
     })
     side_path.write_text(json.dumps(side, indent=2))
@@ -122,7 +135,7 @@ def run(args: argparse.Namespace) -> dict:
     out = {"candidate": str(args.candidate), "bundled": base, "candidate_scores": cand,
            "smoke5k_val": {"candidate_at_chosen": smoke, "bundled_at_its_chosen": smoke_base},
            "decision": decision, "render_s": round(t_render, 1), "measure_s": round(time.time() - t0, 1)}
-    if decision["ship"] and not args.dry_run:
+    if decision["ship_as"] and not args.dry_run:
         out["shipped"] = str(ship(args.candidate, cand, smoke, decision, record))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
@@ -161,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(out["smoke5k_val"], indent=1))
     print(json.dumps(out["decision"], indent=1))
     print(f"measured in {out['measure_s']:.0f}s; wrote {a.out}" + (f"; shipped {out['shipped']}" if "shipped" in out else ""))
-    if not out["decision"]["ship"]:
+    if not out["decision"]["ship_as"]:
         print("not shipped: the candidate does not pass the gate (see above)")
         sys.exit(3)
 
