@@ -119,10 +119,13 @@ def card(run: Path, ship: Path, temporal: Path | None) -> str:
         f"{d['ir_leak_free_raising']['bundled']:.3f} → {'pass' if d['ir_leak_free_raising']['pass'] else 'FAIL'}",
         f"- SMOKE5K val gas-smoke IoU ≥ {d['smoke5k_val_gas_smoke_iou']['floor']}: "
         f"{d['smoke5k_val_gas_smoke_iou']['candidate']:.3f} → {'pass' if d['smoke5k_val_gas_smoke_iou']['pass'] else 'FAIL'}",
-        f"- **{'shipped' if d['ship'] else 'not shipped'}**" + (
-            " as `edgeseg/models/edgeseg-unet-r18.fp16.onnx` with `leak_threshold` and `leak_min_area` in its metadata "
-            "and sidecar; the INT8 model is stale (made from the previous weights): remake with "
-            "`python -m training.ship --int8`." if d["ship"] else "; the bundled model is unchanged."),
+        "- **" + {"bundled": "shipped** as `edgeseg/models/edgeseg-unet-r18.fp16.onnx` with `leak_threshold` and "
+                  "`leak_min_area` (fraction of the frame) in its metadata and sidecar; the INT8 model is stale (made "
+                  "from the previous weights): remake with `python -m training.ship --int8`.",
+                  "ir_only": "shipped as a second, IR-only model** `edgeseg/models/edgeseg-unet-r18-ir.fp16.onnx` "
+                             "(+ sidecar, `leak_threshold`, `leak_min_area`): it wins on IR but loses real smoke, so "
+                             "visible cameras keep the bundled model.",
+                  None: "not shipped**; the bundled model is unchanged."}[d.get("ship_as")],
         "",
     ]
     if temporal is not None and temporal.is_file():
