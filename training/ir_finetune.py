@@ -51,8 +51,9 @@ class MixBatches(torch.utils.data.Dataset):
     """Batch ``step``: a seeded mix of smoke photos, IR plume composites and IR hard negatives."""
 
     def __init__(self, smoke: SegData, ir_backgrounds: list[np.ndarray], batch: int, seed: int,
-                 p_smoke: float, p_plume: float, crop: int = 256) -> None:
+                 p_smoke: float, p_plume: float, crop: int = 256, p_raw: float = 0.0) -> None:
         self.smoke, self.bgs, self.batch, self.seed = smoke, ir_backgrounds, batch, seed
+        self.p_raw = p_raw
         self.p_smoke, self.p_plume, self.crop = p_smoke, p_plume, crop
 
     def __len__(self) -> int:
@@ -79,6 +80,15 @@ class MixBatches(torch.utils.data.Dataset):
             bg = self.bgs[int(rng.integers(len(self.bgs)))]
             if kind == "plume":
                 img, lab = render_ir(bg, seed)
+            elif rng.random() < self.p_raw:  # the real frame as a camera outputs it: white-hot, black-hot or a colour map
+                from training.ir_plumes import PALETTES, apply_palette
+
+                h, w = bg.shape
+                side = int(min(h, w) * rng.uniform(0.6, 1.0))
+                y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+                g = cv2.resize(bg[y0:y0 + side, x0:x0 + side], (self.crop, self.crop), interpolation=cv2.INTER_AREA)
+                img = apply_palette(g, str(rng.choice(PALETTES, p=[0.4, 0.4, 0.1, 0.05, 0.05])))
+                lab = np.full(img.shape[:2], NOT_LEAK, np.uint8)
             else:
                 img, _ = render_ir(bg, seed, p_no_leak=1.0, blobs=int(rng.integers(0, 2) * rng.integers(1, 6)))
                 lab = np.full(img.shape[:2], NOT_LEAK, np.uint8)
@@ -143,6 +153,8 @@ def run(args: argparse.Namespace) -> dict:
     smoke = load_smoke(args)
     bgs = [read_gray(p) for p in files("train")]
     model = load_onnx(args.init)
+    if args.init_ckpt is not None:  # a later round: start from an earlier run's weights (last.pt)
+        model.load_state_dict(torch.load(args.init_ckpt, map_location="cpu", weights_only=True)["model"])
     model.to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
     step, spent = 0, 0.0
@@ -155,7 +167,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"resumed at step {step} ({spent:.0f}s spent)", flush=True)
     log({"event": "start", "step": step, "elapsed_s": spent, "load_s": round(time.time() - t_load, 1),
          "smoke_images": len(smoke), "ir_backgrounds": len(bgs), "device": str(dev)})
-    ds = MixBatches(smoke, bgs, args.batch, args.seed, args.smoke, args.plumes)
+    ds = MixBatches(smoke, bgs, args.batch, args.seed, args.smoke, args.plumes, p_raw=args.raw_negatives)
     sampler = range(step, 10 ** 9)
     loader = torch.utils.data.DataLoader(ds, batch_size=None, sampler=sampler, num_workers=args.workers,
                                          persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
@@ -198,7 +210,8 @@ def run(args: argparse.Namespace) -> dict:
     model.eval()
     export(model, out / "model.onnx")
     rec = {"command": "python -m training.ir_finetune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-           "init": str(args.init), "steps": step, "batch": args.batch, "images": step * args.batch,
+           "init": str(args.init), "init_ckpt": str(args.init_ckpt) if args.init_ckpt else None,
+           "raw_negatives": args.raw_negatives, "steps": step, "batch": args.batch, "images": step * args.batch,
            "minutes": round(wall / 60, 2), "lr": args.lr, "mix": {"smoke": args.smoke, "plumes": args.plumes,
            "negatives": round(1 - args.smoke - args.plumes, 3)}, "seed": args.seed, "threads": args.threads,
            "device": str(dev), "amp": str(amp), "workers": args.workers, "smoke_images": len(smoke),
@@ -220,6 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--init", type=Path, default=BUNDLED, help="ONNX model to start from (the bundled one)")
     ap.add_argument("--data", type=Path, default=DATA_ROOT, help="SMOKE5K root (train/ val/)")
     ap.add_argument("--smoke-pack", type=Path, default=None, help="training.pack tar instead of --data (GPU machine)")
+    ap.add_argument("--init-ckpt", type=Path, default=None, help="start from an earlier run's last.pt (after --init)")
+    ap.add_argument("--raw-negatives", type=float, default=0.0,
+                    help="share of the hard negatives shown as the raw frame (palette only, no camera model)")
     ap.add_argument("--out", type=Path, default=Path("runs/ir-finetune"))
     ap.add_argument("--minutes", type=float, default=35.0, help="wall-time box (the LR anneals over it)")
     ap.add_argument("--steps", type=int, default=0, help="stop after this many steps too (0: time box only)")
