@@ -18,7 +18,24 @@ def _row(name: str, r: dict) -> str:
             f"{r['frame_flagged_leak_free']:.3f} | {r['leak_frames_raising']:.3f} | **{r['leak_free_raising']:.3f}** |")
 
 
-def card(run: Path, ship: Path, temporal: Path | None) -> str:
+def earlier_rounds(pairs: list[tuple[Path, Path]]) -> list[str]:
+    """One table of earlier fine-tune rounds: recipe, held-out scores at their chosen point, gate."""
+    if not pairs:
+        return []
+    out = ["## Earlier rounds", "", "| round | command | steps / minutes | thr / min area | plume IoU | leak frames raising "
+           "| leak-free raising | SMOKE5K val IoU | gate |", "|---|---|---|---|---|---|---|---|---|"]
+    for run, ship in pairs:
+        rec = json.loads((run / "record.json").read_text())
+        sh = json.loads(ship.read_text())
+        r, d = sh["candidate_scores"]["heldout"]["at_chosen"], sh["decision"]
+        out.append(f"| {run.name} | `{rec['command']}` | {rec['steps']} / {rec['minutes']:.1f} | {r['threshold']:.2f} / "
+                   f"{r['min_area']:g} | {r['plume_iou_dataset']:.3f} | {r['leak_frames_raising']:.3f} | "
+                   f"{r['leak_free_raising']:.3f} | {d['smoke5k_val_gas_smoke_iou']['candidate']:.3f} | "
+                   f"{d.get('ship_as') or 'not shipped'} |")
+    return out + [""]
+
+
+def card(run: Path, ship: Path, temporal: Path | None, earlier: list[tuple[Path, Path]] = ()) -> str:
     src = json.loads((ROOT / "training" / "ir_sources.json").read_text())
     rec = json.loads((run / "record.json").read_text())
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
@@ -128,6 +145,7 @@ def card(run: Path, ship: Path, temporal: Path | None) -> str:
                   None: "not shipped**; the bundled model is unchanged."}[d.get("ship_as")],
         "",
     ]
+    lines += earlier_rounds(list(earlier))
     if temporal is not None and temporal.is_file():
         t = json.loads(temporal.read_text())
         lines += ["## Temporal input (video mode)", "", t["summary_md"], ""]
@@ -153,10 +171,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--run", type=Path, default=Path("runs/ir-finetune"))
     ap.add_argument("--ship", type=Path, default=Path("runs/ir-ship.json"))
     ap.add_argument("--temporal", type=Path, default=Path("runs/ir-temporal/result.json"))
+    ap.add_argument("--earlier", nargs="*", default=[], metavar="RUN:SHIP_JSON",
+                    help="earlier rounds, each as RUN_DIR:GATE_JSON")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "model-card-ir.md")
     a = ap.parse_args(argv)
+    earlier = [(Path(x.split(":")[0]), Path(x.split(":")[1])) for x in a.earlier]
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(card(a.run, a.ship, a.temporal))
+    a.out.write_text(card(a.run, a.ship, a.temporal, earlier))
     print(f"wrote {a.out}")
 
 
