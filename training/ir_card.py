@@ -161,7 +161,14 @@ def card(run: Path, ship: Path, temporal: Path | None, earlier: list[tuple[Path,
     lines += earlier_rounds(list(earlier))
     if temporal is not None and temporal.is_file():
         t = json.loads(temporal.read_text())
-        lines += ["## Temporal input (video mode)", "", t["summary_md"], ""]
+        tr = temporal.parent / "record.json"
+        how = ""
+        if tr.is_file():
+            r = json.loads(tr.read_text())
+            how = (f"Video model: `python -m training.ir_temporal train --init {r['init']}` ({r['steps']} steps, batch "
+                   f"{r['batch']}, {r['minutes']:.1f} min, {r['clip_frames']}-frame clips); compared by "
+                   "`python -m training.ir_temporal eval` with the single-frame candidate above.\n\n")
+        lines += ["## Temporal input (video mode)", "", how + t["summary_md"], ""]
     else:
         lines += ["## Temporal input (video mode)", "", "Not done in this session (issue #23 item 4).", ""]
     lines += [
