@@ -115,3 +115,26 @@ def test_video_input_channels():
     moving = [np.full((32, 32, 3), 100 + 10 * t, np.uint8) for t in range(4)]
     o = to_video_input(moving)[-1]
     assert (o[..., 1] > 128).all() and (o[..., 2] > 0).all()
+
+
+def test_finetune_batches_are_seeded_and_labelled():
+    import torch
+
+    from training.data import SegData
+    from training.ir_finetune import MixBatches
+
+    smoke = SegData(np.zeros((2, 256, 256, 3), np.uint8), np.full((2, 256, 256), NOT_LEAK, np.uint8),
+                    np.ones(2, bool), ["a", "b"])
+    bgs = [(np.random.default_rng(0).random((200, 260)) * 255).astype(np.uint8)]
+    ds = MixBatches(smoke, bgs, 4, seed=1, p_smoke=0.3, p_plume=0.4, p_raw=0.5)
+    x1, y1 = ds[3]
+    x2, y2 = ds[3]
+    assert x1.shape == (4, 3, 256, 256) and torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert set(torch.unique(y1).tolist()) <= {1, NOT_LEAK}
+
+
+def test_bundled_onnx_loads_into_torch():
+    from training.onnx_weights import load_onnx, verify
+
+    rep = verify(load_onnx())
+    assert rep["max_abs_diff"] < 1e-4 and rep["argmax_agreement"] == 1.0

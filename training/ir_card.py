@@ -104,7 +104,13 @@ def card(run: Path, ship: Path, temporal: Path | None, earlier: list[tuple[Path,
         f"{sum(losses[-20:]) / max(1, len(losses[-20:])):.3f}.",
         "",
         "Prepared GPU call (not run: no GPU was lent): see the docstring of `training/ir_finetune.py` "
-        "(`--device cuda --batch 32 --workers 12 --smoke-pack runs/smoke5k_256.tar`, longer `--minutes`).",
+        "(`--device cuda --batch 32 --workers 12 --smoke-pack runs/smoke5k_256.tar`, longer `--minutes`; carry "
+        "`data/ir` and the pack made by `python -m training.pack`).",
+        "",
+        "Reproduce: `python -m training.ir_backgrounds` → `python -m training.ir_finetune ...` (the commands "
+        "below) → `python -m training.ir_ship --candidate RUN/model.onnx --out runs/ir-shipN.json` → "
+        "`python -m training.ir_temporal train|eval` → `python -m training.ir_card --run RUN --ship JSON "
+        "--earlier RUN:JSON ... --temporal runs/ir-temporal/result.json`.",
         "",
         "## Held-out scores",
         "",
