@@ -4,6 +4,7 @@
     python -m training.ship --run runs/gpu     # a training.gpu_run run (weights-*.safetensors + record.json)
     python -m training.ship --rescore     # re-measure the bundled model (no run folder needed)
     python -m training.ship --int8        # the bundled INT8 model, calibrated on real *training* photos
+    python -m training.ship --ir runs/ir-finetune/model.onnx   # the IR ship gate (training.ir_ship)
 
 1. the run's weights -> a verified fp32 ONNX export in ``RUN/export/`` -> its fp16 twin, which is
    the one file the repository stores: ``edgeseg/models/edgeseg-unet-r18.fp16.onnx`` (the SDK
@@ -317,7 +318,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--int8-eval", type=int, default=100, help="agreement photos for --int8 (not calibration ones)")
     ap.add_argument("--force", action="store_true",
                     help="ship the run even if it does not beat the bundled model on the held-out train photos")
+    ap.add_argument("--ir", type=Path, default=None, metavar="ONNX",
+                    help="the thermal ship gate (training.ir_ship): ship this fp32 export only if it beats the bundled "
+                         "model on held-out IR plume IoU and IR leak-free false alarms and keeps SMOKE5K val smoke IoU")
     args = ap.parse_args(argv)
+    if args.ir is not None:
+        from training import ir_ship
+
+        ir_ship.main(["--candidate", str(args.ir), "--data", str(args.data)])
+        return
     if args.int8:
         ship_int8(args.data, args.int8_calib, args.int8_eval)
         return
