@@ -36,13 +36,14 @@ class StreamUnit:
     def __init__(self, sinks: Sequence[Sink], leak_class: int, alarm: AlarmSettings | None = AlarmSettings(),
                  zones: ZoneSettings | None = None, context: dict[str, Any] | None = None,
                  annotate: AnnotateFn | None = None, snapshots: SnapshotWriter | None = None,
-                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[dict[str, Any]], None] | None = None, evidence: Any = None) -> None:
         self.sinks = list(sinks)
         self.alarm = LeakAlarm(alarm.k, alarm.n, alarm.m) if alarm is not None else None
         self.zones = ZoneFilter(zones) if zones is not None else None
         self.context = dict(context or {})
         self.annotate = annotate or Annotator(leak_class)
         self.snapshots, self.on_event = snapshots, on_event
+        self.evidence = evidence  # an edgeseg.evidence.Recorder (clips, snapshots) or None
         self._frame_sinks = [s for s in self.sinks if type(s).frame is not Sink.frame]
         self._draw = any(s.wants_annotated for s in self._frame_sinks)
         self.last_index, self.last_timestamp = -1, 0.0
@@ -82,6 +83,8 @@ class StreamUnit:
             return [event]
         self.last_index, self.last_timestamp = frame.index, frame.timestamp_s
         events = self.alarm.update(frame.index, frame.timestamp_s, regions)
+        if self.evidence is not None:  # evidence (#24): pre-roll, clip, snapshots; an end waits for its post-roll
+            events = self.evidence.handle(frame.index, frame.timestamp_s, frame.image, result.mask, regions, events)
         for ev in events:
             if ev["event"] == "start" and self.snapshots is not None:
                 image = annotated if annotated is not None else self.annotate(frame.image, result.mask, regions)
@@ -95,7 +98,10 @@ class StreamUnit:
         """End an open alarm now (its ``end`` carries ``reason``): the source stopped, went
         offline, or the run ends. Nothing happens when none is open."""
         if self.alarm is not None:
-            for ev in self.alarm.close(self.last_index, self.last_timestamp, reason):
+            events = self.alarm.close(self.last_index, self.last_timestamp, reason)
+            if self.evidence is not None:  # evidence (#24): open clips close now, held ends come back final
+                events = self.evidence.finish(events)
+            for ev in events:
                 self.emit(ev)
 
     @property

@@ -213,7 +213,7 @@ class Gateway(Dispatcher):
         seg = self._segmenter_for(c)
         unit = StreamUnit(self.sinks, seg.info.leak_class, c.alarm, c.zones,
                           context={"camera": c.name, "source": c.source}, snapshots=self._snapshots,
-                          on_event=self._observer(c.name))
+                          on_event=self._observer(c.name), evidence=self._evidence_for(c, seg))
         unit.last_index, unit.last_timestamp = 0, 0.0
         cam = CameraState(c, reader, unit)
         if self.metrics:
@@ -222,6 +222,18 @@ class Gateway(Dispatcher):
         self._finished.clear()
         self._emit(cam, {"event": "camera_started", "live": c.live, "frame": 0, "timestamp": 0.0})
         reader.start()
+
+    def _evidence_for(self, c: CameraConfig, seg: Any) -> Any:
+        """Evidence (#24): the camera's clip / snapshot recorder when ``clips`` is set for it."""
+        if c.clips is None or not c.clips.enabled:
+            return None
+        from edgeseg.annotate import Annotator  # noqa: PLC0415
+        from edgeseg.evidence import Recorder  # noqa: PLC0415
+
+        def deleted(path: str, reason: str) -> None:
+            if self.metrics:
+                self.metrics.evidence_deleted.labels(reason).inc()
+        return Recorder(c.name, c.clips, Annotator(seg.info.leak_class), trouble=self._on_trouble, on_deleted=deleted)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop reading, finish the frames in flight, end every open alarm (reason ``stopped``),
