@@ -243,3 +243,41 @@ def test_clips_settings_inherit_and_override_per_camera(tmp_path):
         parse_config({"cameras": [{"name": "a", "source": "rtsp://h/a", "clips": {"pre_s": 1}}]})
     with pytest.raises(ConfigError, match=r"^clips\.post_s: must be a number >= 0.0 and <= 300.0"):
         parse_config({"cameras": [{"name": "a", "source": "0"}], "clips": {"dir": "x", "post_s": -1}})
+
+
+def test_rtsp_camera_clip_preroll_is_the_frames_before_the_alarm(tiny_onnx, tmp_path):
+    """A live H.264 camera (GStreamer's RTSP server, real time): the pre-roll holds the frames the
+    camera sent just before the leak, in order, and the clip spans pre_s + alarm + post_s."""
+    from test_gateway import _rtsp_available, free_port, start_rtsp
+
+    reason = _rtsp_available()
+    if reason:
+        pytest.skip(reason)
+    from edgeseg import Gateway
+
+    # black 7 s (the first second's frames come as a burst at connect), gray (leak) 2 s, black 6 s
+    video = write_video(tmp_path / "cam.mp4", 150, range(70, 90))
+    port = free_port()
+    server = start_rtsp(video, port)
+    col = Collect()
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
+                  "cameras": [{"name": "rtsp", "source": f"rtsp://127.0.0.1:{port}/cam", "alarm": {"k": 1, "n": 1, "m": 3}}],
+                  "reconnect": {"read_timeout_s": 3, "max_backoff_s": 1},
+                  "clips": {"dir": str(tmp_path / "clips"), "pre_s": 2.0, "post_s": 1.5, "annotated": False}}, sinks=[col])
+    gw.start()
+    try:
+        assert wait_for(lambda: col.of("end"), 40), col.events
+    finally:
+        gw.stop()
+        stop_proc(server)
+    (end,) = [e for e in col.of("end") if e["reason"] == "quiet"]
+    ev = end["evidence"]
+    assert [c["annotated"] for c in ev["clips"]] == [False] and sha(ev["clip"]) == ev["clips"][0]["sha256"]
+    frames, duration = decode(ev["clip"])
+    assert len(frames) == ev["frames"]
+    first_gray = next(i for i, f in enumerate(frames) if f.mean() > 100)
+    pre = [bar_index(f) for f in frames[:first_gray + 1]]
+    assert pre[-1] == 70 % 50 and 16 <= first_gray <= 24, pre  # about pre_s x 10 fps of frames ...
+    assert all((b - a) % 50 == 1 for a, b in zip(pre, pre[1:])), pre  # ... the camera's own, in order, none lost
+    alarm_s = end["timestamp"] - col.of("start")[0]["timestamp"]
+    assert abs(duration - (2.0 + alarm_s + 1.5)) <= 1.0, (duration, alarm_s)
