@@ -281,3 +281,19 @@ def test_rtsp_camera_clip_preroll_is_the_frames_before_the_alarm(tiny_onnx, tmp_
     assert all((b - a) % 50 == 1 for a, b in zip(pre, pre[1:])), pre  # ... the camera's own, in order, none lost
     alarm_s = end["timestamp"] - col.of("start")[0]["timestamp"]
     assert abs(duration - (2.0 + alarm_s + 1.5)) <= 1.0, (duration, alarm_s)
+
+
+def test_detect_clips_flag_writes_the_same_evidence(tiny_onnx, tmp_path):
+    video = write_video(tmp_path / "cam.mp4", 150, range(60, 80))
+    r = subprocess.run([sys.executable, "-m", "edgeseg.cli", "detect", str(video), "-o", str(tmp_path / "out"),
+                        "--model", str(tiny_onnx), "--k", "1", "--n", "1", "--m", "3", "--clips", str(tmp_path / "clips"),
+                        "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    ev = [json.loads(ln) for ln in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
+    (start,), (end,) = [e for e in ev if e["event"] == "start"], [e for e in ev if e["event"] == "end"]
+    assert (start["frame"], end["frame"], end["reason"]) == (60, 82, "quiet")
+    clip = end["evidence"]["clip"]
+    assert Path(clip).parent == tmp_path / "clips" / "cam" and sha(clip) == end["evidence"]["clips"][0]["sha256"]
+    frames, _ = decode(clip)
+    assert len(frames) == 123  # frames 10..132: 5 s before the start, 5 s after the end (the defaults)
+    assert [bar_index(f) for f in frames[:3]] == [10, 11, 12]
