@@ -128,10 +128,12 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
                              context={"source": source.spec})
         if clips is not None and source.is_video:  # evidence (#24): clips named in the alarm events
             from edgeseg.evidence import Recorder  # noqa: PLC0415
+            from edgeseg.evidence.copy import can_copy  # noqa: PLC0415
 
             name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(source.spec)).stem) or "stream"
             loop.unit.evidence = Recorder(name, clips, loop.unit.annotate,
-                                          fps_hint=source.fps or 25.0)
+                                          fps_hint=source.fps or 25.0,
+                                          copy_from=source.spec if source.kind == "video" and can_copy(source.spec) else None)
         t0 = time.perf_counter()
 
         def skipped_frame(frame: Frame, exc: BaseException) -> None:  # an odd frame: skip it (counted), keep going

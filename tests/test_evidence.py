@@ -91,14 +91,23 @@ def test_file_camera_clip_has_preroll_alarm_postroll_and_snapshots(tiny_onnx, tm
     assert len(clean) == 1 and len(annotated) == 1 and ev["dropped_frames"] == 0
     for c in ev["clips"] + ev["snapshots"]:
         assert sha(c["path"]) == c["sha256"]
+    # a file camera: the clean clip is the file's own H.264 packets, copied (no re-encoding), from the
+    # key frame at or before the pre-roll's first frame (20, a key frame: GOP 10)
+    assert clean[0]["stream_copy"] is True
+    with av.open(str(video)) as src, av.open(ev["clip"]) as cut:
+        src_packets = {bytes(p): p.pts for p in src.demux(video=0) if p.size}
+        cut_packets = [bytes(p) for p in cut.demux(video=0) if p.size]
+    assert all(p in src_packets for p in cut_packets)  # byte for byte the source's packets
     frames, duration = decode(ev["clip"])
-    # pre_s (2 s = 20 frames before the start) + the alarm (frames 40..62) + post_s (1.5 s after the end)
-    assert len(frames) == ev["frames"] == clean[0]["frames"] == 58, len(frames)
+    # pre_s (2 s = 20 frames before the start) + the alarm (frames 40..62) + post_s (1.5 s after the end),
+    # within a GOP (the last B-frames of the cut)
+    assert len(frames) == ev["frames"] == clean[0]["frames"] and 58 <= len(frames) <= 58 + FPS, len(frames)
     assert abs(duration - (2.0 + 2.3 + 1.5)) <= 1.0 and abs(ev["duration_s"] - duration) < 0.2
     # the pre-roll is the source's frames 20..39, in order; the alarm follows from frame 40
     assert [bar_index(f) for f in frames[:21]] == [i % 50 for i in range(20, 41)]
     assert frames[19].mean() < 40 and frames[20].mean() > 100  # black before the leak, gray from frame 40
-    assert len(decode(annotated[0]["path"])[0]) == 58
+    drawn = decode(annotated[0]["path"])[0]  # the annotated clip: exactly the 58 frames segmented
+    assert len(drawn) == 58 and [bar_index(f) for f in drawn[:3]] == [20, 21, 22]
     # snapshots: the clean frame with the largest leak area and its annotated twin, named at the start
     snap, asnap = start["evidence"]["snapshot"], start["evidence"]["snapshot_annotated"]
     assert [s["path"] for s in ev["snapshots"]] == [snap, asnap]
@@ -295,5 +304,7 @@ def test_detect_clips_flag_writes_the_same_evidence(tiny_onnx, tmp_path):
     clip = end["evidence"]["clip"]
     assert Path(clip).parent == tmp_path / "clips" / "cam" and sha(clip) == end["evidence"]["clips"][0]["sha256"]
     frames, _ = decode(clip)
-    assert len(frames) == 123  # frames 10..132: 5 s before the start, 5 s after the end (the defaults)
+    # frames 10..132 (5 s before the start, 5 s after the end: the defaults), copied from the file from
+    # the key frame at frame 10, within a GOP at the end
+    assert end["evidence"]["clips"][0]["stream_copy"] and 123 <= len(frames) <= 123 + FPS
     assert [bar_index(f) for f in frames[:3]] == [10, 11, 12]

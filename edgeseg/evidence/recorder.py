@@ -30,6 +30,7 @@ import numpy as np
 
 from edgeseg.evidence import retention
 from edgeseg.evidence.clipfile import ClipFile, finalize, temp_name
+from edgeseg.evidence.copy import copy_range
 from edgeseg.evidence.ring import PreRoll, Shot
 
 log = logging.getLogger("edgeseg")
@@ -62,7 +63,8 @@ class Recorder:
 
     def __init__(self, camera: str, settings: Any, annotate: Callable[[np.ndarray, Any, list], np.ndarray],
                  trouble: Callable[[dict[str, Any]], None] | None = None,
-                 on_deleted: Callable[[str, str], None] | None = None, fps_hint: float = 25.0) -> None:
+                 on_deleted: Callable[[str, str], None] | None = None, fps_hint: float = 25.0,
+                 copy_from: str | None = None) -> None:
         self.camera, self.s, self.annotate = camera, settings, annotate
         self.trouble = trouble or (lambda rec: log.error("evidence trouble: %s", rec))
         self.on_deleted = on_deleted or (lambda path, reason: None)
@@ -72,6 +74,7 @@ class Recorder:
         retention.clean_temporaries(self.folder)  # a killed run's half-written files never keep a name
         self.ring = PreRoll(settings.pre_s)
         self.fps_hint = fps_hint
+        self.copy_from = copy_from  # a video file: the clean clip is its packets, copied (edgeseg.evidence.copy)
         self.job: _Job | None = None
         self._closing: dict[str, dict[str, Any]] = {}  # base -> held end event, until its files are final
         self._q: queue.Queue = queue.Queue()
@@ -256,15 +259,17 @@ class Recorder:
     def _add(self, st: dict[str, Any], shot: Shot) -> None:
         if st["error"] is not None:
             return
-        if not st["files"]:
+        span = st.setdefault("span", [shot.ts, shot.ts])
+        span[1] = shot.ts
+        if not st["files"] and not st.get("opened"):
+            st["opened"] = True
             path, apath = st["paths"][-1]
-            fps = self.fps_hint
-            st["files"].append(ClipFile(path, st["t0"], shot.image.shape, fps))
+            if self.copy_from is None:
+                st["files"].append((ClipFile(path, st["t0"], shot.image.shape, self.fps_hint), False))
             if self.s.annotated:
-                st["files"].append(ClipFile(apath, st["t0"], shot.image.shape, fps))
-        st["files"][0].add(shot.image, shot.ts)
-        if len(st["files"]) > 1:
-            st["files"][1].add(self._draw(shot), shot.ts)
+                st["files"].append((ClipFile(apath, st["t0"], shot.image.shape, self.fps_hint), True))
+        for f, drawn in st["files"]:
+            f.add(self._draw(shot) if drawn else shot.image, shot.ts)
 
     def _draw(self, shot: Shot) -> np.ndarray:
         img = self.annotate(shot.image, shot.mask, shot.regions) if shot.mask is not None else shot.image.copy()
@@ -273,15 +278,19 @@ class Recorder:
         return img
 
     def _close_files(self, st: dict[str, Any]) -> None:
-        files = st["files"]
+        files, span = st["files"], st.pop("span", None)
+        st["opened"] = False
         try:
-            for i, f in enumerate(files):
+            if self.copy_from is not None and span is not None:  # stream copy of the file's own packets
+                st["done"].append({**copy_range(self.copy_from, span[0], span[1], st["paths"][-1][0]),
+                                   "annotated": False, "part": len(st["paths"])})
+            for f, drawn in files:
                 if f.frames:
-                    st["done"].append({**f.close(), "annotated": i == 1, "part": len(st["paths"])})
+                    st["done"].append({**f.close(), "annotated": drawn, "part": len(st["paths"])})
                 else:
                     f.abort()
         except BaseException:
-            for f in files:  # nothing half-written keeps a name, nor its temporary
+            for f, _ in files:  # nothing half-written keeps a name, nor its temporary
                 f.abort()
             raise
         finally:
@@ -326,7 +335,7 @@ class Recorder:
         full = getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc)
         what = "disk full" if full else f"{type(exc).__name__}: {exc}"
         if st is not None:
-            for f in st.get("files", []):
+            for f, _ in st.get("files", []):
                 f.abort()
             st["files"] = []
             st["error"] = f"evidence not written: {what}"

@@ -233,7 +233,11 @@ class Gateway(Dispatcher):
         def deleted(path: str, reason: str) -> None:
             if self.metrics:
                 self.metrics.evidence_deleted.labels(reason).inc()
-        return Recorder(c.name, c.clips, Annotator(seg.info.leak_class), trouble=self._on_trouble, on_deleted=deleted)
+        from edgeseg.evidence.copy import can_copy  # noqa: PLC0415
+
+        copy = c.source if not c.live and not c.loop and can_copy(c.source) else None  # a file: stream copy
+        return Recorder(c.name, c.clips, Annotator(seg.info.leak_class), trouble=self._on_trouble, on_deleted=deleted,
+                        copy_from=copy)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop reading, finish the frames in flight, end every open alarm (reason ``stopped``),
