@@ -26,6 +26,7 @@ from test_faults import tmpfs  # noqa: E402,F401 - a real, small filesystem to f
 from test_gateway import Collect, paired, stop_proc, wait_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+SYS_PY = "/usr/bin/python3"
 FPS = 10
 SIZE = (120, 160)
 
@@ -254,10 +255,11 @@ def test_clips_settings_inherit_and_override_per_camera(tmp_path):
         parse_config({"cameras": [{"name": "a", "source": "0"}], "clips": {"dir": "x", "post_s": -1}})
 
 
-def test_rtsp_camera_clip_preroll_is_the_frames_before_the_alarm(tiny_onnx, tmp_path):
-    """A live H.264 camera (GStreamer's RTSP server, real time): the pre-roll holds the frames the
-    camera sent just before the leak, in order, and the clip spans pre_s + alarm + post_s."""
-    from test_gateway import _rtsp_available, free_port, start_rtsp
+def test_rtsp_camera_clip_is_the_cameras_packets_and_preroll_the_frames_before(tiny_onnx, tmp_path):
+    """A live H.264 camera (GStreamer's RTSP server, real time, one live pipeline for every client):
+    the clean clip is the camera's own packets (stream copy) from a key frame at or before the
+    pre-roll; the annotated clip holds the frames the gateway saw just before the leak, in order."""
+    from test_gateway import _rtsp_available, free_port
 
     reason = _rtsp_available()
     if reason:
@@ -267,12 +269,14 @@ def test_rtsp_camera_clip_preroll_is_the_frames_before_the_alarm(tiny_onnx, tmp_
     # black 7 s (the first second's frames come as a burst at connect), gray (leak) 2 s, black 6 s
     video = write_video(tmp_path / "cam.mp4", 150, range(70, 90))
     port = free_port()
-    server = start_rtsp(video, port)
+    server = subprocess.Popen([SYS_PY, str(ROOT / "tests" / "rtsp_server.py"), str(video), str(port), "/cam", "shared"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert server.stdout.readline().strip() == "ready"
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
                   "cameras": [{"name": "rtsp", "source": f"rtsp://127.0.0.1:{port}/cam", "alarm": {"k": 1, "n": 1, "m": 3}}],
                   "reconnect": {"read_timeout_s": 3, "max_backoff_s": 1},
-                  "clips": {"dir": str(tmp_path / "clips"), "pre_s": 2.0, "post_s": 1.5, "annotated": False}}, sinks=[col])
+                  "clips": {"dir": str(tmp_path / "clips"), "pre_s": 2.0, "post_s": 1.5}}, sinks=[col])
     gw.start()
     try:
         assert wait_for(lambda: col.of("end"), 40), col.events
@@ -281,15 +285,28 @@ def test_rtsp_camera_clip_preroll_is_the_frames_before_the_alarm(tiny_onnx, tmp_
         stop_proc(server)
     (end,) = [e for e in col.of("end") if e["reason"] == "quiet"]
     ev = end["evidence"]
-    assert [c["annotated"] for c in ev["clips"]] == [False] and sha(ev["clip"]) == ev["clips"][0]["sha256"]
-    frames, duration = decode(ev["clip"])
-    assert len(frames) == ev["frames"]
+    (clean,), (drawn,) = [c for c in ev["clips"] if not c["annotated"]], [c for c in ev["clips"] if c["annotated"]]
+    for c in (clean, drawn):
+        assert sha(c["path"]) == c["sha256"]
+    alarm_s = end["timestamp"] - col.of("start")[0]["timestamp"]
+    # the annotated clip: the frames the gateway segmented, about pre_s x 10 fps of them before the leak
+    frames, duration = decode(drawn["path"])
+    assert len(frames) == drawn["frames"]
     first_gray = next(i for i, f in enumerate(frames) if f.mean() > 100)
     pre = [bar_index(f) for f in frames[:first_gray + 1]]
-    assert pre[-1] == 70 % 50 and 16 <= first_gray <= 24, pre  # about pre_s x 10 fps of frames ...
-    assert all((b - a) % 50 == 1 for a, b in zip(pre, pre[1:])), pre  # ... the camera's own, in order, none lost
-    alarm_s = end["timestamp"] - col.of("start")[0]["timestamp"]
+    assert pre[-1] == 70 % 50 and 16 <= first_gray <= 24, pre
+    assert all((b - a) % 50 == 1 for a, b in zip(pre, pre[1:])), pre  # the camera's own, in order, none lost
     assert abs(duration - (2.0 + alarm_s + 1.5)) <= 1.0, (duration, alarm_s)
+    # the clean clip: the camera's H.264 packets, every one (consecutive frames), from a key frame
+    assert clean["stream_copy"] is True and ev["clip"] == clean["path"]
+    frames, duration = decode(clean["path"])
+    source = {f.tobytes() for f in decode(str(video))[0]}  # RTSP carries Annex B, MP4 AVCC: compare pixels
+    assert all(f.tobytes() in source for f in frames)  # bit-identical to the camera's decoded frames: not re-encoded
+    bars = [bar_index(f) for f in frames]
+    assert all((b - a) % 50 == 1 for a, b in zip(bars, bars[1:])), str(bars)
+    first_gray = next(i for i, f in enumerate(frames) if f.mean() > 100)
+    assert 16 <= first_gray <= 24 + FPS, first_gray  # pre_s, back to the key frame before it (GOP 1 s)
+    assert abs(duration - (2.0 + alarm_s + 1.5)) <= 2.0, (duration, alarm_s)  # 1 s GOP + 1 s
 
 
 def test_detect_clips_flag_writes_the_same_evidence(tiny_onnx, tmp_path):

@@ -24,8 +24,8 @@ def can_copy(source: str) -> bool:
 
 
 def copy_range(source: str, t0: float, t1: float, path: str | Path) -> dict[str, Any]:
-    """The packets of ``source`` between the key frame at or before ``t0`` (seconds of the file) and
-    ``t1``, remuxed into ``path`` (MP4, temporary name then rename); its evidence record."""
+    """The packets of ``source`` from the key frame at or before ``t0`` (seconds of the file) to the
+    key frame after ``t1`` (so the clip ends within a GOP after ``t1``), remuxed into ``path`` (MP4, temporary name then rename); its evidence record."""
     av = _av()
     path = Path(path)
     tmp = temp_name(path)
@@ -46,8 +46,8 @@ def copy_range(source: str, t0: float, t1: float, path: str | Path) -> dict[str,
                     if not pkt.is_keyframe:
                         continue
                     first = t
-                if float(pkt.dts * tb) - start > t1 + 1e-6:
-                    break
+                if t > t1 + 1e-6 and pkt.is_keyframe:
+                    break  # at a key frame: no B-frame of the last GOP loses its reference
                 pkt.stream = outs
                 out.mux(pkt)
                 frames += 1

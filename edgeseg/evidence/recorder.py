@@ -64,7 +64,7 @@ class Recorder:
     def __init__(self, camera: str, settings: Any, annotate: Callable[[np.ndarray, Any, list], np.ndarray],
                  trouble: Callable[[dict[str, Any]], None] | None = None,
                  on_deleted: Callable[[str, str], None] | None = None, fps_hint: float = 25.0,
-                 copy_from: str | None = None) -> None:
+                 copy_from: str | None = None, packets: Any = None) -> None:
         self.camera, self.s, self.annotate = camera, settings, annotate
         self.trouble = trouble or (lambda rec: log.error("evidence trouble: %s", rec))
         self.on_deleted = on_deleted or (lambda path, reason: None)
@@ -75,6 +75,7 @@ class Recorder:
         self.ring = PreRoll(settings.pre_s)
         self.fps_hint = fps_hint
         self.copy_from = copy_from  # a video file: the clean clip is its packets, copied (edgeseg.evidence.copy)
+        self.packets = packets  # a live camera's PacketRing: the clean clip is its packets (edgeseg.evidence.packets)
         self.job: _Job | None = None
         self._closing: dict[str, dict[str, Any]] = {}  # base -> held end event, until its files are final
         self._q: queue.Queue = queue.Queue()
@@ -153,6 +154,11 @@ class Recorder:
             self._close_job()
         self.ring.clear()  # the next frames (a reconnect, a loop) are another scene
         return self._released(wait=True, timeout=timeout) + out
+
+    def close(self) -> None:
+        """The camera is gone for good (removed, stopped): its packet ring disconnects."""
+        if self.packets is not None:
+            self.packets.close()
 
     def _open_job(self, shot: Shot, ev: dict[str, Any]) -> None:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime())
@@ -264,7 +270,8 @@ class Recorder:
         if not st["files"] and not st.get("opened"):
             st["opened"] = True
             path, apath = st["paths"][-1]
-            if self.copy_from is None:
+            st["rec"] = self.packets.record(path, st["t0"]) if self.packets is not None else None
+            if self.copy_from is None and st["rec"] is None:  # re-encoded: no packets to copy
                 st["files"].append((ClipFile(path, st["t0"], shot.image.shape, self.fps_hint), False))
             if self.s.annotated:
                 st["files"].append((ClipFile(apath, st["t0"], shot.image.shape, self.fps_hint), True))
@@ -278,9 +285,11 @@ class Recorder:
         return img
 
     def _close_files(self, st: dict[str, Any]) -> None:
-        files, span = st["files"], st.pop("span", None)
+        files, span, rec = st["files"], st.pop("span", None), st.pop("rec", None)
         st["opened"] = False
         try:
+            if rec is not None and span is not None:  # stream copy of the camera's packets
+                st["done"].append({**rec.finish(span[1]), "annotated": False, "part": len(st["paths"])})
             if self.copy_from is not None and span is not None:  # stream copy of the file's own packets
                 st["done"].append({**copy_range(self.copy_from, span[0], span[1], st["paths"][-1][0]),
                                    "annotated": False, "part": len(st["paths"])})
@@ -292,6 +301,8 @@ class Recorder:
         except BaseException:
             for f, _ in files:  # nothing half-written keeps a name, nor its temporary
                 f.abort()
+            if rec is not None:
+                rec.abort()
             raise
         finally:
             st["files"] = [] if st["files"] is files else st["files"]
@@ -337,6 +348,8 @@ class Recorder:
         if st is not None:
             for f, _ in st.get("files", []):
                 f.abort()
+            if st.get("rec") is not None:
+                st.pop("rec").abort()
             st["files"] = []
             st["error"] = f"evidence not written: {what}"
         self.trouble({"event": "trouble", "trouble": "clip_write_failed", "camera": self.camera, "error": what,

@@ -235,9 +235,12 @@ class Gateway(Dispatcher):
                 self.metrics.evidence_deleted.labels(reason).inc()
         from edgeseg.evidence.copy import can_copy  # noqa: PLC0415
 
+        from edgeseg.evidence.packets import PacketRing  # noqa: PLC0415
+
         copy = c.source if not c.live and not c.loop and can_copy(c.source) else None  # a file: stream copy
+        ring = PacketRing(c.source, c.clips.pre_s + 2.0) if c.source.startswith("rtsp") else None  # RTSP: stream copy
         return Recorder(c.name, c.clips, Annotator(seg.info.leak_class), trouble=self._on_trouble, on_deleted=deleted,
-                        copy_from=copy)
+                        copy_from=copy, packets=ring)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop reading, finish the frames in flight, end every open alarm (reason ``stopped``),
