@@ -325,3 +325,30 @@ def test_detect_clips_flag_writes_the_same_evidence(tiny_onnx, tmp_path):
     # the key frame at frame 10, within a GOP at the end
     assert end["evidence"]["clips"][0]["stream_copy"] and 123 <= len(frames) <= 123 + FPS
     assert [bar_index(f) for f in frames[:3]] == [10, 11, 12]
+
+
+def test_retention_at_start_is_logged_and_counted_in_metrics(tiny_onnx, tmp_path, caplog):
+    import logging
+    import urllib.request
+
+    from edgeseg import Gateway
+
+    old = tmp_path / "clips" / "cam" / "cam_20200101-000000_000000001.mp4"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"old evidence")
+    os.utime(old, (time.time() - 30 * 86400,) * 2)
+    video = write_video(tmp_path / "cam.mp4", 20, range(0))
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"), "metrics": {"port": 0},
+                  "cameras": [{"name": "cam", "source": str(video)}],
+                  "clips": {"dir": str(tmp_path / "clips"), "retain_days": 7}})
+    with caplog.at_level(logging.INFO, logger="edgeseg"):
+        gw.start()
+        try:
+            def scrape() -> str:
+                return urllib.request.urlopen(gw.server.url + "/metrics").read().decode()
+
+            assert wait_for(lambda: 'edgeseg_evidence_deleted_total{reason="age"} 1.0' in scrape(), 20)
+        finally:
+            gw.stop()
+    assert not old.exists()
+    assert any("deleted" in r.getMessage() and str(old) in r.getMessage() for r in caplog.records)
