@@ -151,7 +151,7 @@ class Recorder:
         if self.job is not None:
             if self.job.end_ev is None:  # cannot happen with a LeakAlarm; keep the pairing anyway
                 self.job.end_ev = {"event": "end", "reason": "stopped"}
-            self._close_job()
+            self._close_job(now=True)
         self.ring.clear()  # the next frames (a reconnect, a loop) are another scene
         return self._released(wait=True, timeout=timeout) + out
 
@@ -180,12 +180,13 @@ class Recorder:
             self._pending += 1
         self._send(("frame", str(self.job.base), shot))
 
-    def _close_job(self) -> None:
+    def _close_job(self, now: bool = False) -> None:
+        """``now``: the stream stopped, no more packets come (a stream copy does not wait for its key frame)."""
         job, self.job = self.job, None
         end = job.end_ev or {"event": "end", "reason": "new_alarm", "active": False}
         end.setdefault("evidence", {})["dropped_frames"] = job.dropped
         self._closing[str(job.base)] = end
-        self._send(("close", str(job.base)))
+        self._send(("close", str(job.base), now))
 
     def _released(self, wait: bool, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Held ends whose files are final (all of them, waiting up to ``timeout`` s, when ``wait``)."""
@@ -259,8 +260,10 @@ class Recorder:
             st["paths"].append((item[2], item[3]))
             st["t0"] = item[4]
         elif kind == "close":
-            self._finish(open_.pop(item[1], None) or {"base": item[1], "done": [], "snaps": [], "error": None,
-                                                     "files": [], "best": None})
+            st = open_.pop(item[1], None) or {"base": item[1], "done": [], "snaps": [], "error": None, "files": [],
+                                              "best": None}
+            st["now"] = item[2]
+            self._finish(st)
 
     def _add(self, st: dict[str, Any], shot: Shot) -> None:
         if st["error"] is not None:
@@ -289,7 +292,15 @@ class Recorder:
         st["opened"] = False
         try:
             if rec is not None and span is not None:  # stream copy of the camera's packets
-                st["done"].append({**rec.finish(span[1]), "annotated": False, "part": len(st["paths"])})
+                try:
+                    st["done"].append({**rec.finish(span[1], 0.2 if st.get("now") else 5.0), "annotated": False,
+                                       "part": len(st["paths"])})
+                except OSError as exc:  # the second session dropped: the annotated clip still stands
+                    if "No space" in str(exc):
+                        raise
+                    st.setdefault("notes", []).append(f"no stream copy: {exc}")
+                    self.trouble({"event": "trouble", "trouble": "clip_copy_failed", "camera": self.camera,
+                                  "error": str(exc), "fix": "check that the camera allows a second RTSP session"})
             if self.copy_from is not None and span is not None:  # stream copy of the file's own packets
                 st["done"].append({**copy_range(self.copy_from, span[0], span[1], st["paths"][-1][0]),
                                    "annotated": False, "part": len(st["paths"])})
@@ -331,12 +342,12 @@ class Recorder:
             with retention.OPEN_LOCK:
                 retention.OPEN.discard(st["base"])
         evidence = {"clips": st["done"], "snapshots": st["snaps"]}
-        if st["done"]:
-            first = next(c for c in st["done"] if not c["annotated"])
+        first = next((c for c in st["done"] if not c["annotated"]), None)
+        if first is not None:
             evidence.update(clip=first["path"], duration_s=round(sum(c["duration_s"] for c in st["done"] if not c["annotated"]), 3),
                             frames=sum(c["frames"] for c in st["done"] if not c["annotated"]))
-        if st["error"] is not None:
-            evidence["error"] = st["error"]
+        if st["error"] is not None or st.get("notes"):
+            evidence["error"] = "; ".join(([st["error"]] if st["error"] else []) + st.get("notes", []))
         self._done.put((st["base"], evidence))
         self._do(("sweep",), {})
 

@@ -80,7 +80,7 @@ def sweep(root: str | Path, retain_days: float, max_gb: float, min_free_gb: floa
         try:
             entry[2].unlink()
         except FileNotFoundError:
-            pass
+            return  # another camera's sweep of the same folder took it
         except OSError as exc:
             log.error("evidence: cannot delete %s: %s", entry[2], exc)
             return
