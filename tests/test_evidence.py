@@ -352,3 +352,39 @@ def test_retention_at_start_is_logged_and_counted_in_metrics(tiny_onnx, tmp_path
             gw.stop()
     assert not old.exists()
     assert any("deleted" in r.getMessage() and str(old) in r.getMessage() for r in caplog.records)
+
+
+def test_rtsp_stop_mid_alarm_closes_the_stream_copy_at_once(tiny_onnx, tmp_path):
+    """Stopping (what SIGTERM does) while an RTSP camera's alarm is open: the end (reason stopped)
+    names a complete stream-copied clip and its annotated twin, and the stop does not hang."""
+    from test_gateway import _rtsp_available, free_port
+
+    reason = _rtsp_available()
+    if reason:
+        pytest.skip(reason)
+    from edgeseg import Gateway
+
+    video = write_video(tmp_path / "cam.mp4", 300, range(0, 300))  # a leak the whole time
+    port = free_port()
+    server = subprocess.Popen([SYS_PY, str(ROOT / "tests" / "rtsp_server.py"), str(video), str(port), "/cam", "shared"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert server.stdout.readline().strip() == "ready"
+    col = Collect()
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
+                  "cameras": [{"name": "rtsp", "source": f"rtsp://127.0.0.1:{port}/cam", "alarm": {"k": 1, "n": 1, "m": 1000}}],
+                  "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0}}, sinks=[col])
+    gw.start()
+    try:
+        assert wait_for(lambda: col.of("start"), 30) and wait_for(lambda: gw.cameras["rtsp"].processed > 40, 30)
+    finally:
+        t0 = time.monotonic()
+        gw.stop()
+        stop_s = time.monotonic() - t0
+        stop_proc(server)
+    (end,) = col.of("end")
+    assert end["reason"] == "stopped" and paired(col.events) and stop_s < 10, stop_s
+    clips = end["evidence"]["clips"]
+    assert [c["annotated"] for c in clips] == [False, True] and clips[0]["stream_copy"]
+    for c in clips:
+        assert sha(c["path"]) == c["sha256"] and len(decode(c["path"])[0]) == c["frames"] > 20
+    assert not list((tmp_path / "clips").rglob(".*.tmp"))
