@@ -97,8 +97,8 @@ class Recording:
 class PacketRing:
     """The last ``keep_s`` seconds of ``url``'s video packets (see the module doc); reconnects forever."""
 
-    def __init__(self, url: str, keep_s: float, timeout_s: float = 10.0) -> None:
-        self.url, self.keep_s, self.timeout_s = url, float(keep_s), timeout_s
+    def __init__(self, url: str, keep_s: float, timeout_s: float = 10.0, start_delay_s: float = 1.0) -> None:
+        self.url, self.keep_s, self.timeout_s, self.start_delay_s = url, float(keep_s), timeout_s, start_delay_s
         self.packets: deque[tuple[float, Any]] = deque()
         self.stream: Any = None
         self.recordings: list[Recording] = []
@@ -130,6 +130,7 @@ class PacketRing:
 
     def _run(self) -> None:
         av = _av()
+        self.stopped.wait(self.start_delay_s)  # the camera's own reader connects first: its session matters most
         while not self.stopped.is_set():
             try:
                 opts = {"rtsp_transport": "tcp"} if self.url.startswith("rtsp") else {}

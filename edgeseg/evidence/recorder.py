@@ -100,12 +100,13 @@ class Recorder:
             kind = ev.get("event")
             if kind == "start" and self.s.enabled:
                 if self.job is not None:  # a new alarm within the last one's post-roll: that clip ends here
-                    self._close_job()
+                    self._close_job(now=True)
                 if self._closing:
                     out += self._released(wait=True)  # every end before the next start
                 self._open_job(shot, ev)
             elif kind == "end" and self.job is not None:
                 self.job.end_ev, self.job.end_ts = ev, ts
+                self._send(("stop_at", str(self.job.base), ts + self.s.post_s))  # a stream copy ends there
                 continue  # held: emitted once the post-roll is written
             out.append(ev)
         job = self.job
@@ -255,6 +256,8 @@ class Recorder:
             st["best"] = item[2]
             if self._q.qsize() < 8:  # under load only the last best frame is drawn (at the end)
                 self._snapshots(st)
+        elif kind == "stop_at" and st is not None and st.get("rec") is not None:
+            st["rec"].stop_at = item[2]
         elif kind == "part" and st is not None:
             self._close_files(st)
             st["paths"].append((item[2], item[3]))
