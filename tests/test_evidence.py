@@ -389,3 +389,32 @@ def test_rtsp_stop_mid_alarm_closes_the_stream_copy_at_once(tiny_onnx, tmp_path)
     for c in clips:
         assert sha(c["path"]) == c["sha256"] and len(decode(c["path"])[0]) == c["frames"] > 20
     assert not list((tmp_path / "clips").rglob(".*.tmp"))
+
+
+def test_webhook_carries_the_same_evidence(tiny_onnx, tmp_path):
+    from test_gateway import Receiver, free_port
+
+    from edgeseg import Gateway
+
+    video = write_video(tmp_path / "cam.mp4", 80, range(20, 40))
+    port = free_port()
+    rx = Receiver(port)
+    rx.up()
+    col = Collect()
+    try:
+        gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
+                      "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3}}],
+                      "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0},
+                      "sinks": {"webhook": {"url": f"http://127.0.0.1:{port}/ev", "queue_dir": str(tmp_path / "q")}}},
+                     sinks=[col])
+        gw.start()
+        assert gw.wait(60)
+        assert wait_for(lambda: any(e.get("event") == "end" for e in rx.got), 20)
+        gw.stop()
+    finally:
+        rx.down()
+    (end,) = col.of("end")
+    (got,) = [e for e in rx.got if e.get("event") == "end"]
+    (start,) = [e for e in rx.got if e.get("event") == "start"]
+    assert got["evidence"] == end["evidence"] and got["evidence"]["clips"] and got["evidence"]["snapshots"]
+    assert start["evidence"]["clip"] == end["evidence"]["clip"]
