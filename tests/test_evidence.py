@@ -418,3 +418,19 @@ def test_webhook_carries_the_same_evidence(tiny_onnx, tmp_path):
     (start,) = [e for e in rx.got if e.get("event") == "start"]
     assert got["evidence"] == end["evidence"] and got["evidence"]["clips"] and got["evidence"]["snapshots"]
     assert start["evidence"]["clip"] == end["evidence"]["clip"]
+
+
+def test_unwritable_clips_dir_is_refused_at_start_in_one_line(tiny_onnx, tmp_path):
+    from edgeseg import Gateway
+    from edgeseg.errors import OutputError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
+                  "cameras": [{"name": "cam", "source": "rtsp://127.0.0.1:1/x"}], "clips": {"dir": str(blocker / "clips")}})
+    with pytest.raises(OutputError, match=r"^clips\.dir .*: Not a directory \(fix: give a clips\.dir this user can write\)$"):
+        gw.start()
+    r = subprocess.run([sys.executable, "-m", "edgeseg.cli", "watch", str(_watch_config(
+        tmp_path, tiny_onnx, write_video(tmp_path / "v.mp4", 5, range(0)), blocker / "clips")), "--check"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "cameras[0].clips.dir:" in " ".join((r.stdout + r.stderr).split()), r.stdout + r.stderr

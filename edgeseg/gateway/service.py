@@ -116,6 +116,7 @@ class Gateway(Dispatcher):
             for sink in self.sinks:
                 sink.trouble = self._on_trouble
             self._snapshots = SnapshotWriter(cfg.snapshots.dir, cfg.snapshots.quality) if cfg.snapshots else None
+            self._check_clips()  # evidence (#24)
             self._open_metrics()
         except BaseException:
             self._release()  # nothing half-open stays behind (sink threads, locks, runtimes)
@@ -222,6 +223,19 @@ class Gateway(Dispatcher):
         self._finished.clear()
         self._emit(cam, {"event": "camera_started", "live": c.live, "frame": 0, "timestamp": 0.0})
         reader.start()
+
+    def _check_clips(self) -> None:
+        """Clips need PyAV and a writable folder: refused at start in one line, not at the first alarm."""
+        clips = [c for c in self.config.cameras if c.clips is not None and c.clips.enabled]
+        if clips:
+            from edgeseg.evidence.clipfile import _av  # noqa: PLC0415
+
+            _av()
+        for c in clips:
+            try:
+                Path(c.clips.dir, c.name).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"clips.dir {c.clips.dir}: {exc.strerror} (fix: give a clips.dir this user can write)") from None
 
     def _evidence_for(self, c: CameraConfig, seg: Any) -> Any:
         """Evidence (#24): the camera's clip / snapshot recorder when ``clips`` is set for it."""
