@@ -434,3 +434,34 @@ def test_unwritable_clips_dir_is_refused_at_start_in_one_line(tiny_onnx, tmp_pat
         tmp_path, tiny_onnx, write_video(tmp_path / "v.mp4", 5, range(0)), blocker / "clips")), "--check"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "cameras[0].clips.dir:" in " ".join((r.stdout + r.stderr).split()), r.stdout + r.stderr
+
+
+def test_disk_low_cleanup_never_deletes_the_open_alarms_evidence(tiny_onnx, tmp_path, monkeypatch):
+    from test_gateway import FakeCam
+
+    from edgeseg import Gateway
+    from edgeseg.evidence import recorder
+
+    monkeypatch.setattr(recorder, "SWEEP_EVERY_S", 0.0)  # a retention sweep after every frame
+    old = tmp_path / "clips" / "cam" / "cam_20200101-000000_000000001.jpg"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"older evidence")
+    os.utime(old, (time.time() - 3600,) * 2)
+    col = Collect()
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
+                  "cameras": [{"name": "cam", "source": "fake://0", "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 1000}}],
+                  # the disk is always "nearly full": every sweep deletes what it may, oldest first
+                  "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0, "min_free_gb": 1e9}},
+                 sinks=[col], capture_factory=lambda spec: FakeCam(spec, fps=20))
+    gw.start()
+    try:
+        assert wait_for(lambda: col.of("start"), 20)
+        snap = Path(col.of("start")[0]["evidence"]["snapshot"])
+        assert wait_for(snap.exists, 10) and wait_for(lambda: not old.exists(), 10)
+        n = gw.cameras["cam"].processed
+        assert wait_for(lambda: gw.cameras["cam"].processed >= n + 20, 20)  # 20 more frames, 20 more sweeps
+        assert snap.exists() and Path(f"{snap.with_suffix('')}.annotated.jpg").exists()
+    finally:
+        gw.stop()
+    end = col.of("end")[0]
+    assert end["reason"] == "stopped" and "error" not in end["evidence"] and len(end["evidence"]["clips"]) == 2
