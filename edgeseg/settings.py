@@ -81,6 +81,7 @@ class ClipSettings(Strict):  # evidence per alarm (edgeseg.evidence): clip, snap
     max_gb: float = setting(20.0, "Total size of the clips folder; the oldest evidence goes first", gt=0.0)
     min_free_gb: float = setting(2.0, "Below this free disk space the oldest evidence is deleted at once", ge=0.0)
     annotated: bool = setting(True, "Also write an annotated clip (mask, region boxes, confidence, time)")
+    annotated_width: int = setting(640, "Width of the annotated clip (at most the camera's; 0: the camera's)", ge=0, le=7680)
 
 
 class StreamSettings(Strict):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import queue
 import threading
 import time
@@ -35,8 +36,9 @@ from edgeseg.evidence.ring import PreRoll, Shot
 
 log = logging.getLogger("edgeseg")
 
-#: clip frames that may wait for the writer before new ones are dropped (memory bound)
+#: clip frames (and their bytes) that may wait for the writer before new ones are dropped (memory bound)
 MAX_PENDING = 256
+MAX_PENDING_BYTES = 256 * 1024 * 1024
 SWEEP_EVERY_S = 60.0
 
 
@@ -80,7 +82,7 @@ class Recorder:
         self._closing: dict[str, dict[str, Any]] = {}  # base -> held end event, until its files are final
         self._q: queue.Queue = queue.Queue()
         self._done: queue.Queue = queue.Queue()
-        self._pending = 0
+        self._pending = self._pending_bytes = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
@@ -175,10 +177,11 @@ class Recorder:
 
     def _frame(self, shot: Shot) -> None:
         with self._lock:
-            if self._pending >= MAX_PENDING:
+            if self._pending >= MAX_PENDING or self._pending_bytes >= MAX_PENDING_BYTES:
                 self.job.dropped += 1
                 return
             self._pending += 1
+            self._pending_bytes += shot.image.nbytes
         self._send(("frame", str(self.job.base), shot))
 
     def _close_job(self, now: bool = False) -> None:
@@ -218,6 +221,10 @@ class Recorder:
     # -- writer thread -----------------------------------------------------------------------------
     def _run(self) -> None:
         open_: dict[str, dict[str, Any]] = {}
+        try:  # Linux: this thread yields the CPU to the cameras and inference (nice 10); it may fall behind
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
         while True:
             try:
                 item = self._q.get(timeout=5.0)
@@ -250,6 +257,7 @@ class Recorder:
         elif kind == "frame":
             with self._lock:
                 self._pending -= 1
+                self._pending_bytes -= item[2].image.nbytes
             if st is not None:
                 self._add(st, item[2])
         elif kind == "snap" and st is not None:
@@ -280,12 +288,21 @@ class Recorder:
             if self.copy_from is None and st["rec"] is None:  # re-encoded: no packets to copy
                 st["files"].append((ClipFile(path, st["t0"], shot.image.shape, self.fps_hint), False))
             if self.s.annotated:
-                st["files"].append((ClipFile(apath, st["t0"], shot.image.shape, self.fps_hint), True))
+                st["files"].append((ClipFile(apath, st["t0"], self._drawn_shape(shot.image.shape), self.fps_hint), True))
         for f, drawn in st["files"]:
-            f.add(self._draw(shot) if drawn else shot.image, shot.ts)
+            f.add(self._draw(shot, small=True) if drawn else shot.image, shot.ts)
 
-    def _draw(self, shot: Shot) -> np.ndarray:
+    def _drawn_shape(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """The annotated clip's size: at most ``annotated_width`` wide (it shows where, the clean clip shows what)."""
+        h, w = shape[:2]
+        width = min(w, int(getattr(self.s, "annotated_width", w) or w))
+        return max(2, round(h * width / w)), width
+
+    def _draw(self, shot: Shot, small: bool = False) -> np.ndarray:
         img = self.annotate(shot.image, shot.mask, shot.regions) if shot.mask is not None else shot.image.copy()
+        if small and img.shape[1] > (self.s.annotated_width or img.shape[1]):
+            h, w = self._drawn_shape(img.shape)
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(shot.ts)) if shot.ts > 1e8 else f"t={shot.ts:.2f}s"
         cv2.putText(img, f"{self.camera} {stamp} #{shot.index}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
         return img
