@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from edgeseg.errors import OutputError
+from edgeseg.evidence.setup import check_clips, recorder_for
 from edgeseg.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config
 from edgeseg.gateway.journal import AlarmJournal
 from edgeseg.gateway.camera import CameraState
@@ -116,7 +117,7 @@ class Gateway(Dispatcher):
             for sink in self.sinks:
                 sink.trouble = self._on_trouble
             self._snapshots = SnapshotWriter(cfg.snapshots.dir, cfg.snapshots.quality) if cfg.snapshots else None
-            self._check_clips()  # evidence (#24)
+            check_clips(cfg.cameras)  # evidence (#24): PyAV and a writable clips.dir, or no start
             self._open_metrics()
         except BaseException:
             self._release()  # nothing half-open stays behind (sink threads, locks, runtimes)
@@ -214,7 +215,8 @@ class Gateway(Dispatcher):
         seg = self._segmenter_for(c)
         unit = StreamUnit(self.sinks, seg.info.leak_class, c.alarm, c.zones,
                           context={"camera": c.name, "source": c.source}, snapshots=self._snapshots,
-                          on_event=self._observer(c.name), evidence=self._evidence_for(c, seg))
+                          on_event=self._observer(c.name),
+                          evidence=recorder_for(c, seg.info.leak_class, self._on_trouble, self._deleted_evidence))
         unit.last_index, unit.last_timestamp = 0, 0.0
         cam = CameraState(c, reader, unit)
         if self.metrics:
@@ -224,37 +226,9 @@ class Gateway(Dispatcher):
         self._emit(cam, {"event": "camera_started", "live": c.live, "frame": 0, "timestamp": 0.0})
         reader.start()
 
-    def _check_clips(self) -> None:
-        """Clips need PyAV and a writable folder: refused at start in one line, not at the first alarm."""
-        clips = [c for c in self.config.cameras if c.clips is not None and c.clips.enabled]
-        if clips:
-            from edgeseg.evidence.clipfile import _av  # noqa: PLC0415
-
-            _av()
-        for c in clips:
-            try:
-                Path(c.clips.dir, c.name).mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(f"clips.dir {c.clips.dir}: {exc.strerror} (fix: give a clips.dir this user can write)") from None
-
-    def _evidence_for(self, c: CameraConfig, seg: Any) -> Any:
-        """Evidence (#24): the camera's clip / snapshot recorder when ``clips`` is set for it."""
-        if c.clips is None or not c.clips.enabled:
-            return None
-        from edgeseg.annotate import Annotator  # noqa: PLC0415
-        from edgeseg.evidence import Recorder  # noqa: PLC0415
-
-        def deleted(path: str, reason: str) -> None:
-            if self.metrics:
-                self.metrics.evidence_deleted.labels(reason).inc()
-        from edgeseg.evidence.copy import can_copy  # noqa: PLC0415
-
-        from edgeseg.evidence.packets import PacketRing  # noqa: PLC0415
-
-        copy = c.source if not c.live and not c.loop and can_copy(c.source) else None  # a file: stream copy
-        ring = PacketRing(c.source, c.clips.pre_s + 2.0) if c.source.startswith("rtsp") else None  # RTSP: stream copy
-        return Recorder(c.name, c.clips, Annotator(seg.info.leak_class), trouble=self._on_trouble, on_deleted=deleted,
-                        copy_from=copy, packets=ring)
+    def _deleted_evidence(self, path: str, reason: str) -> None:  # evidence (#24): retention, in /metrics
+        if self.metrics:
+            self.metrics.evidence_deleted.labels(reason).inc()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop reading, finish the frames in flight, end every open alarm (reason ``stopped``),
