@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import signal
 import sys
 import threading
@@ -109,12 +110,13 @@ class _SigtermAsException:
 
 def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every: int = 1,
                show: bool = False, alarm: AlarmSettings | None = None, progress: bool = True,
-               overwrite: bool = False, extra_sinks: Sequence[Sink] = ()) -> dict[str, Any]:
+               overwrite: bool = False, extra_sinks: Sequence[Sink] = (), clips: Any = None) -> dict[str, Any]:
     """Process ``source``; returns a summary (frames, fps, events, outputs, completeness, how it stopped).
 
     ``every`` and ``alarm`` are :class:`~edgeseg.settings.StreamSettings` values (validated
     there). ``extra_sinks``: more event sinks (``--sink URL``: MQTT, webhook, ...); their
-    failures are logged and counted, never fatal. Raises :class:`~edgeseg.errors.OutputError`
+    failures are logged and counted, never fatal. ``clips``: a :class:`~edgeseg.settings.ClipSettings`
+    (``--clips DIR``): a clip and snapshots per alarm of a video or stream (``edgeseg.evidence``). Raises :class:`~edgeseg.errors.OutputError`
     (folder in use, earlier results without ``overwrite``, unwritable, disk full) after closing
     what was written.
     """
@@ -124,6 +126,14 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
         sinks, events = detect_sinks(source, folder.path, every, show)
         loop = DetectionLoop(segmenter, sinks + list(extra_sinks), (alarm or AlarmSettings()) if source.is_video else None, every,
                              context={"source": source.spec})
+        if clips is not None and source.is_video:  # evidence (#24): clips named in the alarm events
+            from edgeseg.evidence import Recorder  # noqa: PLC0415
+            from edgeseg.evidence.copy import can_copy  # noqa: PLC0415
+
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(source.spec)).stem) or "stream"
+            loop.unit.evidence = Recorder(name, clips, loop.unit.annotate,
+                                          fps_hint=source.fps or 25.0,
+                                          copy_from=source.spec if source.kind == "video" and can_copy(source.spec) else None)
         t0 = time.perf_counter()
 
         def skipped_frame(frame: Frame, exc: BaseException) -> None:  # an odd frame: skip it (counted), keep going

@@ -93,6 +93,19 @@ class ZoneSettings(Strict):
     _check = field_validator("include", "ignore", mode="before")(lambda cls, v: _polygons(v))
 
 
+class ClipSettings(Strict):  # evidence per alarm (edgeseg.evidence): clip, snapshots, retention
+    dir: str = setting(..., "Folder of alarm clips and snapshots", fix="e.g. dir: /var/lib/edgeseg/clips", min_length=1)
+    enabled: bool = setting(True, "false: no clips for this camera (set per camera)")
+    pre_s: float = setting(5.0, "Seconds of video before the alarm's start (pre-roll)", ge=0.0, le=60.0)
+    post_s: float = setting(5.0, "Seconds of video after the alarm's end (post-roll; `end` waits for it)", ge=0.0, le=300.0)
+    max_s: float = setting(120.0, "Longest clip part; a longer alarm continues in a new part", gt=1.0, le=3600.0)
+    retain_days: float = setting(14.0, "Delete evidence older than this (days)", gt=0.0, le=3650.0)
+    max_gb: float = setting(20.0, "Total size of the clips folder; the oldest evidence goes first", gt=0.0)
+    min_free_gb: float = setting(2.0, "Below this free disk space the oldest evidence is deleted at once", ge=0.0)
+    annotated: bool = setting(True, "Also write an annotated clip (mask, region boxes, confidence, time)")
+    annotated_width: int = setting(640, "Width of the annotated clip (at most the camera's; 0: the camera's)", ge=0, le=7680)
+
+
 class StreamSettings(Strict):
     """What one stream is run with. ``edgeseg detect`` reads the same fields from its flags."""
 
@@ -116,6 +129,7 @@ class StreamSettings(Strict):
     alarm: AlarmSettings = setting(AlarmSettings(), "Temporal alarm (k of n, clear after m)")
     zones: ZoneSettings = setting(ZoneSettings(), "Polygon zones")
     guards: GuardSettings = setting(GuardSettings(), "Picture trouble (blocked, defocused, moved, jump)")
+    clips: Optional[ClipSettings] = setting(None, "Alarm clips with pre/post-roll and snapshots (none: off)")
 
     @property
     def tile_grid(self) -> tuple[int, int]:
@@ -130,7 +144,7 @@ class StreamSettings(Strict):
 
 STREAM_FIELDS = tuple(StreamSettings.model_fields)
 #: what a camera may override; merged field by field, ``alarm`` key by key
-_NESTED = {"alarm": AlarmSettings, "guards": GuardSettings}
+_NESTED = {"alarm": AlarmSettings, "guards": GuardSettings, "clips": ClipSettings}
 
 
 class CameraSettings(Strict):
@@ -153,6 +167,7 @@ class CameraSettings(Strict):
     alarm: Optional[dict[str, Any]] = None
     zones: Optional[ZoneSettings] = None
     guards: Optional[dict[str, Any]] = None
+    clips: Optional[dict[str, Any]] = None
 
     @field_validator("source", mode="before")
     @classmethod
@@ -269,7 +284,7 @@ class GatewaySettings(StreamSettings):
             merged = dict(base)
             for key, value in cam.overrides().items():
                 if key in _NESTED:
-                    merged[key] = {**base[key].model_dump(), **value}
+                    merged[key] = {**(base[key].model_dump() if base[key] is not None else {}), **value}
                 else:
                     merged[key] = value
             try:

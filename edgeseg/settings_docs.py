@@ -47,7 +47,7 @@ def markdown_table() -> str:
         sub = _model_in(info.annotation)
         rest += _rows(sub, name + ".", False) if sub else _rows_one(GatewaySettings, name, "", False)
     note = ("(*) a stream setting: written at the top level it is every camera's default; written in a camera it "
-            "overrides that default for the camera (`alarm` key by key). `edgeseg detect` takes the same settings as flags.")
+            "overrides that default for the camera (`alarm`, `guards` and `clips` key by key). `edgeseg detect` takes the same settings as flags.")
     return "\n".join(head + stream + rest + ["", note])
 
 

@@ -38,7 +38,8 @@ class StreamUnit:
     def __init__(self, sinks: Sequence[Sink], leak_class: int, alarm: AlarmSettings | None = AlarmSettings(),
                  zones: ZoneSettings | None = None, context: dict[str, Any] | None = None,
                  annotate: AnnotateFn | None = None, snapshots: SnapshotWriter | None = None,
-                 on_event: Callable[[dict[str, Any]], None] | None = None, guards: GuardSettings | None = None) -> None:
+                 on_event: Callable[[dict[str, Any]], None] | None = None, guards: GuardSettings | None = None,
+                 evidence: Any = None) -> None:
         self.sinks = list(sinks)
         self.alarm = LeakAlarm(alarm.k, alarm.n, alarm.m, alarm.verify_s, alarm.cooldown_s, alarm.update_every_s,
                                alarm.update_area_change) if alarm is not None else None
@@ -55,6 +56,7 @@ class StreamUnit:
         self.context = dict(context or {})
         self.annotate = annotate or Annotator(leak_class)
         self.snapshots, self.on_event = snapshots, on_event
+        self.evidence = evidence  # an edgeseg.evidence.Recorder (clips, snapshots) or None
         self._frame_sinks = [s for s in self.sinks if type(s).frame is not Sink.frame]
         self._draw = any(s.wants_annotated for s in self._frame_sinks)
         self.last_index, self.last_timestamp = -1, 0.0
@@ -146,13 +148,13 @@ class StreamUnit:
                 self.emit(ev)
         if self.suspended or (self.guard is not None and self.guard.troubles):
             return []  # not fed to the alarm: no alarm starts (or stays open) on a picture that cannot be trusted
-        if self.named is None:
-            events = self.alarm.update(frame.index, frame.timestamp_s, regions)
-        else:
-            by_zone = self.named.split(list(regions), frame.image.shape[:2])
-            events = self.alarm.update(frame.index, frame.timestamp_s, by_zone[None])
-            for zone, alarm in self.zone_alarms.items():
-                events += [{**ev, "zone": zone} for ev in alarm.update(frame.index, frame.timestamp_s, by_zone.get(zone, []))]
+        by_zone = self.named.split(list(regions), frame.image.shape[:2]) if self.named is not None else {None: regions}
+        events = self.alarm.update(frame.index, frame.timestamp_s, by_zone[None])
+        if self.evidence is not None:  # evidence (#24), the camera's own alarm: pre-roll, clip, snapshots;
+            # its end waits for the post-roll (named zones' alarms carry no clip of their own yet)
+            events = self.evidence.handle(frame.index, frame.timestamp_s, frame.image, result.mask, by_zone[None], events)
+        for zone, alarm in self.zone_alarms.items():
+            events += [{**ev, "zone": zone} for ev in alarm.update(frame.index, frame.timestamp_s, by_zone.get(zone, []))]
         for ev in events:
             if ev["event"] == "start" and self.snapshots is not None:
                 image = annotated if annotated is not None else self.annotate(frame.image, result.mask, regions)
@@ -166,7 +168,10 @@ class StreamUnit:
         """End an open alarm now (its ``end`` carries ``reason``): the source stopped, went
         offline, or the run ends. Nothing happens when none is open."""
         for zone, alarm in self.alarms:
-            for ev in alarm.close(self.last_index, self.last_timestamp, reason):
+            events = alarm.close(self.last_index, self.last_timestamp, reason)
+            if zone is None and self.evidence is not None:  # evidence (#24): open clips close now, held ends final
+                events = self.evidence.finish(events)
+            for ev in events:
                 self.emit({**ev, "zone": zone} if zone else ev)
 
     @property

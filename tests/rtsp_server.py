@@ -1,9 +1,10 @@
 """A real RTSP server for the gateway tests: Debian's GStreamer RTSP server serving an H.264 file.
 
-    /usr/bin/python3 tests/rtsp_server.py VIDEO.mp4 PORT [MOUNT]
+    /usr/bin/python3 tests/rtsp_server.py VIDEO.mp4 PORT [MOUNT] [shared]
 
 Runs with the *system* Python (python3-gi, gir1.2-gst-rtsp-server-1.0); prints ``ready`` once it
-listens. Each client gets its own pipeline from the start of the file.
+listens. Each client gets its own pipeline from the start of the file; with ``shared`` every
+client sees the one pipeline, live, as with a real camera.
 """
 import sys
 
@@ -23,7 +24,7 @@ def main() -> None:
     server.set_service(str(port))
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(f"( filesrc location={video} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )")
-    factory.set_shared(False)
+    factory.set_shared(len(sys.argv) > 4 and sys.argv[4] == "shared")
     server.get_mount_points().add_factory(mount, factory)
     if server.attach(None) == 0:
         sys.exit(f"cannot listen on 127.0.0.1:{port}")

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "edgeseg.cuda_layer", "edgeseg.backends", "edgeseg.segmenter", "edgeseg.alarm", "edgeseg.annotate",
         "edgeseg.sources", "edgeseg.sinks", "edgeseg.outdir", "edgeseg.pipeline", "edgeseg.stages",
         "edgeseg.settings", "edgeseg.zones", "edgeseg.stream", "edgeseg.guards", "edgeseg.settings_docs", "edgeseg.settings_ops",
+        "edgeseg.evidence",
     )),
     ("apps", (  # what a person runs: detection runs, the camera gateway, serving, building, converting
         "edgeseg.detect", "edgeseg.gateway", "edgeseg.serve", "edgeseg.serve_process", "edgeseg.triton_repo",

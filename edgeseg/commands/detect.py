@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from edgeseg.commands.common import console, fail
-from edgeseg.settings import AlarmSettings, ConfigError, StreamSettings, option, validate
+from edgeseg.settings import AlarmSettings, ClipSettings, ConfigError, StreamSettings, option, validate
 
 
 def detect_cmd(
@@ -33,6 +33,8 @@ def detect_cmd(
                                 "a stall (no new frame for --stall-s) both count"),
     stall_s: float = typer.Option(10.0, "--stall-s", min=0.1, help="Seconds a connected stream may send no new frame "
                                   "before it counts as stalled and is reconnected"),
+    clips: Optional[Path] = typer.Option(None, "--clips", help="Folder for a clip (pre/post-roll 5 s) and snapshots per "
+                                         "alarm, named in the events (the `clips` settings of edgeseg watch, defaults)"),
     rebuild_engine: bool = typer.Option(False, "--rebuild-engine", help="TensorRT: rebuild an engine made for another GPU / TensorRT version from the .onnx next to it"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace results an earlier run left in the -o folder (default: refuse)"),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout"),
@@ -75,7 +77,8 @@ def detect_cmd(
                         hint="throughput")
         console.print(f"model {seg.model_path.name} on {seg.backend_name}; source {source} ({src.kind})")
         summary = run_detect(src, output, seg, every=st.every, show=show, alarm=st.alarm, progress=not as_json,
-                             overwrite=overwrite, extra_sinks=extra)
+                             overwrite=overwrite, extra_sinks=extra,
+                             clips=ClipSettings(dir=str(clips)) if clips is not None else None)
     except (ModelError, InputError, SourceError, OutputError, ConfigError) as exc:
         for s in extra:
             s.close()

@@ -150,6 +150,8 @@ def _relative_to(base: Path, raw: Any) -> Any:
         for key in ("model", "source"):
             if isinstance(holder.get(key), str):
                 holder[key] = rel(holder[key])
+        if isinstance(holder.get("clips"), dict) and isinstance(holder["clips"].get("dir"), str):  # evidence (#24)
+            holder["clips"]["dir"] = rel(holder["clips"]["dir"])
     sinks = raw.get("sinks") if isinstance(raw.get("sinks"), dict) else {}
     api = raw.get("api") if isinstance(raw.get("api"), dict) else {}
     if isinstance(api.get("token_file"), str):

@@ -37,6 +37,8 @@ class GatewayMetrics:
                                buckets=tuple(float(b) for b in sorted({1, 2, 4, 8, 16, 32, max_batch})), registry=r)
         self.infer = Histogram("edgeseg_inference_seconds", "Wall time of one batch (pre + infer + post)",
                                buckets=LATENCY_BUCKETS, registry=r)
+        self.evidence_deleted = Counter("edgeseg_evidence_deleted", "Evidence files deleted by retention "
+                                        "(age, size, disk_low)", ["reason"], registry=r)
 
     def _per_camera(self) -> tuple:
         return (self.read, self.processed, self.dropped, self.reconnects, self.fps, self.active, self.online, self.latency)

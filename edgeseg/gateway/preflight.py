@@ -38,6 +38,9 @@ def preflight(cfg: GatewayConfig) -> None:
         folders.append(("sinks.mqtt.queue_dir", Path(s.sinks.mqtt.queue_dir)))
     if s.sinks.snapshots:
         folders.append(("sinks.snapshots.dir", Path(s.sinks.snapshots.dir)))
+    for i, cam in enumerate(cfg.cameras):  # evidence (#24)
+        if cam.clips is not None and cam.clips.enabled:
+            folders.append((f"cameras[{i}].clips.dir", Path(cam.clips.dir)))
     for key, folder in folders:
         if not _writable(folder):
             raise ConfigError(f"{key}: {folder} cannot be created or written by this user "

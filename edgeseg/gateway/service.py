@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from edgeseg.errors import OutputError
+from edgeseg.evidence.setup import check_clips, recorder_for
 from edgeseg.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config
 from edgeseg.gateway.journal import AlarmJournal
 from edgeseg.gateway.camera import CameraState
@@ -125,6 +126,7 @@ class Gateway(Dispatcher):
             for sink in self.sinks:
                 sink.trouble = self._on_trouble
             self._snapshots = SnapshotWriter(cfg.snapshots.dir, cfg.snapshots.quality) if cfg.snapshots else None
+            check_clips(cfg.cameras)  # evidence (#24): PyAV and a writable clips.dir, or no start
             self._open_metrics()
         except BaseException:
             self._release()  # nothing half-open stays behind (sink threads, locks, runtimes)
@@ -231,7 +233,8 @@ class Gateway(Dispatcher):
         seg = self._segmenter_for(c)
         unit = StreamUnit(self.sinks, seg.info.leak_class, c.alarm, c.zones,
                           context={"camera": c.name, "source": c.source}, snapshots=self._snapshots,
-                          on_event=self._observer(c.name), guards=c.guards)
+                          on_event=self._observer(c.name), guards=c.guards,
+                          evidence=recorder_for(c, seg.info.leak_class, self._on_trouble, self._deleted_evidence))
         unit.last_index, unit.last_timestamp = 0, 0.0
         cam = CameraState(c, reader, unit)
         if self.metrics:
@@ -240,6 +243,10 @@ class Gateway(Dispatcher):
         self._finished.clear()
         self._emit(cam, {"event": "camera_started", "live": c.live, "frame": 0, "timestamp": 0.0})
         reader.start()
+
+    def _deleted_evidence(self, path: str, reason: str) -> None:  # evidence (#24): retention, in /metrics
+        if self.metrics:
+            self.metrics.evidence_deleted.labels(reason).inc()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop reading, finish the frames in flight, end every open alarm (reason ``stopped``),
