@@ -32,7 +32,9 @@ SIZE = (120, 160)
 
 
 def frame_image(i: int, leak: bool) -> np.ndarray:
-    """Black (no leak) or gray (a leak for the tiny model), with a white bar at x = 3 * (i % 50)."""
+    """Black (no leak) or gray (a leak for the tiny model), with a white bar at x = 3 * (i % 50).
+    (Whole-frame black / gray steps are what the picture guards call blocked / a jump: the gateways
+    of these tests run with guards off, the clips are under test here.)"""
     a = np.full((*SIZE, 3), 128 if leak else 0, np.uint8)
     x = (i * 3) % 150
     a[4:12, x:x + 8] = 255
@@ -77,7 +79,7 @@ def test_file_camera_clip_has_preroll_alarm_postroll_and_snapshots(tiny_onnx, tm
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
                   "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3}}],
-                  "clips": {"dir": str(tmp_path / "clips"), "pre_s": 2.0, "post_s": 1.5},
+                  "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 2.0, "post_s": 1.5},
                   "sinks": {"jsonl": {"path": str(tmp_path / "ev.jsonl")}}}, sinks=[col])
     gw.start()
     assert gw.wait(60)
@@ -125,7 +127,7 @@ def test_file_camera_clip_has_preroll_alarm_postroll_and_snapshots(tiny_onnx, tm
 def _watch_config(tmp_path: Path, tiny_onnx: Path, video: Path, clips: Path, **clip_kw) -> Path:
     cfg = {"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
            "cameras": [{"name": "cam", "source": str(video), "loop": True, "alarm": {"k": 1, "n": 1, "m": 1000}}],
-           "clips": {"dir": str(clips), "pre_s": 1.0, "post_s": 1.0, **clip_kw},
+           "guards": {"enabled": False}, "clips": {"dir": str(clips), "pre_s": 1.0, "post_s": 1.0, **clip_kw},
            "sinks": {"jsonl": {"path": str(tmp_path / "ev.jsonl")}}}
     (tmp_path / "gw.yaml").write_text(json.dumps(cfg))  # JSON is YAML
     return tmp_path / "gw.yaml"
@@ -198,7 +200,7 @@ def test_full_disk_stops_clips_with_trouble_never_the_camera(tiny_onnx, tmp_path
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
                   "cameras": [{"name": "cam", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 1000}}],
-                  "clips": {"dir": str(where), "pre_s": 1.0, "post_s": 1.0, "min_free_gb": 0}}, sinks=[col])
+                  "guards": {"enabled": False}, "clips": {"dir": str(where), "pre_s": 1.0, "post_s": 1.0, "min_free_gb": 0}}, sinks=[col])
     gw.start()
     assert gw.wait(90)
     gw.stop()
@@ -277,7 +279,7 @@ def test_rtsp_camera_clip_is_the_cameras_packets_and_preroll_the_frames_before(t
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
                   "cameras": [{"name": "rtsp", "source": f"rtsp://127.0.0.1:{port}/cam", "alarm": {"k": 1, "n": 1, "m": 3}}],
                   "reconnect": {"read_timeout_s": 3, "max_backoff_s": 1},
-                  "clips": {"dir": str(tmp_path / "clips"), "pre_s": 2.0, "post_s": 1.5}}, sinks=[col])
+                  "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 2.0, "post_s": 1.5}}, sinks=[col])
     gw.start()
     try:
         assert wait_for(lambda: col.of("end"), 40), col.events
@@ -341,7 +343,7 @@ def test_retention_at_start_is_logged_and_counted_in_metrics(tiny_onnx, tmp_path
     video = write_video(tmp_path / "cam.mp4", 20, range(0))
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"), "metrics": {"port": 0},
                   "cameras": [{"name": "cam", "source": str(video)}],
-                  "clips": {"dir": str(tmp_path / "clips"), "retain_days": 7}})
+                  "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "retain_days": 7}})
     with caplog.at_level(logging.INFO, logger="edgeseg"):
         gw.start()
         try:
@@ -373,7 +375,7 @@ def test_rtsp_stop_mid_alarm_closes_the_stream_copy_at_once(tiny_onnx, tmp_path)
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
                   "cameras": [{"name": "rtsp", "source": f"rtsp://127.0.0.1:{port}/cam", "alarm": {"k": 1, "n": 1, "m": 1000}}],
-                  "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0}}, sinks=[col])
+                  "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0}}, sinks=[col])
     gw.start()
     try:
         assert wait_for(lambda: col.of("start"), 30) and wait_for(lambda: gw.cameras["rtsp"].processed > 40, 30)
@@ -404,7 +406,7 @@ def test_webhook_carries_the_same_evidence(tiny_onnx, tmp_path):
     try:
         gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
                       "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3}}],
-                      "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0},
+                      "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0},
                       "sinks": {"webhook": {"url": f"http://127.0.0.1:{port}/ev", "queue_dir": str(tmp_path / "q")}}},
                      sinks=[col])
         gw.start()
@@ -451,7 +453,7 @@ def test_disk_low_cleanup_never_deletes_the_open_alarms_evidence(tiny_onnx, tmp_
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
                   "cameras": [{"name": "cam", "source": "fake://0", "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 1000}}],
                   # the disk is always "nearly full": every sweep deletes what it may, oldest first
-                  "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0, "min_free_gb": 1e9}},
+                  "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0, "min_free_gb": 1e9}},
                  sinks=[col], capture_factory=lambda spec: FakeCam(spec, fps=20))
     gw.start()
     try:
