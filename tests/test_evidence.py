@@ -467,3 +467,40 @@ def test_disk_low_cleanup_never_deletes_the_open_alarms_evidence(tiny_onnx, tmp_
         gw.stop()
     end = col.of("end")[0]
     assert end["reason"] == "stopped" and "error" not in end["evidence"] and len(end["evidence"]["clips"]) == 2
+
+
+def test_api_serves_each_alarms_clip_and_snapshots(tiny_onnx, tmp_path):
+    """/api/events/<id>/clip and /snapshot.jpg serve the files the event names (sha256 as recorded),
+    the annotated twins with ?annotated=1; an event without evidence answers 404 in one line."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from edgeseg import Gateway
+
+    video = write_video(tmp_path / "cam.mp4", 80, range(30, 45))
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"), "metrics": {"port": 0},
+                  "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3}}],
+                  "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0}})
+    gw.start()
+    try:
+        assert gw.wait(60)
+        base = gw.server.url
+        events = json.loads(urllib.request.urlopen(f"{base}/api/events?limit=1000", timeout=10).read())
+        end = next(e for e in events if e["event"] == "end")
+        one = json.loads(urllib.request.urlopen(f"{base}/api/events/{end['id']}", timeout=10).read())
+        assert one["clip_url"] == f"/api/events/{end['id']}/clip" and one["snapshot_url"]
+        for annotated in (False, True):
+            q = "?annotated=1" if annotated else ""
+            clip = urllib.request.urlopen(f"{base}/api/events/{end['id']}/clip{q}", timeout=10)
+            want = next(c for c in end["evidence"]["clips"] if c["annotated"] == annotated)
+            assert clip.headers["Content-Type"] == "video/mp4" and hashlib.sha256(clip.read()).hexdigest() == want["sha256"]
+            snap = urllib.request.urlopen(f"{base}/api/events/{end['id']}/snapshot.jpg{q}", timeout=10).read()
+            want = next(s for s in end["evidence"]["snapshots"] if s["path"].endswith(".annotated.jpg") == annotated)
+            assert hashlib.sha256(snap).hexdigest() == want["sha256"]
+        started = next(e for e in events if e["event"] == "camera_started")
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/api/events/{started['id']}/clip", timeout=10)
+        assert err.value.code == 404 and "no such file" in json.loads(err.value.read())["error"]
+    finally:
+        gw.stop()

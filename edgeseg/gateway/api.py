@@ -4,8 +4,9 @@
     GET  /api/cameras/<name>                one camera
     GET  /api/cameras/<name>/latest.jpg     its latest frame, annotated
     GET  /api/events?since=&camera=&limit=  events with an id above since (no since: the newest), oldest first
-    GET  /api/events/<id>                   one event (+ snapshot_url when it has a snapshot)
-    GET  /api/events/<id>/snapshot.jpg      its snapshot
+    GET  /api/events/<id>                   one event (+ snapshot_url / clip_url when it has them)
+    GET  /api/events/<id>/snapshot.jpg      its snapshot (?annotated=1: the annotated twin)
+    GET  /api/events/<id>/clip              its alarm clip, video/mp4 (?annotated=1: the annotated clip)
     POST /api/cameras/<name>/suspend        {"minutes": 30, "who": "...", "why": "..."} (no minutes: until resumed)
     POST /api/cameras/<name>/resume         {"who": "...", "why": "..."}
     POST /api/alarms/<id>/ack               {"who": "...", "why": "..."}
@@ -135,7 +136,7 @@ class Api:
         if p == ["events"]:
             return self._events(q)
         if len(p) in (2, 3) and p[0] == "events":
-            return self._event(p[1], p[2] if len(p) == 3 else None)
+            return self._event(p[1], p[2] if len(p) == 3 else None, q.get("annotated", ["0"])[0] in ("1", "true"))
         if p == ["openapi.json"]:
             from edgeseg.gateway.openapi import SPEC  # noqa: PLC0415
 
@@ -176,19 +177,24 @@ class Api:
             return _json(200, self.store.recent(limit, camera)[::-1])
         return _json(200, self.store.query(max(0, since), camera, limit))
 
-    def _event(self, raw_id: str, what: str | None) -> tuple[int, str, bytes]:
+    def _event(self, raw_id: str, what: str | None, annotated: bool = False) -> tuple[int, str, bytes]:
         if not raw_id.isdigit() or len(raw_id) > 18:
             return _json(404, {"error": "no such event (fix: an event id is a number: GET /api/events)"})
         ev = self.store.get(int(raw_id))
         if ev is None:
             return _json(404, {"error": f"no event {raw_id} (fix: GET /api/events lists them; old ones are dropped)"})
-        snap = ev.get("snapshot")
-        has_snap = isinstance(snap, str) and Path(snap).is_file()
+        snap, clip = evidence_file(ev, "snapshot", annotated), evidence_file(ev, "clip", annotated)
         if what is None:
-            return _json(200, {**ev, **({"snapshot_url": f"/api/events/{raw_id}/snapshot.jpg"} if has_snap else {})})
-        if what == "snapshot.jpg" and has_snap:  # the path comes from the event, never from the request
-            return 200, "image/jpeg", Path(snap).read_bytes()
-        return _json(404, {"error": f"event {raw_id} has no such file (fix: GET /api/events/{raw_id} names what it has)"})
+            links = {**({"snapshot_url": f"/api/events/{raw_id}/snapshot.jpg"} if snap else {}),
+                     **({"clip_url": f"/api/events/{raw_id}/clip"} if clip else {})}
+            return _json(200, {**ev, **links})
+        # the file's path comes from the event the gateway recorded, never from the request
+        if what == "snapshot.jpg" and snap:
+            return 200, "image/jpeg", snap.read_bytes()
+        if what == "clip" and clip:
+            return 200, "video/mp4" if clip.suffix == ".mp4" else "video/x-matroska", clip.read_bytes()
+        return _json(404, {"error": f"event {raw_id} has no such file (fix: GET /api/events/{raw_id} names what it "
+                                    "has; a clip exists once its alarm's post-roll is written)"})
 
     def _static(self, parts: list[str]) -> tuple[int, str, bytes]:
         key = "/".join(parts[1:]) if parts[0] == "static" else "/".join(parts)
@@ -196,6 +202,25 @@ class Api:
             return _json(404, {"error": "not found (fix: the status page is at /, the API under /api)"})
         name, ctype = STATIC[key]
         return 200, ctype, resources.files("edgeseg.gateway").joinpath("static", name).read_bytes()
+
+
+def evidence_file(ev: dict[str, Any], what: str, annotated: bool = False) -> Path | None:
+    """The finished clip / snapshot an event names (``evidence`` of #24, or a sinks.snapshots
+    JPEG), when it is on disk; files are renamed to their final name only when complete."""
+    evd = ev.get("evidence") if isinstance(ev.get("evidence"), dict) else {}
+    candidates: list[Any] = []
+    if what == "clip":
+        candidates = [c.get("path") for c in evd.get("clips") or [] if isinstance(c, dict)
+                      and bool(c.get("annotated")) == annotated]
+        if not annotated:
+            candidates.append(evd.get("clip"))
+    else:
+        snaps = [c.get("path") for c in evd.get("snapshots") or [] if isinstance(c, dict)]
+        candidates = [p for p in snaps if isinstance(p, str) and p.endswith(".annotated.jpg") == annotated]
+        candidates.append(evd.get("snapshot_annotated" if annotated else "snapshot"))
+        if not annotated:
+            candidates.append(ev.get("snapshot"))
+    return next((Path(c) for c in candidates if isinstance(c, str) and Path(c).is_file()), None)
 
 
 def _json(code: int, body: Any) -> tuple[int, str, bytes]:

@@ -32,6 +32,8 @@ def _query(name: str, kind: str) -> dict:
 
 _CAM = _path("name", "^[A-Za-z0-9_.-]{1,64}$")
 _JPG = {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}
+_MP4 = {"content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}}
+_ANNOTATED = {"name": "annotated", "in": "query", "required": False, "schema": {"type": "integer", "enum": [0, 1]}}
 SPEC = {
     "openapi": "3.0.3",
     "info": {"title": "edgeseg watch", "version": "1", "description": "The camera gateway's HTTP API (docs/gateway.md)"},
@@ -48,8 +50,12 @@ SPEC = {
                                              _WHO, write=True)},
         "/api/events": {"get": _op("Events with an id above since, oldest first", _JSON,
                                    [_query("since", "integer"), _query("camera", "string"), _query("limit", "integer")])},
-        "/api/events/{id}": {"get": _op("One event (snapshot_url when it has a snapshot)", _JSON, [_path("id", "^[0-9]+$")])},
-        "/api/events/{id}/snapshot.jpg": {"get": _op("The event's snapshot", _JPG, [_path("id", "^[0-9]+$")])},
+        "/api/events/{id}": {"get": _op("One event (snapshot_url / clip_url when it has them)", _JSON,
+                                        [_path("id", "^[0-9]+$")])},
+        "/api/events/{id}/snapshot.jpg": {"get": _op("The event's snapshot (?annotated=1: its annotated twin)", _JPG,
+                                                     [_path("id", "^[0-9]+$"), _ANNOTATED])},
+        "/api/events/{id}/clip": {"get": _op("The event's alarm clip (?annotated=1: the annotated clip)", _MP4,
+                                             [_path("id", "^[0-9]+$"), _ANNOTATED])},
         "/api/openapi.json": {"get": _op("This description", _JSON)},
     },
 }
