@@ -32,6 +32,10 @@ def new_alarm_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+#: regions listed in one event at most (the largest); ``regions_total`` says how many there were
+MAX_EVENT_REGIONS = 16
+
+
 class LeakAlarm:
     """State machine emitting "start"/"update"/"end" event dicts, each with the ``alarm_id``."""
 
@@ -62,12 +66,15 @@ class LeakAlarm:
         return self._active
 
     def _event(self, kind: str, frame_index: int, timestamp: float, regions: list, **extra: Any) -> dict:
+        # the largest MAX_EVENT_REGIONS regions (they come largest first), and how many there were: an
+        # event stays a short line (a few KB at most) that a sink writes whole, whatever the mask holds
         return {
             "event": kind,
             "alarm_id": self.alarm_id,
             "frame": frame_index,
             "timestamp": timestamp,
-            "regions": [_region_dict(r) for r in regions],
+            "regions": [_region_dict(r) for r in regions[:MAX_EVENT_REGIONS]],
+            **({"regions_total": len(regions)} if len(regions) > MAX_EVENT_REGIONS else {}),
             "area_pct": round(_area(regions), 4),
             "confidence": max((_max_conf(r) for r in regions), default=0.0),
             "active": self._active,

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edgeseg.alarm import LeakAlarm
+from edgeseg.alarm import MAX_EVENT_REGIONS, LeakAlarm
 from edgeseg.annotate import Annotator
 from edgeseg.segmenter import Result
 from edgeseg.guards import ViewGuard
@@ -136,7 +136,8 @@ class StreamUnit:
         self.frames += 1
         if self.alarm is None:
             event = {"event": "detection", "frame": frame.index, "image": frame.name, "leak": bool(regions),
-                     "regions": [r.to_dict() for r in regions],
+                     "regions": [r.to_dict() for r in regions[:MAX_EVENT_REGIONS]],
+                     **({"regions_total": len(regions)} if len(regions) > MAX_EVENT_REGIONS else {}),
                      "confidence": max((r.max_conf for r in regions), default=0.0)}
             self.emit(event)
             return [event]

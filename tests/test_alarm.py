@@ -79,3 +79,16 @@ def test_close_without_an_alarm_emits_nothing():
     a = LeakAlarm(k=2, n=3, m=5)
     a.update(0, 0.0, [R])  # one hit: not confirmed
     assert a.close(1, 0.1, "source_ended") == []
+
+
+def test_an_event_lists_the_largest_regions_and_counts_them_all():
+    """A speckled mask can hold hundreds of regions: an event lists the 16 largest and says how many
+    there were, so each event stays a short line a sink writes whole (kill -9 tears none)."""
+    from edgeseg.alarm import MAX_EVENT_REGIONS
+
+    regions = [{"area_px": 1000 - i, "max_conf": 0.9} for i in range(40)]
+    (start,) = LeakAlarm(k=1, n=1, m=1).update(0, 0.0, regions)
+    assert len(start["regions"]) == MAX_EVENT_REGIONS == 16 and start["regions_total"] == 40
+    assert [r["area_px"] for r in start["regions"]] == list(range(1000, 984, -1))
+    (few,) = LeakAlarm(k=1, n=1, m=1).update(0, 0.0, regions[:3])
+    assert "regions_total" not in few and len(few["regions"]) == 3
