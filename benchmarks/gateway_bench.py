@@ -99,7 +99,9 @@ def bare(model: str, batch: int, size: tuple[int, int], duration: float, threads
 def gateway_run(model: str | None, cameras: int, a: argparse.Namespace) -> dict[str, Any]:
     from edgeseg import Gateway
 
-    cfg = {"model": model, "threads": a.threads, "batch": {"max_size": a.max_batch, "max_wait_ms": a.max_wait_ms},
+    # the same runtime as the bare session it is compared with (auto may pick OpenVINO on this CPU)
+    cfg = {"model": model, "threads": a.threads, "backend": a.backend,
+           "batch": {"max_size": a.max_batch, "max_wait_ms": a.max_wait_ms},
            "cameras": [{"name": f"cam{i}", "source": f"bench://{i}", "min_area": 0.001} for i in range(cameras)]}
     gw = Gateway(cfg, capture_factory=lambda spec: PacedCamera(spec, (a.height, a.width), a.camera_fps))
     gw.start()
@@ -165,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (both sides)")
+    ap.add_argument("--backend", default="onnxruntime", help="The gateway's backend; the bare side is ONNX Runtime, "
+                    "so the default compares like with like")
     ap.add_argument("--soak", action="store_true", help="Also run the soak (4 cameras x --soak-frames)")
     ap.add_argument("--soak-frames", type=int, default=2000)
     ap.add_argument("--soak-model", default=None, help="Model for the soak (default: --model)")

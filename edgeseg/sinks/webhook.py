@@ -32,7 +32,7 @@ class WebhookSettings(Strict):
     max_events: int = setting(100_000, "Queue bound: beyond it the OLDEST queued events are dropped (counted, trouble)",
                               ge=10, le=100_000_000)
     max_mb: float = setting(256.0, "Queue bound in MB: beyond it the OLDEST queued events are dropped", gt=0, le=1_000_000)
-    drain_cpu_share: float = setting(0.1, "While a backlog drains, the share of one CPU core the sender may use "
+    drain_cpu_share: float = setting(0.05, "While a backlog drains, the share of one CPU core the sender may use "
                                      "(the cameras keep the rest)", gt=0.0, le=1.0)
     dead_letter_after: int = setting(5, "A 5xx answered this many times in a row sends the event to "
                                      "<queue_dir>/dead-letter (4xx at once)", ge=1, le=1000)
@@ -60,7 +60,7 @@ class WebhookSink(Sink):
 
     def __init__(self, url: str, queue_dir: str | Path, timeout_s: float = 5.0, max_backoff_s: float = 30.0,
                  headers: dict[str, str] | None = None, drain_s: float = 5.0, max_events: int = 100_000,
-                 max_mb: float = 256.0, dead_letter_after: int = 5, drain_cpu_share: float = 0.1) -> None:
+                 max_mb: float = 256.0, dead_letter_after: int = 5, drain_cpu_share: float = 0.05) -> None:
         self.url, self.timeout_s, self.max_backoff_s, self.drain_s = url, timeout_s, max_backoff_s, drain_s
         self.dead_letter_after, self.drain_cpu_share = int(dead_letter_after), float(drain_cpu_share)
         self._conn: http.client.HTTPConnection | None = None
