@@ -79,7 +79,7 @@ def test_webhook_backlog_drains_in_order_while_cameras_keep_running(tiny_onnx, t
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "cameras": cams(2),
                   "state_dir": str(tmp_path / "state"),
                   "sinks": {"webhook": {"url": f"http://127.0.0.1:{port}/ev", "queue_dir": str(tmp_path / "q"),
-                                        "timeout_s": 2}}},
+                                        "timeout_s": 2, "drain_cpu_share": 0.5}}},  # drain fast: order is under test
                  sinks=[col], capture_factory=lambda spec: FakeCam(spec, fps=20))
     try:
         gw.start()
