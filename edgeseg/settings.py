@@ -331,16 +331,23 @@ def _key(loc: tuple, prefix: str = "") -> str:
     return out or "(top level)"
 
 
-def _expects(info: Any, kind: str) -> str:
+def bounds(info: Any) -> tuple[list[str], list[str]]:
+    """A field's lower and upper bounds as text (``>= 1``, ``< 1.0``): the one reading of its
+    constraints, for the one-line errors and for the docs table."""
     meta = {type(m).__name__: m for m in getattr(info, "metadata", ())}
+    lo = [f">= {m.ge}" for k, m in meta.items() if k == "Ge"] + [f"> {m.gt}" for k, m in meta.items() if k == "Gt"]
+    hi = [f"<= {m.le}" for k, m in meta.items() if k == "Le"] + [f"< {m.lt}" for k, m in meta.items() if k == "Lt"]
+    return lo, hi
+
+
+def _expects(info: Any, kind: str) -> str:
     ann = str(getattr(info, "annotation", ""))
     if "bool" in ann and "int" not in ann:
         return "true or false"
     if "Literal" in ann:
         return "one of " + ", ".join(getattr(info.annotation, "__args__", ()) or ()) if "Optional" not in ann else "a listed value"
     noun = "an integer" if "int" in ann and "float" not in ann else "a number" if "float" in ann else "a non-empty string" if "str" in ann else "a valid value"
-    lo = [f">= {m.ge}" for k, m in meta.items() if k == "Ge"] + [f"> {m.gt}" for k, m in meta.items() if k == "Gt"]
-    hi = [f"<= {m.le}" for k, m in meta.items() if k == "Le"] + [f"< {m.lt}" for k, m in meta.items() if k == "Lt"]
+    lo, hi = bounds(info)
     return " ".join([noun] + ([" and ".join(lo + hi)] if lo or hi else []))
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from edgeseg.settings import STREAM_FIELDS, CameraSettings, GatewaySettings, StreamSettings, _model_in
+from edgeseg.settings import STREAM_FIELDS, CameraSettings, GatewaySettings, StreamSettings, _model_in, bounds
 
 def _rows(model: type[BaseModel], prefix: str, per_camera: bool) -> list[str]:
     rows = []
@@ -19,8 +19,8 @@ def _rows(model: type[BaseModel], prefix: str, per_camera: bool) -> list[str]:
 def _rows_one(model: type[BaseModel], name: str, prefix: str, per_camera: bool) -> list[str]:
     info = model.model_fields[name]
     meta = {type(m).__name__: m for m in info.metadata}
-    rng = [f">= {m.ge}" for k, m in meta.items() if k == "Ge"] + [f"> {m.gt}" for k, m in meta.items() if k == "Gt"]
-    rng += [f"<= {m.le}" for k, m in meta.items() if k == "Le"] + [f"< {m.lt}" for k, m in meta.items() if k == "Lt"]
+    lo, hi = bounds(info)
+    rng = lo + hi
     rng += [f"`{m.pattern}`" for k, m in meta.items() if k == "_PydanticGeneralMetadata" and getattr(m, "pattern", None)]
     ann = str(info.annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
     default = "(required)" if info.is_required() else "none" if info.default is None else f"`{info.default!r}`"
