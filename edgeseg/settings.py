@@ -367,8 +367,8 @@ def format_error(exc: ValidationError, model: type[BaseModel] = BaseModel, prefi
     if kind == "missing":
         return f"{key}: is required (fix: {(info.json_schema_extra or {}).get('fix', 'add it') if info else 'add it'})"
     fix = ((getattr(info, "json_schema_extra", None) or {}).get("fix") if info else None) or (
-        f"set it to {info.default!r} (the default)" if info is not None and info.default is not None
-        and info.default is not ... and not isinstance(info.default, BaseModel) else "see edgeseg watch --schema")
+        f"set it to {info.default!r} (the default)" if info is not None and not info.is_required()
+        and info.default is not None and not isinstance(info.default, BaseModel) else "see edgeseg watch --schema")
     got = err.get("input")
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         return f"{key}: must be a table/mapping, got {type(got).__name__} (fix: write '{loc[-1]}:' with indented keys below it)"
@@ -378,7 +378,10 @@ def format_error(exc: ValidationError, model: type[BaseModel] = BaseModel, prefi
     if kind == "finite_number":
         return f"{key}: must be a finite number, got {got!r} (fix: {fix})"
     if kind == "string_pattern_mismatch":
-        return f"{key}: {got!r} is not in the expected form (fix: {fix})"
+        pattern = (err.get("ctx") or {}).get("pattern")
+        form = {r"^[A-Za-z0-9_.-]+$": "letters, digits, '_', '.', '-' (no spaces)"}.get(pattern, f"the form {pattern}")
+        explicit = (getattr(info, "json_schema_extra", None) or {}).get("fix") if info else None
+        return f"{key}: {got!r} is not in the expected form (fix: {explicit or 'use ' + form})"
     what = _expects(info, kind) if info is not None else err["msg"].lower()
     return f"{key}: must be {what}, got {got!r} (fix: {fix})"
 

@@ -39,7 +39,7 @@ class StreamUnit:
                  zones: ZoneSettings | None = None, context: dict[str, Any] | None = None,
                  annotate: AnnotateFn | None = None, snapshots: SnapshotWriter | None = None,
                  on_event: Callable[[dict[str, Any]], None] | None = None, guards: GuardSettings | None = None,
-                 evidence: Any = None) -> None:
+                 evidence: Any = None, zone_evidence: dict[str, Any] | None = None) -> None:
         self.sinks = list(sinks)
         self.alarm = LeakAlarm(alarm.k, alarm.n, alarm.m, alarm.verify_s, alarm.cooldown_s, alarm.update_every_s,
                                alarm.update_area_change) if alarm is not None else None
@@ -57,6 +57,7 @@ class StreamUnit:
         self.annotate = annotate or Annotator(leak_class)
         self.snapshots, self.on_event = snapshots, on_event
         self.evidence = evidence  # an edgeseg.evidence.Recorder (clips, snapshots) or None
+        self.zone_evidence = dict(zone_evidence or {})  # a Recorder per named zone: each alarm gets its clip
         self._frame_sinks = [s for s in self.sinks if type(s).frame is not Sink.frame]
         self._draw = any(s.wants_annotated for s in self._frame_sinks)
         self.last_index, self.last_timestamp = -1, 0.0
@@ -152,10 +153,14 @@ class StreamUnit:
         by_zone = self.named.split(list(regions), frame.image.shape[:2]) if self.named is not None else {None: regions}
         events = self.alarm.update(frame.index, frame.timestamp_s, by_zone[None])
         if self.evidence is not None:  # evidence (#24), the camera's own alarm: pre-roll, clip, snapshots;
-            # its end waits for the post-roll (named zones' alarms carry no clip of their own yet)
+            # its end waits for the post-roll
             events = self.evidence.handle(frame.index, frame.timestamp_s, frame.image, result.mask, by_zone[None], events)
         for zone, alarm in self.zone_alarms.items():
-            events += [{**ev, "zone": zone} for ev in alarm.update(frame.index, frame.timestamp_s, by_zone.get(zone, []))]
+            zone_events = [{**ev, "zone": zone} for ev in alarm.update(frame.index, frame.timestamp_s, by_zone.get(zone, []))]
+            if zone in self.zone_evidence:  # the zone's alarm has its own clip, from the same frames
+                zone_events = self.zone_evidence[zone].handle(frame.index, frame.timestamp_s, frame.image, result.mask,
+                                                              by_zone.get(zone, []), zone_events)
+            events += zone_events
         for ev in events:
             if ev["event"] == "start" and self.snapshots is not None:
                 image = annotated if annotated is not None else self.annotate(frame.image, result.mask, regions)
@@ -169,11 +174,18 @@ class StreamUnit:
         """End an open alarm now (its ``end`` carries ``reason``): the source stopped, went
         offline, or the run ends. Nothing happens when none is open."""
         for zone, alarm in self.alarms:
-            events = alarm.close(self.last_index, self.last_timestamp, reason)
-            if zone is None and self.evidence is not None:  # evidence (#24): open clips close now, held ends final
-                events = self.evidence.finish(events)
+            events = [{**ev, "zone": zone} if zone else ev for ev in alarm.close(self.last_index, self.last_timestamp, reason)]
+            recorder = self.evidence if zone is None else self.zone_evidence.get(zone)
+            if recorder is not None:  # evidence (#24): open clips close now, held ends final
+                events = recorder.finish(events)
             for ev in events:
-                self.emit({**ev, "zone": zone} if zone else ev)
+                self.emit(ev)
+
+    def close_evidence(self) -> None:
+        """The stream is gone for good: every recorder's packet ring disconnects."""
+        for recorder in [self.evidence, *self.zone_evidence.values()]:
+            if recorder is not None:
+                recorder.close()
 
     @property
     def outputs(self) -> list[str]:

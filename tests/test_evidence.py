@@ -124,6 +124,31 @@ def test_file_camera_clip_has_preroll_alarm_postroll_and_snapshots(tiny_onnx, tm
     assert not [p for p in (tmp_path / "clips").rglob(".*.tmp")]
 
 
+def test_named_zone_alarm_gets_its_own_clip(tiny_onnx, tmp_path):
+    """A named zone's alarm is an alarm too: its start names its clip, its end carries the files."""
+    from edgeseg import Gateway
+
+    video = write_video(tmp_path / "cam.mp4", 80, range(30, 45))
+    col = Collect()
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
+                  "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3},
+                               "zones": {"named": [{"name": "yard", "include": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}]}}],
+                  "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0}},
+                 sinks=[col])
+    gw.start()
+    assert gw.wait(60)
+    gw.stop()
+    (start,), (end,) = col.of("start"), col.of("end")
+    assert start["zone"] == end["zone"] == "yard" and start["alarm_id"] == end["alarm_id"]
+    ev = end["evidence"]
+    assert start["evidence"]["clip"] == ev["clip"] and Path(ev["clip"]).name.startswith("file_yard_")
+    assert {c["annotated"] for c in ev["clips"]} == {False, True} and ev["dropped_frames"] == 0
+    for c in ev["clips"] + ev["snapshots"]:
+        assert Path(c["path"]).is_file() and sha(c["path"]) == c["sha256"]
+    frames, _ = decode(ev["clip"])
+    assert [bar_index(f) for f in frames[:11]] == [i % 50 for i in range(20, 31)]  # 1 s of pre-roll, then the leak
+
+
 def _watch_config(tmp_path: Path, tiny_onnx: Path, video: Path, clips: Path, **clip_kw) -> Path:
     cfg = {"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
            "cameras": [{"name": "cam", "source": str(video), "loop": True, "alarm": {"k": 1, "n": 1, "m": 1000}}],

@@ -155,6 +155,10 @@ def paired(events: list[dict]) -> bool:
     ({"cameras": [{"name": "a", "source": "0"}], "metrics": {"prot": 9}}, r"^metrics\.prot: unknown key \(fix: did you mean 'port'\?\)"),
     ({"cameras": [{"name": "a", "source": "0"}], "precision": "fp8"}, r"^precision: must be one of fp32, int8, bf16, got 'fp8'"),
     ({"cameras": [{"name": "a", "source": "0", "tiles": "2by2"}]}, r"^cameras\[0\]\.tiles: '2by2' is not in the expected form \(fix: ROWSxCOLS, e.g. 2x2"),
+    ({"cameras": [{"name": "a", "source": "0", "zones": {"named": [{"name": "north yard", "include": [[[0, 0], [1, 0], [1, 1]]]}]}}]},
+     r"^cameras\[0\]\.zones\.named\[0\]\.name: 'north yard' is not in the expected form \(fix: use letters, digits, '_', '\.', '-' \(no spaces\)\)$"),
+    ({"cameras": [{"name": "a", "source": "0", "zones": {"named": [{"include": [[[0, 0], [1, 0], [1, 1]]]}]}}]},
+     r"^cameras\[0\]\.zones\.named\[0\]\.name: is required \(fix: add it\)$"),
     ({"cameras": [{"name": "a", "source": "0"}], "batch": {"max_wait_ms": 1.0e15}}, r"^batch\.max_wait_ms: must be a number >= 0.0 and <= 1000.0"),
     ({"cameras": [{"name": "a", "source": "0", "min_area": 64}]}, r"^cameras\[0\]\.min_area: must be a number >= 0.0 and < 1.0, got 64(\.0)? \(fix: a share of the frame"),
 ])

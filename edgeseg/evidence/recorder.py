@@ -21,8 +21,10 @@ import errno
 import logging
 import os
 import queue
+import re
 import threading
 import time
+from dataclasses import is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -60,14 +62,17 @@ class _Job:
 
 class Recorder:
     """Evidence of one camera (see the module doc). ``settings``: its :class:`~edgeseg.settings.ClipSettings`;
+    ``zone``: the named zone whose alarm this recorder follows (None: the camera's own alarm);
     ``annotate(image, mask, regions)``: the annotated look; ``trouble(record)``: where a failed write is
     reported (any thread); ``on_deleted(path, reason)``: told of every retention deletion (metrics)."""
 
     def __init__(self, camera: str, settings: Any, annotate: Callable[[np.ndarray, Any, list], np.ndarray],
                  trouble: Callable[[dict[str, Any]], None] | None = None,
                  on_deleted: Callable[[str, str], None] | None = None, fps_hint: float = 25.0,
-                 copy_from: str | None = None, packets: Any = None) -> None:
+                 copy_from: str | None = None, packets: Any = None, zone: str | None = None) -> None:
         self.camera, self.s, self.annotate = camera, settings, annotate
+        self.zone = zone  # a named zone's own alarm: its files are named camera_zone_..., in the camera's folder
+        self.label = f"{camera}_{re.sub(r'[^A-Za-z0-9_.-]', '_', zone)}" if zone else camera
         self.trouble = trouble or (lambda rec: log.error("evidence trouble: %s", rec))
         self.on_deleted = on_deleted or (lambda path, reason: None)
         self.root = Path(settings.dir)
@@ -167,7 +172,7 @@ class Recorder:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime())
         pre = self.ring.before(shot.ts)
         t0 = pre[0].ts if pre else shot.ts
-        job = _Job(self.folder / f"{self.camera}_{stamp}_{shot.index:09d}", shot.ts, t0)
+        job = _Job(self.folder / f"{self.label}_{stamp}_{shot.index:09d}", shot.ts, t0)
         self.job = job
         with retention.OPEN_LOCK:
             retention.OPEN.add(str(job.base))
@@ -215,14 +220,15 @@ class Recorder:
         self._q.put(item)
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name=f"edgeseg-evidence-{self.camera}", daemon=True)
+                self._thread = threading.Thread(target=self._run, name=f"edgeseg-evidence-{self.label}", daemon=True)
                 self._thread.start()
 
     # -- writer thread -----------------------------------------------------------------------------
     def _run(self) -> None:
         open_: dict[str, dict[str, Any]] = {}
-        try:  # Linux: this thread yields the CPU to the cameras and inference (nice 10); it may fall behind
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        try:  # Linux: this thread yields the CPU to the cameras and inference (nice 19, the lowest); it may
+            # fall behind, and then its bounded queue drops clip frames (counted), never camera frames
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         except (AttributeError, OSError):
             pass
         while True:
@@ -299,12 +305,20 @@ class Recorder:
         return max(2, round(h * width / w)), width
 
     def _draw(self, shot: Shot, small: bool = False) -> np.ndarray:
-        img = self.annotate(shot.image, shot.mask, shot.regions) if shot.mask is not None else shot.image.copy()
-        if small and img.shape[1] > (self.s.annotated_width or img.shape[1]):
-            h, w = self._drawn_shape(img.shape)
-            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        image, mask, regions = shot.image, shot.mask, shot.regions
+        if small and image.shape[1] > (self.s.annotated_width or image.shape[1]):
+            # shrink first, then draw: blending and outlining a 720p / 4K frame only to shrink it
+            # afterwards cost the writer (and so the host's cores) several times the pixels
+            h, w = self._drawn_shape(image.shape)
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            if mask is not None:
+                sx, sy = w / shot.image.shape[1], h / shot.image.shape[0]
+                mask = cv2.resize(np.asarray(mask, np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+                regions = [replace(r, x=int(r.x * sx), y=int(r.y * sy), w=max(1, round(r.w * sx)),
+                                   h=max(1, round(r.h * sy))) if is_dataclass(r) else r for r in regions]
+        img = self.annotate(image, mask, regions) if mask is not None else image.copy()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(shot.ts)) if shot.ts > 1e8 else f"t={shot.ts:.2f}s"
-        cv2.putText(img, f"{self.camera} {stamp} #{shot.index}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
+        cv2.putText(img, f"{self.camera}{f' / {self.zone}' if self.zone else ''} {stamp} #{shot.index}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
         return img
 
     def _close_files(self, st: dict[str, Any]) -> None:

@@ -22,12 +22,13 @@ def check_clips(cameras: Iterable[Any]) -> None:
             raise OutputError(f"clips.dir {c.clips.dir}: {exc.strerror} (fix: give a clips.dir this user can write)") from None
 
 
-def recorder_for(c: Any, leak_class: int, trouble: Callable[[dict[str, Any]], None],
-                 on_deleted: Callable[[str, str], None]) -> Any:
-    """Camera ``c``'s :class:`~edgeseg.evidence.Recorder` when ``clips`` is set for it, else None.
-    A file camera (no ``loop``) gets its clean clip cut from the file, an RTSP camera from a packet ring."""
+def recorders_for(c: Any, leak_class: int, trouble: Callable[[dict[str, Any]], None],
+                  on_deleted: Callable[[str, str], None]) -> tuple[Any, dict[str, Any]]:
+    """Camera ``c``'s :class:`~edgeseg.evidence.Recorder` for its own alarm and one per named zone
+    (each alarm gets its clip), or ``(None, {})`` when ``clips`` is off for it. A file camera (no
+    ``loop``) gets its clean clips cut from the file, an RTSP camera from one packet ring they share."""
     if c.clips is None or not c.clips.enabled:
-        return None
+        return None, {}
     from edgeseg.annotate import Annotator  # noqa: PLC0415
     from edgeseg.evidence.copy import can_copy  # noqa: PLC0415
     from edgeseg.evidence.packets import PacketRing  # noqa: PLC0415
@@ -35,5 +36,10 @@ def recorder_for(c: Any, leak_class: int, trouble: Callable[[dict[str, Any]], No
 
     copy = c.source if not c.live and not c.loop and can_copy(c.source) else None
     ring = PacketRing(c.source, c.clips.pre_s + 2.0) if c.source.startswith("rtsp") else None
-    return Recorder(c.name, c.clips, Annotator(leak_class), trouble=trouble, on_deleted=on_deleted,
-                    copy_from=copy, packets=ring)
+
+    def make(zone: str | None) -> Any:
+        return Recorder(c.name, c.clips, Annotator(leak_class), trouble=trouble, on_deleted=on_deleted,
+                        copy_from=copy, packets=ring, zone=zone)
+
+    named = [z.name for z in c.zones.named] if c.zones is not None and c.alarm is not None else []
+    return make(None), {name: make(name) for name in named}

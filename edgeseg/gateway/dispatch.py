@@ -56,8 +56,7 @@ class Dispatcher:
         r = cam.reader
         reason = cam.stop_reason if cam.stop_requested_at is not None else r.end_reason
         cam.unit.end_alarm(reason)
-        if cam.unit.evidence is not None:  # evidence (#24): the camera's packet ring disconnects
-            cam.unit.evidence.close()
+        cam.unit.close_evidence()  # evidence (#24): the camera's packet ring disconnects
         kind = "camera_stopped" if cam.stop_requested_at is not None else "camera_finished"
         self._emit(cam, {"event": kind, "reason": reason, **({"error": r.error} if r.error else {}),
                          **cam.stats()})

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from edgeseg.errors import OutputError
-from edgeseg.evidence.setup import check_clips, recorder_for
+from edgeseg.evidence.setup import check_clips, recorders_for
 from edgeseg.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config
 from edgeseg.gateway.journal import AlarmJournal
 from edgeseg.gateway.camera import CameraState
@@ -231,10 +231,11 @@ class Gateway(Dispatcher):
                               on_reconnect=reconnect, sleep_unit=self._unit, on_crash=self._crashed,
                               stall_s=self.config.stall_s)
         seg = self._segmenter_for(c)
+        evidence, zone_evidence = recorders_for(c, seg.info.leak_class, self._on_trouble, self._deleted_evidence)
         unit = StreamUnit(self.sinks, seg.info.leak_class, c.alarm, c.zones,
                           context={"camera": c.name, "source": c.source}, snapshots=self._snapshots,
                           on_event=self._observer(c.name), guards=c.guards,
-                          evidence=recorder_for(c, seg.info.leak_class, self._on_trouble, self._deleted_evidence))
+                          evidence=evidence, zone_evidence=zone_evidence)
         unit.last_index, unit.last_timestamp = 0, 0.0
         cam = CameraState(c, reader, unit)
         if self.metrics:
