@@ -9,7 +9,13 @@ APIs, its dynamic batcher, several model instances and its Prometheus metrics. T
   metadata is in the model config's ``parameters``, as in a repository from ``edgeseg export triton``.
 * ``NAME_image`` - the image endpoint for clients that are not Python: ``image`` BYTES [-1, 1]
   (an encoded JPEG / PNG, or its base64 text) in; ``mask`` BYTES (PNG of the class-id mask at the
-  image's size) and ``result`` BYTES (JSON: leak, regions, classes, frame size) out.
+  image's size) and ``result`` BYTES (JSON: leak, regions, classes, frame size) out. It runs one
+  request per execution (no dynamic batcher), so an image that does not decode fails only its own
+  request, with HTTP 400 / gRPC INVALID_ARGUMENT and one line (:mod:`edgeseg.serve_errors`).
+
+Requests malformed at the protocol level (unknown or missing input, wrong datatype or shape) are
+refused by Triton core before they reach a model: 400, one line. A body that is not JSON gets one
+line with 500: Triton core reports JSON parse errors as internal (docs/triton.md has the table).
 
 The network runs where the model file runs here (ONNX Runtime, or TensorRT for an ``.engine``);
 a GPU server with NVIDIA's container runs the exported repository instead (docs/triton.md,
@@ -31,6 +37,7 @@ import cv2
 import numpy as np
 
 from edgeseg.errors import BackendUnavailable, ModelError
+from edgeseg.serve_errors import BadRequest, install_bad_request_answers
 
 log = logging.getLogger("edgeseg")
 
@@ -50,13 +57,22 @@ class ServeOptions:
     backend: str = "auto"
 
 
+def _imdecode(raw: bytes) -> np.ndarray | None:
+    try:  # OpenCV asserts on an empty buffer and may reject a corrupt one with cv2.error
+        return cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
+    except cv2.error:
+        return None
+
+
 def decode_image(data: Any) -> np.ndarray:
     """An encoded JPEG / PNG (raw bytes or base64 text) -> BGR frame; ValueError when it is neither."""
     raw = data if isinstance(data, (bytes, bytearray)) else bytes(data)
-    frame = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
+    if not raw:
+        raise ValueError("empty image (0 bytes), not a JPEG / PNG image")
+    frame = _imdecode(raw)
     if frame is None:
         try:
-            frame = cv2.imdecode(np.frombuffer(base64.b64decode(raw, validate=True), np.uint8), cv2.IMREAD_COLOR)
+            frame = _imdecode(base64.b64decode(raw, validate=True))
         except (binascii.Error, ValueError):
             frame = None
     if frame is None:
@@ -79,27 +95,18 @@ def _image_fn(seg: Any) -> Callable:
 
     @batch
     def infer(image: np.ndarray) -> dict[str, np.ndarray]:
-        # A request whose image cannot be decoded gets a one-line "error" in its own result: raising
-        # here would fail every request Triton batched with it, and PyTriton sends clients the
-        # server's traceback as the message (pytriton/proxy/inference.py, format_exception).
-        frames: list[np.ndarray | None] = []
-        errors: list[str | None] = []
-        for x in image:
+        # One request per call (the image model has no dynamic batcher), so refusing the request
+        # refuses no one else's: BadRequest becomes HTTP 400 with its one line (edgeseg.serve_errors).
+        frames = []
+        for i, x in enumerate(image):
             try:
                 frames.append(decode_image(x[0] if x.ndim else x))
-                errors.append(None)
             except ValueError as exc:
-                frames.append(None)
-                errors.append(f"{exc} (fix: send the encoded bytes of one JPEG or PNG image per request)")
-        good = [f for f in frames if f is not None]
-        results = iter(seg.segment_batch(good) if good else [])
+                where = f"image {i + 1} of {len(image)}: " if len(image) > 1 else ""
+                raise BadRequest(f"{where}{exc} (fix: send the encoded bytes of one JPEG or PNG image "
+                                 "per request)") from None
         masks, info = [], []
-        for frame, error in zip(frames, errors):
-            if frame is None:
-                masks.append([b""])
-                info.append([json.dumps({"error": error}).encode()])
-                continue
-            r = next(results)
+        for r in seg.segment_batch(frames):
             masks.append([cv2.imencode(".png", r.mask)[1].tobytes()])
             info.append([json.dumps({**r.to_dict(), "classes": list(r.classes)}).encode()])
         return {"mask": np.array(masks, dtype=object), "result": np.array(info, dtype=object)}
@@ -177,7 +184,11 @@ def build_triton(model: str | Path, opts: ServeOptions) -> tuple[Any, dict[str, 
     triton.bind(model_name=image_name, infer_func=[_image_fn(s) for s in segs],
                 inputs=[Tensor(name="image", dtype=bytes, shape=(1,))],
                 outputs=[Tensor(name="mask", dtype=bytes, shape=(1,)), Tensor(name="result", dtype=bytes, shape=(1,))],
-                config=ModelConfig(max_batch_size=opts.max_batch, batcher=batcher))
+                # batcher=None: no dynamic_batching in the config, so Triton's default scheduler runs
+                # each request alone (one bad image cannot fail requests batched with it), while
+                # max_batch_size keeps the batch dimension -1 in the API that clients already use
+                config=ModelConfig(max_batch_size=opts.max_batch, batcher=None))
+    install_bad_request_answers(triton, image_name)  # BadRequest -> HTTP 400, one line
     summary = {
         "model": str(model), "backend": segs[0].backend_name, "classes": list(info.classes),
         "tensor_model": opts.name, "image_model": image_name, "instances": opts.instances, "max_batch": opts.max_batch,

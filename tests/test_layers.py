@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "edgeseg.evidence",
     )),
     ("apps", (  # what a person runs: detection runs, the camera gateway, serving, building, converting
-        "edgeseg.detect", "edgeseg.gateway", "edgeseg.serve", "edgeseg.serve_process", "edgeseg.triton_repo",
+        "edgeseg.detect", "edgeseg.gateway", "edgeseg.serve", "edgeseg.serve_process", "edgeseg.serve_errors", "edgeseg.triton_repo",
         "edgeseg.doctor", "edgeseg.fp16", "edgeseg.verify",
     )),
     ("bench", ("edgeseg.bench",)),  # measures the apps and the runtime, so it sits above both

@@ -16,15 +16,17 @@ def serve_cmd(
     port: int = typer.Option(8000, help="HTTP port; gRPC is PORT+1 and metrics PORT+2 unless given"),
     grpc_port: Optional[int] = typer.Option(None, help="gRPC port (default PORT+1)"),
     metrics_port: Optional[int] = typer.Option(None, help="Prometheus metrics port (default PORT+2)"),
-    max_batch: int = typer.Option(8, help="Largest batch Triton's dynamic batcher forms"),
+    max_batch: int = typer.Option(8, help="Largest batch Triton's dynamic batcher forms on NAME; most images per "
+                                          "NAME_image request"),
     instances: int = typer.Option(1, help="Model instances (each with its own runtime session)"),
-    preferred_batch: str = typer.Option("", help="Preferred dynamic batch sizes, e.g. 4,8"),
-    queue_delay_us: int = typer.Option(2000, help="How long Triton waits for more requests to batch (µs)"),
+    preferred_batch: str = typer.Option("", help="Preferred dynamic batch sizes on NAME, e.g. 4,8"),
+    queue_delay_us: int = typer.Option(2000, help="How long Triton waits for more requests to batch on NAME (µs)"),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads per instance (default: cores / instances)"),
     backend: str = typer.Option("auto", help="Local backend that runs the network: auto | onnxruntime | tensorrt"),
 ) -> None:
     """Serve a model through a real Triton Inference Server (PyTriton): tensor endpoint NAME for
-    Segmenter('triton://HOST:GRPC_PORT/NAME'), image endpoint NAME_image (JPEG/PNG in, mask + regions out)."""
+    Segmenter('triton://HOST:GRPC_PORT/NAME'), image endpoint NAME_image (JPEG/PNG in, mask + regions out;
+    one request per execution, an image that does not decode gets a one-line HTTP 400)."""
     import logging
 
     from edgeseg.errors import BackendUnavailable, ModelError
