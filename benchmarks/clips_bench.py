@@ -4,11 +4,12 @@ Worst case on purpose: every camera is in alarm for the whole run (threshold 0.0
 evidence writer encodes every processed frame (the clean clip, and the annotated one unless
 ``--no-annotated``) for the whole measurement, beside the pre-roll ring. Cameras are the same
 in-memory paced cameras as ``gateway_bench.py`` (real plume frames, ``--camera-fps`` each).
-Rounds are interleaved (off, on, on, off, ...) so drift on a shared machine hits both sides; the
-results are the ratio of the medians and the median of each round's on/off ratio (its two runs ran
-back to back, so a load that changes between rounds disturbs it least).
+Two gateways run side by side, one without clips and one with, and take turns: ``--rounds``
+windows of ``--duration`` s each, the other's cameras paused and its last batch finished (its clip
+writer may go on: that cost is the one under test), so a shared host's drift hits both sides.
+The result is the median of the rounds' on/off ratios (and the ratio of the medians).
 
-    python benchmarks/clips_bench.py [--model m.onnx] [--cameras 2] [--duration 8] [--rounds 3] [--json]
+    python benchmarks/clips_bench.py [--model m.onnx] [--cameras 2] [--duration 4] [--rounds 6] [--json]
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,10 @@ for p in (ROOT, ROOT / "benchmarks"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from gateway_bench import PacedCamera  # noqa: E402
+from gateway_bench import PacedCamera, host_line, quiesce, window  # noqa: E402
 
 
-def run_once(a: argparse.Namespace, clips: bool, work: Path) -> dict[str, Any]:
+def gateway(a: argparse.Namespace, clips: bool, work: Path, gate: threading.Event) -> Any:
     from edgeseg import Gateway
 
     cfg: dict[str, Any] = {
@@ -38,29 +40,22 @@ def run_once(a: argparse.Namespace, clips: bool, work: Path) -> dict[str, Any]:
         "cameras": [{"name": f"cam{i}", "source": f"bench://{i}", "min_area": 0.0} for i in range(a.cameras)]}
     if clips:
         cfg["clips"] = {"dir": str(work / "clips"), "pre_s": 5, "post_s": 5, "annotated": a.annotated}
-    gw = Gateway(cfg, capture_factory=lambda spec: PacedCamera(spec, (a.height, a.width), a.camera_fps))
-    gw.start()
-    time.sleep(a.warmup)
-    base = {n: c.processed for n, c in gw.cameras.items()}
-    t0 = time.perf_counter()
-    time.sleep(a.duration)
-    elapsed = time.perf_counter() - t0
-    done = sum(c.processed - base[n] for n, c in gw.cameras.items())
-    starts = sum(1 for c in gw.cameras.values() if c.unit.alarm_active)
-    t1 = time.perf_counter()
-    gw.stop()
-    written = sorted(str(p.name) for p in (work / "clips").rglob("*.mp4")) if clips else []
-    return {"clips": clips, "fps": done / elapsed, "alarms_open": starts, "stop_s": time.perf_counter() - t1,
-            "clip_files": len(written)}
+    return Gateway(cfg, capture_factory=lambda spec: PacedCamera(spec, (a.height, a.width), a.camera_fps, gate=gate))
+
+
+def dropped_clip_frames(gw: Any) -> int:
+    """Clip frames the writer had to drop (it runs at nice 19 and yields to inference when behind)."""
+    return sum(c.unit.evidence.job.dropped for c in gw.cameras.values()
+               if c.unit.evidence is not None and c.unit.evidence.job is not None)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="ONNX model (default: the bundled one)")
     ap.add_argument("--cameras", type=int, default=2)
-    ap.add_argument("--duration", type=float, default=8.0, help="Seconds measured per round and side")
+    ap.add_argument("--duration", type=float, default=4.0, help="Seconds per window (each side, each round)")
     ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--rounds", type=int, default=3, help="Rounds; each measures off and on (order alternates)")
+    ap.add_argument("--rounds", type=int, default=6, help="Rounds; each measures off and on (order alternates)")
     ap.add_argument("--camera-fps", type=float, default=15.0, help="Frames per second each camera offers (0: as fast as read)")
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=360)
@@ -71,24 +66,41 @@ def main(argv: list[str] | None = None) -> int:
     from edgeseg.segmenter import DEFAULT_MODEL
 
     a.model = a.model or str(DEFAULT_MODEL)
-    runs = []
-    for r in range(a.rounds):
-        for clips in ((False, True) if r % 2 == 0 else (True, False)):
-            with tempfile.TemporaryDirectory() as d:
-                row = run_once(a, clips, Path(d))
-            runs.append(row)
-            if not a.json:
-                print(f"round {r + 1} clips {'on ' if clips else 'off'}: {row['fps']:.2f} fps "
-                      f"({row['alarms_open']} alarm(s) open, {row['clip_files']} clip file(s), stop {row['stop_s']:.2f} s)",
-                      flush=True)
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as d:
+        gates = {False: threading.Event(), True: threading.Event()}
+        gws = {clips: gateway(a, clips, Path(d) / ("on" if clips else "off"), gates[clips]) for clips in (False, True)}
+        for clips, gw in gws.items():
+            gates[clips].set()
+            gw.start()
+        time.sleep(a.warmup)
+        try:
+            for r in range(a.rounds):
+                for clips in ((False, True) if r % 2 == 0 else (True, False)):
+                    gates[not clips].clear()
+                    gates[clips].set()
+                    fps, batch_s = window(gws[clips], a.duration)
+                    gates[clips].clear()
+                    quiesce(gws[clips], batch_s)
+                    row = {"round": r + 1, "clips": clips, "fps": fps, "clip_frames_dropped": dropped_clip_frames(gws[clips]),
+                           "alarms_open": sum(1 for c in gws[clips].cameras.values() if c.unit.alarm_active)}
+                    runs.append(row)
+                    if not a.json:
+                        print(f"round {r + 1} clips {'on ' if clips else 'off'}: {fps:.2f} fps ({row['alarms_open']} alarm(s) "
+                              f"open, {row['clip_frames_dropped']} clip frames dropped so far)", flush=True)
+        finally:
+            for clips, gw in gws.items():
+                gates[clips].set()
+                gw.stop()
+        written = sorted(p.name for p in (Path(d) / "on" / "clips").rglob("*.mp4"))
     off = statistics.median(x["fps"] for x in runs if not x["clips"])
     on = statistics.median(x["fps"] for x in runs if x["clips"])
-    # each round's on/off pair ran back to back: its ratio is the least disturbed by a load that changes
-    pairs = [runs[i + (1 if runs[i]["clips"] is False else 0)]["fps"] / runs[i + (0 if runs[i]["clips"] is False else 1)]["fps"]
-             for i in range(0, len(runs), 2)]
-    out = {"model": a.model, "cameras": a.cameras, "frame_size": [a.height, a.width], "camera_fps": a.camera_fps,
-           "annotated": a.annotated, "rounds": a.rounds, "fps_off": off, "fps_on": on, "ratio": on / off if off else None,
-           "pair_ratios": pairs, "median_pair_ratio": statistics.median(pairs), "runs": runs}
+    by_round = {(x["round"], x["clips"]): x["fps"] for x in runs}
+    pairs = [by_round[(r + 1, True)] / by_round[(r + 1, False)] for r in range(a.rounds)]
+    out = {"model": a.model, "host": host_line(), "cameras": a.cameras, "frame_size": [a.height, a.width],
+           "camera_fps": a.camera_fps, "annotated": a.annotated, "rounds": a.rounds, "window_s": a.duration,
+           "fps_off": off, "fps_on": on, "ratio": on / off if off else None, "pair_ratios": pairs,
+           "median_pair_ratio": statistics.median(pairs), "clip_files": len(written), "runs": runs}
     if a.json:
         print(json.dumps(out, indent=2))
     else:

@@ -51,6 +51,17 @@ class Sink(ABC):
         else:
             log.error("%s: %s %s", type(self).__name__, kind, fields)
 
+    def guarded_sender(self, loop: Callable[[], None], name: str, stopping: Callable[[], bool]) -> None:
+        """Run a sender thread's ``loop``: a failure there is logged and reported as trouble
+        ``<name>_sender_failed`` (unless the sink is closing); the durable queue keeps the events
+        and the next start sends them. Shared by the queued senders (webhook, MQTT)."""
+        try:
+            loop()
+        except Exception:  # noqa: BLE001 - the queue keeps the events; the next start sends them
+            if not stopping():
+                log.exception("%s sender stopped; queued events wait for the next start", name)
+                self.report_trouble(f"{name}_sender_failed", fix="see the log; restart the gateway")
+
     def frame(self, frame: "Frame", result: "Result", annotated: np.ndarray | None) -> None:
         """One processed frame."""
 

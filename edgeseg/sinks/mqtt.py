@@ -137,12 +137,7 @@ class MqttSink(Sink):
                 self.acked += 1
 
     def _send_loop(self) -> None:
-        try:
-            self._send()
-        except Exception:  # noqa: BLE001 - the queue keeps the events; the next start sends them
-            if not self._closed:
-                log.exception("MQTT sender stopped; queued events wait for the next start")
-                self.report_trouble("mqtt_sender_failed", fix="see the log; restart the gateway")
+        self.guarded_sender(self._send, "mqtt", lambda: self._closed)
 
     def _send(self) -> None:
         assert self.queue is not None

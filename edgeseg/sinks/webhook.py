@@ -132,12 +132,7 @@ class WebhookSink(Sink):
                             fix="the receiver refused this event; check its logs, then re-post the file")
 
     def _run(self) -> None:
-        try:
-            self._send_loop()
-        except Exception:  # noqa: BLE001 - the queue keeps the events; the next start sends them
-            if not self._closing:
-                log.exception("webhook sender stopped; queued events wait for the next start")
-                self.report_trouble("webhook_sender_failed", fix="see the log; restart the gateway")
+        self.guarded_sender(self._send_loop, "webhook", lambda: self._closing)
 
     def _send_loop(self) -> None:
         backoff = Backoff(min(0.5, self.max_backoff_s), self.max_backoff_s)
