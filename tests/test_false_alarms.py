@@ -65,7 +65,7 @@ def test_one_pass_masks_equal_the_segmenters(tiny_onnx):
     for thr, ma in [(0.3, 0), (0.35, 200), (0.5, 64)]:
         ref = Segmenter(tiny_onnx, backend="onnxruntime", threshold=thr, min_area=ma / (120 * 200))  # a share
         for f, p in zip(frames, passes):
-            assert (frame_mask(p, thr, ma, leak) == (ref.segment(f).mask == leak)).all()
+            assert (frame_mask(p, thr, ma / (120 * 200), leak) == (ref.segment(f).mask == leak)).all()
 
 
 def test_grid_and_choice():
@@ -85,13 +85,13 @@ def test_grid_and_choice():
     crop_noise = np.full((64, 64), 0.1)
     crop_noise[5:15, 5:15] = 0.6  # 100 px blob at 0.6: a false alarm unless threshold > 0.6 or min_area > 100
     rows = score_grid([P(p)], [truth], [P(crop_noise), P(np.full((64, 64), 0.1))], 1,
-                      thresholds=[0.5, 0.65], min_areas=[0, 16, 128])
-    by = {(r["threshold"], r["min_area"]): r for r in rows}
+                      thresholds=[0.5, 0.65], min_areas=[0, 16 / 4096, 128 / 4096])  # shares of the 64x64 frame
+    by = {(r["threshold"], round(r["min_area"] * 4096)): r for r in rows}
     assert by[(0.5, 0)]["false_alarm_rate"] == 0.5 and by[(0.65, 0)]["false_alarm_rate"] == 0.0
     assert by[(0.5, 128)]["false_alarm_rate"] == 0.0
     assert by[(0.5, 16)]["iou_dataset"] == pytest.approx(1.0) and by[(0.5, 0)]["iou_dataset"] < 1.0
     best = choose(rows, budget=0.1)
-    assert best["iou_dataset"] == pytest.approx(1.0) and best["min_area"] == 16  # ties: smaller area
+    assert best["iou_dataset"] == pytest.approx(1.0) and best["min_area"] == 16 / 4096  # ties: smaller area
     assert choose([dict(r, false_alarm_rate=0.5) for r in rows], budget=0.1) is None
     # per-image IoU decides among pairs that keep the IoU floor; below the floor nothing qualifies
     fake = [dict(threshold=0.5, min_area=0, iou_dataset=0.30, iou_per_image=0.08, false_alarm_rate=0.2),

@@ -35,7 +35,9 @@ from edgeseg.preprocess import preprocess
 
 from training.train import DATA_ROOT  # ../shared/data/smoke5k beside the checkout
 THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.10, 0.96, 0.05), 2))
-MIN_AREAS = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 12288, 16384)
+#: minimum region areas as a share of the frame (what ``min_area`` means since issue #22: the same
+#: share at every camera resolution); 0.0104 is 2,048 px of a 512x384 photo
+MIN_AREAS = (0.0, 0.0005, 0.001, 0.002, 0.004, 0.007, 0.0104, 0.015, 0.02, 0.03, 0.045, 0.06)
 ALARM_PX = 64  # a smoke-free frame "raises a leak" with a region of at least this many px (and min_area)
 BUDGET = 0.10  # at most 10 % of smoke-free crops may raise a leak
 
@@ -75,9 +77,15 @@ def network_passes(seg, frames: Sequence[np.ndarray]) -> list[Pass]:
     return out
 
 
-def frame_mask(p: Pass, threshold: float, min_area: int, leak: int) -> np.ndarray:
-    """The frame-size leak mask ``Segmenter(threshold=, min_area=).segment(frame).mask == leak``."""
-    labels, _ = analyse(p.probs, p.transform, threshold, leak, min_area)
+def area_px(p: Pass, share: float) -> float:
+    """A minimum area given as a share of the frame, in that frame's pixels (as the Segmenter counts)."""
+    return float(share) * p.transform.orig_h * p.transform.orig_w
+
+
+def frame_mask(p: Pass, threshold: float, min_area: float, leak: int) -> np.ndarray:
+    """The frame-size leak mask ``Segmenter(threshold=, min_area=).segment(frame).mask == leak``
+    (``min_area``: a share of the frame)."""
+    labels, _ = analyse(p.probs, p.transform, threshold, leak, area_px(p, min_area))
     return resize_labels(labels, (p.transform.orig_h, p.transform.orig_w)) == leak
 
 
@@ -95,8 +103,8 @@ def score_grid(photos: list[Pass], truths: list[np.ndarray], crops: list[Pass], 
                 inter, union = inter + i, union + u
                 if u:
                     per_image.append(i / u)
-            hits = sum(bool(extract_regions(frame_mask(c, thr, ma, leak).astype(np.uint8), 1, max(ma, ALARM_PX)))
-                       for c in crops)
+            hits = sum(bool(extract_regions(frame_mask(c, thr, ma, leak).astype(np.uint8), 1,
+                                            max(area_px(c, ma), ALARM_PX))) for c in crops)
             rows.append({"threshold": thr, "min_area": ma, "iou_dataset": inter / max(1, union),
                          "iou_per_image": float(np.mean(per_image)) if per_image else float("nan"),
                          "false_alarms": hits, "crops": len(crops),
@@ -121,7 +129,7 @@ def choose(rows: list[dict], budget: float = BUDGET, iou_floor: float = 0.0) -> 
 
 
 def select(model: Path | None, data_root: Path = DATA_ROOT, budget: float = BUDGET,
-           shipped: tuple[float | None, int] = (None, 0), iou_floor: float | None = None) -> dict:
+           shipped: tuple[float | None, float | None] = (None, None), iou_floor: float | None = None) -> dict:
     """Score the grid for ``model`` on the held-out train photos and pick a pair (``choose``);
     ``iou_floor`` None: the model's own held-out IoU with its shipped settings."""
     from edgeseg import Segmenter
@@ -135,7 +143,7 @@ def select(model: Path | None, data_root: Path = DATA_ROOT, budget: float = BUDG
     crop_passes = network_passes(seg, crops)
     rows = score_grid(photos, truths, crop_passes, leak)
     thr0 = shipped[0] if shipped[0] is not None else seg.threshold
-    base = score_grid(photos, truths, crop_passes, leak, [thr0], [shipped[1]])[0]
+    base = score_grid(photos, truths, crop_passes, leak, [thr0], [shipped[1] if shipped[1] is not None else seg.min_area])[0]
     best = choose(rows, budget, iou_floor=base["iou_dataset"] if iou_floor is None else iou_floor)
     by_dataset_iou = max((r for r in rows if r["false_alarm_rate"] <= budget), key=lambda r: r["iou_dataset"], default=None)
     return {"model": str(seg.model_path), "held_out_photos": len(held), "smoke_free_crops": len(crops),
@@ -161,12 +169,12 @@ def main(argv: list[str] | None = None) -> None:
     b, c = res["as_shipped"], res["chosen"]
     print(f"{res['held_out_photos']} held-out train photos, {res['smoke_free_crops']} smoke-free crops of them")
     thr = "argmax" if b["threshold"] is None else f"{b['threshold']:.2f}"
-    print(f"as shipped: threshold {thr} min_area {b['min_area']}: IoU {b['iou_dataset']:.3f} "
+    print(f"as shipped: threshold {thr} min_area {b['min_area']:g} of the frame: IoU {b['iou_dataset']:.3f} "
           f"(per image {b['iou_per_image']:.3f}), false alarms {b['false_alarms']}/{b['crops']}")
     if c is None:
         print(f"no pair within the {100 * args.budget:.0f} % false-alarm budget")
     else:
-        print(f"chosen: threshold {c['threshold']:.2f} min_area {c['min_area']}: IoU {c['iou_dataset']:.3f} "
+        print(f"chosen: threshold {c['threshold']:.2f} min_area {c['min_area']:g} of the frame: IoU {c['iou_dataset']:.3f} "
               f"(per image {c['iou_per_image']:.3f}), false alarms {c['false_alarms']}/{c['crops']}")
     print(f"wrote {args.out}")
 
