@@ -6,9 +6,14 @@ OpenVINO with ``INFERENCE_PRECISION_HINT=bf16``; ONNX Runtime has no bf16 CPU pa
 """
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 from edgeseg.errors import ModelError
+
+log = logging.getLogger("edgeseg")
+_WARNED: set[str] = set()
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -65,6 +70,10 @@ def resolve_model(model: Path, precision: str) -> Path:
                          "built (edgeseg build MODEL.onnx --int8 --calib-data DIR)")
     sibling = int8_sibling(model)
     if sibling.is_file():
+        warning = int8_host_warning(sibling)
+        if warning and str(sibling) not in _WARNED:
+            _WARNED.add(str(sibling))
+            log.warning("%s", warning)
         return sibling
     if model.is_file():
         from edgeseg.model_meta import read_metadata  # noqa: PLC0415
@@ -73,3 +82,27 @@ def resolve_model(model: Path, precision: str) -> Path:
             return model
     raise ModelError(f"no INT8 model for {model.name} (looked for {sibling}); make one with: edgeseg export int8 "
                      f"{model} --calib-data DIR -o {sibling}")
+
+
+def int8_host_warning(int8_model: str | Path, features: dict[str, bool] | None = None) -> str | None:
+    """Why an INT8 file may disagree with fp32 on *this* CPU more than its record says, or None.
+
+    A u8s8 model without reduced range (``edgeseg export int8``'s choice on a CPU with VNNI, as the
+    bundled one was made) runs exact on VNNI / AMX, but ONNX Runtime's AVX2 u8s8 kernels saturate
+    their 16-bit sums: on an AVX2-only EPYC the bundled INT8 model's masks agreed 0.91 with fp32
+    on the demo frames (tests/test_tensorrt_cpu.py), against 0.99 for the same weights made
+    symmetric s8s8. Its record (``<model>.json``, written by ``edgeseg export int8``) names the
+    setting and the CPU it was made on."""
+    from edgeseg.host import describe_cpu_features, has_vnni  # noqa: PLC0415
+
+    try:
+        rec = json.loads(Path(int8_model).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    config = str(rec.get("config", "")) if isinstance(rec, dict) else ""
+    if "u8s8" not in config or config.endswith("_rr") or has_vnni(features):
+        return None
+    return (f"{Path(int8_model).name} was made for a CPU with 8-bit dot products ({config}); this CPU has none "
+            f"({describe_cpu_features(features)}), where ONNX Runtime's u8s8 kernels saturate and its masks can "
+            "differ from fp32 more than its record says (fix: make one for this CPU: edgeseg export int8 MODEL "
+            "--calib-data DIR, which picks 7-bit weights here; or run fp32)")

@@ -86,3 +86,20 @@ def test_bundled_int8_model_agrees_with_its_sidecar():
     assert "val" not in Path(rec["calibration"]["source"]).parts
     seg = Segmenter(precision="int8", backend="onnxruntime")
     assert seg.model_path == int8 and seg.segment(np.full((120, 160, 3), 90, np.uint8)).mask.shape == (120, 160)
+
+
+def test_a_u8s8_model_warns_on_a_cpu_without_vnni(tmp_path):
+    """u8s8 without reduced range saturates in ONNX Runtime's AVX2 kernels: the SDK says so at load
+    on such a CPU (flags given here, so the test means the same on every host)."""
+    from edgeseg.precision import int8_host_warning
+
+    model = tmp_path / "m.int8.onnx"
+    model.write_bytes(b"")
+    no_vnni = {"avx2": True, "fma": True, "avx512_vnni": False, "avx_vnni": False, "amx_int8": False}
+    assert int8_host_warning(model, no_vnni) is None  # no record: nothing to say
+    (tmp_path / "m.int8.json").write_text(json.dumps({"config": "qdq_u8s8_perchannel"}))
+    line = int8_host_warning(model, no_vnni)
+    assert "8-bit dot products" in line and "fix: make one for this CPU: edgeseg export int8" in line and "\n" not in line
+    assert int8_host_warning(model, {**no_vnni, "avx512_vnni": True}) is None
+    (tmp_path / "m.int8.json").write_text(json.dumps({"config": "qop_u8s8_perchannel_rr"}))
+    assert int8_host_warning(model, no_vnni) is None  # 7-bit weights: no saturation
