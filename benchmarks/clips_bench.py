@@ -35,7 +35,8 @@ def gateway(a: argparse.Namespace, clips: bool, work: Path, gate: threading.Even
     from edgeseg import Gateway
 
     cfg: dict[str, Any] = {
-        "model": a.model, "threads": a.threads, "state_dir": str(work / "state"), "threshold": 0.01,
+        "model": a.model, "threads": a.threads, "backend": a.backend, "precision": a.precision,
+        "state_dir": str(work / "state"), "threshold": 0.01,
         "alarm": {"k": 1, "n": 1, "m": 1000},
         "cameras": [{"name": f"cam{i}", "source": f"bench://{i}", "min_area": 0.0} for i in range(a.cameras)]}
     if clips:
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=360)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--backend", default="auto", help="The gateways' backend (a faster one means more frames to encode)")
+    ap.add_argument("--precision", default="fp32", help="fp32 | bf16 | int8 (the model's INT8 sibling)")
     ap.add_argument("--no-annotated", dest="annotated", action="store_false", help="Clean clip only")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     on = statistics.median(x["fps"] for x in runs if x["clips"])
     by_round = {(x["round"], x["clips"]): x["fps"] for x in runs}
     pairs = [by_round[(r + 1, True)] / by_round[(r + 1, False)] for r in range(a.rounds)]
-    out = {"model": a.model, "host": host_line(), "cameras": a.cameras, "frame_size": [a.height, a.width],
+    out = {"model": a.model, "backend": a.backend, "precision": a.precision, "host": host_line(), "cameras": a.cameras, "frame_size": [a.height, a.width],
            "camera_fps": a.camera_fps, "annotated": a.annotated, "rounds": a.rounds, "window_s": a.duration,
            "fps_off": off, "fps_on": on, "ratio": on / off if off else None, "pair_ratios": pairs,
            "median_pair_ratio": statistics.median(pairs), "clip_files": len(written), "runs": runs}

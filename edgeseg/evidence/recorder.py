@@ -44,6 +44,27 @@ MAX_PENDING_BYTES = 256 * 1024 * 1024
 SWEEP_EVERY_S = 60.0
 
 
+def yield_cpu() -> str:
+    """Make the calling thread take only the CPU that cameras and inference leave; returns how.
+
+    Linux ``SCHED_IDLE``: the thread runs only when no normal thread wants the core and is preempted
+    at once when one wakes; nice 19 alone was not enough, since an inference runtime's worker
+    threads wake and sleep at every layer and each wake-up waited for the writer's time slice (clips
+    cost 10 % of a 720p gateway's FPS under OpenVINO). Where that policy is not available, nice 19.
+    The writer may then fall behind: its bounded queue drops clip frames (counted), never camera frames."""
+    tid = threading.get_native_id()
+    try:
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        return "SCHED_IDLE"
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, 19)
+        return "nice 19"
+    except (AttributeError, OSError):
+        return "unchanged"
+
+
 class _Job:
     """One alarm's evidence, as the feeding thread sees it."""
 
@@ -226,11 +247,7 @@ class Recorder:
     # -- writer thread -----------------------------------------------------------------------------
     def _run(self) -> None:
         open_: dict[str, dict[str, Any]] = {}
-        try:  # Linux: this thread yields the CPU to the cameras and inference (nice 19, the lowest); it may
-            # fall behind, and then its bounded queue drops clip frames (counted), never camera frames
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (AttributeError, OSError):
-            pass
+        yield_cpu()
         while True:
             try:
                 item = self._q.get(timeout=5.0)
