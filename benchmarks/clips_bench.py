@@ -45,7 +45,7 @@ def gateway(a: argparse.Namespace, clips: bool, work: Path, gate: threading.Even
 
 
 def dropped_clip_frames(gw: Any) -> int:
-    """Clip frames the writer had to drop (it runs at nice 19 and yields to inference when behind)."""
+    """Clip frames the writer had to drop (it is idle-scheduled and yields to inference when behind)."""
     return sum(c.unit.evidence.job.dropped for c in gw.cameras.values()
                if c.unit.evidence is not None and c.unit.evidence.job is not None)
 
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as d:
         gates = {False: threading.Event(), True: threading.Event()}
-        # created in --first's order: with OpenVINO the gateway created second ran 7 % faster in an A/A
-        # check (both without clips), so a run in each order and their geometric mean cancel that
+        # created in --first's order: a run in each order shows whether creation order favours a side
+        # (--aa, both without clips, measures the method's own bias)
         order = (True, False) if a.first == "on" else (False, True)
         gws = {clips: gateway(a, clips and not a.aa, Path(d) / ("on" if clips else "off"), gates[clips]) for clips in order}
         for clips, gw in gws.items():

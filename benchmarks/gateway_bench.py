@@ -127,11 +127,6 @@ def host_line() -> str:
     return f"{cpu_model()}, {os.cpu_count()} cores, {describe_cpu_features()}, load {os.getloadavg()[0]:.1f}"
 
 
-def window_fps(gw: Any, duration: float) -> float:
-    """The gateway's FPS over about ``duration`` seconds (see :func:`window`)."""
-    return window(gw, duration)[0]
-
-
 def window(gw: Any, duration: float) -> tuple[float, float]:
     """``(fps, seconds per batch)`` over about ``duration`` seconds, counted between the first and the
     last batch that completed in the window: on a slow host a batch of 8 takes over a second, and

@@ -144,6 +144,12 @@ def remove_small(mask: np.ndarray, leak_class: int = 1, min_area: int = 0) -> np
     return m
 
 
+def min_area_px(share: float, transform) -> float:
+    """A minimum region area given as a share of the frame (``min_area``'s unit), in that frame's
+    pixels: the one conversion, so the SDK and the operating-point search count the same."""
+    return float(share) * transform.orig_h * transform.orig_w
+
+
 def crop_padding(a: np.ndarray, transform) -> np.ndarray:
     """The part of a network-sized map that shows the frame (letterbox padding removed)."""
     t = transform

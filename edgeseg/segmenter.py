@@ -17,7 +17,7 @@ from edgeseg.backends.base import Backend, BackendOptions
 from edgeseg.backends.registry import open_backend
 from edgeseg.errors import InputError, ModelError
 from edgeseg.model_meta import ModelInfo
-from edgeseg.postprocess import Region, analyse, class_probs, crop_padding, regions_at_network, resize_labels
+from edgeseg.postprocess import Region, analyse, class_probs, crop_padding, min_area_px, regions_at_network, resize_labels
 from edgeseg.precision import resolve_model
 from edgeseg.preprocess import Transform, network_images, preprocess
 from edgeseg.settings import DEFAULT_MIN_AREA
@@ -200,7 +200,7 @@ class Segmenter:
         """Frame ``i``'s minimum region area in frame pixels: its override (a fraction of the
         frame), else the Segmenter's own."""
         frac = min_areas[i] if min_areas is not None and min_areas[i] is not None else self.min_area
-        return float(frac) * t.orig_h * t.orig_w
+        return min_area_px(frac, t)
 
     @staticmethod
     def _stamp(results: list[Result], t0: float, t1: float, t2: float, t3: float) -> list[Result]:

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from edgeseg.bench.accuracy import LabelledImage, smoke_free_crops
-from edgeseg.postprocess import analyse, class_probs, extract_regions, resize_labels
+from edgeseg.postprocess import analyse, class_probs, extract_regions, min_area_px, resize_labels
 from edgeseg.preprocess import preprocess
 
 from training.train import DATA_ROOT  # ../shared/data/smoke5k beside the checkout
@@ -77,15 +77,10 @@ def network_passes(seg, frames: Sequence[np.ndarray]) -> list[Pass]:
     return out
 
 
-def area_px(p: Pass, share: float) -> float:
-    """A minimum area given as a share of the frame, in that frame's pixels (as the Segmenter counts)."""
-    return float(share) * p.transform.orig_h * p.transform.orig_w
-
-
 def frame_mask(p: Pass, threshold: float, min_area: float, leak: int) -> np.ndarray:
     """The frame-size leak mask ``Segmenter(threshold=, min_area=).segment(frame).mask == leak``
     (``min_area``: a share of the frame)."""
-    labels, _ = analyse(p.probs, p.transform, threshold, leak, area_px(p, min_area))
+    labels, _ = analyse(p.probs, p.transform, threshold, leak, min_area_px(min_area, p.transform))
     return resize_labels(labels, (p.transform.orig_h, p.transform.orig_w)) == leak
 
 
@@ -104,7 +99,7 @@ def score_grid(photos: list[Pass], truths: list[np.ndarray], crops: list[Pass], 
                 if u:
                     per_image.append(i / u)
             hits = sum(bool(extract_regions(frame_mask(c, thr, ma, leak).astype(np.uint8), 1,
-                                            max(area_px(c, ma), ALARM_PX))) for c in crops)
+                                            max(min_area_px(ma, c.transform), ALARM_PX))) for c in crops)
             rows.append({"threshold": thr, "min_area": ma, "iou_dataset": inter / max(1, union),
                          "iou_per_image": float(np.mean(per_image)) if per_image else float("nan"),
                          "false_alarms": hits, "crops": len(crops),

@@ -21,7 +21,6 @@ import errno
 import logging
 import os
 import queue
-import re
 import threading
 import time
 from dataclasses import is_dataclass, replace
@@ -48,10 +47,10 @@ def yield_cpu() -> str:
     """Make the calling thread take only the CPU that cameras and inference leave; returns how.
 
     Linux ``SCHED_IDLE``: the thread runs only when no normal thread wants the core and is preempted
-    at once when one wakes; nice 19 alone was not enough, since an inference runtime's worker
-    threads wake and sleep at every layer and each wake-up waited for the writer's time slice (clips
-    cost 10 % of a 720p gateway's FPS under OpenVINO). Where that policy is not available, nice 19.
-    The writer may then fall behind: its bounded queue drops clip frames (counted), never camera frames."""
+    at once when one wakes (an inference runtime's worker threads wake and sleep at every layer).
+    Where that policy is not available, nice 19. It does not make clips free: under OpenVINO at 720p
+    they still cost 7-12 % of the gateway's FPS (docs/gateway.md), likely through shared caches.
+    The writer may fall behind: its bounded queue drops clip frames (counted), never camera frames."""
     tid = threading.get_native_id()
     try:
         os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
@@ -93,7 +92,7 @@ class Recorder:
                  copy_from: str | None = None, packets: Any = None, zone: str | None = None) -> None:
         self.camera, self.s, self.annotate = camera, settings, annotate
         self.zone = zone  # a named zone's own alarm: its files are named camera_zone_..., in the camera's folder
-        self.label = f"{camera}_{re.sub(r'[^A-Za-z0-9_.-]', '_', zone)}" if zone else camera
+        self.label = f"{camera}_{zone}" if zone else camera  # zone names are file-safe (settings.NamedZone)
         self.trouble = trouble or (lambda rec: log.error("evidence trouble: %s", rec))
         self.on_deleted = on_deleted or (lambda path, reason: None)
         self.root = Path(settings.dir)
