@@ -41,6 +41,8 @@ def gateway(a: argparse.Namespace, clips: bool, work: Path, gate: threading.Even
         "cameras": [{"name": f"cam{i}", "source": f"bench://{i}", "min_area": 0.0} for i in range(a.cameras)]}
     if clips:
         cfg["clips"] = {"dir": str(work / "clips"), "pre_s": 5, "post_s": 5, "annotated": a.annotated}
+        if a.encode_share is not None:
+            cfg["clips"]["encode_share"] = a.encode_share
     return Gateway(cfg, capture_factory=lambda spec: PacedCamera(spec, (a.height, a.width), a.camera_fps, gate=gate))
 
 
@@ -48,6 +50,24 @@ def dropped_clip_frames(gw: Any) -> int:
     """Clip frames the writer had to drop (it is idle-scheduled and yields to inference when behind)."""
     return sum(c.unit.evidence.job.dropped for c in gw.cameras.values()
                if c.unit.evidence is not None and c.unit.evidence.job is not None)
+
+
+def recorders(gw: Any) -> list[Any]:
+    """The gateway's evidence recorders (each camera's and its named zones')."""
+    out = []
+    for c in gw.cameras.values():
+        out += [r for r in (c.unit.evidence, *getattr(c.unit, "zone_evidence", {}).values()) if r is not None]
+    return out
+
+
+def writer_cpu_s(gw: Any) -> float:
+    """CPU seconds the gateway's evidence writers have spent."""
+    return sum(r.writer_cpu_s for r in recorders(gw))
+
+
+def thinned(gw: Any) -> int:
+    """Frames left out of re-encoded clips to keep within ``clips.encode_share``."""
+    return sum(r.budget.thinned for r in recorders(gw))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-annotated", dest="annotated", action="store_false", help="Clean clip only")
     ap.add_argument("--first", choices=("off", "on"), default="off", help="Which gateway is created first (see --help)")
     ap.add_argument("--aa", action="store_true", help="A/A check of the method: the 'on' side runs without clips too")
+    ap.add_argument("--encode-share", type=float, default=None,
+                    help="clips.encode_share (default: the setting's default; 1: clips never thinned)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     from edgeseg.segmenter import DEFAULT_MODEL
@@ -87,15 +109,22 @@ def main(argv: list[str] | None = None) -> int:
                 for clips in ((False, True) if r % 2 == 0 else (True, False)):
                     gates[not clips].clear()
                     gates[clips].set()
+                    cpu0, thin0, t0 = writer_cpu_s(gws[True]), thinned(gws[True]), time.perf_counter()
                     fps, batch_s = window(gws[clips], a.duration)
+                    # the clips side's writer, in this window (in an 'off' window: what it still had queued)
+                    span = time.perf_counter() - t0
+                    writer_cores = (writer_cpu_s(gws[True]) - cpu0) / span
+                    thin_fps = (thinned(gws[True]) - thin0) / span
                     gates[clips].clear()
                     quiesce(gws[clips], batch_s)
-                    row = {"round": r + 1, "clips": clips, "fps": fps, "clip_frames_dropped": dropped_clip_frames(gws[clips]),
+                    row = {"round": r + 1, "clips": clips, "fps": fps, "writer_cores": writer_cores, "thinned_fps": thin_fps,
+                           "clip_frames_dropped": dropped_clip_frames(gws[clips]),
                            "alarms_open": sum(1 for c in gws[clips].cameras.values() if c.unit.alarm_active)}
                     runs.append(row)
                     if not a.json:
                         print(f"round {r + 1} clips {'on ' if clips else 'off'}: {fps:.2f} fps ({row['alarms_open']} alarm(s) "
-                              f"open, {row['clip_frames_dropped']} clip frames dropped so far)", flush=True)
+                              f"open, {row['clip_frames_dropped']} clip frames dropped so far, clip writer {writer_cores:.2f} cores, "
+                              f"{thin_fps:.1f} frames/s thinned)", flush=True)
         finally:
             for clips, gw in gws.items():
                 gates[clips].set()
@@ -108,12 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     out = {"model": a.model, "backend": a.backend, "precision": a.precision, "host": host_line(), "cameras": a.cameras, "frame_size": [a.height, a.width],
            "camera_fps": a.camera_fps, "annotated": a.annotated, "first": a.first, "aa": a.aa, "rounds": a.rounds, "window_s": a.duration,
            "fps_off": off, "fps_on": on, "ratio": on / off if off else None, "pair_ratios": pairs,
-           "median_pair_ratio": statistics.median(pairs), "clip_files": len(written), "runs": runs}
+           "median_pair_ratio": statistics.median(pairs),
+           "writer_cores_on": statistics.median(x["writer_cores"] for x in runs if x["clips"]),
+           "writer_ms_per_frame": 1e3 * statistics.median(x["writer_cores"] / x["fps"] for x in runs if x["clips"] and x["fps"]),
+           "clip_frames_kept": statistics.median(1 - x["thinned_fps"] / x["fps"] for x in runs if x["clips"] and x["fps"]),
+           "encode_share": a.encode_share,
+           "clip_files": len(written), "runs": runs}
     if a.json:
         print(json.dumps(out, indent=2))
     else:
         print(f"median: off {off:.2f} fps, on {on:.2f} fps, ratio {out['ratio']:.3f}; median of the rounds' on/off "
-              f"ratios {out['median_pair_ratio']:.3f} (target >= 0.95)")
+              f"ratios {out['median_pair_ratio']:.3f} (target >= 0.95); clip writer {out['writer_cores_on']:.2f} cores, "
+              f"{out['writer_ms_per_frame']:.1f} ms CPU per processed frame; clips keep {out['clip_frames_kept']:.0%} "
+              f"of the processed frames (clips.encode_share {a.encode_share if a.encode_share is not None else 'default'})")
     return 0
 
 

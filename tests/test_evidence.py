@@ -149,6 +149,58 @@ def test_named_zone_alarm_gets_its_own_clip(tiny_onnx, tmp_path):
     assert [bar_index(f) for f in frames[:11]] == [i % 50 for i in range(20, 31)]  # 1 s of pre-roll, then the leak
 
 
+def test_encode_budget_thins_evenly_and_splits_between_open_writers():
+    """The re-encoding budget (clips.encode_share): at 10 ms a frame, 1 % of one core pays for one
+    frame a second; two writers with a clip open share it (one frame every 2 s each)."""
+    from edgeseg.evidence.budget import EncodeBudget
+
+    a, b = EncodeBudget(0.01, cores=1), EncodeBudget(0.01, cores=1)
+    a.opened()
+    kept = []
+    for i in range(50):  # 10 frames a second of source time
+        ts = i / 10
+        if a.keep(ts):
+            kept.append(ts)
+            a.spent(ts, 0.500 if i == 0 else 0.010)  # the first frame also opened the encoders: not counted
+    assert kept == [pytest.approx(t) for t in (0.0, 0.1, 1.1, 2.1, 3.1, 4.1)] and a.thinned == 44
+    b.opened()
+    try:
+        assert a.min_gap_s() == pytest.approx(2.0)
+    finally:
+        b.closed()
+    assert a.min_gap_s() == pytest.approx(1.0)
+    a.closed()
+    assert a.keep(100.0) and EncodeBudget(1.0, cores=1).min_gap_s() == 0.0  # 1: never thinned
+
+
+def test_clip_past_the_encode_budget_is_thinned_evenly_and_counted(tiny_onnx, tmp_path):
+    """A re-encoded clip whose frames cost more than clips.encode_share allows keeps frames evenly
+    spread in time (pre-roll included) and counts the rest in ``thinned_frames``; the stream copy
+    of the same alarm keeps every frame."""
+    from edgeseg import Gateway
+
+    video = write_video(tmp_path / "cam.mp4", 100, range(40, 60))
+    col = Collect()
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
+                  "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3}}],
+                  "guards": {"enabled": False},
+                  "clips": {"dir": str(tmp_path / "clips"), "pre_s": 2.0, "post_s": 1.5, "encode_share": 0.0002}},
+                 sinks=[col])
+    gw.start()
+    assert gw.wait(60)
+    gw.stop()
+    (end,) = col.of("end")
+    ev = end["evidence"]
+    (clean,), (drawn,) = [c for c in ev["clips"] if not c["annotated"]], [c for c in ev["clips"] if c["annotated"]]
+    assert clean["stream_copy"] is True and clean["frames"] >= 58  # the copy is not thinned
+    frames, _ = decode(drawn["path"])
+    assert len(frames) == drawn["frames"] >= 2 and ev["thinned_frames"] > 0
+    # every frame the writer was given (pre-roll 20 + alarm 23 + post-roll 15) is either in the clip or counted
+    assert drawn["frames"] + ev["thinned_frames"] == 20 + 23 + 15, (drawn["frames"], ev["thinned_frames"])
+    idx = [bar_index(f) for f in frames]
+    assert idx[0] == 20 and all(0 < (b - a) % 50 for a, b in zip(idx, idx[1:])), idx  # from the pre-roll's first, in order
+
+
 def _watch_config(tmp_path: Path, tiny_onnx: Path, video: Path, clips: Path, **clip_kw) -> Path:
     cfg = {"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
            "cameras": [{"name": "cam", "source": str(video), "loop": True, "alarm": {"k": 1, "n": 1, "m": 1000}}],

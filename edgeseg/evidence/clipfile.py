@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from edgeseg.errors import OutputError
@@ -75,8 +76,6 @@ class ClipFile:
             if image.shape[0] >= self.h and image.shape[1] >= self.w:
                 image = image[: self.h, : self.w]
             else:
-                import cv2  # noqa: PLC0415
-
                 image = cv2.resize(image, (self.w, self.h))
         if self.last_ts is not None and ts < self.last_ts - 1e-6:
             # source time went back (a looped file, a reconnect): the clip's own time runs on
@@ -84,7 +83,11 @@ class ClipFile:
         elif self.last_ts is not None:
             self._step = ts - self.last_ts if ts > self.last_ts else self._step
         pts = max(int(round((ts + self._shift - self.t0) * 1000)), self._last_pts + 1)
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:, :, :3]), format="bgr24")
+        # OpenCV's BGR -> I420 (BT.601, limited range: what swscale's bgr24 -> yuv420p gives) costs a
+        # fifth of the conversion PyAV would do inside encode(): the writer's CPU is taken from
+        # inference on a saturated host (docs/gateway.md), so every millisecond per frame counts
+        yuv = cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_BGR2YUV_I420)
+        vf = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         vf.pts, vf.time_base = pts, Fraction(1, 1000)
         for packet in self.stream.encode(vf):
             self.container.mux(packet)

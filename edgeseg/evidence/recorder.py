@@ -13,7 +13,9 @@ Event fields (``evidence``):
 - ``update`` with ``evidence.clip_part``: a clip reached ``max_s`` and continues in a new part,
 - ``end``: emitted once the post-roll (``post_s`` after the alarm cleared) is written and every file
   is final: ``clips`` (path, sha256, frames, duration_s, bytes, annotated, part), ``snapshots``
-  (path, sha256), ``dropped_frames``, and ``error`` when a file could not be written.
+  (path, sha256), ``dropped_frames`` (the writer's queue was full), ``thinned_frames`` (left out of
+  re-encoded clips to keep the writer within ``clips.encode_share``, :mod:`edgeseg.evidence.budget`),
+  and ``error`` when a file could not be written.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import cv2
 import numpy as np
 
 from edgeseg.evidence import retention
+from edgeseg.evidence.budget import EncodeBudget
 from edgeseg.evidence.clipfile import ClipFile, finalize, temp_name
 from edgeseg.evidence.copy import copy_range
 from edgeseg.evidence.ring import PreRoll, Shot
@@ -48,9 +51,10 @@ def yield_cpu() -> str:
 
     Linux ``SCHED_IDLE``: the thread runs only when no normal thread wants the core and is preempted
     at once when one wakes (an inference runtime's worker threads wake and sleep at every layer).
-    Where that policy is not available, nice 19. It does not make clips free: under OpenVINO at 720p
-    they still cost 7-12 % of the gateway's FPS (docs/gateway.md), likely through shared caches.
-    The writer may fall behind: its bounded queue drops clip frames (counted), never camera frames."""
+    Where that policy is not available, nice 19. It does not make clips free: the runtimes' worker
+    threads sleep and yield between layers and the writer runs then, so its CPU still comes out of
+    inference on a saturated host; :mod:`edgeseg.evidence.budget` caps it. The writer may fall
+    behind: its bounded queue drops clip frames (counted), never camera frames."""
     tid = threading.get_native_id()
     try:
         os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
@@ -113,6 +117,8 @@ class Recorder:
         self._last_sweep = 0.0
         self._disk_full = False
         self.deleted = 0
+        self.writer_cpu_s = 0.0  # CPU seconds the writer thread spent (what clips cost a saturated host)
+        self.budget = EncodeBudget(getattr(settings, "encode_share", 1.0))  # re-encoding thins past its share
         self._send(("sweep",))
 
     # -- feeding thread ----------------------------------------------------------------------------
@@ -256,11 +262,14 @@ class Recorder:
                         self._thread = None
                         return
                 continue
+            cpu0 = time.thread_time()
             try:
                 self._do(item, open_)
             except Exception as exc:  # noqa: BLE001 - a writer failure never reaches the camera
                 log.exception("evidence writer failed on %s", item[0])
                 self._failed(open_.get(item[1]) if len(item) > 1 else None, exc)
+            finally:
+                self.writer_cpu_s += time.thread_time() - cpu0
 
     def _do(self, item: tuple, open_: dict[str, dict[str, Any]]) -> None:
         kind = item[0]
@@ -273,7 +282,8 @@ class Recorder:
         if kind == "open":
             _, base, path, apath, t0, pre = item
             st = open_[base] = {"base": base, "t0": t0, "paths": [(path, apath)], "files": [], "done": [],
-                                "snaps": [], "error": None, "best": None}
+                                "snaps": [], "error": None, "best": None, "thinned": 0}
+            self.budget.opened()
             for shot in pre:
                 self._add(st, shot)
         elif kind == "frame":
@@ -297,6 +307,8 @@ class Recorder:
                                               "best": None}
             st["now"] = item[2]
             self._finish(st)
+            if not open_:
+                self.budget.closed()
 
     def _add(self, st: dict[str, Any], shot: Shot) -> None:
         if st["error"] is not None:
@@ -311,8 +323,15 @@ class Recorder:
                 st["files"].append((ClipFile(path, st["t0"], shot.image.shape, self.fps_hint), False))
             if self.s.annotated:
                 st["files"].append((ClipFile(apath, st["t0"], self._drawn_shape(shot.image.shape), self.fps_hint), True))
+        if not st["files"]:
+            return
+        if not self.budget.keep(shot.ts):  # re-encoding past clips.encode_share: the clip is thinned evenly
+            st["thinned"] = st.get("thinned", 0) + 1
+            return
+        cpu0 = time.thread_time()
         for f, drawn in st["files"]:
             f.add(self._draw(shot, small=True) if drawn else shot.image, shot.ts)
+        self.budget.spent(shot.ts, time.thread_time() - cpu0)
 
     def _drawn_shape(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """The annotated clip's size: at most ``annotated_width`` wide (it shows where, the clean clip shows what)."""
@@ -391,7 +410,7 @@ class Recorder:
         finally:
             with retention.OPEN_LOCK:
                 retention.OPEN.discard(st["base"])
-        evidence = {"clips": st["done"], "snapshots": st["snaps"]}
+        evidence = {"clips": st["done"], "snapshots": st["snaps"], "thinned_frames": st.get("thinned", 0)}
         first = next((c for c in st["done"] if not c["annotated"]), None)
         if first is not None:
             evidence.update(clip=first["path"], duration_s=round(sum(c["duration_s"] for c in st["done"] if not c["annotated"]), 3),

@@ -94,8 +94,15 @@ class Gateway(Dispatcher):
 
             self.segmenters[key] = Segmenter(stream.model, backend=stream.backend, threads=self.config.threads,
                                              precision=stream.precision, tiles=stream.tile_grid,
-                                             overlap=stream.overlap, letterbox=stream.letterbox)
+                                             overlap=stream.overlap, letterbox=stream.letterbox,
+                                             spin_wait=not self._writes_clips())
         return self.segmenters[key]
+
+    def _writes_clips(self) -> bool:
+        """Whether any camera writes alarm clips. Then ONNX Runtime's idle threads sleep instead of
+        spinning: the clip writer is idle-scheduled and only gets the cores inference leaves idle;
+        spinning threads leave none, and the writer starved (clips_bench: 0 writer CPU with spinning)."""
+        return any(c.clips is not None and c.clips.enabled for c in self.config.cameras)
 
     @staticmethod
     def _load(config: GatewayConfig | str | Path | dict) -> GatewayConfig:
