@@ -1,15 +1,18 @@
 """Gateway FPS with alarm clips on vs off (#24: clips must keep >= 0.95x of the FPS without).
 
 Worst case on purpose: every camera is in alarm for the whole run (threshold 0.01, k=1), so the
-evidence writer encodes every processed frame (the clean clip, and the annotated one unless
-``--no-annotated``) for the whole measurement, beside the pre-roll ring. Cameras are the same
+evidence writer re-encodes (the clean clip, and the annotated one unless ``--no-annotated``) every
+processed frame that ``clips.encode_share`` pays for (``--encode-share 1``: every frame) for the
+whole measurement, beside the pre-roll ring. Also printed: the writer's CPU (cores while the clips
+side ran, ms per processed frame) and the share of processed frames the clips kept. Cameras are the same
 in-memory paced cameras as ``gateway_bench.py`` (real plume frames, ``--camera-fps`` each).
 Two gateways run side by side, one without clips and one with, and take turns: ``--rounds``
 windows of ``--duration`` s each, the other's cameras paused and its last batch finished (its clip
 writer may go on: that cost is the one under test), so a shared host's drift hits both sides.
 The result is the median of the rounds' on/off ratios (and the ratio of the medians).
 
-    python benchmarks/clips_bench.py [--model m.onnx] [--cameras 2] [--duration 4] [--rounds 6] [--json]
+    python benchmarks/clips_bench.py [--model m.onnx] [--cameras 2] [--duration 4] [--rounds 6]
+        [--width W --height H] [--backend B] [--encode-share S] [--json]
 """
 from __future__ import annotations
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 
 _LOCK = threading.Lock()
-_OPEN: set[int] = set()  # ids of the EncodeBudget objects with a clip open
+_OPEN: "weakref.WeakSet[EncodeBudget]" = weakref.WeakSet()  # writers with a re-encoded clip open (a dropped one leaves)
 
 
 def host_cores() -> int:
@@ -48,12 +49,12 @@ class EncodeBudget:
 
     def opened(self) -> None:
         with _LOCK:
-            _OPEN.add(id(self))
+            _OPEN.add(self)
         self.last_ts, self._first = None, True
 
     def closed(self) -> None:
         with _LOCK:
-            _OPEN.discard(id(self))
+            _OPEN.discard(self)
 
     def min_gap_s(self) -> float:
         """Source seconds between two kept frames that the budget pays for (0: keep every frame)."""

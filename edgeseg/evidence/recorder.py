@@ -283,7 +283,6 @@ class Recorder:
             _, base, path, apath, t0, pre = item
             st = open_[base] = {"base": base, "t0": t0, "paths": [(path, apath)], "files": [], "done": [],
                                 "snaps": [], "error": None, "best": None, "thinned": 0}
-            self.budget.opened()
             for shot in pre:
                 self._add(st, shot)
         elif kind == "frame":
@@ -325,6 +324,9 @@ class Recorder:
                 st["files"].append((ClipFile(apath, st["t0"], self._drawn_shape(shot.image.shape), self.fps_hint), True))
         if not st["files"]:
             return
+        if not st.get("budgeted"):  # this writer re-encodes: it takes its part of the budget
+            st["budgeted"] = True
+            self.budget.opened()
         if not self.budget.keep(shot.ts):  # re-encoding past clips.encode_share: the clip is thinned evenly
             st["thinned"] = st.get("thinned", 0) + 1
             return
