@@ -35,7 +35,8 @@ def earlier_rounds(pairs: list[tuple[Path, Path]]) -> list[str]:
     return out + [""]
 
 
-def card(run: Path, ship: Path, temporal: Path | None, earlier: list[tuple[Path, Path]] = ()) -> str:
+def card(run: Path, ship: Path, temporal: Path | None, earlier: list[tuple[Path, Path]] = (),
+         hold_reason: str | None = None) -> str:
     src = json.loads((ROOT / "training" / "ir_sources.json").read_text())
     rec = json.loads((run / "record.json").read_text())
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
@@ -126,9 +127,13 @@ def card(run: Path, ship: Path, temporal: Path | None, earlier: list[tuple[Path,
         "| frame flagged, leak-free | leak frames raising | leak-free frames raising |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    held = hold_reason is not None  # passed the gate, but not (yet) in edgeseg/models: the reason is stated
+    shipped = d.get("ship_as") == "bundled" and not held
+    old = "previous bundled" if shipped else "bundled"  # once shipped, the candidate IS the bundled model
     if "at_given" in hb:
-        lines.append(_row("bundled, as shipped", hb["at_given"]))
-    lines += [_row("bundled, same selection rule", hb["at_chosen"]), _row("IR candidate", hc["at_chosen"]),
+        lines.append(_row(f"{old}, as shipped", hb["at_given"]))
+    lines += [_row(f"{old}, same selection rule", hb["at_chosen"]),
+              _row("IR candidate (now bundled)" if shipped else "IR candidate", hc["at_chosen"]),
               "", "Issue #23 targets: flagged px on plume ≥ 0.50, frame flagged ≤ 0.15, leak-free raising ≤ 0.20, "
               "leak frames raising ≥ 0.80, plume IoU ≥ 0.60.", ""]
     sm = sh["smoke5k_val"]
@@ -136,32 +141,37 @@ def card(run: Path, ship: Path, temporal: Path | None, earlier: list[tuple[Path,
     bs = side.get("scores", {}).get("smoke5k_val", {}).get("per_class", {}).get("gas-smoke", {}).get("iou_dataset")
     ship_ = hb.get("at_given")
     if ship_ is not None:
-        lines += [f"Against the bundled model at its settings as shipped (not the gate's baseline): plume IoU "
+        lines += [f"Against the {old} model at its settings as shipped (not the gate's baseline): plume IoU "
                   f"{hc['at_chosen']['plume_iou_dataset']:.4f} vs {ship_['plume_iou_dataset']:.4f}, leak-free raising "
                   f"{hc['at_chosen']['leak_free_raising']:.3f} vs {ship_['leak_free_raising']:.3f}.", ""]
     lines += [
         f"SMOKE5K val ({sm['candidate_at_chosen']['images']} real photos), gas-smoke IoU (dataset): candidate "
         f"**{sm['candidate_at_chosen']['gas_smoke_iou_dataset']:.3f}** at threshold "
-        f"{sm['candidate_at_chosen']['threshold']:.2f}; bundled {sm['bundled_at_its_chosen']['gas_smoke_iou_dataset']:.3f} "
+        f"{sm['candidate_at_chosen']['threshold']:.2f}; {old} {sm['bundled_at_its_chosen']['gas_smoke_iou_dataset']:.3f} "
         f"at {sm['bundled_at_its_chosen']['threshold']:.2f}"
         + (f", {bs:.3f} at its shipped threshold {side['leak_threshold']} (its sidecar, `python -m training.ship`)."
-           if bs is not None else "."),
+           if bs is not None and not shipped else
+           " (0.647 at its shipped threshold 0.15, docs/model-card.md)." if shipped else "."),
         "",
         "## Ship gate (`python -m training.ir_ship`, also `python -m training.ship --ir`)",
         "",
-        f"- IR plume IoU, candidate > bundled: {d['ir_plume_iou']['candidate']:.3f} vs {d['ir_plume_iou']['bundled']:.3f} "
+        f"- IR plume IoU, candidate > {old}: {d['ir_plume_iou']['candidate']:.3f} vs {d['ir_plume_iou']['bundled']:.3f} "
         f"→ {'pass' if d['ir_plume_iou']['pass'] else 'FAIL'}",
-        f"- IR leak-free frames raising, candidate < bundled: {d['ir_leak_free_raising']['candidate']:.3f} vs "
+        f"- IR leak-free frames raising, candidate < {old}: {d['ir_leak_free_raising']['candidate']:.3f} vs "
         f"{d['ir_leak_free_raising']['bundled']:.3f} → {'pass' if d['ir_leak_free_raising']['pass'] else 'FAIL'}",
         f"- SMOKE5K val gas-smoke IoU ≥ {d['smoke5k_val_gas_smoke_iou']['floor']}: "
         f"{d['smoke5k_val_gas_smoke_iou']['candidate']:.3f} → {'pass' if d['smoke5k_val_gas_smoke_iou']['pass'] else 'FAIL'}",
         "- **" + {"bundled": "shipped** as `edgeseg/models/edgeseg-unet-r18.fp16.onnx` with `leak_threshold` and "
-                  "`leak_min_area` (fraction of the frame) in its metadata and sidecar; the INT8 model is stale (made "
-                  "from the previous weights): remake with `python -m training.ship --int8`.",
+                  "`leak_min_area` (fraction of the frame) in its metadata and sidecar; "
+                  + (f"the INT8 model was remade from it (`{side['int8'].get('command')}`: {side['int8'].get('config')}, "
+                     f"mask IoU vs fp32 {side['int8'].get('mask_iou_vs_fp32', {}).get('onnxruntime')})."
+                     if isinstance(side.get("int8"), dict) and "config" in side["int8"] else
+                     "the INT8 model is stale (made from the previous weights): remake with `python -m training.ship --int8`."),
                   "ir_only": "shipped as a second, IR-only model** `edgeseg/models/edgeseg-unet-r18-ir.fp16.onnx` "
                              "(+ sidecar, `leak_threshold`, `leak_min_area`): it wins on IR but loses real smoke, so "
                              "visible cameras keep the bundled model.",
-                  None: "not shipped**; the bundled model is unchanged."}[d.get("ship_as")],
+                  None: "not shipped**; the bundled model is unchanged."}[d.get("ship_as")]
+        if not held else f"- **passed the gate, not shipped**: {hold_reason}.",
         "",
     ]
     lines += earlier_rounds(list(earlier))
@@ -209,11 +219,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--temporal", type=Path, default=Path("runs/ir-temporal/result.json"))
     ap.add_argument("--earlier", nargs="*", default=[], metavar="RUN:SHIP_JSON",
                     help="earlier rounds, each as RUN_DIR:GATE_JSON")
+    ap.add_argument("--held", default=None, metavar="REASON",
+                    help="the candidate passed the gate but was not shipped: why (the card says so instead)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "model-card-ir.md")
     a = ap.parse_args(argv)
     earlier = [(Path(x.split(":")[0]), Path(x.split(":")[1])) for x in a.earlier]
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(card(a.run, a.ship, a.temporal, earlier))
+    a.out.write_text(card(a.run, a.ship, a.temporal, earlier, a.held))
     print(f"wrote {a.out}")
 
 

@@ -1,10 +1,11 @@
 """Fine-tune the bundled model for thermal (IR) gas on real IR backgrounds, keeping real smoke.
 
-    # CPU, in the background, time-boxed (2 cores shared: one torch thread):
-    nohup python -m training.ir_finetune --out runs/ir-finetune --minutes 35 > runs/ir-finetune.out 2>&1 &
+    # CPU, in the background, time-boxed; the recipe that passed the gate (round 3, docs/model-card-ir.md):
+    nohup python -m training.ir_finetune --out runs/ir-finetune3 --minutes 60 --threads 2 --distill 1.0 \
+        --smoke 0.35 --plumes 0.3 --raw-negatives 0.5 --lr 1e-4 --seed 25 > runs/ir-finetune3.out 2>&1 &
     # the same recipe as one prepared GPU call (longer; carry data/ir and a SMOKE5K pack):
     python -m training.ir_finetune --out runs/ir-gpu --device cuda --minutes 8 --batch 32 --workers 12 \
-        --threads 4 --smoke-pack runs/smoke5k_256.tar
+        --threads 4 --distill 1.0 --smoke-pack runs/smoke5k_256.tar
     python -m training.ir_ship --candidate runs/ir-finetune/model.onnx     # measure + gate + ship
 
 Start: the bundled weights (``training.onnx_weights.load_onnx``: BatchNorm folded, so every
@@ -224,7 +225,7 @@ def run(args: argparse.Namespace) -> dict:
         scaler.update()
         step += 1
         kinds = ds.kinds(step - 1)
-        log({"step": step, "elapsed_s": round(time.time() - t0, 2), "loss": round(float(loss), 5),
+        log({"step": step, "elapsed_s": round(time.time() - t0, 2), "loss": round(loss.item(), 5),
              "lr": round(opt.param_groups[0]["lr"], 8), "smoke": kinds.count("smoke"), "plume": kinds.count("plume"),
              "negative": kinds.count("negative")})
         if step % args.ckpt_every == 0:

@@ -5,6 +5,7 @@ alarms, without losing real smoke (SMOKE5K val gas-smoke IoU >= ``SMOKE_FLOOR``)
     python -m training.ir_ship --candidate runs/ir-finetune/model.onnx            # measure, gate, ship
     python -m training.ir_ship --candidate runs/ir-finetune/model.onnx --dry-run  # measure + decide only
     python -m training.ship --ir runs/ir-finetune/model.onnx                      # the same, via training.ship
+    python -m training.ir_ship --candidate runs/ir-finetune/model.onnx --measured runs/ir-ship.json  # ship a dry run's result
 
 Both models are measured by ``training.ir_eval`` with the same rule: the operating point
 (leak threshold, minimum leak area as a FRACTION of the frame) is chosen for the alarm on the
@@ -121,6 +122,19 @@ def run(args: argparse.Namespace) -> dict:
     from training.ir_eval import ALARM_FLOOR, evaluate, frames_of
     from training.ship import MODELS, NAME
 
+    if args.measured is not None:  # an earlier --dry-run of this very file: ship on its measurement
+        out = json.loads(args.measured.read_text())
+        if Path(out["candidate"]).resolve() != args.candidate.resolve():
+            raise SystemExit(f"error: {args.measured} measured {out['candidate']}, not {args.candidate} "
+                             "(fix: give the candidate it measured, or measure again without --measured)")
+        rec_path = args.candidate.parent / "record.json"
+        record = json.loads(rec_path.read_text()) if rec_path.is_file() else None
+        if out["decision"]["ship_as"] and not args.dry_run:
+            out["shipped"] = str(ship(args.candidate, out["candidate_scores"], out["smoke5k_val"]["candidate_at_chosen"],
+                                      out["decision"], record))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=1))
+        return out
     t0 = time.time()
     sets = {s: frames_of(s) for s in ("select", "heldout")}
     t_render = time.time() - t0
@@ -166,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=DATA_ROOT, help="SMOKE5K root (val/)")
     ap.add_argument("--out", type=Path, default=Path("runs/ir-ship.json"))
     ap.add_argument("--dry-run", action="store_true", help="measure and decide; never write edgeseg/models")
+    ap.add_argument("--measured", type=Path, default=None,
+                    help="the --out JSON of an earlier --dry-run of the same candidate: decide and ship on it (no re-measuring)")
     a = ap.parse_args(argv)
     if not a.candidate.is_file():
         raise SystemExit(f"error: {a.candidate} not found; train one: python -m training.ir_finetune")

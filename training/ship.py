@@ -279,7 +279,7 @@ def record_int8_in_sidecar(rec: dict) -> None:
     path.write_text(json.dumps(sidecar, indent=2) + "\n")
 
 
-def ship_int8(data_root: Path, calib: int, evaluate: int) -> None:
+def ship_int8(data_root: Path, calib: int, evaluate: int, config: str = "auto") -> None:
     """``edgeseg/models/<NAME>.int8.onnx`` + ``.int8.json``: the INT8 setting for this CPU (or the
     VNNI one, which is what ships), calibrated on real train photos, verified on other real train photos."""
     from edgeseg.bench.int8_export import export_int8
@@ -293,9 +293,9 @@ def ship_int8(data_root: Path, calib: int, evaluate: int) -> None:
     cal, ev = split_images(photos, calib, evaluate)
     onnx_path = derived_fp32(MODELS / STORED)  # the fp32 model the SDK runs
     out = MODELS / f"{NAME}.int8.onnx"
-    rec = export_int8(onnx_path, cal, out, "auto", calib_images=len(cal), eval_images=len(ev), eval_files=ev,
+    rec = export_int8(onnx_path, cal, out, config, calib_images=len(cal), eval_images=len(ev), eval_files=ev,
                       note=f"SMOKE5K train/img, real photos only ({len(photos)} of them; composites and val excluded)")
-    rec["command"] = "python -m training.ship --int8"
+    rec["command"] = "python -m training.ship --int8" + (f" --int8-config {config}" if config != "auto" else "")
     out.with_suffix(".json").write_text(json.dumps(rec, indent=2) + "\n")
     record_int8_in_sidecar(rec)
     print(f"{out.name}: {rec['config']} ({rec['settings']}), calibrated on {len(cal)} real train photos; "
@@ -314,6 +314,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--int8", action="store_true",
                     help="write the bundled INT8 model (edgeseg export int8's code) calibrated on real SMOKE5K "
                          "train photos (never val), its agreement measured on other train photos")
+    ap.add_argument("--int8-config", default="auto",
+                    help="auto (this CPU's setting) or a name from 'edgeseg bench int8-configs'; the bundled file is "
+                         "qdq_u8s8_perchannel (QDQ: OpenVINO and TensorRT's parser read it too)")
     ap.add_argument("--int8-calib", type=int, default=200, help="calibration photos for --int8")
     ap.add_argument("--int8-eval", type=int, default=100, help="agreement photos for --int8 (not calibration ones)")
     ap.add_argument("--force", action="store_true",
@@ -328,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         ir_ship.main(["--candidate", str(args.ir), "--data", str(args.data)])
         return
     if args.int8:
-        ship_int8(args.data, args.int8_calib, args.int8_eval)
+        ship_int8(args.data, args.int8_calib, args.int8_eval, args.int8_config)
         return
     if args.rescore:
         rescore(args.data, args.min_area)
