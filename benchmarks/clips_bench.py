@@ -57,10 +57,7 @@ def dropped_clip_frames(gw: Any) -> int:
 
 def recorders(gw: Any) -> list[Any]:
     """The gateway's evidence recorders (each camera's and its named zones')."""
-    out = []
-    for c in gw.cameras.values():
-        out += [r for r in (c.unit.evidence, *getattr(c.unit, "zone_evidence", {}).values()) if r is not None]
-    return out
+    return [r for c in gw.cameras.values() for r in c.unit.recorders]
 
 
 def writer_cpu_s(gw: Any) -> float:

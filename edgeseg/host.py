@@ -114,6 +114,15 @@ def describe_cpu_features(features: dict[str, bool] | None = None) -> str:
     return " ".join(have) + (f" (no {' '.join(lacking)})" if lacking else "")
 
 
+def usable_cores() -> int | None:
+    """Cores this process may run on (its CPU affinity, not the machine's count); None where the
+    platform does not say."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
 def physical_cores() -> int | None:
     """Distinct (physical id, core id) pairs in /proc/cpuinfo; None where not reported."""
     pairs, phys = set(), "0"
@@ -159,10 +168,7 @@ def gpus() -> list[dict[str, str]]:
 
 def machine_info() -> dict[str, Any]:
     """Everything needed to interpret a benchmark report (JSON-ready)."""
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = None
+    affinity = usable_cores()
     try:
         load = [round(v, 2) for v in os.getloadavg()]
     except OSError:

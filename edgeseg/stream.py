@@ -181,11 +181,15 @@ class StreamUnit:
             for ev in events:
                 self.emit(ev)
 
+    @property
+    def recorders(self) -> list[Any]:
+        """Its evidence recorders: the camera's own (when clips are on) and one per named zone."""
+        return [r for r in (self.evidence, *self.zone_evidence.values()) if r is not None]
+
     def close_evidence(self) -> None:
         """The stream is gone for good: every recorder's packet ring disconnects."""
-        for recorder in [self.evidence, *self.zone_evidence.values()]:
-            if recorder is not None:
-                recorder.close()
+        for recorder in self.recorders:
+            recorder.close()
 
     @property
     def outputs(self) -> list[str]:

@@ -151,7 +151,7 @@ def card(run: Path, ship: Path, temporal: Path | None, earlier: list[tuple[Path,
         f"at {sm['bundled_at_its_chosen']['threshold']:.2f}"
         + (f", {bs:.3f} at its shipped threshold {side['leak_threshold']} (its sidecar, `python -m training.ship`)."
            if bs is not None and not shipped else
-           " (0.647 at its shipped threshold 0.15, docs/model-card.md)." if shipped else "."),
+           " (its score at its own shipped threshold: docs/model-card.md)." if shipped else "."),
         "",
         "## Ship gate (`python -m training.ir_ship`, also `python -m training.ship --ir`)",
         "",

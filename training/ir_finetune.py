@@ -216,7 +216,8 @@ def run(args: argparse.Namespace) -> dict:
         with accel.autocast(dev, amp):
             logits = model.logits(x)
         loss = segmentation_loss(logits.float(), y)
-        smoke_rows = [i for i, kind in enumerate(ds.kinds(step)) if kind == "smoke"]
+        kinds = ds.kinds(step)
+        smoke_rows = [i for i, kind in enumerate(kinds) if kind == "smoke"]
         if teacher is not None and smoke_rows:
             loss = loss + args.distill * distill_loss(teacher, logits, x, smoke_rows, dev, amp)
         opt.zero_grad(set_to_none=True)
@@ -224,7 +225,6 @@ def run(args: argparse.Namespace) -> dict:
         scaler.step(opt)
         scaler.update()
         step += 1
-        kinds = ds.kinds(step - 1)
         log({"step": step, "elapsed_s": round(time.time() - t0, 2), "loss": round(loss.item(), 5),
              "lr": round(opt.param_groups[0]["lr"], 8), "smoke": kinds.count("smoke"), "plume": kinds.count("plume"),
              "negative": kinds.count("negative")})

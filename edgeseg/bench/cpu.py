@@ -282,7 +282,9 @@ def _with_ceiling(stages: dict[str, Any], bare_fps: float) -> dict[str, Any]:
     can only add to the cores' work (``cores x bare ms / (cores x bare ms + their ms)``)."""
     import os
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from edgeseg.host import usable_cores
+
+    cores = usable_cores() or os.cpu_count() or 1
     bare_ms = 1e3 / bare_fps
     other = stages["decode_ms"] + stages["annotate_encode_ms"]
     return {**stages, "cores": cores, "fp32_ceiling_vs_bare": cores * bare_ms / (cores * bare_ms + other)}

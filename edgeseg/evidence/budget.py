@@ -19,16 +19,10 @@ import os
 import threading
 import weakref
 
+from edgeseg.host import usable_cores
+
 _LOCK = threading.Lock()
 _OPEN: "weakref.WeakSet[EncodeBudget]" = weakref.WeakSet()  # writers with a re-encoded clip open (a dropped one leaves)
-
-
-def host_cores() -> int:
-    """Cores this process may run on (its affinity, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 class EncodeBudget:
@@ -37,7 +31,7 @@ class EncodeBudget:
 
     def __init__(self, share: float, cores: int | None = None) -> None:
         self.share = float(share)
-        self.cores = cores or host_cores()
+        self.cores = cores or usable_cores() or os.cpu_count() or 1
         self.cost: float | None = None  # CPU seconds one kept frame costs (moving average)
         self.last_ts: float | None = None
         self.thinned = 0

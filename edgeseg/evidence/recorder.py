@@ -328,7 +328,7 @@ class Recorder:
             st["budgeted"] = True
             self.budget.opened()
         if not self.budget.keep(shot.ts):  # re-encoding past clips.encode_share: the clip is thinned evenly
-            st["thinned"] = st.get("thinned", 0) + 1
+            st["thinned"] += 1
             return
         cpu0 = time.thread_time()
         for f, drawn in st["files"]:
