@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeseg import Segmenter
-from edgeseg.bench.int8_export import HOST_CONFIG_NO_VNNI, HOST_CONFIG_VNNI, host_config
+from edgeseg.bench.int8_export import BUNDLED_CONFIG, HOST_CONFIG_NO_VNNI, HOST_CONFIG_VNNI, host_config
 from edgeseg.cli import app
 
 runner = CliRunner()
@@ -83,6 +83,8 @@ def test_bundled_int8_model_agrees_with_its_sidecar():
     assert rec["sha256"] == sha256_file(int8)
     assert rec["source"]["sha256"] in (sha256_file(DEFAULT_MODEL), sidecar.get("fp32_export_sha256"))
     assert rec["agreement"]["mask_iou_vs_fp32"] >= rec["agreement"]["floor"]
+    assert rec["config"] == BUNDLED_CONFIG  # 7-bit weights: made and verified the same on any x86 CPU
+    assert rec["agreement"]["by_runtime"]["openvino"]["mask_iou"] >= rec["agreement"]["floor"]
     assert "val" not in Path(rec["calibration"]["source"]).parts
     seg = Segmenter(precision="int8", backend="onnxruntime")
     assert seg.model_path == int8 and seg.segment(np.full((120, 160, 3), 90, np.uint8)).mask.shape == (120, 160)
@@ -103,3 +105,6 @@ def test_a_u8s8_model_warns_on_a_cpu_without_vnni(tmp_path):
     assert int8_host_warning(model, {**no_vnni, "avx512_vnni": True}) is None
     (tmp_path / "m.int8.json").write_text(json.dumps({"config": "qop_u8s8_perchannel_rr"}))
     assert int8_host_warning(model, no_vnni) is None  # 7-bit weights: no saturation
+    (tmp_path / "m.int8.json").write_text(json.dumps({"config": "mine", "settings": "QDQ act u8/weight s8, "
+                                                      "per-channel, reduce_range, all ops, MinMax"}))
+    assert int8_host_warning(model, no_vnni) is None  # said by the settings, whatever the name

@@ -892,16 +892,13 @@ def test_shipped_int8_model_is_rewritten_to_trt_rules_and_still_agrees(tmp_path)
 
     shipped, trt_form, fp32 = masks(BUNDLED_INT8), masks(dst), masks(bundled_model())
     assert mask_iou(fp32, trt_form, 3) >= 0.95  # the shipped model's own floor against fp32 (int8.json)
-    from edgeseg.host import has_vnni
+    # 7-bit weights (qdq_u8s8_perchannel_rr) do not saturate ONNX Runtime's u8s8 kernels with or without
+    # VNNI, so both files agree on every x86 CPU (0.990 on these frames on an AVX2-only EPYC) and the SDK
+    # has no host warning to give
+    assert mask_iou(shipped, trt_form, 3) >= 0.97
+    from edgeseg.precision import int8_host_warning
 
-    if has_vnni():  # u8s8 is exact here: the two files give the same masks (0.989 measured on these frames)
-        assert mask_iou(shipped, trt_form, 3) >= 0.97
-    else:  # without VNNI ONNX Runtime's u8s8 kernels saturate (0.91 vs fp32 on an AVX2-only EPYC); the
-        # symmetric s8s8 copy does not: it is the closer of the two to fp32, and the SDK says so at load
-        from edgeseg.precision import int8_host_warning
-
-        assert mask_iou(fp32, trt_form, 3) >= mask_iou(fp32, shipped, 3)
-        assert "8-bit dot products" in int8_host_warning(BUNDLED_INT8)
+    assert int8_host_warning(BUNDLED_INT8) is None
 
 
 @pytest.mark.parametrize("version,flags,int8_flag", [("8.6.1", 1, True), ("10.3.0", 2, False), ("10.16.1", 2, False),

@@ -140,6 +140,29 @@ def test_scores_markdown_reports_the_sidecar_figures():
         assert text in md, text
 
 
+def test_scores_markdown_describes_an_ir_fine_tune_on_top_of_the_previous_model():
+    from training.ship import scores_markdown
+
+    per = lambda i, f: {"iou_dataset": i, "f1_dataset": f, "iou_per_image": i / 2, "f1_per_image": f / 2}  # noqa: E731
+    sidecar = {
+        "leak_threshold": 0.1, "leak_min_area": 0.005,
+        "training": {"command": "python -m training.ir_finetune --minutes 60", "minutes": 60.02, "device": "cpu",
+                     "threads": 2, "steps": 1540, "batch": 8, "distill": 1.0},
+        "init": {"previous_training": {"minutes": 5.4, "hardware": "1x NVIDIA H200", "command": "python -m training.gpu_run"}},
+        "scores": {
+            "ir_heldout": {"plume_iou_dataset": 0.2},
+            "synthetic_gas_test": {"images": 200, "mean_iou_per_image": 0.6, "mean_f1_per_image": 0.7,
+                                   "per_class": {"background": per(0.9, 0.9), "gas-smoke": per(0.4, 0.5),
+                                                 "machine": per(0.5, 0.6)}},
+            "false_alarms_synthetic_no_leak": {"frames": 200, "min_area_px": 64, "fraction": 0.05},
+        },
+    }
+    md = scores_markdown(sidecar)
+    for text in ("IR fine-tune of 60.0 minutes on cpu with 2 thread(s)", "1,540 steps of batch 8",
+                 "5.4 minutes on 1x NVIDIA H200", "0.10 / 0.005 of the frame", "**0.600**", "**5 %**"):
+        assert text in md, text
+
+
 def test_curves_history_dedups_resumed_steps_and_chains_stages(tmp_path):
     from training.curves import load_history, plot
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeseg.bench.int8_export import BUNDLED_CONFIG
 from training.train import DATA_ROOT
 
 MODELS = Path(__file__).resolve().parents[1] / "edgeseg" / "models"
@@ -153,9 +154,9 @@ def _at(by_threshold: dict, thr: float) -> float:
 def scores_markdown(sidecar: dict) -> str:
     """The model card's (docs/model-card.md) "what it took and scored" block, from the sidecar (nothing typed by hand)."""
     sc, tr = sidecar["scores"], sidecar["training"]
-    ips = tr["images_per_s_by_crop"]
+    ips = tr.get("images_per_s_by_crop", {})
     thr = sidecar["leak_threshold"]
-    sel = sidecar["threshold_selection"]
+    sel = sidecar.get("threshold_selection")
     syn, ss = sc["synthetic_gas_test"], sc["synthetic_gas_test"]["per_class"]
     fa_syn = sc["false_alarms_synthetic_no_leak"]
     thr_line = (f"The leak threshold, {thr:.2f}, was chosen on the {sel['images']} held-out train photos "
@@ -188,7 +189,15 @@ def scores_markdown(sidecar: dict) -> str:
                     "\"no embarrassing false alarms\" |")
     rows.append(f"| synthetic scenes without a leak ({fa_syn['frames']}) | frames with any leak region ≥ "
                 f"{fa_syn['min_area_px']} px | **{100 * fa_syn['fraction']:.0f} %** | |")
-    if "epochs" in tr:  # training.gpu_run
+    if "distill" in tr:  # training.ir_finetune on top of an earlier bundled model (training.ir_ship)
+        prev = sidecar.get("init", {}).get("previous_training") or {}
+        before = (f" on top of the previous bundled model ({prev['minutes']:.1f} minutes on {prev['hardware']}, "
+                  f"{prev['command']})") if {"minutes", "hardware", "command"} <= prev.keys() else ""
+        head = (f"Training: an IR fine-tune of {tr['minutes']:.1f} minutes on {tr['device']} with {tr['threads']} "
+                f"thread(s) ({tr['steps']:,} steps of batch {tr['batch']}; {tr['command']}){before}. Operating point "
+                f"{thr:.2f} / {sidecar.get('leak_min_area', 0):g} of the frame, chosen for the alarm on unseen "
+                "thermal frames (training.ir_ship), never on val.")
+    elif "epochs" in tr:  # training.gpu_run
         head = (f"Training: {tr['minutes']:.1f} minutes on {tr['hardware']} ({tr['command']}: {tr['epochs']} epochs; "
                 f"{tr['images_per_s']:.0f} images/s at 256 px). " + thr_line)
     else:
@@ -245,7 +254,8 @@ def rescore(data_root: Path, min_area: int) -> None:
               f"(IoU {sweep['iou_by_threshold'][threshold]:.3f}); shipped with {shipped}")
         sidecar["threshold_selection"] = sweep
     t = time.time()
-    sidecar["scores"] = measure(onnx_path, data_root, min_area, FIGURE)
+    kept = {k: v for k, v in sidecar.get("scores", {}).items() if k.startswith("ir_")}  # training.ir_ship's, not redone here
+    sidecar["scores"] = {**kept, **measure(onnx_path, data_root, min_area, FIGURE)}
     _print_paper_budget(sidecar.get("training", {}).get("images_per_s_by_crop", {}))
     _write_sidecar(sidecar, time.time() - t)
 
@@ -279,9 +289,10 @@ def record_int8_in_sidecar(rec: dict) -> None:
     path.write_text(json.dumps(sidecar, indent=2) + "\n")
 
 
-def ship_int8(data_root: Path, calib: int, evaluate: int, config: str = "auto") -> None:
-    """``edgeseg/models/<NAME>.int8.onnx`` + ``.int8.json``: the INT8 setting for this CPU (or the
-    VNNI one, which is what ships), calibrated on real train photos, verified on other real train photos."""
+def ship_int8(data_root: Path, calib: int, evaluate: int, config: str = BUNDLED_CONFIG) -> None:
+    """``edgeseg/models/<NAME>.int8.onnx`` + ``.int8.json`` in the portable setting (``BUNDLED_CONFIG``:
+    made and verified the same on any x86 CPU), calibrated on real train photos, verified on other real
+    train photos."""
     from edgeseg.bench.int8_export import export_int8
     from edgeseg.bench.quantize import split_images
 
@@ -295,7 +306,7 @@ def ship_int8(data_root: Path, calib: int, evaluate: int, config: str = "auto") 
     out = MODELS / f"{NAME}.int8.onnx"
     rec = export_int8(onnx_path, cal, out, config, calib_images=len(cal), eval_images=len(ev), eval_files=ev,
                       note=f"SMOKE5K train/img, real photos only ({len(photos)} of them; composites and val excluded)")
-    rec["command"] = "python -m training.ship --int8" + (f" --int8-config {config}" if config != "auto" else "")
+    rec["command"] = "python -m training.ship --int8" + (f" --int8-config {config}" if config != BUNDLED_CONFIG else "")
     out.with_suffix(".json").write_text(json.dumps(rec, indent=2) + "\n")
     record_int8_in_sidecar(rec)
     print(f"{out.name}: {rec['config']} ({rec['settings']}), calibrated on {len(cal)} real train photos; "
@@ -314,9 +325,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--int8", action="store_true",
                     help="write the bundled INT8 model (edgeseg export int8's code) calibrated on real SMOKE5K "
                          "train photos (never val), its agreement measured on other train photos")
-    ap.add_argument("--int8-config", default="auto",
-                    help="auto (this CPU's setting) or a name from 'edgeseg bench int8-configs'; the bundled file is "
-                         "qdq_u8s8_perchannel (QDQ: OpenVINO and TensorRT's parser read it too)")
+    ap.add_argument("--int8-config", default=BUNDLED_CONFIG,
+                    help=f"a name from 'edgeseg bench int8-configs' or auto (this CPU's setting); default "
+                         f"{BUNDLED_CONFIG}: Q/DQ with 7-bit weights (no u8s8 saturation on any x86 CPU), read by OpenVINO and "
+                         "(rewritten by edgeseg build) TensorRT's parser")
     ap.add_argument("--int8-calib", type=int, default=200, help="calibration photos for --int8")
     ap.add_argument("--int8-eval", type=int, default=100, help="agreement photos for --int8 (not calibration ones)")
     ap.add_argument("--force", action="store_true",

@@ -27,6 +27,12 @@ log = logging.getLogger("edgeseg")
 #: search picked QOperator with reduce_range (7-bit weights).
 HOST_CONFIG_VNNI = "qdq_u8s8_perchannel"
 HOST_CONFIG_NO_VNNI = "qop_u8s8_perchannel_rr"
+#: The bundled INT8 file's setting: Q/DQ (OpenVINO reads it; TensorRT's parser after
+#: ``edgeseg.backends.tensorrt_qdq.trt_qdq_copy``) with 7-bit weights, which do not saturate ONNX Runtime's
+#: u8s8 kernels with or without VNNI, so the one file can be made and verified on any x86 CPU (0.976 vs
+#: fp32 on an AVX2-only EPYC, where full-range u8s8 gave 0.85 and symmetric s8s8 0.78: ONNX Runtime shifts
+#: s8 activations to u8 on x86, which saturates more).
+BUNDLED_CONFIG = "qdq_u8s8_perchannel_rr"
 INT8_IOU_FLOOR = 0.95
 
 

@@ -73,6 +73,9 @@ CONFIGS: tuple[QuantConfig, ...] = (
                 exclude_op_types=("Resize", "Concat")),
     QuantConfig("qdq_u8s8_conv_only_percentile", activation_type="QUInt8", per_channel=True, op_types=("Conv",),
                 calibrate_method="Percentile"),
+    # Q/DQ with 7-bit weights: no u8s8 saturation with or without VNNI, so one file verifies on any x86 CPU,
+    # and OpenVINO / TensorRT's parser (after edgeseg's rewrite) read it; the bundled INT8 file's setting
+    QuantConfig("qdq_u8s8_perchannel_rr", activation_type="QUInt8", per_channel=True, reduce_range=True),
 )
 CONFIGS_BY_NAME = {c.name: c for c in CONFIGS}
 DEFAULT_CONFIG = "qop_u8s8_perchannel"  # used when the search is skipped; the search may pick another
