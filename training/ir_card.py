@@ -18,6 +18,17 @@ def _row(name: str, r: dict) -> str:
             f"{r['frame_flagged_leak_free']:.3f} | {r['leak_frames_raising']:.3f} | **{r['leak_free_raising']:.3f}** |")
 
 
+def _gate_cell(sh: dict) -> str:
+    """A round's gate outcome in a few words: which test failed, or whether a pass was shipped."""
+    d = sh["decision"]
+    failed = [name for key, name in (("ir_plume_iou", "plume IoU"), ("ir_leak_free_raising", "leak-free false alarms"),
+                                     ("smoke5k_val_gas_smoke_iou", "SMOKE5K floor")) if not d[key]["pass"]]
+    note = f" ({sh['note']})" if sh.get("note") else ""  # what became of the round, written beside its measurement
+    if failed:
+        return "failed: " + ", ".join(failed) + note
+    return (f"passed, shipped ({d['ship_as']})" if sh.get("shipped") else "passed, not shipped") + note
+
+
 def earlier_rounds(pairs: list[tuple[Path, Path]]) -> list[str]:
     """One table of earlier fine-tune rounds: recipe, held-out scores at their chosen point, gate."""
     if not pairs:
@@ -31,7 +42,7 @@ def earlier_rounds(pairs: list[tuple[Path, Path]]) -> list[str]:
         out.append(f"| {run.name} | `{rec['command']}` | {rec['steps']} / {rec['minutes']:.1f} | {r['threshold']:.2f} / "
                    f"{r['min_area']:g} | {r['plume_iou_dataset']:.3f} | {r['leak_frames_raising']:.3f} | "
                    f"{r['leak_free_raising']:.3f} | {d['smoke5k_val_gas_smoke_iou']['candidate']:.3f} | "
-                   f"{d.get('ship_as') or 'not shipped'} |")
+                   f"{_gate_cell(sh)} |")
     return out + [""]
 
 

@@ -207,6 +207,8 @@ def run(args: argparse.Namespace) -> dict:
         frac = (time.time() - t0) / budget
         if frac >= 1.0 or (args.steps and step >= args.steps):
             break
+        if args.steps:  # a step count anneals over the steps: the same schedule on any hardware
+            frac = step / args.steps
         for g in opt.param_groups:
             g["lr"] = lr_at(frac, args.lr)
         model.train()
@@ -265,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="weight of KL to the starting model's softmax on the smoke photos (keeps real smoke; 0: off)")
     ap.add_argument("--out", type=Path, default=Path("runs/ir-finetune"))
     ap.add_argument("--minutes", type=float, default=35.0, help="wall-time box (the LR anneals over it)")
-    ap.add_argument("--steps", type=int, default=0, help="stop after this many steps too (0: time box only)")
+    ap.add_argument("--steps", type=int, default=0, help="stop after this many steps too, and anneal the LR over them instead of the time "
+                    "box (the same schedule on any hardware; 0: time box only)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--smoke", type=float, default=0.4, help="share of real smoke photos per batch")
