@@ -76,7 +76,7 @@ class Receiver:
 
 def one_side(backlog: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
     from edgeseg import Gateway
-    from edgeseg.sinks.queue import DurableQueue
+    from edgeseg.io.sinks.queue import DurableQueue
 
     qdir = work / f"q-{backlog}-{time.monotonic_ns()}"
     if backlog:
@@ -108,7 +108,7 @@ def one_side(backlog: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edgeseg.host import describe_cpu_features, machine_info
+    from edgeseg.core.host import describe_cpu_features, machine_info
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backlog", type=int, default=100_000)

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="clips.encode_share (default: the setting's default; 1: clips never thinned)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    from edgeseg.segmenter import DEFAULT_MODEL
+    from edgeseg.runtime.segmenter import DEFAULT_MODEL
 
     a.model = a.model or str(DEFAULT_MODEL)
     runs: list[dict[str, Any]] = []

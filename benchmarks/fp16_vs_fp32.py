@@ -21,8 +21,8 @@ import numpy as np
 def main() -> None:
     import onnxruntime as ort
 
-    from edgeseg.fp16 import image_like_inputs
-    from edgeseg.segmenter import BUNDLED_MODEL, bundled_model
+    from edgeseg.apps.fp16 import image_like_inputs
+    from edgeseg.runtime.segmenter import BUNDLED_MODEL, bundled_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=8)
@@ -58,8 +58,8 @@ def main() -> None:
         import cv2
 
         from edgeseg import Segmenter
-        from edgeseg.files import list_images
-        from edgeseg.metrics import mask_iou
+        from edgeseg.core.files import list_images
+        from edgeseg.core.metrics import mask_iou
 
         segs = {k: Segmenter(p, backend="onnxruntime") for k, p in models.items()}
         if a.old:

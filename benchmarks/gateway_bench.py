@@ -122,7 +122,7 @@ def host_line() -> str:
     """The CPU this run measured on, read now (the host changes between sessions)."""
     import os
 
-    from edgeseg.host import cpu_model, describe_cpu_features
+    from edgeseg.core.host import cpu_model, describe_cpu_features
 
     return f"{cpu_model()}, {os.cpu_count()} cores, {describe_cpu_features()}, load {os.getloadavg()[0]:.1f}"
 
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     import tempfile
 
-    from edgeseg.segmenter import DEFAULT_MODEL
+    from edgeseg.runtime.segmenter import DEFAULT_MODEL
 
     model = a.model or str(DEFAULT_MODEL)
     if not a.json:

@@ -16,7 +16,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python}"
-MODEL="${MODEL:-$("$PY" -c 'from edgeseg.segmenter import DEFAULT_MODEL; print(DEFAULT_MODEL)')}"
+MODEL="${MODEL:-$("$PY" -c 'from edgeseg.runtime.segmenter import DEFAULT_MODEL; print(DEFAULT_MODEL)')}"
 OUT="${OUT:-benchmarks/reports/cpu}"
 REAL="${DATA:-../shared/data/smoke5k/val}"
 PY="${PYTHON:-python}"

@@ -2,7 +2,7 @@
 
 Measures, back to back:
 
-1. ``edgeseg.detect.run_detect`` end to end on a 1280x720 video: decoding, resize/normalise,
+1. ``edgeseg.apps.detect.run_detect`` end to end on a 1280x720 video: decoding, resize/normalise,
    inference, argmax + upsampling to 720p, connected components, alarm, overlay drawing and
    mp4 encoding -- what a deployment actually sustains;
 2. a bare ``onnxruntime.InferenceSession.run`` loop on a ready tensor at the model's input
@@ -39,11 +39,11 @@ def measure(model: Path, video: Path, duration_s: float, threads: int | None, wo
     """Detect FPS on ``video`` and bare-session FPS on ``model``; overhead derived from both."""
     import cv2
 
-    from edgeseg.settings import AlarmSettings
+    from edgeseg.config.settings import AlarmSettings
     from edgeseg.bench.latency import bare_ort_latency
-    from edgeseg.detect import run_detect
-    from edgeseg.segmenter import Segmenter
-    from edgeseg.sources import open_source
+    from edgeseg.apps.detect import run_detect
+    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.io.sources import open_source
 
     seg = Segmenter(model, backend="onnxruntime", threads=threads, spin_wait=False)  # as `edgeseg detect` builds it
     cap = cv2.VideoCapture(str(video))
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="Print the result as JSON")
     a = ap.parse_args(argv)
 
-    from edgeseg.segmenter import DEFAULT_MODEL
+    from edgeseg.runtime.segmenter import DEFAULT_MODEL
 
     model = a.model or DEFAULT_MODEL
     if not model.is_file():

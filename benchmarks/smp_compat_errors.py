@@ -8,7 +8,7 @@ import json, sys, tempfile
 import numpy as np, torch
 from typer.testing import CliRunner
 from edgeseg.cli import app
-from edgeseg.fp16 import cpu_session, image_like_inputs
+from edgeseg.apps.fp16 import cpu_session, image_like_inputs
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import smp_reference as smp

@@ -16,9 +16,9 @@ from pathlib import Path
 
 def main() -> None:
     from edgeseg.bench.cpu import make_clip
-    from edgeseg.detect import run_detect
-    from edgeseg.segmenter import Segmenter
-    from edgeseg.sources import open_source
+    from edgeseg.apps.detect import run_detect
+    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.io.sources import open_source
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)

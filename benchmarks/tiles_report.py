@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.bench.accuracy import false_alarm_rate, iter_labelled, smoke_free_crops
-from edgeseg.metrics import SegmentationScores
-from edgeseg.segmenter import Segmenter
-from edgeseg.tiling import parse_tiles
+from edgeseg.core.metrics import SegmentationScores
+from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.runtime.tiling import parse_tiles
 
 
 def run(data: Path, grids: list[str], overlap: float, model: Path | None, threads: int | None) -> dict:

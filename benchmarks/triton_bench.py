@@ -98,9 +98,9 @@ def hop_cost(model: Path, url: str, metrics_url: str, threads: int, img: np.ndar
     gRPC on loopback, Triton's queue and its Python backend's copies. It does not depend on how
     fast the network runs, so a loaded machine blurs it less than a local-vs-remote difference.
     """
-    from edgeseg.preprocess import preprocess
-    from edgeseg.segmenter import Segmenter
-    from edgeseg.serve import metrics
+    from edgeseg.runtime.preprocess import preprocess
+    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.apps.serve import metrics
 
     def compute_us() -> tuple[float, float]:
         m = metrics(metrics_url)
@@ -177,10 +177,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "reports" / "triton")
     a = ap.parse_args(argv)
 
-    from edgeseg.host import machine_info
-    from edgeseg.segmenter import DEFAULT_MODEL, Segmenter
-    from edgeseg.serve import batching_stats
-    from edgeseg.serve_process import ServerProcess
+    from edgeseg.core.host import machine_info
+    from edgeseg.runtime.segmenter import DEFAULT_MODEL, Segmenter
+    from edgeseg.apps.serve import batching_stats
+    from edgeseg.apps.serve_process import ServerProcess
 
     model = a.model or DEFAULT_MODEL
     clients = [int(c) for c in a.clients.split(",")]

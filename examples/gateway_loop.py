@@ -23,7 +23,7 @@ DEMO_CLIP = ROOT / "edgeseg" / "assets" / "demo_gas_leak.mp4"
 
 def main(argv: list[str] | None = None) -> int:
     from edgeseg import Gateway
-    from edgeseg.sinks import JsonlEvents
+    from edgeseg.io.sinks import JsonlEvents
 
     ap = argparse.ArgumentParser(description="Multi-camera gas-leak gateway: alarm events as JSON lines.")
     ap.add_argument("sources", nargs="*", help="rtsp:// / http:// URLs, webcam indexes or video files")

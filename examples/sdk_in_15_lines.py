@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 from edgeseg import Segmenter
-from edgeseg.sources import open_source
+from edgeseg.io.sources import open_source
 
 source = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).parents[1] / "edgeseg/assets/demo_gas_leak.mp4")
 seg = Segmenter(sys.argv[2] if len(sys.argv) > 2 else None, min_area=0.001)  # None: the bundled model

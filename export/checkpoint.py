@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import torch
 
-from edgeseg.files import sha256_file
+from edgeseg.core.files import sha256_file
 
 from .preflight import PreflightError, check_shapes, scan
 from .model import DECODER_CHANNELS, INTERPOLATIONS, Activation, UNetResNet18

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from edgeseg.console import console, fail, parse_size
+from edgeseg.core.console import console, fail, parse_size
 
 
 def export_onnx_cmd(

@@ -4,7 +4,7 @@ An export is only useful if it is verified: we run ``onnx.checker`` and compare 
 PyTorch on random noise *and* on smooth, image-like inputs (noise alone hides errors in the
 softmax of confident pixels). The FP16 variant keeps float32 inputs/outputs (what TensorRT 11's
 strongly typed builds and DeepStream users feed) and is judged by argmax-mask agreement
-(``edgeseg.fp16``, torch-free, shared with the engine builder).
+(``edgeseg.apps.fp16``, torch-free, shared with the engine builder).
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import numpy as np
 import onnx
 import torch
 
-from edgeseg.fp16 import VerificationError, convert_fp16, cpu_session, image_like_inputs, verify_fp16
-from edgeseg.model_meta import DEFAULT_MEAN, DEFAULT_STD, build_metadata, set_metadata
+from edgeseg.apps.fp16 import VerificationError, convert_fp16, cpu_session, image_like_inputs, verify_fp16
+from edgeseg.core.model_meta import DEFAULT_MEAN, DEFAULT_STD, build_metadata, set_metadata
 
 from .model import STRIDE, WithLabels
 

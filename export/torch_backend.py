@@ -3,7 +3,7 @@
 Why a backend: the benchmark suite compares *deployments*. Swapping only the backend keeps
 preprocessing, post-processing and the timing code identical, so differences are the network
 runtime's alone. It lives on the torch side of the package line and reaches the SDK through the
-``edgeseg.backends`` entry point (``edgeseg`` never imports torch).
+``edgeseg.runtime.backends`` entry point (``edgeseg`` never imports torch).
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.backends.base import Backend, BackendOptions
-from edgeseg.errors import ModelError
-from edgeseg.model_meta import ModelInfo, read_model_info
+from edgeseg.runtime.backends.base import Backend, BackendOptions
+from edgeseg.core.errors import ModelError
+from edgeseg.core.model_meta import ModelInfo, read_model_info
 
 from .checkpoint import CheckpointError, load_model
 

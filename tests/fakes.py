@@ -55,7 +55,7 @@ def engine_meta(**kw):
     d = dict(onnx_sha256="ab" * 32, precision="fp16", batch_profile=(1, 4, 8), input_size=(256, 256),
              tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7", build_time_s=12.5, built_at="2026-01-01T00:00:00Z")
     d.update(kw)
-    from edgeseg.model_meta import EngineMeta
+    from edgeseg.core.model_meta import EngineMeta
 
     return EngineMeta(**d)
 

@@ -1,7 +1,7 @@
 import pytest
 
-from edgeseg.alarm import LeakAlarm
-from edgeseg.postprocess import Region
+from edgeseg.streaming.alarm import LeakAlarm
+from edgeseg.runtime.postprocess import Region
 
 R = Region(1, 2, 3, 4, 12, 1.5, (2.0, 3.5), 0.6, 0.8)
 
@@ -84,7 +84,7 @@ def test_close_without_an_alarm_emits_nothing():
 def test_an_event_lists_the_largest_regions_and_counts_them_all():
     """A speckled mask can hold hundreds of regions: an event lists the 16 largest and says how many
     there were, so each event stays a short line a sink writes whole (kill -9 tears none)."""
-    from edgeseg.alarm import MAX_EVENT_REGIONS
+    from edgeseg.streaming.alarm import MAX_EVENT_REGIONS
 
     regions = [{"area_px": 1000 - i, "max_conf": 0.9} for i in range(40)]
     (start,) = LeakAlarm(k=1, n=1, m=1).update(0, 0.0, regions)

@@ -6,13 +6,13 @@ import time
 
 import numpy as np
 
-from edgeseg.alarm import LeakAlarm
-from edgeseg.postprocess import Region
-from edgeseg.segmenter import Result
-from edgeseg.settings import AlarmSettings
-from edgeseg.sinks import Sink
-from edgeseg.sources import Frame
-from edgeseg.stream import StreamUnit
+from edgeseg.streaming.alarm import LeakAlarm
+from edgeseg.runtime.postprocess import Region
+from edgeseg.runtime.segmenter import Result
+from edgeseg.config.settings import AlarmSettings
+from edgeseg.io.sinks import Sink
+from edgeseg.io.sources import Frame
+from edgeseg.streaming.unit import StreamUnit
 
 
 def region(area_pct: float) -> Region:
@@ -119,7 +119,7 @@ def _at(x: float, y: float, area: float = 1.0) -> Region:
 
 
 def test_named_zones_have_their_own_alarm_verify_s_and_cooldown_s():
-    from edgeseg.settings import ZoneSettings
+    from edgeseg.config.settings import ZoneSettings
 
     col = Collect()
     zones = ZoneSettings(named=[
@@ -157,7 +157,7 @@ def test_named_zones_have_their_own_alarm_verify_s_and_cooldown_s():
 
 
 def test_journal_keeps_one_open_alarm_per_camera_and_zone(tmp_path):
-    from edgeseg.gateway.journal import AlarmJournal
+    from edgeseg.apps.gateway.journal import AlarmJournal
 
     j = AlarmJournal(tmp_path)
     j.record({"event": "start", "camera": "cam", "zone": "flange", "alarm_id": "a" * 16})

@@ -1,8 +1,8 @@
-"""Annotators: drawing results onto frames (edgeseg.annotate)."""
+"""Annotators: drawing results onto frames (edgeseg.runtime.annotate)."""
 import numpy as np
 
-from edgeseg.annotate import CLASS_COLORS, Annotator, overlay
-from edgeseg.postprocess import extract_regions
+from edgeseg.runtime.annotate import CLASS_COLORS, Annotator, overlay
+from edgeseg.runtime.postprocess import extract_regions
 
 
 def _two_blobs():

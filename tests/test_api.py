@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgeseg import Gateway
-from edgeseg.gateway.config import ConfigError, parse_config
+from edgeseg.apps.gateway.config import ConfigError, parse_config
 from test_gateway import Collect, FakeCam, cams, paired, wait_for
 
 

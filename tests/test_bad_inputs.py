@@ -14,10 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
-from edgeseg.detect import run_detect
-from edgeseg.errors import ModelError
-from edgeseg.segmenter import Segmenter
-from edgeseg.sources import open_source
+from edgeseg.apps.detect import run_detect
+from edgeseg.core.errors import ModelError
+from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.io.sources import open_source
 from fakes import FakeVideo  # the scripted cv2.VideoCapture stand-in
 from training.synth import render_scene, write_clip_video
 

@@ -99,7 +99,7 @@ def test_mask_agreement_hand_made():
 
 # -------------------------------------------------------------------------------- machine
 def test_machine_info_records_versions_without_importing_torch():
-    code = ("import sys, json; from edgeseg.host import machine_info; m = machine_info(); "
+    code = ("import sys, json; from edgeseg.core.host import machine_info; m = machine_info(); "
             "print(json.dumps({'m': m, 'torch': 'torch' in sys.modules, 'trt': 'tensorrt' in sys.modules}))")
     out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                     cwd=ROOT).stdout)
@@ -296,7 +296,7 @@ def test_plots_skip_cleanly_without_matplotlib(monkeypatch, tmp_path):
 
 def test_quantize_keeps_metadata_and_runs_in_the_sdk(suite_report, tiny_data):
     out, r = suite_report
-    from edgeseg.segmenter import Segmenter
+    from edgeseg.runtime.segmenter import Segmenter
 
     int8 = next(v for v in r["variants"] if v["key"] == "ort_int8")
     seg = Segmenter(int8["path"], backend="onnxruntime", threads=1)

@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
-from edgeseg.fp16 import cpu_session
-from edgeseg.model_meta import read_model_info
-from edgeseg.postprocess import class_probs
-from edgeseg.preprocess import preprocess
-from edgeseg.segmenter import Segmenter
+from edgeseg.apps.fp16 import cpu_session
+from edgeseg.core.model_meta import read_model_info
+from edgeseg.runtime.postprocess import class_probs
+from edgeseg.runtime.preprocess import preprocess
+from edgeseg.runtime.segmenter import Segmenter
 from tiny_model import make_tiny_onnx
 from training.synth import render_scene, write_dataset
 
@@ -134,7 +134,7 @@ def test_int8_quantize_search(binary_onnx, data, tmp_path):
 def test_tensorrt_build_and_verify_reference_with_fakes(binary_onnx, data, tmp_path):
     from test_tensorrt_cpu import FakeMemCuda, make_fake_trt
 
-    from edgeseg.backends.tensorrt_build import BuildOptions, build_engine
+    from edgeseg.runtime.backends.tensorrt_build import BuildOptions, build_engine
 
     trt = make_fake_trt("8.6.1")
     trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {"__init__": lambda self: None})

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import pytest
 
-from edgeseg.cuda_layer import BackendUnavailable, CudaLayer, load_cuda_layer
+from edgeseg.runtime.cuda_layer import BackendUnavailable, CudaLayer, load_cuda_layer
 
 pytestmark = pytest.mark.gpu
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from edgeseg.doctor import check, gather_facts, report
+from edgeseg.apps.doctor import check, gather_facts, report
 
 X86_550 = dict(machine="x86_64", jetson=False, gpu_name="NVIDIA GeForce RTX 4090", compute_capability="8.9",
                driver_version="550.54.15", driver_cuda_version=12040, tensorrt="10.13.0.35",
@@ -114,7 +114,7 @@ def test_runtime_against_driver_cuda():
 
 
 def test_jetpack_from_nv_tegra_release_and_its_cuda():
-    from edgeseg.doctor import parse_l4t
+    from edgeseg.apps.doctor import parse_l4t
 
     line = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025"
     assert parse_l4t(line) == {"l4t": "36.4.3", "jetpack": "6.2", "jetpack_cuda": 12060}
@@ -134,7 +134,7 @@ def test_jetpack_from_nv_tegra_release_and_its_cuda():
 def test_install_kind_checkout_and_wheel(tmp_path):
     """This checkout is a checkout; a package folder without the project beside it (site-packages) is a wheel."""
     import edgeseg
-    from edgeseg.doctor import install_kind, pip_fix
+    from edgeseg.apps.doctor import install_kind, pip_fix
 
     here = install_kind(Path(edgeseg.__file__).parent)
     assert here["kind"] == "checkout" and (Path(here["root"]) / "pyproject.toml").is_file()

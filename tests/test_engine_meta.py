@@ -1,4 +1,4 @@
-"""The TensorRT engine sidecar (edgeseg.model_meta): round trip, old sidecars, refusals, cache keys.
+"""The TensorRT engine sidecar (edgeseg.core.model_meta): round trip, old sidecars, refusals, cache keys.
 
 Pure file logic: runs everywhere, no TensorRT, no GPU.
 """
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from edgeseg.model_meta import (EngineMismatch, cache_key, check_compatible, engine_cache_path,
+from edgeseg.core.model_meta import (EngineMismatch, cache_key, check_compatible, engine_cache_path,
                                 read_sidecar, sidecar_path, write_sidecar)
 from fakes import engine_meta as _meta
 from tiny_model import make_tiny_onnx

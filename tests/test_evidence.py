@@ -152,7 +152,7 @@ def test_named_zone_alarm_gets_its_own_clip(tiny_onnx, tmp_path):
 def test_encode_budget_thins_evenly_and_splits_between_open_writers():
     """The re-encoding budget (clips.encode_share): at 10 ms a frame, 1 % of one core pays for one
     frame a second; two writers with a clip open share it (one frame every 2 s each)."""
-    from edgeseg.evidence.budget import EncodeBudget
+    from edgeseg.io.evidence.budget import EncodeBudget
 
     a, b = EncodeBudget(0.01, cores=1), EncodeBudget(0.01, cores=1)
     a.opened()
@@ -290,7 +290,7 @@ def test_full_disk_stops_clips_with_trouble_never_the_camera(tiny_onnx, tmp_path
 
 
 def test_retention_by_age_size_and_free_space_keeps_open_alarms(tmp_path):
-    from edgeseg.evidence import retention
+    from edgeseg.io.evidence import retention
 
     cam = tmp_path / "cam"
     cam.mkdir()
@@ -319,7 +319,7 @@ def test_retention_by_age_size_and_free_space_keeps_open_alarms(tmp_path):
 
 
 def test_clips_settings_inherit_and_override_per_camera(tmp_path):
-    from edgeseg.gateway.config import ConfigError, parse_config
+    from edgeseg.apps.gateway.config import ConfigError, parse_config
 
     cfg = parse_config({"cameras": [{"name": "a", "source": "rtsp://h/a"},
                                     {"name": "b", "source": "rtsp://h/b", "clips": {"pre_s": 2, "annotated": False}},
@@ -501,7 +501,7 @@ def test_webhook_carries_the_same_evidence(tiny_onnx, tmp_path):
 
 def test_unwritable_clips_dir_is_refused_at_start_in_one_line(tiny_onnx, tmp_path):
     from edgeseg import Gateway
-    from edgeseg.errors import OutputError
+    from edgeseg.core.errors import OutputError
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -519,7 +519,7 @@ def test_disk_low_cleanup_never_deletes_the_open_alarms_evidence(tiny_onnx, tmp_
     from test_gateway import FakeCam
 
     from edgeseg import Gateway
-    from edgeseg.evidence import recorder
+    from edgeseg.io.evidence import recorder
 
     monkeypatch.setattr(recorder, "SWEEP_EVERY_S", 0.0)  # a retention sweep after every frame
     old = tmp_path / "clips" / "cam" / "cam_20200101-000000_000000001.jpg"

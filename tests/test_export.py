@@ -205,7 +205,7 @@ def test_fp16_conversion_counts_tiny_weights_instead_of_printing_them(recwarn):
     """onnxconverter-common warns once per weight below 1e-7; a trained net has hundreds."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeseg.onnx_precision import convert_to_fp16
+    from edgeseg.core.onnx_precision import convert_to_fp16
 
     w = np.array([1e-9, -2e-9, 0.5, 0.0], np.float32)
     graph = helper.make_graph(

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from edgeseg.bench.accuracy import iter_labelled, smoke_free_crops
 from edgeseg.cli import app
-from edgeseg.segmenter import Segmenter
+from edgeseg.runtime.segmenter import Segmenter
 from training.false_alarms import (choose, frame_mask, held_out_train_photos, network_passes, score_grid)
 
 runner = CliRunner()
@@ -72,7 +72,7 @@ def test_grid_and_choice():
     # two photos whose leak probability is exactly the truth's blob (plus speckle), two smoke-free crops
     class P:  # a Pass stand-in at "network" = frame size
         def __init__(self, leak_prob):
-            from edgeseg.preprocess import Transform
+            from edgeseg.runtime.preprocess import Transform
 
             h, w = leak_prob.shape
             self.probs = np.stack([1 - leak_prob, leak_prob]).astype(np.float32)

@@ -250,10 +250,10 @@ def test_kill_9_loses_at_most_the_last_seconds_of_video(tiny_onnx, long_clip, tm
 # ------------------------------------------------------------------------------- 3. failed writes
 
 def test_camera_reconnecting_at_another_resolution_keeps_every_frame(tiny_onnx, tmp_path):
-    from edgeseg.detect import run_detect
-    from edgeseg.errors import SourceError
-    from edgeseg.segmenter import Segmenter
-    from edgeseg.sources import open_source
+    from edgeseg.apps.detect import run_detect
+    from edgeseg.core.errors import SourceError
+    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.io.sources import open_source
     from fakes import ResizingCamera
 
     camera = ResizingCamera([(30, (180, 320)), (30, (120, 160))])  # 320x180, drop, back at 160x120, gone
@@ -292,8 +292,8 @@ def test_full_disk_during_video_is_one_line_with_valid_outputs(tiny_onnx, tmp_pa
 
 
 def test_events_rolled_back_to_the_last_whole_line_on_a_full_disk(tmpfs):
-    from edgeseg.errors import OutputError
-    from edgeseg.sinks import JsonlEvents
+    from edgeseg.core.errors import OutputError
+    from edgeseg.io.sinks import JsonlEvents
 
     disk = tmpfs("64k")
     events = JsonlEvents(disk / "events.jsonl")
@@ -368,7 +368,7 @@ def _odd_onnx(path: Path, case: str) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeseg.model_meta import DEFAULT_MEAN, DEFAULT_STD, build_metadata, set_metadata
+    from edgeseg.core.model_meta import DEFAULT_MEAN, DEFAULT_STD, build_metadata, set_metadata
 
     channels = 1 if case in ("one-channel", "rank-3") else 3
     shape = {"one-channel": ["batch", 1, "height", "width"], "fixed-128": ["batch", 3, 128, 128],

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edgeseg.sinks.queue import DurableQueue, pending
+from edgeseg.io.sinks.queue import DurableQueue, pending
 from test_faults import tmpfs  # noqa: F401,F811 - fixture, used by name
 from test_gateway import Collect, FakeCam, Receiver, cams, free_port, paired, stop_proc, wait_for
 from training.synth import render_clip, write_clip_video
@@ -335,7 +335,7 @@ def test_a_second_gateway_on_the_same_config_refuses_naming_the_first(tiny_onnx,
 
 
 def test_queue_and_state_folders_follow_the_config_file(tiny_onnx, tmp_path):
-    from edgeseg.gateway.config import load_config
+    from edgeseg.apps.gateway.config import load_config
 
     config = _config(tmp_path, tiny_onnx, sinks={"webhook": {"url": "http://127.0.0.1:9/x"}, "mqtt": {}})
     elsewhere = tmp_path / "elsewhere"
@@ -350,7 +350,7 @@ def test_queue_and_state_folders_follow_the_config_file(tiny_onnx, tmp_path):
     assert cfg.mqtt.queue_dir == str(tmp_path / "mqtt-queue")
     assert cfg.settings.state_dir == str(tmp_path / ".edgeseg-state")
     # a config given as a dict (the API) has no file: its state and queues go to its state folder, never the cwd
-    from edgeseg.gateway.config import parse_config
+    from edgeseg.apps.gateway.config import parse_config
 
     api = parse_config({"cameras": [{"name": "a", "source": "rtsp://h/a"}], "sinks": {"mqtt": {}, "webhook": {"url": "http://h/x"}}})
     assert api.mqtt.queue_dir == str(Path(api.settings.state_dir) / "mqtt-queue")
@@ -390,7 +390,7 @@ def test_a_full_queue_disk_is_trouble_and_the_cameras_go_on(tiny_onnx, tmp_path,
 # -- 4. exit codes ----------------------------------------------------------------------------------------
 def test_a_crashed_dispatcher_stops_non_zero_and_ends_the_alarms(tiny_onnx, tmp_path):
     from edgeseg import Gateway
-    from edgeseg.segmenter import Segmenter
+    from edgeseg.runtime.segmenter import Segmenter
 
     class Exploding(Segmenter):
         """A real Segmenter whose 20th batch raises what a bug would (not an input problem)."""

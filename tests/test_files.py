@@ -8,7 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
-from edgeseg.files import IMAGE_EXTS, list_images, sha256_file
+from edgeseg.core.files import IMAGE_EXTS, list_images, sha256_file
 
 
 def test_webp_is_read_by_detect_and_bench_accuracy(tiny_onnx, tmp_path):

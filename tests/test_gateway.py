@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseg.gateway.config import ConfigError, Zones, load_config, parse_config
-from edgeseg.zones import ZoneFilter
-from edgeseg.postprocess import Region
-from edgeseg.sinks import Sink
+from edgeseg.apps.gateway.config import ConfigError, Zones, load_config, parse_config
+from edgeseg.streaming.zones import ZoneFilter
+from edgeseg.runtime.postprocess import Region
+from edgeseg.io.sinks import Sink
 
 ROOT = Path(__file__).resolve().parents[1]
 SYS_PY = "/usr/bin/python3"
@@ -304,7 +304,7 @@ def test_metrics_and_healthz(tiny_onnx):
 
 
 def test_jsonl_rotates_by_size(tmp_path):
-    from edgeseg.sinks.jsonl import JsonlEvents
+    from edgeseg.io.sinks.jsonl import JsonlEvents
 
     sink = JsonlEvents(tmp_path / "ev.jsonl", append=True, max_bytes=1024, backups=2)
     for i in range(100):
@@ -361,7 +361,7 @@ def test_webhook_queue_survives_receiver_outage_and_gateway_restart(tiny_onnx, t
     time.sleep(1.0)
     gw.stop()
     first = [e["wall_time"] for e in col.events]
-    from edgeseg.sinks.queue import pending
+    from edgeseg.io.sinks.queue import pending
 
     assert pending(tmp_path / "q") == len(first) and not rx.got
     # second run: the receiver is up for a while, goes down, comes back
@@ -455,7 +455,7 @@ def test_mqtt_every_event_once_in_order_with_retained_status(tiny_onnx, mosquitt
 
 
 def test_mqtt_last_will_when_gateway_dies(mosquitto):
-    code = ("import time; from edgeseg.sinks.mqtt import MqttSink; "
+    code = ("import time; from edgeseg.io.sinks.mqtt import MqttSink; "
             f"s = MqttSink(port={mosquitto}, topic_prefix='lw', client_id='dies', keepalive_s=5); "
             "print('up', flush=True); time.sleep(60)")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)

@@ -245,7 +245,7 @@ def test_gpu_run_on_cpu_writes_pieces_and_record_and_ships(tiny_pack, tmp_path, 
     assert side["file"] == stored.name and side["training"]["hardware"] == rec["hardware"]
     assert sorted(p.name for p in models.iterdir()) == [f"{ship.NAME}.fp16.onnx", f"{ship.NAME}.json"]
     from edgeseg import Segmenter
-    from edgeseg.derived import derived_fp32
+    from edgeseg.runtime.derived import derived_fp32
 
     seg = Segmenter(derived_fp32(stored), backend="onnxruntime")
     assert seg.segment(np.full((48, 64, 3), 90, np.uint8)).mask.shape == (48, 64)
@@ -268,11 +268,11 @@ def test_shards_split_and_refuse_a_missing_piece(tmp_path):
 def test_upcast_fp16_model_matches_it(tiny_onnx, tmp_path):
     import onnx
 
-    from edgeseg.derived import derived_fp32
-    from edgeseg.fp16 import convert_fp16, cpu_session, image_like_inputs
-    from edgeseg.metrics import mask_iou
-    from edgeseg.model_meta import read_metadata
-    from edgeseg.precision import int8_sibling
+    from edgeseg.runtime.derived import derived_fp32
+    from edgeseg.apps.fp16 import convert_fp16, cpu_session, image_like_inputs
+    from edgeseg.core.metrics import mask_iou
+    from edgeseg.core.model_meta import read_metadata
+    from edgeseg.runtime.precision import int8_sibling
 
     half, _ = convert_fp16(tiny_onnx, tmp_path / "m.fp16.onnx")
     full = derived_fp32(half, cache=tmp_path / "cache")
@@ -286,8 +286,8 @@ def test_upcast_fp16_model_matches_it(tiny_onnx, tmp_path):
     assert mask_iou(p16.argmax(1), p32.argmax(1), 3) >= 0.99 and np.abs(p16 - p32).max() < 2e-3
     # the fp16 file of a derived model is the one it came from (TensorRT builds and the suite's fp16
     # variant use it rather than converting the derived model again)
-    from edgeseg.backends.tensorrt_onnx import _fp16_onnx_for
-    from edgeseg.precision import fp16_sibling
+    from edgeseg.runtime.backends.tensorrt_onnx import _fp16_onnx_for
+    from edgeseg.runtime.precision import fp16_sibling
 
     assert fp16_sibling(full) == half.resolve() and fp16_sibling(half) == half
     assert fp16_sibling(tmp_path / "other.onnx") == tmp_path / "other.fp16.onnx"
@@ -297,7 +297,7 @@ def test_upcast_fp16_model_matches_it(tiny_onnx, tmp_path):
 
 
 def test_bundled_weights_are_stored_once():
-    from edgeseg.segmenter import BUNDLED_MODEL, MODELS_DIR
+    from edgeseg.runtime.segmenter import BUNDLED_MODEL, MODELS_DIR
 
     if not BUNDLED_MODEL.is_file():
         pytest.skip(f"no bundled model at {BUNDLED_MODEL}")

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg.guards import ViewGuard, stats
-from edgeseg.settings import GuardSettings
+from edgeseg.streaming.guards import ViewGuard, stats
+from edgeseg.config.settings import GuardSettings
 from test_gateway import Collect, paired, wait_for
 from training.synth import render_clip
 

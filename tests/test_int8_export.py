@@ -68,9 +68,9 @@ def test_host_config_follows_the_cpu_flags():
 
 
 def test_bundled_int8_model_agrees_with_its_sidecar():
-    from edgeseg.files import sha256_file
-    from edgeseg.precision import int8_sibling
-    from edgeseg.segmenter import BUNDLED_INT8, BUNDLED_MODEL, DEFAULT_MODEL
+    from edgeseg.core.files import sha256_file
+    from edgeseg.runtime.precision import int8_sibling
+    from edgeseg.runtime.segmenter import BUNDLED_INT8, BUNDLED_MODEL, DEFAULT_MODEL
 
     int8 = BUNDLED_INT8
     if not int8.is_file():
@@ -93,7 +93,7 @@ def test_bundled_int8_model_agrees_with_its_sidecar():
 def test_a_u8s8_model_warns_on_a_cpu_without_vnni(tmp_path):
     """u8s8 without reduced range saturates in ONNX Runtime's AVX2 kernels: the SDK says so at load
     on such a CPU (flags given here, so the test means the same on every host)."""
-    from edgeseg.precision import int8_host_warning
+    from edgeseg.runtime.precision import int8_host_warning
 
     model = tmp_path / "m.int8.onnx"
     model.write_bytes(b"")

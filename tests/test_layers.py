@@ -9,30 +9,25 @@ misses.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+
+from tests.import_graph import circles
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edgeseg"
 
-#: bottom to top; a module may import its own layer and the ones below, never one above.
-#: Names are module prefixes: "edgeseg.backends" covers every module of that package.
+#: bottom to top; a module may import its own layer and the ones below, never one above. Each layer is
+#: a subpackage of edgeseg (the tree shows the layers); "edgeseg" names only the package's own
+#: ``__init__`` (the lazy facade), which sits on top with the CLI.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", (  # facts and formats: no inference, no I/O loops
-        "edgeseg.errors", "edgeseg.files", "edgeseg.console", "edgeseg.host", "edgeseg.model_meta",
-        "edgeseg.metrics", "edgeseg.onnx_info", "edgeseg.onnx_precision", "edgeseg.declare", "edgeseg.backoff",
-    )),
-    ("runtime", (  # what a deployed gateway runs: frames in, regions / alarms / files out
-        "edgeseg.precision", "edgeseg.derived", "edgeseg.preprocess", "edgeseg.postprocess", "edgeseg.tiling",
-        "edgeseg.cuda_layer", "edgeseg.backends", "edgeseg.segmenter", "edgeseg.alarm", "edgeseg.annotate",
-        "edgeseg.sources", "edgeseg.sinks", "edgeseg.outdir", "edgeseg.pipeline", "edgeseg.stages",
-        "edgeseg.settings", "edgeseg.zones", "edgeseg.stream", "edgeseg.guards", "edgeseg.settings_docs", "edgeseg.settings_ops",
-        "edgeseg.evidence",
-    )),
-    ("apps", (  # what a person runs: detection runs, the camera gateway, serving, building, converting
-        "edgeseg.detect", "edgeseg.gateway", "edgeseg.serve", "edgeseg.serve_process", "edgeseg.serve_errors", "edgeseg.triton_repo",
-        "edgeseg.doctor", "edgeseg.fp16", "edgeseg.verify",
-    )),
+    ("core", ("edgeseg.core",)),  # facts and formats: no inference, no I/O loops
+    ("runtime", ("edgeseg.runtime",)),  # the model runtime: frames in, labels / regions out
+    ("io", ("edgeseg.io",)),  # sources, sinks, evidence
+    ("config", ("edgeseg.config",)),  # every setting declared once
+    ("streaming", ("edgeseg.streaming",)),  # one stream's zones -> guards -> alarm -> events, the staged loop
+    ("apps", ("edgeseg.apps",)),  # what a person runs: detect, the gateway, serving, doctor, converting
     ("bench", ("edgeseg.bench",)),  # measures the apps and the runtime, so it sits above both
-    ("top", ("edgeseg.commands", "edgeseg.cli", "edgeseg")),  # the CLI and the package's lazy facade
+    ("top", ("edgeseg.commands", "edgeseg.cli", "edgeseg.moved", "edgeseg")),  # the CLI, old paths, the facade
 ]
 
 #: the issue tolerates one import that runs back up; there are none today
@@ -124,8 +119,8 @@ def test_layers_run_one_way():
 
 def test_runtime_never_imports_tools():
     """The rule the layers exist for, spelled out: no runtime module reaches a bench, builder or converter."""
-    runtime = [i for i, (name, _) in enumerate(LAYERS) if name in ("base", "runtime")]
-    tools = ("edgeseg.bench", "edgeseg.fp16", "edgeseg.verify", "edgeseg.commands", "edgeseg.cli")
+    runtime = [i for i, (name, _) in enumerate(LAYERS) if name in ("core", "runtime", "io", "config", "streaming")]
+    tools = ("edgeseg.bench", "edgeseg.apps.fp16", "edgeseg.apps.verify", "edgeseg.commands", "edgeseg.cli")
     bad = [f"{module_name(p)}:{line} imports {t}" for p in modules() if layer_of(module_name(p)) in runtime
            for line, t in edgeseg_imports(p) if any(t == x or t.startswith(x + ".") for x in tools)]
     assert not bad, "\n".join(bad)
@@ -133,15 +128,38 @@ def test_runtime_never_imports_tools():
 
 def test_scan_sees_function_local_and_relative_imports():
     """The scanner itself: an import inside a function counts like one at the top, a relative one by its target."""
-    assert "edgeseg.backends.registry" in [t for _, t in edgeseg_imports(PACKAGE / "segmenter.py")]
-    probe = ("import edgeseg.files\n"
-             "def f():\n    from edgeseg.bench.stats import summarize\n    from ..detect import run_detect\n"
-             "    from edgeseg import bench, errors\n")
-    assert [t for _, t in imports_in(probe, "edgeseg.backends")] == [
-        "edgeseg.files", "edgeseg.bench.stats", "edgeseg.detect", "edgeseg.bench", "edgeseg.errors"]
+    assert "edgeseg.runtime.backends.registry" in [t for _, t in edgeseg_imports(PACKAGE / "runtime" / "segmenter.py")]
+    probe = ("import edgeseg.core.files\n"
+             "def f():\n    from edgeseg.bench.stats import summarize\n    from ..segmenter import Segmenter\n"
+             "    from edgeseg.core import errors, files\n")
+    assert [t for _, t in imports_in(probe, "edgeseg.runtime.backends")] == [
+        "edgeseg.core.files", "edgeseg.bench.stats", "edgeseg.runtime.segmenter", "edgeseg.core.errors", "edgeseg.core.files"]
+
+
+def test_the_tree_is_the_layers():
+    """Every subpackage of edgeseg is one layer and every layer one subpackage, and docs/architecture.md's
+    layer table names the same folders in the same order."""
+    subpackages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+    layered = sorted(x.split(".")[1] for _, prefixes in LAYERS for x in prefixes
+                     if x.count(".") == 1 and (PACKAGE / x.split(".")[1] / "__init__.py").is_file())
+    assert subpackages == layered, f"subpackages {subpackages} vs layers {layered}"
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "cli.py", "moved.py"))
+    assert not loose, f"modules outside a layer's folder: {loose} (fix: move them into the layer they belong to)"
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    documented = re.findall(r"^\| `edgeseg/([a-z_]+)/` \|", page, flags=re.M)
+    in_order = [x.split(".")[1] for _, prefixes in LAYERS for x in prefixes if x.count(".") == 1
+                and (PACKAGE / x.split(".")[1] / "__init__.py").is_file()]
+    assert documented == in_order, f"docs/architecture.md layer table {documented} vs tests/test_layers.py {in_order}"
 
 
 def test_no_module_over_450_lines():
     sizes = {str(p.relative_to(PACKAGE.parent)): len(p.read_text().splitlines()) for p in modules()}
     big = {k: v for k, v in sizes.items() if v > MAX_LINES}
     assert not big, f"modules over {MAX_LINES} lines: {big}"
+
+
+def test_no_import_circles():
+    """No two modules reach each other through imports (function-local ones included), in the runtime
+    package and across the repository's Python packages."""
+    found = circles(PACKAGE.parent, ["edgeseg", "export", "training", "benchmarks", "examples"])
+    assert not found, "import circles:\n" + "\n".join(" -> ".join(c) for c in found)

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from edgeseg.metrics import SegmentationScores, confusion_matrix, iou_f1_from_confusion
+from edgeseg.core.metrics import SegmentationScores, confusion_matrix, iou_f1_from_confusion
 
 # truth            pred
 # 0 0 1            0 1 1

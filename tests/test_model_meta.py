@@ -6,10 +6,10 @@ import json
 import onnx
 import pytest
 
-from edgeseg.errors import ModelError
-from edgeseg.model_meta import (DEFAULT_CLASSES, ModelInfo, build_metadata, metadata_of, read_metadata,
+from edgeseg.core.errors import ModelError
+from edgeseg.core.model_meta import (DEFAULT_CLASSES, ModelInfo, build_metadata, metadata_of, read_metadata,
                                 read_model_info, set_metadata)
-from edgeseg.segmenter import Segmenter
+from edgeseg.runtime.segmenter import Segmenter
 from tiny_model import make_tiny_onnx
 
 

@@ -10,7 +10,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from edgeseg.gateway.config import ConfigError, parse_config
+from edgeseg.apps.gateway.config import ConfigError, parse_config
 from test_gateway import Collect, FakeCam, cams, mosquitto, subscriber, wait_for  # noqa: F401
 
 

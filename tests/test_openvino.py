@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from edgeseg import Segmenter
-from edgeseg.backends import autoselect
-from edgeseg.backends.base import BackendOptions
-from edgeseg.backends.registry import BACKENDS, backend_names, open_backend
-from edgeseg.errors import ModelError
+from edgeseg.runtime.backends import autoselect
+from edgeseg.runtime.backends.base import BackendOptions
+from edgeseg.runtime.backends.registry import BACKENDS, backend_names, open_backend
+from edgeseg.core.errors import ModelError
 
 HAVE_OV = importlib.util.find_spec("openvino") is not None
 needs_ov = pytest.mark.skipif(not HAVE_OV, reason="OpenVINO not installed (pip install 'edgeseg[openvino]')")
@@ -83,8 +83,8 @@ def test_bf16_is_refused_by_onnxruntime_saying_where_it_runs(tiny_onnx):
 
 @needs_ov
 def test_bf16_runs_on_openvino_or_names_the_missing_cpu_feature(tiny_onnx, monkeypatch):
-    from edgeseg.backends import openvino_backend as ovb
-    from edgeseg.host import has_bf16
+    from edgeseg.runtime.backends import openvino_backend as ovb
+    from edgeseg.core.host import has_bf16
 
     if has_bf16():
         seg = Segmenter(tiny_onnx, precision="bf16")  # auto: ONNX Runtime refuses, OpenVINO takes it
@@ -136,7 +136,7 @@ def test_auto_measurement_really_times_both(tiny_onnx):
 
 
 def test_cpu_flags_are_read_not_assumed():
-    from edgeseg.host import cpu_features, describe_cpu_features, has_bf16, has_vnni, machine_info
+    from edgeseg.core.host import cpu_features, describe_cpu_features, has_bf16, has_vnni, machine_info
 
     fake = "processor : 0\nflags : fpu sse2 avx2 fma avx512f avx512_vnni\n"
     f = cpu_features(fake)
@@ -156,9 +156,9 @@ def test_cpu_flags_are_read_not_assumed():
 def test_labels_made_inside_openvino_equal_the_numpy_postprocessing(tiny_onnx, threshold, letterbox):
     """The Segmenter's OpenVINO path (uint8 frames in, normalisation, labels and the leak map made in
     the compiled graph) gives the same labels and regions as the probabilities through
-    edgeseg.postprocess.analyse, and the same probabilities (to float rounding) as the float path."""
-    from edgeseg.postprocess import analyse
-    from edgeseg.preprocess import network_images, preprocess
+    edgeseg.runtime.postprocess.analyse, and the same probabilities (to float rounding) as the float path."""
+    from edgeseg.runtime.postprocess import analyse
+    from edgeseg.runtime.preprocess import network_images, preprocess
 
     seg = Segmenter(tiny_onnx, backend="openvino", threshold=threshold, letterbox=letterbox, min_area=0)
     ort = Segmenter(tiny_onnx, backend="onnxruntime", threshold=threshold, letterbox=letterbox, min_area=0)

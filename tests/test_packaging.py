@@ -28,7 +28,7 @@ def test_wheel_adds_no_generic_top_level_names(tmp_path):
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"edgeseg", "edgeseg_export"}, top  # no bare `export` / `training` in site-packages
     assert "edgeseg_export/onnx_export.py" in names and "edgeseg/models/edgeseg-unet-r18.json" in names
-    assert {f"edgeseg/gateway/static/{f}" for f in ("index.html", "app.js", "style.css")} <= set(names)  # the status page
+    assert {f"edgeseg/apps/gateway/static/{f}" for f in ("index.html", "app.js", "style.css")} <= set(names)  # the status page
     entry_points = next(zipfile.ZipFile(wheel).read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "onnx = edgeseg_export.cli:export_onnx_cmd" in entry_points
     assert "pytorch = edgeseg_export.torch_backend:TorchBackend" in entry_points

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgeseg.postprocess import extract_regions, probs_to_labels, remove_small
+from edgeseg.runtime.postprocess import extract_regions, probs_to_labels, remove_small
 
 
 def _two_blobs():
@@ -66,8 +66,8 @@ def test_threshold_behaviour():
 
 def test_regions_at_network_match_frame_size_analysis():
     """Components found once at network size, scaled: the same blobs as at frame size, to a pixel."""
-    from edgeseg.postprocess import crop_padding, labels_to_frame, regions_at_network
-    from edgeseg.preprocess import preprocess
+    from edgeseg.runtime.postprocess import crop_padding, labels_to_frame, regions_at_network
+    from edgeseg.runtime.preprocess import preprocess
 
     net = np.zeros((64, 64), np.uint8)
     net[10:20, 5:25] = 1  # 200 px at 64x64
@@ -86,8 +86,8 @@ def test_regions_at_network_match_frame_size_analysis():
 
 
 def test_segment_upsamples_the_mask_only_when_read(tiny_onnx):
-    from edgeseg.postprocess import resize_labels
-    from edgeseg.segmenter import Segmenter
+    from edgeseg.runtime.postprocess import resize_labels
+    from edgeseg.runtime.segmenter import Segmenter
 
     with Segmenter(tiny_onnx) as seg:
         result = seg.segment(np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8))
@@ -114,8 +114,8 @@ def test_fast_argmax_equals_numpy_including_ties_and_thresholds(classes):
 def test_lazy_mask_is_right_with_letterbox(tiny_onnx):
     """The frame-size mask from the (padding-cropped) network mask equals mapping the full network
     labels back with their letterbox transform."""
-    from edgeseg.postprocess import labels_to_frame
-    from edgeseg.segmenter import Segmenter
+    from edgeseg.runtime.postprocess import labels_to_frame
+    from edgeseg.runtime.segmenter import Segmenter
 
     frame = np.random.default_rng(1).integers(0, 255, (200, 400, 3), dtype=np.uint8)
     with Segmenter(tiny_onnx, letterbox=True) as seg:

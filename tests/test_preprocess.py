@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edgeseg.postprocess import labels_to_frame
-from edgeseg.preprocess import LETTERBOX_VALUE, Transform, preprocess, to_bgr
+from edgeseg.runtime.postprocess import labels_to_frame
+from edgeseg.runtime.preprocess import LETTERBOX_VALUE, Transform, preprocess, to_bgr
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -86,7 +86,7 @@ def test_letterbox_pads_gray_centered_and_round_trips():
 def test_network_images_are_the_frames_preprocess_normalises(mode):
     """The uint8 batch for backends that normalise in-graph: normalising it by hand gives what
     preprocess() returns, with the same transforms."""
-    from edgeseg.preprocess import network_images
+    from edgeseg.runtime.preprocess import network_images
 
     rng = np.random.default_rng(4)
     frames = [rng.integers(0, 255, s, dtype=np.uint8) for s in [(100, 37, 3), (64, 64), (70, 90, 4), (64, 64, 3)]]

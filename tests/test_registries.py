@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
-from edgeseg.sources import SOURCES, Frame, Source, SourceKind, is_live, open_source, register_source
+from edgeseg.io.sources import SOURCES, Frame, Source, SourceKind, is_live, open_source, register_source
 from test_gateway import Collect, mosquitto, subscriber, wait_for  # noqa: F401 - the fixture is used by name
 
 runner = CliRunner()

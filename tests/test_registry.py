@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeseg.backends.base import Backend, BackendOptions
-from edgeseg.backends.registry import BACKENDS, backend_class, backend_names, open_backend
-from edgeseg.errors import ModelError
-from edgeseg.model_meta import ModelInfo
-from edgeseg.segmenter import Segmenter
+from edgeseg.runtime.backends.base import Backend, BackendOptions
+from edgeseg.runtime.backends.registry import BACKENDS, backend_class, backend_names, open_backend
+from edgeseg.core.errors import ModelError
+from edgeseg.core.model_meta import ModelInfo
+from edgeseg.runtime.segmenter import Segmenter
 
 
 class ConstantBackend(Backend):

@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-import edgeseg.segmenter as segmenter_mod
+import edgeseg.runtime.segmenter as segmenter_mod
 from edgeseg import Segmenter
-from edgeseg.errors import InputError, ModelError
+from edgeseg.core.errors import InputError, ModelError
 
 
 def _ov_installed() -> bool:
@@ -117,8 +117,8 @@ def test_threshold_and_min_area_change_output(tiny_onnx):
 
 
 def test_min_area_is_a_share_of_the_frame_and_pixels_are_refused(tiny_onnx):
-    from edgeseg.errors import ModelError
-    from edgeseg.settings import DEFAULT_MIN_AREA
+    from edgeseg.core.errors import ModelError
+    from edgeseg.config.settings import DEFAULT_MIN_AREA
 
     assert Segmenter(tiny_onnx).min_area == DEFAULT_MIN_AREA  # the tiny model ships none
     with pytest.raises(ModelError, match=r"min_area is a fraction of the frame area .* got 64"):
@@ -143,7 +143,7 @@ def test_runtime_never_imports_torch():
     import subprocess
     import sys
 
-    code = ("import sys, edgeseg, edgeseg.segmenter, edgeseg.detect, edgeseg.sources, edgeseg.cli; "
+    code = ("import sys, edgeseg, edgeseg.runtime.segmenter, edgeseg.apps.detect, edgeseg.io.sources, edgeseg.cli; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -167,7 +167,7 @@ def test_bundled_model_loads_and_matches_its_sidecar():
     """The shipped model is what `Segmenter()` loads; its sidecar describes that exact file."""
     import json
 
-    from edgeseg.model_meta import sha256_file
+    from edgeseg.core.model_meta import sha256_file
 
     stored = segmenter_mod.BUNDLED_MODEL
     if not stored.is_file():

@@ -1,4 +1,4 @@
-"""Every setting is declared once (edgeseg.settings) and that one declaration drives the loader,
+"""Every setting is declared once (edgeseg.config.settings) and that one declaration drives the loader,
 the JSON Schema, the docs table and detect's flags; cameras inherit and override."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeseg.gateway.config import parse_config
-from edgeseg.settings import (DEFAULT_MIN_AREA, STREAM_FIELDS, ConfigError, StreamSettings, json_schema,
-                              markdown_table, refresh_docs)
+from edgeseg.apps.gateway.config import parse_config
+from edgeseg.config.settings import DEFAULT_MIN_AREA, STREAM_FIELDS, ConfigError, StreamSettings, json_schema
+from edgeseg.config.settings_docs import markdown_table, refresh_docs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,9 +60,9 @@ def test_watch_schema_prints_the_json_schema():
 
 
 def test_docs_settings_table_is_generated_and_current():
-    """docs/gateway.md's table is the declarations' table (regenerate: python -m edgeseg.settings docs/gateway.md)."""
+    """docs/gateway.md's table is the declarations' table (regenerate: python -m edgeseg.config.settings_docs docs/gateway.md)."""
     page = (ROOT / "docs" / "gateway.md").read_text()
-    assert refresh_docs(page) == page, "stale: run python -m edgeseg.settings docs/gateway.md"
+    assert refresh_docs(page) == page, "stale: run python -m edgeseg.config.settings_docs docs/gateway.md"
     table = markdown_table()
     for name in STREAM_FIELDS:
         assert f"`{name}" in table

@@ -38,7 +38,7 @@ def test_show_without_display_warns_and_still_writes(tiny_onnx, tmp_path, monkey
 
 
 def test_show_with_headless_opencv_names_the_fix(monkeypatch):
-    import edgeseg.sinks.video as sinks
+    import edgeseg.io.sinks.video as sinks
 
     def no_gui(*args):
         raise cv2.error("The function is not implemented. Rebuild the library with GTK+ 2.x or Cocoa support")
@@ -50,7 +50,7 @@ def test_show_with_headless_opencv_names_the_fix(monkeypatch):
 
 
 def test_jsonl_events_append_and_flush_each_line(tmp_path):
-    from edgeseg.sinks import JsonlEvents
+    from edgeseg.io.sinks import JsonlEvents
 
     path = tmp_path / "events.jsonl"
     sink = JsonlEvents(path)
@@ -65,9 +65,9 @@ def test_jsonl_events_append_and_flush_each_line(tmp_path):
 
 
 def test_annotated_video_is_playable_after_close(tmp_path):
-    from edgeseg.segmenter import Result
-    from edgeseg.sinks.video import AnnotatedVideo
-    from edgeseg.sources import Frame
+    from edgeseg.runtime.segmenter import Result
+    from edgeseg.io.sinks.video import AnnotatedVideo
+    from edgeseg.io.sources import Frame
 
     sink = AnnotatedVideo(tmp_path / "a.mp4", fps=5)
     assert sink.outputs == []  # nothing written yet: no file promised

@@ -17,8 +17,8 @@ torch = pytest.importorskip("torch")
 from typer.testing import CliRunner  # noqa: E402
 
 from edgeseg.cli import app  # noqa: E402
-from edgeseg.fp16 import cpu_session, image_like_inputs  # noqa: E402
-from edgeseg.model_meta import read_model_info  # noqa: E402
+from edgeseg.apps.fp16 import cpu_session, image_like_inputs  # noqa: E402
+from edgeseg.core.model_meta import read_model_info  # noqa: E402
 from export.checkpoint import CheckpointError, load_model  # noqa: E402
 from export.model import UNetResNet18  # noqa: E402
 from tests import smp_reference as smp  # noqa: E402
@@ -178,7 +178,7 @@ def test_failed_verification_leaves_previous_file_untouched(tmp_path):
 
 def test_pytorch_backend_runs_a_binary_checkpoint(tmp_path):
     """The PyTorch backend (bench suite's eager baseline) opens a 1-class checkpoint as binary too."""
-    from edgeseg.segmenter import Segmenter
+    from edgeseg.runtime.segmenter import Segmenter
     from export.torch_backend import TorchBackend
 
     torch.save(smp.random_state_dict(1), tmp_path / "one.pt")

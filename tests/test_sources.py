@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgeseg.errors import SourceError
-from edgeseg.sources import open_source
+from edgeseg.core.errors import SourceError
+from edgeseg.io.sources import open_source
 from fakes import FakeCapture, FakeVideo  # scripted cv2.VideoCapture stand-ins
 
 

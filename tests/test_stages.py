@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeseg.settings import AlarmSettings
-from edgeseg.errors import OutputError, SourceError
-from edgeseg.pipeline import DetectionLoop
-from edgeseg.segmenter import Segmenter
-from edgeseg.sinks import Sink
-from edgeseg.sources import Frame
-from edgeseg.stages import StagedRun
+from edgeseg.config.settings import AlarmSettings
+from edgeseg.core.errors import OutputError, SourceError
+from edgeseg.streaming.pipeline import DetectionLoop
+from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.io.sinks import Sink
+from edgeseg.io.sources import Frame
+from edgeseg.streaming.stages import StagedRun
 
 
 class Recorder(Sink):
@@ -87,7 +87,7 @@ def test_batches_keep_order_and_one_bad_frame_is_skipped_alone(seg):
     """batch=3: frames go to the Segmenter three at a time where decoded already, in order; a frame
     the Segmenter refuses (InputError) is found by redoing its batch frame by frame, and only it is
     skipped."""
-    from edgeseg.errors import InputError
+    from edgeseg.core.errors import InputError
 
     def frames():
         for f in _frames(20):

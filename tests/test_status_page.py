@@ -126,7 +126,7 @@ def test_status_page_asks_for_the_token_when_reads_need_one(tiny_onnx, tmp_path)
 def test_page_is_shipped_in_the_package_without_a_cdn():
     from importlib import resources
 
-    static = resources.files("edgeseg.gateway").joinpath("static")
+    static = resources.files("edgeseg.apps.gateway").joinpath("static")
     for name in ("index.html", "app.js", "style.css"):
         text = static.joinpath(name).read_text()
         assert "http://" not in text and "https://" not in text, name  # no CDN, no build step

@@ -15,14 +15,14 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg.cuda_layer import BackendUnavailable, CudaError, load_cuda_layer
+from edgeseg.runtime.cuda_layer import BackendUnavailable, CudaError, load_cuda_layer
 from fakes import engine_meta as _meta
-from edgeseg.model_meta import (
+from edgeseg.core.model_meta import (
     EngineMismatch, read_sidecar, sidecar_path,
     write_sidecar,
 )
-from edgeseg.preprocess import preprocess
-from edgeseg.backends.tensorrt_build import BuildError, BuildOptions, CalibrationBatches, build_engine
+from edgeseg.runtime.preprocess import preprocess
+from edgeseg.runtime.backends.tensorrt_build import BuildError, BuildOptions, CalibrationBatches, build_engine
 
 
 # ----------------------------------------------------------------------------- fakes
@@ -336,7 +336,7 @@ class TestFakeTensorRTOrchestration:
         parsed = [c[1] for c in trt.calls if c[0] == "parse_from_file"][0]
         assert parsed != str(onnx_path) and not Path(parsed).exists()  # a temporary copy, cleaned up
         assert onnx_path.read_bytes() == before  # the user's ONNX is untouched
-        assert side.onnx_sha256 == __import__("edgeseg.files", fromlist=["x"]).sha256_file(onnx_path)
+        assert side.onnx_sha256 == __import__("edgeseg.core.files", fromlist=["x"]).sha256_file(onnx_path)
 
     def test_labels_none_drops_the_output_and_int32_is_kept(self, tmp_path):
         import onnx
@@ -402,14 +402,14 @@ def _has(mod: str) -> bool:
 
 @pytest.mark.skipif(_has("tensorrt"), reason="tensorrt is installed here")
 def test_backend_without_tensorrt_names_it(tmp_path):
-    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+    from edgeseg.runtime.backends.tensorrt_backend import TensorRTBackend
 
     with pytest.raises(BackendUnavailable, match="TensorRT python package not installed"):
         TensorRTBackend(tmp_path / "m.engine")
 
 
 def test_backend_refuses_mismatched_engine_with_fake_trt(tmp_path):
-    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+    from edgeseg.runtime.backends.tensorrt_backend import TensorRTBackend
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"PLAN")
@@ -430,7 +430,7 @@ def test_load_cuda_layer_unavailable_here():
 
 @pytest.mark.skipif(not _has("cuda"), reason="cuda-python not installed")
 def test_cuda_python_layer_no_driver_error_path():
-    from edgeseg.cuda_layer import CudaPythonLayer
+    from edgeseg.runtime.cuda_layer import CudaPythonLayer
 
     try:
         layer = CudaPythonLayer()
@@ -472,7 +472,7 @@ def test_no_torch_in_runtime_modules():
     import subprocess
     import sys
 
-    code = ("import sys, edgeseg.model_meta, edgeseg.cuda_layer, edgeseg.backends.tensorrt_backend, edgeseg.backends.tensorrt_build, edgeseg.cli, edgeseg.doctor;"
+    code = ("import sys, edgeseg.core.model_meta, edgeseg.runtime.cuda_layer, edgeseg.runtime.backends.tensorrt_backend, edgeseg.runtime.backends.tensorrt_build, edgeseg.cli, edgeseg.apps.doctor;"
             "bad=[m for m in ('torch','tensorrt','pycuda') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
@@ -633,7 +633,7 @@ def add_fake_runtime(trt, cuda, io_dtype=np.float32, profile=None):
 @pytest.mark.parametrize("io_dtype", [np.float32, np.float16])
 def test_backend_data_flow_with_fakes(tmp_path, io_dtype):
     """FakeTensorRT runtime: buffers allocated once, actual (not max) output shapes, fp16 I/O cast back to fp32."""
-    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+    from edgeseg.runtime.backends.tensorrt_backend import TensorRTBackend
 
     onnx_path = make_tiny_onnx(tmp_path / "m.onnx", size=(8, 12))
     cuda = FakeMemCuda()
@@ -659,7 +659,7 @@ def test_backend_data_flow_with_fakes(tmp_path, io_dtype):
 
 def test_batch_below_min_batch_is_padded_with_fakes(tmp_path):
     """FakeTensorRT: an engine built with --min-batch 2 still serves Segmenter.segment() (batch 1)."""
-    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+    from edgeseg.runtime.backends.tensorrt_backend import TensorRTBackend
 
     onnx_path = make_tiny_onnx(tmp_path / "m.onnx", size=(8, 12))
     cuda = FakeMemCuda()
@@ -680,8 +680,8 @@ def test_batch_below_min_batch_is_padded_with_fakes(tmp_path):
 
 
 def test_int8_calibrator_with_fakes(tmp_path):
-    from edgeseg.backends.tensorrt_calibration import make_calibrator
-    from edgeseg.backends.base import ModelInfo
+    from edgeseg.runtime.backends.tensorrt_calibration import make_calibrator
+    from edgeseg.runtime.backends.base import ModelInfo
 
     trt = make_fake_trt("8.6.1")
 
@@ -746,7 +746,7 @@ def test_cli_build_and_verify_on_cpu(tmp_path):
 
 def test_backend_auto_rebuild_with_fakes(tmp_path):
     """FakeTensorRT: a stale engine (other TensorRT version) is rebuilt when auto_rebuild and the ONNX are given."""
-    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+    from edgeseg.runtime.backends.tensorrt_backend import TensorRTBackend
 
     onnx_path = make_tiny_onnx(tmp_path / "m.onnx", size=(8, 8))
     cuda = FakeMemCuda()
@@ -767,7 +767,7 @@ def test_backend_auto_rebuild_with_fakes(tmp_path):
 
 
 def test_auto_rebuild_refuses_int8_without_calibration_data(tmp_path):
-    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+    from edgeseg.runtime.backends.tensorrt_backend import TensorRTBackend
 
     onnx_path = make_tiny_onnx(tmp_path / "m.onnx", size=(8, 8))
     engine = tmp_path / "m.engine"
@@ -781,7 +781,7 @@ def test_auto_rebuild_refuses_int8_without_calibration_data(tmp_path):
 
 def test_partial_copy_views_are_prefixes_of_the_same_memory():
     """pycuda copies whole host buffers; a smaller batch passes a prefix view (no copy)."""
-    from edgeseg.cuda_layer import _prefix
+    from edgeseg.runtime.cuda_layer import _prefix
 
     buf = np.arange(8 * 3 * 4, dtype=np.float32).reshape(8, 3, 4)
     assert _prefix(buf, None) is buf
@@ -795,7 +795,7 @@ def test_partial_copy_views_are_prefixes_of_the_same_memory():
 def test_backend_reads_the_profile_from_the_engine(tmp_path):
     """The buffers follow the engine's profile (get_tensor_profile_shape), and an engine whose profile
     disagrees with its sidecar is refused instead of failing inside set_input_shape."""
-    from edgeseg.backends.tensorrt_backend import TensorRTBackend
+    from edgeseg.runtime.backends.tensorrt_backend import TensorRTBackend
 
     onnx_path = make_tiny_onnx(tmp_path / "m.onnx", size=(8, 12))
     cuda = FakeMemCuda()
@@ -821,7 +821,7 @@ def test_cuda_python_stream_handle_is_the_native_handle():
         from cuda.bindings import runtime as rt
     except ImportError:
         pytest.skip("cuda-python without cuda.bindings")
-    from edgeseg.cuda_layer import native_handle
+    from edgeseg.runtime.cuda_layer import native_handle
 
     s = rt.cudaStream_t(0x1234)
     assert native_handle(s) == 0x1234 and native_handle(rt.cudaStream_t(0)) == 0
@@ -832,11 +832,11 @@ def test_cuda_python_stream_handle_is_the_native_handle():
 
 def _qdq_parsing_fake(version):
     """FakeTensorRT whose parser refuses what TensorRT's ONNX parser refuses in Q/DQ nodes: the rules of
-    onnx-tensorrt QuantDequantLinearHelper (release/10.1-GA), as edgeseg.backends.tensorrt_qdq.trt_qdq_problems
+    onnx-tensorrt QuantDequantLinearHelper (release/10.1-GA), as edgeseg.runtime.backends.tensorrt_qdq.trt_qdq_problems
     states them; the shipped model's problems are checked against that list in test_shipped_int8_model_*."""
     import onnx
 
-    from edgeseg.backends.tensorrt_qdq import trt_qdq_problems
+    from edgeseg.runtime.backends.tensorrt_qdq import trt_qdq_problems
 
     trt = make_fake_trt(version)
     base = trt.OnnxParser
@@ -868,9 +868,9 @@ def test_shipped_int8_model_is_rewritten_to_trt_rules_and_still_agrees(tmp_path)
     import onnx
     import onnxruntime as ort
 
-    from edgeseg.backends.tensorrt_qdq import trt_qdq_copy, trt_qdq_problems
-    from edgeseg.metrics import mask_iou
-    from edgeseg.segmenter import BUNDLED_INT8, bundled_model
+    from edgeseg.runtime.backends.tensorrt_qdq import trt_qdq_copy, trt_qdq_problems
+    from edgeseg.core.metrics import mask_iou
+    from edgeseg.runtime.segmenter import BUNDLED_INT8, bundled_model
 
     if not BUNDLED_INT8.is_file():
         pytest.skip(f"{BUNDLED_INT8} not shipped in this checkout")
@@ -896,7 +896,7 @@ def test_shipped_int8_model_is_rewritten_to_trt_rules_and_still_agrees(tmp_path)
     # VNNI, so both files agree on every x86 CPU (0.990 on these frames on an AVX2-only EPYC) and the SDK
     # has no host warning to give
     assert mask_iou(shipped, trt_form, 3) >= 0.97
-    from edgeseg.precision import int8_host_warning
+    from edgeseg.runtime.precision import int8_host_warning
 
     assert int8_host_warning(BUNDLED_INT8) is None
 
@@ -907,8 +907,8 @@ def test_int8_builds_from_the_shipped_qdq_model_without_a_calibrator(tmp_path, v
     """--int8 with no images: the bundled fp32 model's Q/DQ sibling is parsed (rewritten copy); TRT 10 / 11
     build it strongly typed with no precision flag (NVIDIA: "Use explicit quantization with Strong Typing.
     Precision-control build flags are not required and should not be specified"); 8.6 sets INT8."""
-    from edgeseg.files import sha256_file
-    from edgeseg.segmenter import BUNDLED_INT8, bundled_model
+    from edgeseg.core.files import sha256_file
+    from edgeseg.runtime.segmenter import BUNDLED_INT8, bundled_model
 
     if not BUNDLED_INT8.is_file():
         pytest.skip(f"{BUNDLED_INT8} not shipped in this checkout")
@@ -943,7 +943,7 @@ def test_trt11_fp16_file_is_checked_against_its_model_and_written_beside_it(tmp_
     pytest.importorskip("onnxconverter_common")
     import onnx
 
-    from edgeseg.model_meta import metadata_of
+    from edgeseg.core.model_meta import metadata_of
 
     onnx_path = make_tiny_onnx(tmp_path / "m.onnx", meta={"source_sha256": "a" * 64})
     stranger = make_tiny_onnx(tmp_path / "m.fp16.onnx", meta={"source_sha256": "b" * 64})
@@ -964,7 +964,7 @@ def test_trt11_fp16_file_is_checked_against_its_model_and_written_beside_it(tmp_
 def test_orin_modules_are_told_apart(tmp_path):
     """All Orin modules report "Orin", sm 8.7: the sidecar's SM count / memory / board refuse an engine from
     an AGX Orin on an Orin Nano, and the cache keys differ."""
-    from edgeseg.model_meta import cache_key, check_compatible
+    from edgeseg.core.model_meta import cache_key, check_compatible
 
     agx = _meta(gpu_name="Orin", sm_count=16, memory_mib=62800, board="NVIDIA Jetson AGX Orin Developer Kit")
     check_compatible(agx, "10.3.0", "Orin", "8.7", sm_count=16, memory_mib=62841,
@@ -1029,7 +1029,7 @@ def test_export_triton_writes_the_recorded_engine_io(tmp_path, channels, labels_
     pytest.importorskip("tritonclient.grpc", reason="needs the [triton] extra (tritonclient)")
     from tritonclient.grpc import model_config_pb2 as mc
 
-    from edgeseg.triton_repo import check_against_engine, export_repository, read_config
+    from edgeseg.apps.triton_repo import check_against_engine, export_repository, read_config
 
     name = "m.fp16.onnx" if half else "m.onnx"
     onnx_path = _make_io_onnx(tmp_path / name, channels, onnx_labels, half)
@@ -1050,8 +1050,8 @@ def test_export_triton_writes_the_recorded_engine_io(tmp_path, channels, labels_
 def test_export_triton_refuses_what_the_backend_would_refuse(tmp_path):
     """The old exporter's guesses (3 channels for a binary engine, FP32 for fp16 IO) fail the backend's checks."""
     pytest.importorskip("tritonclient.grpc", reason="needs the [triton] extra (tritonclient)")
-    from edgeseg.errors import ModelError
-    from edgeseg.triton_repo import build_config, check_against_engine, export_repository, _engine_spec
+    from edgeseg.core.errors import ModelError
+    from edgeseg.apps.triton_repo import build_config, check_against_engine, export_repository, _engine_spec
 
     engine = tmp_path / "m.engine"
     build_engine(_make_io_onnx(tmp_path / "m.fp16.onnx", 1, "int32", half=True), engine, BuildOptions(max_batch=4),

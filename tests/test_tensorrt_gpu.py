@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeseg.metrics import mask_iou
-from edgeseg.segmenter import BUNDLED_MODEL, bundled_model
+from edgeseg.core.metrics import mask_iou
+from edgeseg.runtime.segmenter import BUNDLED_MODEL, bundled_model
 
 pytestmark = pytest.mark.gpu
 
-# the fp32 model the SDK derives from the stored fp16 file (edgeseg.segmenter.bundled_model)
+# the fp32 model the SDK derives from the stored fp16 file (edgeseg.runtime.segmenter.bundled_model)
 ONNX = bundled_model() if BUNDLED_MODEL.is_file() else BUNDLED_MODEL
 
 
@@ -21,8 +21,8 @@ def _gpu_or_skip():
     except ImportError as exc:
         pytest.skip(f"TensorRT python package not installed or not importable ({exc}); "
                     "pip install 'edgeseg[gpu-cu12]' / '[gpu-cu13]', or JetPack 6's TensorRT")
-    from edgeseg.cuda_layer import BackendUnavailable, load_cuda_layer
-    from edgeseg.backends.tensorrt_build import trt_version_tuple
+    from edgeseg.runtime.cuda_layer import BackendUnavailable, load_cuda_layer
+    from edgeseg.runtime.backends.tensorrt_build import trt_version_tuple
 
     if trt_version_tuple(trt) < (8, 6):
         pytest.skip(f"TensorRT {trt.__version__} < 8.6 (JetPack 5): edgeseg needs JetPack 6 / TensorRT 8.6+")
@@ -42,9 +42,9 @@ def test_fp16_engine_matches_onnxruntime(tmp_path):
     cuda = _gpu_or_skip()
     import onnxruntime as ort
 
-    from edgeseg.backends.tensorrt_backend import TensorRTBackend
-    from edgeseg.preprocess import preprocess
-    from edgeseg.backends.tensorrt_build import BuildOptions, build_engine
+    from edgeseg.runtime.backends.tensorrt_backend import TensorRTBackend
+    from edgeseg.runtime.preprocess import preprocess
+    from edgeseg.runtime.backends.tensorrt_build import BuildOptions, build_engine
 
     engine = tmp_path / "m.engine"
     report = build_engine(ONNX, engine, BuildOptions(fp16=True, min_batch=1, opt_batch=2, max_batch=4), cuda=cuda)
@@ -77,10 +77,10 @@ def test_int8_engine_from_the_shipped_qdq_model_matches_onnxruntime_int8(tmp_pat
     cuda = _gpu_or_skip()
     import onnxruntime as ort
 
-    from edgeseg.backends.tensorrt_backend import TensorRTBackend
-    from edgeseg.backends.tensorrt_build import BuildOptions, build_engine
-    from edgeseg.preprocess import preprocess
-    from edgeseg.segmenter import BUNDLED_INT8
+    from edgeseg.runtime.backends.tensorrt_backend import TensorRTBackend
+    from edgeseg.runtime.backends.tensorrt_build import BuildOptions, build_engine
+    from edgeseg.runtime.preprocess import preprocess
+    from edgeseg.runtime.segmenter import BUNDLED_INT8
 
     if not BUNDLED_INT8.is_file():
         pytest.skip(f"{BUNDLED_INT8} not shipped")

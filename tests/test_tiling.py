@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgeseg.backends.base import Backend
+from edgeseg.runtime.backends.base import Backend
 from edgeseg.cli import app
-from edgeseg.errors import InputError
-from edgeseg.model_meta import ModelInfo
-from edgeseg.preprocess import Transform
-from edgeseg.segmenter import Segmenter
-from edgeseg.tiling import canvas_size, parse_tiles, spans, stitch, tile_boxes
+from edgeseg.core.errors import InputError
+from edgeseg.core.model_meta import ModelInfo
+from edgeseg.runtime.preprocess import Transform
+from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.runtime.tiling import canvas_size, parse_tiles, spans, stitch, tile_boxes
 
 runner = CliRunner()
 

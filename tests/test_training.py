@@ -181,10 +181,10 @@ def test_rescore_measures_the_bundled_model_and_keeps_its_training_record(tiny_o
 
     import pytest
 
-    from edgeseg.files import sha256_file
+    from edgeseg.core.files import sha256_file
     from training import ship
 
-    from edgeseg.fp16 import convert_fp16
+    from edgeseg.apps.fp16 import convert_fp16
 
     models = tmp_path / "models"
     models.mkdir()

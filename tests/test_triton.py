@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 
 pytest.importorskip("tritonclient.grpc", reason="needs the [triton] extra (tritonclient)")
 
-from edgeseg.backends.registry import open_backend, remote_entry  # noqa: E402
-from edgeseg.backends.triton_backend import parse_url  # noqa: E402
+from edgeseg.runtime.backends.registry import open_backend, remote_entry  # noqa: E402
+from edgeseg.runtime.backends.triton_backend import parse_url  # noqa: E402
 from edgeseg.cli import app  # noqa: E402
-from edgeseg.errors import ModelError  # noqa: E402
-from edgeseg.model_meta import EngineMeta, ModelInfo, read_model_info, write_sidecar  # noqa: E402
-from edgeseg.segmenter import Segmenter  # noqa: E402
-from edgeseg.triton_repo import export_repository, read_config  # noqa: E402
+from edgeseg.core.errors import ModelError  # noqa: E402
+from edgeseg.core.model_meta import EngineMeta, ModelInfo, read_model_info, write_sidecar  # noqa: E402
+from edgeseg.runtime.segmenter import Segmenter  # noqa: E402
+from edgeseg.apps.triton_repo import export_repository, read_config  # noqa: E402
 
 
 def test_export_onnx_repository_parses_as_triton_model_config(tiny_onnx: Path, tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def test_export_fixed_batch_onnx_keeps_the_batch_dim(tmp_path: Path) -> None:
 
 
 def test_export_engine_repository_from_sidecar(tiny_onnx: Path, tmp_path: Path) -> None:
-    from edgeseg.model_meta import read_metadata
+    from edgeseg.core.model_meta import read_metadata
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"not a real plan")  # the exporter copies it and reads only the sidecar

@@ -21,10 +21,10 @@ import pytest
 pytest.importorskip("tritonclient.grpc", reason="needs the [triton] extra (tritonclient)")
 pytest.importorskip("pytriton", reason="needs the [serve] extra (nvidia-pytriton)")
 
-from edgeseg.errors import InferenceServerError, ModelError  # noqa: E402
-from edgeseg.segmenter import Segmenter  # noqa: E402
-from edgeseg.serve import batching_stats  # noqa: E402
-from edgeseg.serve_process import ServerProcess  # noqa: E402
+from edgeseg.core.errors import InferenceServerError, ModelError  # noqa: E402
+from edgeseg.runtime.segmenter import Segmenter  # noqa: E402
+from edgeseg.apps.serve import batching_stats  # noqa: E402
+from edgeseg.apps.serve_process import ServerProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -342,7 +342,7 @@ def test_proxy_patch_fits_the_installed_pytriton_and_falls_back() -> None:
 
     import pytriton
 
-    from edgeseg.serve_errors import MARK, BadRequest, patch_proxy_source
+    from edgeseg.apps.serve_errors import MARK, BadRequest, patch_proxy_source
 
     stock = (Path(pytriton.__file__).parent / "proxy" / "model.py").read_text()
     patched = patch_proxy_source(stock)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.model_meta import DEFAULT_CLASSES, DEFAULT_MEAN, DEFAULT_STD, build_metadata, set_metadata
+from edgeseg.core.model_meta import DEFAULT_CLASSES, DEFAULT_MEAN, DEFAULT_STD, build_metadata, set_metadata
 
 
 def make_tiny_onnx(path: str | Path, classes: tuple[str, ...] = DEFAULT_CLASSES, size: tuple[int, int] = (64, 64),

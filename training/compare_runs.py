@@ -14,7 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from training import ship
+from training import bundle, ship
 from training.train import DATA_ROOT
 
 
@@ -25,7 +25,7 @@ def export_run(run: Path) -> Path:
 
     ckpt, _ = ship.run_checkpoint(run)
     model, info = load_model(ckpt)
-    path = run / "export" / f"{ship.NAME}.onnx"
+    path = run / "export" / f"{bundle.NAME}.onnx"
     export_onnx(model, path, build_metadata(info["classes"], "softmax", (256, 256), DEFAULT_MEAN, DEFAULT_STD,
                                             info["sha256"], ckpt.name))
     verify_against_torch(model, path, (256, 256))
@@ -35,7 +35,7 @@ def export_run(run: Path) -> Path:
 def score(model_path: Path, data_root: Path, min_area: int) -> dict:
     from edgeseg import Segmenter
     from edgeseg.bench.accuracy import evaluate_folder, false_alarm_rate
-    from edgeseg.model_meta import metadata_of, set_metadata
+    from edgeseg.core.model_meta import metadata_of, set_metadata
     from training.synth import render_scene, write_dataset
     import onnx
 
@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--min-area", type=int, default=64)
     ap.add_argument("--out", type=Path, default=None, help="write the table as JSON here too")
     args = ap.parse_args(argv)
-    from edgeseg.derived import derived_fp32
+    from edgeseg.runtime.derived import derived_fp32
 
-    models = {"bundled": derived_fp32(ship.MODELS / ship.STORED)} if (ship.MODELS / ship.STORED).is_file() else {}
+    models = {"bundled": derived_fp32(bundle.MODELS / bundle.STORED)} if (bundle.MODELS / bundle.STORED).is_file() else {}
     models.update({str(r): export_run(r) for r in args.runs})
     table = {}
     for name, path in models.items():

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg.files import is_image, list_images
+from edgeseg.core.files import is_image, list_images
 
 NOT_LEAK = 3  # "background or machine": only the leak probability is supervised
 CACHE_DIR = Path.home() / ".cache" / "edgeseg"

@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 
 from edgeseg.bench.accuracy import LabelledImage, smoke_free_crops
-from edgeseg.postprocess import analyse, class_probs, extract_regions, min_area_px, resize_labels
-from edgeseg.preprocess import preprocess
+from edgeseg.runtime.postprocess import analyse, class_probs, extract_regions, min_area_px, resize_labels
+from edgeseg.runtime.preprocess import preprocess
 
 from training.train import DATA_ROOT  # ../shared/data/smoke5k beside the checkout
 THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.10, 0.96, 0.05), 2))

@@ -4,7 +4,6 @@ alarms, without losing real smoke (SMOKE5K val gas-smoke IoU >= ``SMOKE_FLOOR``)
 
     python -m training.ir_ship --candidate runs/ir-finetune/model.onnx            # measure, gate, ship
     python -m training.ir_ship --candidate runs/ir-finetune/model.onnx --dry-run  # measure + decide only
-    python -m training.ship --ir runs/ir-finetune/model.onnx                      # the same, via training.ship
     python -m training.ir_ship --candidate runs/ir-finetune/model.onnx --measured runs/ir-ship.json  # ship a dry run's result
 
 Both models are measured by ``training.ir_eval`` with the same rule: the operating point
@@ -19,7 +18,7 @@ If it beats the bundled model on IR but loses real smoke, one model cannot serve
 ships as a second, IR-only model ``edgeseg/models/edgeseg-unet-r18-ir.fp16.onnx`` (+ ``.json``) and
 the visible model stays as it is.
 
-On a pass: the candidate's fp16 twin (``edgeseg.fp16.convert_fp16``, verified) with metadata
+On a pass: the candidate's fp16 twin (``edgeseg.apps.fp16.convert_fp16``, verified) with metadata
 ``leak_threshold`` and ``leak_min_area`` is written to ``edgeseg/models/edgeseg-unet-r18.fp16.onnx``
 and the sidecar JSON records both, the IR scores, the SMOKE5K score and the training record. The
 INT8 model is NOT remade here (``python -m training.ship --int8``; it is marked stale in the sidecar).
@@ -68,10 +67,10 @@ IR_NAME = "edgeseg-unet-r18-ir"  # the second model, for thermal cameras, when o
 def ship(candidate: Path, cand: dict, smoke: dict, decision: dict, record: dict | None) -> Path:
     import onnx
 
-    from edgeseg.files import sha256_file
-    from edgeseg.fp16 import convert_fp16, verify_fp16
-    from edgeseg.model_meta import metadata_of, set_metadata
-    from training.ship import MODELS, NAME, STORED
+    from edgeseg.core.files import sha256_file
+    from edgeseg.apps.fp16 import convert_fp16, verify_fp16
+    from edgeseg.core.model_meta import metadata_of, set_metadata
+    from training.bundle import MODELS, NAME, STORED
 
     op = cand["select"]["chosen"]
     fp16 = candidate.with_name(candidate.stem + ".fp16.onnx")
@@ -98,7 +97,7 @@ def ship(candidate: Path, cand: dict, smoke: dict, decision: dict, record: dict 
                            "(never trained on); leak_min_area is a fraction of the frame area",
         "onnx_sha256": sha256_file(stored),
         "fp32_export_sha256": sha256_file(candidate),
-        "stored_as": (f"fp16 weights, fp32 inputs/outputs (edgeseg.fp16.convert_fp16 of the fp32 export; mask IoU "
+        "stored_as": (f"fp16 weights, fp32 inputs/outputs (edgeseg.apps.fp16.convert_fp16 of the fp32 export; mask IoU "
                       f"{iou:.4f} on image-like inputs, max prob error {perr:.1e}, {clamped} tiny weights clamped)"),
         "init": {"from": "the previous bundled model (onnx_sha256 " + old.get("onnx_sha256", "?") + ")",
                  "previous_training": old.get("training")},
@@ -120,7 +119,7 @@ def ship(candidate: Path, cand: dict, smoke: dict, decision: dict, record: dict 
 
 def run(args: argparse.Namespace) -> dict:
     from training.ir_eval import ALARM_FLOOR, evaluate, frames_of
-    from training.ship import MODELS, NAME
+    from training.bundle import MODELS, NAME
 
     if args.measured is not None:  # an earlier --dry-run of this very file: ship on its measurement
         out = json.loads(args.measured.read_text())

@@ -99,8 +99,8 @@ def freeze_bn(model: torch.nn.Module) -> None:
 def verify(model: UNetResNet18, path: str | Path = BUNDLED, images: list[np.ndarray] | None = None) -> dict:
     """Max |torch - onnxruntime| of the class probabilities (and argmax agreement) on image-like
     inputs (``images``: BGR uint8 256x256, else smooth random fields)."""
-    from edgeseg.derived import derived_fp32
-    from edgeseg.fp16 import cpu_session
+    from edgeseg.runtime.derived import derived_fp32
+    from edgeseg.apps.fp16 import cpu_session
     from training.train import MEAN, STD
 
     sess = cpu_session(str(derived_fp32(Path(path))))

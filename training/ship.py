@@ -4,11 +4,10 @@
     python -m training.ship --run runs/gpu     # a training.gpu_run run (weights-*.safetensors + record.json)
     python -m training.ship --rescore     # re-measure the bundled model (no run folder needed)
     python -m training.ship --int8        # the bundled INT8 model, calibrated on real *training* photos
-    python -m training.ship --ir runs/ir-finetune/model.onnx   # the IR ship gate (training.ir_ship)
 
 1. the run's weights -> a verified fp32 ONNX export in ``RUN/export/`` -> its fp16 twin, which is
    the one file the repository stores: ``edgeseg/models/edgeseg-unet-r18.fp16.onnx`` (the SDK
-   derives the fp32 model from it at load, ``edgeseg.derived.derived_fp32``). The leak threshold is
+   derives the fp32 model from it at load, ``edgeseg.runtime.derived.derived_fp32``). The leak threshold is
    chosen on the held-out *train* photos first; a model that does not beat the bundled one there
    is not shipped (``--force`` ships it anyway);
 2. ``edgeseg bench accuracy``'s code on SMOKE5K val (real photos) and on a held-out synthetic
@@ -28,11 +27,9 @@ import cv2
 import numpy as np
 
 from edgeseg.bench.int8_export import BUNDLED_CONFIG
+from training.bundle import MODELS, NAME, STORED  # noqa: F401 - part of this script's API
 from training.train import DATA_ROOT
 
-MODELS = Path(__file__).resolve().parents[1] / "edgeseg" / "models"
-NAME = "edgeseg-unet-r18"
-STORED = f"{NAME}.fp16.onnx"  # the one stored file of the bundled weights
 SYNTH_TEST_SEED, SYNTH_TEST_COUNT = 500_000, 200
 NO_LEAK_SEED, NO_LEAK_COUNT = 600_000, 200
 
@@ -232,8 +229,8 @@ def rescore(data_root: Path, min_area: int) -> None:
     """Measure the bundled model again without its training run (e.g. on a fresh clone, or after
     an SDK change): the same threshold sweep and scores as shipping; the training record and the
     model itself stay as shipped. Refuses when the ONNX no longer matches its sidecar."""
-    from edgeseg.files import sha256_file
-    from edgeseg.derived import derived_fp32
+    from edgeseg.core.files import sha256_file
+    from edgeseg.runtime.derived import derived_fp32
 
     stored, side_path = MODELS / STORED, MODELS / f"{NAME}.json"
     if not (stored.is_file() and side_path.is_file()):
@@ -262,7 +259,7 @@ def rescore(data_root: Path, min_area: int) -> None:
 
 def real_train_photos(data_root: Path) -> list[Path]:
     """SMOKE5K *train* photos that are real (not the 256x256 composites), sorted."""
-    from edgeseg.files import list_images
+    from edgeseg.core.files import list_images
 
     out = []
     for p in list_images(data_root / "train" / "img"):
@@ -298,7 +295,7 @@ def ship_int8(data_root: Path, calib: int, evaluate: int, config: str = BUNDLED_
 
     if not (data_root / "train" / "img").is_dir():
         raise SystemExit(f"no SMOKE5K train photos at {data_root}/train/img (see ../shared/data/README.md)")
-    from edgeseg.derived import derived_fp32
+    from edgeseg.runtime.derived import derived_fp32
 
     photos = real_train_photos(data_root)
     cal, ev = split_images(photos, calib, evaluate)
@@ -333,15 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--int8-eval", type=int, default=100, help="agreement photos for --int8 (not calibration ones)")
     ap.add_argument("--force", action="store_true",
                     help="ship the run even if it does not beat the bundled model on the held-out train photos")
-    ap.add_argument("--ir", type=Path, default=None, metavar="ONNX",
-                    help="the thermal ship gate (training.ir_ship): ship this fp32 export only if it beats the bundled "
-                         "model on held-out IR plume IoU and IR leak-free false alarms and keeps SMOKE5K val smoke IoU")
     args = ap.parse_args(argv)
-    if args.ir is not None:
-        from training import ir_ship
-
-        ir_ship.main(["--candidate", str(args.ir), "--data", str(args.data)])
-        return
     if args.int8:
         ship_int8(args.data, args.int8_calib, args.int8_eval, args.int8_config)
         return
@@ -395,10 +384,10 @@ def ship_run(run: Path, data_root: Path, min_area: int, force: bool = False) -> 
     bundled model there (or ``force``), then measure it through the SDK and write the sidecar."""
     import onnx
 
-    from edgeseg.files import sha256_file
-    from edgeseg.derived import derived_fp32
-    from edgeseg.fp16 import convert_fp16, verify_fp16
-    from edgeseg.model_meta import metadata_of, set_metadata
+    from edgeseg.core.files import sha256_file
+    from edgeseg.runtime.derived import derived_fp32
+    from edgeseg.apps.fp16 import convert_fp16, verify_fp16
+    from edgeseg.core.model_meta import metadata_of, set_metadata
     from export.checkpoint import load_model
     from export.onnx_export import DEFAULT_MEAN, DEFAULT_STD, build_metadata, export_onnx, verify_against_torch
 
@@ -444,9 +433,9 @@ def ship_run(run: Path, data_root: Path, min_area: int, force: bool = False) -> 
         "threshold_selection": sweep,
         "onnx_sha256": sha256_file(stored),
         "fp32_export_sha256": sha256_file(fp32_path),
-        "stored_as": (f"fp16 weights, fp32 inputs/outputs (edgeseg.fp16.convert_fp16 of the fp32 export; mask IoU "
+        "stored_as": (f"fp16 weights, fp32 inputs/outputs (edgeseg.apps.fp16.convert_fp16 of the fp32 export; mask IoU "
                       f"{iou:.4f} on image-like inputs); the SDK runs the fp32 model derived from it at load "
-                      "(edgeseg.derived.derived_fp32)"),
+                      "(edgeseg.runtime.derived.derived_fp32)"),
         "checkpoint_sha256": info["sha256"],
         "data": {"smoke": "SMOKE5K train (5,406 pairs, see shared/data/README.md)",
                  "gas": f"training.synth scenes seeds 10000..{10000 + training['config']['synth_train'] - 1}",

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgeseg.metrics import SegmentationScores
+from edgeseg.core.metrics import SegmentationScores
 from export.model import UNetResNet18
 from training import accel
 from training.data import NOT_LEAK, SegData, load_folder, split_holdout, synthetic_gas

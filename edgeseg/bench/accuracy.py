@@ -1,6 +1,6 @@
 """Accuracy of a model through the *whole SDK pipeline* (preprocess -> backend -> postprocess).
 
-Scores come from ``edgeseg.metrics`` (the same code training evaluates with), both per-image
+Scores come from ``edgeseg.core.metrics`` (the same code training evaluates with), both per-image
 averaged (as the paper reports) and dataset-level. Two label layouts are understood:
 binary smoke masks (0/255: scored as not-smoke vs gas-smoke) and class-id PNGs (0/1/2).
 """
@@ -15,8 +15,8 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator
 import cv2
 import numpy as np
 
-from edgeseg.files import list_images
-from edgeseg.metrics import SegmentationScores
+from edgeseg.core.files import list_images
+from edgeseg.core.metrics import SegmentationScores
 
 
 
@@ -93,7 +93,7 @@ ALARM_FLOOR_PX = 64
 
 def false_alarm_rate(segmenter: Any, frames: list[np.ndarray], min_area: int) -> float:
     """Fraction of smoke-free frames with any gas-smoke region of at least ``min_area`` px."""
-    from edgeseg.postprocess import extract_regions
+    from edgeseg.runtime.postprocess import extract_regions
 
     leak = segmenter.info.leak_class
     hits = 0
@@ -138,7 +138,7 @@ class ScoreSettings:
 def score_model(path: Path, data: Path, limit: int | None, settings: ScoreSettings, keep_predictions: bool,
                 status: Callable[[str], ContextManager[Any]] = lambda _: nullcontext()) -> tuple[dict, int]:
     """(scores, number of classes) of one model through the SDK; ``status`` wraps the scoring (a spinner)."""
-    from edgeseg.segmenter import Segmenter
+    from edgeseg.runtime.segmenter import Segmenter
 
     s = settings
     seg = Segmenter(path, backend=s.backend, threads=s.threads, threshold=s.threshold, min_area=s.min_area,  # type: ignore[arg-type]
@@ -160,7 +160,7 @@ def score_with_variants(path: Path, data: Path, compare: list[Path], limit: int 
                         status: Callable[[str], ContextManager[Any]] = lambda _: nullcontext()) -> dict[str, Any]:
     """Scores of ``path`` and of each reduced-precision variant in ``compare``, plus how closely each
     variant's masks agree with ``path``'s (precision lost, independent of label quality)."""
-    from edgeseg.metrics import mask_agreement
+    from edgeseg.core.metrics import mask_agreement
 
     ref, n_classes = score_model(path, data, limit, settings, bool(compare), status)
     variants = {}

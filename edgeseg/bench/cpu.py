@@ -15,7 +15,7 @@ where this host can run it):
    the same frames (preprocessed beforehand) - the yardstick the issue set.
 
 The report records the CPU model, its flags read now (AVX2, AVX-512, VNNI, bf16, AMX) and every
-runtime's version (:mod:`edgeseg.host`). Nothing is estimated.
+runtime's version (:mod:`edgeseg.core.host`). Nothing is estimated.
 """
 from __future__ import annotations
 
@@ -109,14 +109,14 @@ def available_variants(model: Path) -> tuple[list[tuple[str, str]], dict[str, st
     """Variants this host can run, and why each other one is skipped."""
     import importlib.util
 
-    from edgeseg.precision import int8_sibling
+    from edgeseg.runtime.precision import int8_sibling
 
     have_ov = importlib.util.find_spec("openvino") is not None
     caps: tuple[str, ...] = ()
     if have_ov:
         import openvino as ov
 
-        from edgeseg.backends.openvino_backend import cpu_capabilities
+        from edgeseg.runtime.backends.openvino_backend import cpu_capabilities
 
         caps = cpu_capabilities(ov.Core())
     out, skipped = [], {}
@@ -147,9 +147,9 @@ def run_cpu_bench(model: str | Path, threads: int | None = None, duration_s: flo
                   clip: str | Path | None = None, clip_frames: int = 48, detect: bool = True,
                   variants: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Both measurements for every variant (see the module docstring); JSON-ready."""
-    from edgeseg.host import describe_cpu_features, machine_info
-    from edgeseg.preprocess import preprocess
-    from edgeseg.segmenter import Segmenter
+    from edgeseg.core.host import describe_cpu_features, machine_info
+    from edgeseg.runtime.preprocess import preprocess
+    from edgeseg.runtime.segmenter import Segmenter
 
     model = Path(model)
     found, skipped = available_variants(model)
@@ -254,11 +254,11 @@ def _stage_costs(clip: Path, seg: Any, out: Path) -> dict[str, Any]:
     """What ``detect`` does per 720p frame besides the network, each measured alone on one thread:
     decoding, and the writer stage (``DetectionLoop.deliver``: mask upsampling, overlay, Matroska
     encode, alarm, events), on results of ``seg``."""
-    from edgeseg.settings import AlarmSettings
-    from edgeseg.detect import RESULT_PATTERNS, detect_sinks
-    from edgeseg.outdir import OutputFolder
-    from edgeseg.pipeline import DetectionLoop
-    from edgeseg.sources import open_source
+    from edgeseg.config.settings import AlarmSettings
+    from edgeseg.apps.detect import RESULT_PATTERNS, detect_sinks
+    from edgeseg.core.outdir import OutputFolder
+    from edgeseg.streaming.pipeline import DetectionLoop
+    from edgeseg.io.sources import open_source
 
     t0 = time.perf_counter()
     frames = list(open_source(str(clip)))
@@ -282,7 +282,7 @@ def _with_ceiling(stages: dict[str, Any], bare_fps: float) -> dict[str, Any]:
     can only add to the cores' work (``cores x bare ms / (cores x bare ms + their ms)``)."""
     import os
 
-    from edgeseg.host import usable_cores
+    from edgeseg.core.host import usable_cores
 
     cores = usable_cores() or os.cpu_count() or 1
     bare_ms = 1e3 / bare_fps
@@ -293,10 +293,10 @@ def _with_ceiling(stages: dict[str, Any], bare_fps: float) -> dict[str, Any]:
 def _detect_fps(seg: Any, clip: Path, out: Path, threads: int | None = None) -> dict[str, Any]:
     """``edgeseg detect``'s loop (whatever it is in this version: alarm, overlay, mp4 encode)."""
     try:
-        from edgeseg.detect import run_detect
-        from edgeseg.sources import open_source
+        from edgeseg.apps.detect import run_detect
+        from edgeseg.io.sources import open_source
 
-        from edgeseg.segmenter import Segmenter
+        from edgeseg.runtime.segmenter import Segmenter
 
         # as `edgeseg detect` builds it: pipelined stages share the cores, so ONNX Runtime must not spin
         seg = Segmenter(seg.model_path, backend=seg.backend.name, precision=seg.precision,

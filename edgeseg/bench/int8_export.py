@@ -16,7 +16,7 @@ import numpy as np
 from edgeseg.bench.quantize import (CONFIGS_BY_NAME, QuantConfig, size_mb, get_configs, list_images, load_tensors,
                                     model_info, prepare, quantize, search, split_images)
 from edgeseg.bench.stats import mask_agreement
-from edgeseg.model_meta import metadata_of, read_metadata, set_metadata
+from edgeseg.core.model_meta import metadata_of, read_metadata, set_metadata
 
 log = logging.getLogger("edgeseg")
 
@@ -28,7 +28,7 @@ log = logging.getLogger("edgeseg")
 HOST_CONFIG_VNNI = "qdq_u8s8_perchannel"
 HOST_CONFIG_NO_VNNI = "qop_u8s8_perchannel_rr"
 #: The bundled INT8 file's setting: Q/DQ (OpenVINO reads it; TensorRT's parser after
-#: ``edgeseg.backends.tensorrt_qdq.trt_qdq_copy``) with 7-bit weights, which do not saturate ONNX Runtime's
+#: ``edgeseg.runtime.backends.tensorrt_qdq.trt_qdq_copy``) with 7-bit weights, which do not saturate ONNX Runtime's
 #: u8s8 kernels with or without VNNI, so the one file can be made and verified on any x86 CPU (0.976 vs
 #: fp32 on an AVX2-only EPYC, where full-range u8s8 gave 0.85 and symmetric s8s8 0.78: ONNX Runtime shifts
 #: s8 activations to u8 on x86, which saturates more).
@@ -38,7 +38,7 @@ INT8_IOU_FLOOR = 0.95
 
 def host_config(features: dict[str, bool] | None = None) -> tuple[QuantConfig, str]:
     """The INT8 setting for this CPU (read from its flags now) and why."""
-    from edgeseg.host import describe_cpu_features, has_vnni
+    from edgeseg.core.host import describe_cpu_features, has_vnni
 
     if has_vnni(features):
         return CONFIGS_BY_NAME[HOST_CONFIG_VNNI], f"CPU has 8-bit dot products ({describe_cpu_features(features)})"
@@ -49,8 +49,8 @@ def host_config(features: dict[str, bool] | None = None) -> tuple[QuantConfig, s
 def masks_of(model: str | Path, tensors: list[np.ndarray], backend: str = "onnxruntime",
              threads: int | None = None) -> list[np.ndarray]:
     """Argmax masks of ``model`` on preprocessed tensors through a registered backend."""
-    from edgeseg.backends.base import BackendOptions
-    from edgeseg.backends.registry import open_backend
+    from edgeseg.runtime.backends.base import BackendOptions
+    from edgeseg.runtime.backends.registry import open_backend
 
     be = open_backend(Path(model), backend, BackendOptions(threads=threads))
     try:
@@ -86,8 +86,8 @@ def export_int8(model: str | Path, calib: str | Path | Sequence[Path], out: str 
     deleted and ``ValueError`` says by how much. ``config``: a :class:`QuantConfig`, a name, ``auto``
     (:func:`host_config`) or ``search`` (:func:`search` on this host, its chosen or best config).
     Writes ``<out stem>.json`` (how it was made, agreement, host) and returns the same record."""
-    from edgeseg.host import cpu_features, describe_cpu_features, machine_info
-    from edgeseg.files import sha256_file
+    from edgeseg.core.host import cpu_features, describe_cpu_features, machine_info
+    from edgeseg.core.files import sha256_file
 
     model, out = Path(model), Path(out)
     if out.resolve() == model.resolve():
@@ -95,7 +95,7 @@ def export_int8(model: str | Path, calib: str | Path | Sequence[Path], out: str 
     info = model_info(model)
     if info.metadata.get("stored_as") == "fp16" or "fp16" in model.name.split(".")[-2:]:
         raise ValueError(f"{model} stores fp16 weights; quantise the fp32 model (fix: for the bundled model, "
-                         "python -c 'from edgeseg.segmenter import DEFAULT_MODEL; print(DEFAULT_MODEL)' names it)")
+                         "python -c 'from edgeseg.runtime.segmenter import DEFAULT_MODEL; print(DEFAULT_MODEL)' names it)")
     files = list(calib) if isinstance(calib, (list, tuple)) else list_images(calib)
     check_calibration_images(files, calib)
     cal_files, rest = split_images(files, calib_images, eval_images)

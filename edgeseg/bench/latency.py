@@ -121,7 +121,7 @@ def run_latency(model: str | Path, backend: str = "auto", batches: Sequence[int]
     at that size unless given, so the resize in preprocessing is a no-op and preprocessing
     time is the normalise/transpose cost only.
     """
-    from edgeseg.segmenter import Segmenter
+    from edgeseg.runtime.segmenter import Segmenter
 
     seg = Segmenter(model, backend=backend, threads=threads)  # type: ignore[arg-type]
     hw = _set_input_size(seg, size)
@@ -160,7 +160,7 @@ def bare_ort_latency(model: str | Path, batch: int = 1, size: tuple[int, int] | 
     Fetches the same ``probs`` output the SDK fetches, so the difference to
     :func:`measure_segmenter` is exactly the SDK's pre/post-processing and bookkeeping.
     """
-    from edgeseg.model_meta import ModelInfo
+    from edgeseg.core.model_meta import ModelInfo
 
     sess = session or bare_session(model, threads, providers)
     info = ModelInfo.from_metadata(sess.get_modelmeta().custom_metadata_map)

@@ -1,9 +1,9 @@
-"""One line about the machine a benchmark ran on, for report headers (the facts are :mod:`edgeseg.host`)."""
+"""One line about the machine a benchmark ran on, for report headers (the facts are :mod:`edgeseg.core.host`)."""
 from __future__ import annotations
 
 from typing import Any
 
-from edgeseg.host import describe_cpu_features
+from edgeseg.core.host import describe_cpu_features
 
 
 def describe_short(info: dict[str, Any]) -> str:

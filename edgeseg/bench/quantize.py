@@ -9,7 +9,7 @@ format (QOperator vs QDQ), signedness, per-channel weights, reduce_range and qua
 types wins depends on the CPU and the ORT build, so we measure instead of guessing, and say
 plainly when nothing beats fp32.
 
-Calibration images go through :func:`edgeseg.preprocess.preprocess` with the model's own
+Calibration images go through :func:`edgeseg.runtime.preprocess.preprocess` with the model's own
 metadata (size, mean, std), so the ranges match what the deployed SDK feeds the network.
 """
 from __future__ import annotations
@@ -27,11 +27,11 @@ from typing import Any, Iterator, Sequence
 import cv2
 import numpy as np
 
-from edgeseg.files import IMAGE_EXTS
-from edgeseg.files import list_images as files_in
-from edgeseg.model_meta import ModelInfo, metadata_of, read_metadata, read_model_info, set_metadata
+from edgeseg.core.files import IMAGE_EXTS
+from edgeseg.core.files import list_images as files_in
+from edgeseg.core.model_meta import ModelInfo, metadata_of, read_metadata, read_model_info, set_metadata
 from edgeseg.bench.stats import mask_agreement, summarize, timed_loop
-from edgeseg.preprocess import preprocess
+from edgeseg.runtime.preprocess import preprocess
 
 log = logging.getLogger("edgeseg")
 
@@ -234,7 +234,7 @@ def quantize(model: str | Path, out: str | Path, config: QuantConfig, calib: lis
 
 def _argmax_masks(session: Any, tensors: list[np.ndarray], activation: str = "softmax") -> list[np.ndarray]:
     """Class masks; a binary model's one channel p is read as (1 - p, p), not argmax over one channel."""
-    from edgeseg.postprocess import class_probs
+    from edgeseg.runtime.postprocess import class_probs
 
     name = session.get_inputs()[0].name
     outs = [o.name for o in session.get_outputs()]

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from edgeseg.metrics import mask_agreement  # noqa: F401  (re-exported: benchmarks import it from here)
+from edgeseg.core.metrics import mask_agreement  # noqa: F401  (re-exported: benchmarks import it from here)
 
 PERCENTILES = (50, 90, 95, 99)
 

@@ -23,7 +23,7 @@ import numpy as np
 from edgeseg.bench import quantize as q
 from edgeseg.bench.accuracy import evaluate_folder, iter_labelled
 from edgeseg.bench.latency import bare_ort_latency, bare_session, measure_segmenter
-from edgeseg.host import machine_info
+from edgeseg.core.host import machine_info
 from edgeseg.bench.stats import mask_agreement, summarize
 
 
@@ -90,7 +90,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _ort_variant(key: str, label: str, path: Path, threads: int | None) -> Variant:
-    from edgeseg.segmenter import Segmenter
+    from edgeseg.runtime.segmenter import Segmenter
 
     v = Variant(key, label, path=str(path), size_mb=_mb(path))
     try:
@@ -106,10 +106,10 @@ def _ort_variant(key: str, label: str, path: Path, threads: int | None) -> Varia
 
 
 def pytorch_variant(opts: SuiteOptions) -> Variant:
-    from edgeseg.backends.registry import backend_class
-    from edgeseg.errors import ModelError
-    from edgeseg.model_meta import read_model_info
-    from edgeseg.segmenter import Segmenter
+    from edgeseg.runtime.backends.registry import backend_class
+    from edgeseg.core.errors import ModelError
+    from edgeseg.core.model_meta import read_model_info
+    from edgeseg.runtime.segmenter import Segmenter
 
     v = Variant("pytorch", "PyTorch eager fp32")
     if opts.checkpoint is None:
@@ -163,12 +163,12 @@ def int8_variant(opts: SuiteOptions, models: Path) -> tuple[Variant, dict[str, A
 
 def fp16_variant(opts: SuiteOptions, models: Path) -> Variant:
     """fp16 weights/compute with fp32 I/O; uses ``<model>.fp16.onnx`` when it already exists."""
-    from edgeseg.precision import fp16_sibling
+    from edgeseg.runtime.precision import fp16_sibling
 
     existing = fp16_sibling(opts.model)  # the bundled model: the stored fp16 file it is derived from
     dst = existing if existing.is_file() else models / f"{opts.model.stem}.fp16.onnx"
     if not existing.is_file():
-        from edgeseg.fp16 import convert_fp16
+        from edgeseg.apps.fp16 import convert_fp16
 
         try:
             convert_fp16(opts.model, dst)  # counts (does not print) the tiny-weight warnings
@@ -185,10 +185,10 @@ def fp16_variant(opts: SuiteOptions, models: Path) -> Variant:
 
 def tensorrt_unavailable_reason() -> str | None:
     """Why TensorRT variants cannot run here (None when a GPU and the tensorrt package exist)."""
-    from edgeseg.host import gpus
+    from edgeseg.core.host import gpus
 
     if importlib.util.find_spec("tensorrt") is None:
-        from edgeseg.backends.tensorrt_backend import TRT_MISSING
+        from edgeseg.runtime.backends.tensorrt_backend import TRT_MISSING
 
         return TRT_MISSING
     if not gpus() and not Path("/etc/nv_tegra_release").is_file():
@@ -197,13 +197,13 @@ def tensorrt_unavailable_reason() -> str | None:
 
 
 def tensorrt_variants(opts: SuiteOptions, models: Path) -> list[Variant]:
-    """Build fp16 and INT8 engines for this GPU with ``edgeseg.backends.tensorrt_build`` and load them."""
+    """Build fp16 and INT8 engines for this GPU with ``edgeseg.runtime.backends.tensorrt_build`` and load them."""
     fp16, int8 = Variant("trt_fp16", "TensorRT fp16"), Variant("trt_int8", "TensorRT INT8")
     reason = "disabled (--no-tensorrt)" if not opts.tensorrt else tensorrt_unavailable_reason()
     if reason:
         return [fp16.skip(reason), int8.skip(reason)]
-    from edgeseg.segmenter import Segmenter
-    from edgeseg.backends.tensorrt_build import BuildOptions, build_engine
+    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.backends.tensorrt_build import BuildOptions, build_engine
 
     calib_dir = opts.data / "img" if (opts.data / "img").is_dir() else opts.data
     for v, bo in ((fp16, BuildOptions(fp16=True)),
@@ -321,7 +321,7 @@ def run_suite(opts: SuiteOptions, progress: Callable[[str], None] = lambda _m: N
     progress("recording the machine")
     machine = machine_info()
     frames = load_frames(opts.data, opts.frames)
-    from edgeseg.segmenter import Segmenter
+    from edgeseg.runtime.segmenter import Segmenter
 
     fp32 = _ort_variant("ort_fp32", "ONNX Runtime fp32", opts.model, opts.threads)
     if fp32.status != "ok":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from edgeseg.commands import bench, build, detect, doctor, export, inspect, serve, verify, watch
+from edgeseg.commands import about, bench, build, detect, doctor, export, inspect, serve, verify, watch
 
 app = typer.Typer(
     help="edgeseg: gas-leak / smoke segmentation on edge devices.",
@@ -23,6 +23,13 @@ bench_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(bench_app, name="bench")
+
+
+@app.callback()
+def _top(version: bool = typer.Option(False, "--version", callback=about.version_callback, is_eager=True,
+                                      help="Print edgeseg's version and the bundled models, then exit")) -> None:
+    """edgeseg: gas-leak / smoke segmentation on edge devices. `edgeseg docs` lists the manual."""
+
 
 app.command("doctor")(doctor.doctor_cmd)
 export_app.command("int8")(export.export_int8_cmd)
@@ -38,6 +45,7 @@ bench_app.command("suite")(bench.bench_suite_cmd)
 bench_app.command("int8-configs")(bench.bench_int8_configs_cmd)
 export_app.command("triton")(export.export_triton_cmd)
 app.command("serve")(serve.serve_cmd)
+app.command("docs")(about.docs_cmd)
 
 
 def _register_plugins() -> None:

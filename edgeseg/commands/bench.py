@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeseg.commands.common import console, fail, fmt, model_or_default, parse_batches, parse_size, tiles_option
-from edgeseg.settings import option
+from edgeseg.config.settings import option
 
 
 def bench_cpu_cmd(
@@ -29,7 +29,7 @@ def bench_cpu_cmd(
     import logging
 
     from edgeseg.bench.cpu import markdown, run_cpu_bench
-    from edgeseg.errors import ModelError
+    from edgeseg.core.errors import ModelError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     path = model_or_default(model)
@@ -65,8 +65,8 @@ def bench_latency_cmd(
     """
     from edgeseg.bench.latency import bare_ort_latency, run_latency
     from edgeseg.bench.machine import describe_short
-    from edgeseg.host import machine_info
-    from edgeseg.errors import ModelError
+    from edgeseg.core.host import machine_info
+    from edgeseg.core.errors import ModelError
 
     path = model_or_default(model)
     batches = parse_batches(batch)
@@ -133,7 +133,7 @@ def bench_accuracy_cmd(
     With --compare, each variant's masks are scored against --model's masks (mask IoU and pixel agreement): how much precision was lost, independent of label quality.
     """
     from edgeseg.bench.accuracy import ScoreSettings, score_with_variants
-    from edgeseg.errors import ModelError
+    from edgeseg.core.errors import ModelError
 
     path = model_or_default(model)
     if not data.is_dir():

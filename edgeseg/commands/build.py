@@ -30,9 +30,9 @@ def build_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout"),
 ) -> None:
     """Build a TensorRT engine for this GPU (run it on the device that will do inference)."""
-    from edgeseg.backends.tensorrt_build import BuildError, BuildOptions, build_engine
-    from edgeseg.errors import BackendUnavailable
-    from edgeseg.model_meta import EngineMismatch
+    from edgeseg.runtime.backends.tensorrt_build import BuildError, BuildOptions, build_engine
+    from edgeseg.core.errors import BackendUnavailable
+    from edgeseg.core.model_meta import EngineMismatch
 
     if not model.is_file():
         fail(f"ONNX model not found: {model}")
@@ -46,7 +46,7 @@ def build_cmd(
         try:
             import tensorrt  # noqa: F401
         except ImportError:
-            from edgeseg.backends.tensorrt_backend import TRT_MISSING
+            from edgeseg.runtime.backends.tensorrt_backend import TRT_MISSING
 
             fail(TRT_MISSING)
         report = build_engine(model, output, opts)

@@ -5,14 +5,14 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from edgeseg.console import console, fail, parse_size
+from edgeseg.core.console import console, fail, parse_size
 
 __all__ = ["console", "fail", "fmt", "model_or_default", "parse_batches", "parse_size", "tiles_option"]
 
 
 def tiles_option(text: str) -> tuple[int, int]:
     """``--tiles ROWSxCOLS`` -> (rows, cols); a one-line error otherwise."""
-    from edgeseg.tiling import parse_tiles
+    from edgeseg.runtime.tiling import parse_tiles
 
     try:
         return parse_tiles(text)
@@ -23,7 +23,7 @@ def tiles_option(text: str) -> tuple[int, int]:
 
 def model_or_default(model: Optional[Path]) -> Path:
     """--model, or the bundled model; one-line error when neither exists."""
-    from edgeseg.segmenter import DEFAULT_MODEL
+    from edgeseg.runtime.segmenter import DEFAULT_MODEL
 
     path = model or DEFAULT_MODEL
     if not path.is_file() and not (path.suffix == ".engine" and path.with_suffix(".onnx").is_file()):

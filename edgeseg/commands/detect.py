@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from edgeseg.commands.common import console, fail
-from edgeseg.settings import AlarmSettings, ClipSettings, ConfigError, StreamSettings, option, validate
+from edgeseg.config.settings import AlarmSettings, ClipSettings, ConfigError, StreamSettings, option, validate
 
 
 def detect_cmd(
@@ -50,11 +50,11 @@ def detect_cmd(
     """
     import logging
 
-    from edgeseg.detect import run_detect
-    from edgeseg.errors import InputError, ModelError, OutputError, SourceError
-    from edgeseg.segmenter import Segmenter
-    from edgeseg.sinks.registry import sink_from_url
-    from edgeseg.sources import open_source
+    from edgeseg.apps.detect import run_detect
+    from edgeseg.core.errors import InputError, ModelError, OutputError, SourceError
+    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.io.sinks.registry import sink_from_url
+    from edgeseg.io.sources import open_source
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:

@@ -23,7 +23,7 @@ def export_int8_cmd(
 ) -> None:
     """ONNX Runtime static INT8 quantisation, calibrated through the SDK's preprocessing, verified against fp32."""
     from edgeseg.bench.int8_export import export_int8
-    from edgeseg.precision import int8_sibling
+    from edgeseg.runtime.precision import int8_sibling
 
     if not model.is_file():
         fail(f"model not found: {model}")
@@ -61,9 +61,9 @@ def export_triton_cmd(
 ) -> None:
     """Write a Triton model repository (config.pbtxt with dims, dynamic batching, instances and edgeseg's
     metadata as parameters) for NVIDIA's Triton container: tritonserver --model-repository=REPO."""
-    from edgeseg.errors import ModelError
-    from edgeseg.serve import parse_preferred
-    from edgeseg.triton_repo import export_repository
+    from edgeseg.core.errors import ModelError
+    from edgeseg.apps.serve import parse_preferred
+    from edgeseg.apps.triton_repo import export_repository
 
     try:
         config = export_repository(model, output, name, max_batch, instances, parse_preferred(preferred_batch),

@@ -18,7 +18,7 @@ def inspect_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout"),
 ) -> None:
     """Show a model's inputs, outputs, edgeseg metadata, parameter count and GFLOPs."""
-    from edgeseg.onnx_info import describe
+    from edgeseg.core.onnx_info import describe
 
     try:
         info = describe(model, parse_size(size) if size else None)

@@ -29,8 +29,8 @@ def serve_cmd(
     one request per execution, an image that does not decode gets a one-line HTTP 400)."""
     import logging
 
-    from edgeseg.errors import BackendUnavailable, ModelError
-    from edgeseg.serve import ServeOptions, parse_preferred, serve
+    from edgeseg.core.errors import BackendUnavailable, ModelError
+    from edgeseg.apps.serve import ServeOptions, parse_preferred, serve
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     path = model_or_default(model)

@@ -1,4 +1,4 @@
-"""``edgeseg verify``: a TensorRT engine's masks against ONNX Runtime fp32 (logic: :mod:`edgeseg.verify`)."""
+"""``edgeseg verify``: a TensorRT engine's masks against ONNX Runtime fp32 (logic: :mod:`edgeseg.apps.verify`)."""
 from __future__ import annotations
 
 import json
@@ -21,9 +21,9 @@ def verify_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Check a TensorRT engine's masks against ONNX Runtime fp32 (or save that reference on a CPU box)."""
-    from edgeseg.model_meta import EngineMismatch
-    from edgeseg.errors import BackendUnavailable
-    from edgeseg.verify import VerifyError, compare_engine, load_reference, onnx_reference, prepare, save_reference as save
+    from edgeseg.core.model_meta import EngineMismatch
+    from edgeseg.core.errors import BackendUnavailable
+    from edgeseg.apps.verify import VerifyError, compare_engine, load_reference, onnx_reference, prepare, save_reference as save
 
     if not onnx_model.is_file():
         fail(f"ONNX model not found: {onnx_model}")

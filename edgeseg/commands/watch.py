@@ -10,7 +10,7 @@ from edgeseg.commands.common import console, fail
 
 
 def watch_cmd(
-    config: Optional[Path] = typer.Argument(None, help="Gateway config (.yaml / .yml / .toml); settings in docs/gateway.md"),
+    config: Optional[Path] = typer.Argument(None, help="Gateway config (.yaml / .yml / .toml); settings: `edgeseg docs gateway`"),
     check: bool = typer.Option(False, "--check", help="Validate the config and exit (0: valid)"),
     schema: bool = typer.Option(False, "--schema", help="Print the config's JSON Schema (for editors and CI) and exit"),
     log_level: str = typer.Option("info", "--log-level", help="debug / info / warning / error"),
@@ -20,12 +20,12 @@ def watch_cmd(
     SIGHUP reloads the config (cameras added / removed / changed)."""
     import logging
 
-    from edgeseg.gateway.config import ConfigError, load_config
+    from edgeseg.apps.gateway.config import ConfigError, load_config
 
     if schema:
         import json
 
-        from edgeseg.settings import json_schema
+        from edgeseg.config.settings import json_schema
 
         typer.echo(json.dumps(json_schema(), indent=2))
         return
@@ -34,7 +34,7 @@ def watch_cmd(
 
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(message)s")
-    from edgeseg.gateway.preflight import preflight
+    from edgeseg.apps.gateway.preflight import preflight
 
     try:
         cfg = load_config(config)
@@ -44,8 +44,8 @@ def watch_cmd(
     if check:
         console.print(f"{config}: ok ({len(cfg.cameras)} camera(s))", markup=False, highlight=False)
         return
-    from edgeseg.errors import BackendUnavailable, ModelError, OutputError
-    from edgeseg.gateway.service import Gateway
+    from edgeseg.core.errors import BackendUnavailable, ModelError, OutputError
+    from edgeseg.apps.gateway.service import Gateway
 
     try:
         code = Gateway(cfg).run()

@@ -1,0 +1,227 @@
+"""The gateway's HTTP API and status page, on the metrics server's host / port.
+
+    GET  /api/cameras                       every camera: state, online, fps, drops, open alarm
+    GET  /api/cameras/<name>                one camera
+    GET  /api/cameras/<name>/latest.jpg     its latest frame, annotated
+    GET  /api/events?since=&camera=&limit=  events with an id above since (no since: the newest), oldest first
+    GET  /api/events/<id>                   one event (+ snapshot_url / clip_url when it has them)
+    GET  /api/events/<id>/snapshot.jpg      its snapshot (?annotated=1: the annotated twin)
+    GET  /api/events/<id>/clip              its alarm clip, video/mp4 (?annotated=1: the annotated clip)
+    POST /api/cameras/<name>/suspend        {"minutes": 30, "who": "...", "why": "..."} (no minutes: until resumed)
+    POST /api/cameras/<name>/resume         {"who": "...", "why": "..."}
+    POST /api/alarms/<id>/ack               {"who": "...", "why": "..."}
+    GET  /api/openapi.json                  this, as OpenAPI 3
+    GET  /                                  the status page (static files of edgeseg/apps/gateway/static)
+
+Security: a state-changing request needs ``Authorization: Bearer <token>`` whenever
+``api.token_file`` is set (it must be, to bind beyond loopback: the settings refuse otherwise);
+read requests too with ``api.read_token``. The token is compared in constant time. Bodies over
+``api.max_body_bytes`` get 413, a client over ``api.rate`` requests per second 429; every refusal
+is a 4xx JSON ``{"error": "<one line naming the fix>"}``, never a traceback.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import cv2
+
+from edgeseg.apps.gateway.control import NAME, Controls
+
+log = logging.getLogger("edgeseg")
+STATIC = {"": ("index.html", "text/html; charset=utf-8"), "app.js": ("app.js", "text/javascript"),
+          "style.css": ("style.css", "text/css")}
+
+
+class RateLimit:
+    """A token bucket per client address: ``rate`` per second, bursts of ``2 * rate``."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.burst = rate, max(1.0, 2 * rate)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._buckets) > 10000:
+                self._buckets.clear()
+            level, t = self._buckets.get(client, (self.burst, now))
+            level = min(self.burst, level + (now - t) * self.rate)
+            ok = level >= 1.0
+            self._buckets[client] = (level - 1.0 if ok else level, now)
+            return ok
+
+
+class Api:
+    def __init__(self, gw: Any, token: str | None) -> None:
+        s = gw.config.settings.api
+        self.controls, self.store, self.token = Controls(gw), gw.store, token
+        self.read_token, self.max_body = s.read_token, s.max_body_bytes
+        self.limit = RateLimit(s.rate)
+
+    # -- the request ---------------------------------------------------------------------------
+    def handle(self, h: Any, method: str) -> None:
+        """Answer the request of ``http.server`` handler ``h``; never raises."""
+        try:
+            code, ctype, body = self._route(h, method)
+        except Exception as exc:  # noqa: BLE001 - a bug must not show a traceback to a client
+            log.exception("API %s %s failed", method, h.path)
+            code, ctype, body = _json(500, {"error": f"internal error: {type(exc).__name__} (fix: see the gateway's log)"})
+        h.send_response(code)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        h.send_header("Cache-Control", "no-store")
+        h.send_header("X-Content-Type-Options", "nosniff")
+        if code == 401:
+            h.send_header("WWW-Authenticate", "Bearer")
+        h.end_headers()
+        if method != "HEAD":
+            h.wfile.write(body)
+
+    def _authorized(self, h: Any) -> bool:
+        if self.token is None:
+            return True
+        given = h.headers.get("Authorization", "")
+        given = given[7:].strip() if given.lower().startswith("bearer ") else ""
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    def _route(self, h: Any, method: str) -> tuple[int, str, bytes]:
+        if not self.limit.allow(h.client_address[0]):
+            return _json(429, {"error": "too many requests (fix: slow down; api.rate sets the limit)"})
+        url = urlsplit(h.path)
+        parts = [unquote(p) for p in url.path.split("/")[1:]] or [""]
+        length = h.headers.get("Content-Length")
+        try:
+            size = int(length) if length is not None else 0
+        except ValueError:
+            return _json(400, {"error": "bad Content-Length (fix: send a number of bytes)"})
+        if size > self.max_body or size < 0 or h.headers.get("Transfer-Encoding"):
+            h.close_connection = True
+            return _json(413, {"error": f"request body over {self.max_body} bytes (fix: send a small JSON object)"})
+        raw = h.rfile.read(size) if size else b""
+        if method in ("GET", "HEAD"):
+            if parts[0] != "api":
+                return self._static(parts)
+            if self.read_token and not self._authorized(h):
+                return _json(401, {"error": "this endpoint needs the API token (fix: send Authorization: Bearer <token>)"})
+            return self._get(parts[1:], parse_qs(url.query))
+        if method != "POST" or parts[0] != "api":
+            return _json(405, {"error": f"{method} is not allowed here (fix: see GET /api/openapi.json)"})
+        if not self._authorized(h):
+            return _json(401, {"error": "changing state needs the API token (fix: send Authorization: Bearer <token>)"})
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except (ValueError, UnicodeDecodeError):
+            return _json(400, {"error": "the body is not JSON (fix: send e.g. {\"who\": \"ann\", \"why\": \"welding\"})"})
+        if not isinstance(body, dict):
+            return _json(400, {"error": "the body must be a JSON object (fix: send e.g. {\"minutes\": 30})"})
+        return self._post(parts[1:], body)
+
+    def _get(self, p: list[str], q: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        c = self.controls
+        if p == ["cameras"]:
+            return _json(*c.cameras())
+        if len(p) == 2 and p[0] == "cameras":
+            return _json(*c.camera(p[1]))
+        if len(p) == 3 and p[0] == "cameras" and p[2] == "latest.jpg":
+            return self._latest(p[1])
+        if p == ["events"]:
+            return self._events(q)
+        if len(p) in (2, 3) and p[0] == "events":
+            return self._event(p[1], p[2] if len(p) == 3 else None, q.get("annotated", ["0"])[0] in ("1", "true"))
+        if p == ["openapi.json"]:
+            from edgeseg.apps.gateway.openapi import SPEC  # noqa: PLC0415
+
+            return _json(200, SPEC)
+        return _json(404, {"error": "no such endpoint (fix: GET /api/openapi.json lists them)"})
+
+    def _post(self, p: list[str], body: dict[str, Any]) -> tuple[int, str, bytes]:
+        c, who, why = self.controls, body.get("who"), body.get("why")
+        if len(p) == 3 and p[0] == "cameras" and p[2] == "suspend":
+            return _json(*c.suspend(p[1], body.get("minutes"), who, why))
+        if len(p) == 3 and p[0] == "cameras" and p[2] == "resume":
+            return _json(*c.resume(p[1], who, why))
+        if len(p) == 3 and p[0] == "alarms" and p[2] == "ack":
+            return _json(*c.ack(p[1], who, why))
+        return _json(404, {"error": "no such action (fix: POST /api/cameras/<name>/suspend|resume or /api/alarms/<id>/ack)"})
+
+    # -- answers -------------------------------------------------------------------------------
+    def _latest(self, name: str) -> tuple[int, str, bytes]:
+        code, got = self.controls.latest(name)
+        if code != 200:
+            return _json(code, got)
+        image, result, regions, annotate = got  # drawn here, off the dispatcher thread
+        ok, jpg = cv2.imencode(".jpg", annotate(image, result.mask, regions), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        return (200, "image/jpeg", jpg.tobytes()) if ok else _json(500, {"error": "JPEG encoding failed"})
+
+    def _events(self, q: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        try:
+            since = int(q["since"][0]) if "since" in q else None
+            limit = int(q.get("limit", ["100"])[0])
+        except ValueError:
+            return _json(400, {"error": "since and limit must be integers (fix: e.g. ?since=120&limit=50)"})
+        camera = q.get("camera", [None])[0]
+        if camera is not None and not NAME.match(camera):
+            return _json(400, {"error": "camera must be a camera name (fix: letters, digits, _ . - only)"})
+        if not 1 <= limit <= 1000:
+            return _json(400, {"error": f"limit must be 1..1000, got {limit} (fix: e.g. ?limit=100)"})
+        if since is None:  # the newest ones, still oldest first
+            return _json(200, self.store.recent(limit, camera)[::-1])
+        return _json(200, self.store.query(max(0, since), camera, limit))
+
+    def _event(self, raw_id: str, what: str | None, annotated: bool = False) -> tuple[int, str, bytes]:
+        if not raw_id.isdigit() or len(raw_id) > 18:
+            return _json(404, {"error": "no such event (fix: an event id is a number: GET /api/events)"})
+        ev = self.store.get(int(raw_id))
+        if ev is None:
+            return _json(404, {"error": f"no event {raw_id} (fix: GET /api/events lists them; old ones are dropped)"})
+        snap, clip = evidence_file(ev, "snapshot", annotated), evidence_file(ev, "clip", annotated)
+        if what is None:
+            links = {**({"snapshot_url": f"/api/events/{raw_id}/snapshot.jpg"} if snap else {}),
+                     **({"clip_url": f"/api/events/{raw_id}/clip"} if clip else {})}
+            return _json(200, {**ev, **links})
+        # the file's path comes from the event the gateway recorded, never from the request
+        if what == "snapshot.jpg" and snap:
+            return 200, "image/jpeg", snap.read_bytes()
+        if what == "clip" and clip:
+            return 200, "video/mp4" if clip.suffix == ".mp4" else "video/x-matroska", clip.read_bytes()
+        return _json(404, {"error": f"event {raw_id} has no such file (fix: GET /api/events/{raw_id} names what it "
+                                    "has; a clip exists once its alarm's post-roll is written)"})
+
+    def _static(self, parts: list[str]) -> tuple[int, str, bytes]:
+        key = "/".join(parts[1:]) if parts[0] == "static" else "/".join(parts)
+        if key not in STATIC:
+            return _json(404, {"error": "not found (fix: the status page is at /, the API under /api)"})
+        name, ctype = STATIC[key]
+        return 200, ctype, resources.files("edgeseg.apps.gateway").joinpath("static", name).read_bytes()
+
+
+def evidence_file(ev: dict[str, Any], what: str, annotated: bool = False) -> Path | None:
+    """The finished clip / snapshot an event names (``evidence`` of #24, or a sinks.snapshots
+    JPEG), when it is on disk; files are renamed to their final name only when complete."""
+    evd = ev.get("evidence") if isinstance(ev.get("evidence"), dict) else {}
+    candidates: list[Any] = []
+    if what == "clip":
+        candidates = [c.get("path") for c in evd.get("clips") or [] if isinstance(c, dict)
+                      and bool(c.get("annotated")) == annotated]
+        if not annotated:
+            candidates.append(evd.get("clip"))
+    else:
+        snaps = [c.get("path") for c in evd.get("snapshots") or [] if isinstance(c, dict)]
+        candidates = [p for p in snaps if isinstance(p, str) and p.endswith(".annotated.jpg") == annotated]
+        candidates.append(evd.get("snapshot_annotated" if annotated else "snapshot"))
+        if not annotated:
+            candidates.append(ev.get("snapshot"))
+    return next((Path(c) for c in candidates if isinstance(c, str) and Path(c).is_file()), None)
+
+
+def _json(code: int, body: Any) -> tuple[int, str, bytes]:
+    return code, "application/json", json.dumps(body, default=str).encode()

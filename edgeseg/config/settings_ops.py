@@ -1,0 +1,46 @@
+"""Settings of the gateway's operation (issue #25): picture guards, the HTTP API, loopback.
+Declared like every other setting; :mod:`edgeseg.config.settings` puts them in the config file."""
+from __future__ import annotations
+
+from typing import Optional
+
+from edgeseg.core.declare import Strict, setting
+
+
+class GuardSettings(Strict):
+    enabled: bool = setting(True, "Watch the picture itself: trouble when the view is blocked, defocused, moved or jumps")
+    dark_below: float = setting(12.0, "Blocked: mean brightness (0..255) below this", ge=0.0, le=255.0)
+    bright_above: float = setting(245.0, "Blocked: mean brightness (0..255) above this", ge=0.0, le=255.0)
+    uniform_below: float = setting(4.0, "Blocked: brightness spread (standard deviation) below this (a cover, a wall)",
+                                   ge=0.0, le=128.0)
+    defocus_ratio: float = setting(0.35, "Defocused: sharpness below this share of the camera's own running reference",
+                                   gt=0.0, lt=1.0)
+    moved_below: float = setting(0.5, "Moved: correlation with the reference view below this", gt=-1.0, lt=1.0)
+    jump_delta: float = setting(40.0, "Whole-frame jump (IR palette, day/night): mean brightness changes by more than "
+                                "this between two frames", gt=0.0, le=255.0)
+    hold_frames: int = setting(3, "Frames a condition must hold before its trouble is raised (and absent before cleared)",
+                               ge=1, le=1000)
+    warmup_frames: int = setting(5, "Frames the reference (sharpness, view) is learned from before defocus / moved "
+                                 "are judged", ge=1, le=10000)
+
+
+class ApiSettings(Strict):
+    token_file: Optional[str] = setting(None, "File holding the API / MQTT control token (required when metrics.host "
+                                        "is not loopback); requests send it as 'Authorization: Bearer <token>'",
+                                        fix="e.g. token_file: /etc/edgeseg/token (one line, 16+ characters)", min_length=1)
+    read_token: bool = setting(False, "Read endpoints (GET /api/..., the status page) need the token too")
+    max_body_bytes: int = setting(4096, "Largest request body accepted (413 above)", ge=0, le=1048576)
+    rate: float = setting(20.0, "Requests per second one client address may make (429 above; bursts of 2x)",
+                          gt=0, le=100000)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine (127.x, ::1, localhost)."""
+    import ipaddress  # noqa: PLC0415
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
