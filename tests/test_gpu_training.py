@@ -228,6 +228,9 @@ def test_gpu_run_on_cpu_writes_pieces_and_record_and_ships(tiny_pack, tmp_path, 
 
     models = tmp_path / "models"
     monkeypatch.setattr(ship, "MODELS", models)
+    from training import bundle
+
+    monkeypatch.setattr(bundle, "MODELS", models)  # compare_runs reads the bundled model's place from there
     monkeypatch.setattr(ship, "FIGURE", tmp_path / "fig.png")
     monkeypatch.setattr(ship, "SYNTH_TEST_COUNT", 3)
     monkeypatch.setattr(ship, "NO_LEAK_COUNT", 2)

@@ -108,6 +108,22 @@ class _SigtermAsException:
             raise Terminated()
 
 
+def source_kind(spec: str) -> str:
+    """``visible`` or ``thermal`` from the first picture of ``spec`` (``--kind auto``): the source is opened
+    once more for it, so a live camera sees a second, short connection."""
+    from edgeseg.runtime.kinds import picture_kind  # noqa: PLC0415
+    from edgeseg.io.sources import open_source  # noqa: PLC0415
+
+    frames = iter(open_source(spec, max_retries=0))
+    try:
+        first = next(frames, None)
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+    return picture_kind(first.image) if first is not None else "visible"
+
+
 def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every: int = 1,
                show: bool = False, alarm: AlarmSettings | None = None, progress: bool = True,
                overwrite: bool = False, extra_sinks: Sequence[Sink] = (), clips: Any = None) -> dict[str, Any]:
@@ -125,7 +141,7 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
     with OutputFolder(out_dir, RESULT_PATTERNS, overwrite) as folder:
         sinks, events = detect_sinks(source, folder.path, every, show)
         loop = DetectionLoop(segmenter, sinks + list(extra_sinks), (alarm or AlarmSettings()) if source.is_video else None, every,
-                             context={"source": source.spec})
+                             context={"source": source.spec}, video=source.is_video)
         if clips is not None and source.is_video:  # evidence (#24): clips named in the alarm events
             from edgeseg.io.evidence import Recorder  # noqa: PLC0415
             from edgeseg.io.evidence.copy import can_copy  # noqa: PLC0415

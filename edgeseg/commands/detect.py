@@ -15,6 +15,7 @@ def detect_cmd(
     source: str = typer.Argument(..., help="Image, folder of images, video file, rtsp://|http:// URL, or webcam index (0)"),
     output: Path = typer.Option(Path("runs/detect"), "-o", "--output", help="Folder for annotated output and events.jsonl"),
     model: Optional[str] = option("model"),
+    kind: str = option("kind"),
     backend: str = option("backend"),
     precision: str = option("precision"),
     threshold: Optional[float] = option("threshold"),
@@ -50,7 +51,7 @@ def detect_cmd(
     """
     import logging
 
-    from edgeseg.apps.detect import run_detect
+    from edgeseg.apps.detect import run_detect, source_kind
     from edgeseg.core.errors import InputError, ModelError, OutputError, SourceError
     from edgeseg.runtime.segmenter import Segmenter
     from edgeseg.io.sinks.registry import sink_from_url
@@ -58,7 +59,7 @@ def detect_cmd(
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        st = validate(StreamSettings, {"model": model, "backend": backend, "precision": precision, "threshold": threshold,
+        st = validate(StreamSettings, {"model": model, "kind": kind, "backend": backend, "precision": precision, "threshold": threshold,
                                        "min_area": min_area, "every": every, "letterbox": letterbox, "tiles": tiles,
                                        "overlap": overlap, "alarm": {"k": k, "n": n, "m": m}})
     except ConfigError as exc:
@@ -68,14 +69,16 @@ def detect_cmd(
         for url in sink or []:
             extra.append(sink_from_url(url, output))
         src = open_source(source, max_retries=retries, stall_s=stall_s)
-        seg = Segmenter(st.model, backend=st.backend, threshold=st.threshold, min_area=st.min_area, letterbox=st.letterbox,
+        camera_kind = st.kind if st.kind != "auto" or st.model is not None else source_kind(source)
+        seg = Segmenter(st.model, kind=camera_kind if camera_kind != "auto" else "visible", backend=st.backend, threshold=st.threshold, min_area=st.min_area, letterbox=st.letterbox,
                         rebuild_engine=rebuild_engine, precision=st.precision, spin_wait=False,  # pipelined: no spinning
                         tiles=st.tile_grid, overlap=st.overlap,
                         # OpenVINO: a single-threaded stream per core, a frame each (StagedRun hands it
                         # backend.parallel_frames frames at once): no core waits for the other inside a
                         # layer while decode and encode threads share the cores
                         hint="throughput")
-        console.print(f"model {seg.model_path.name} on {seg.backend_name}; source {source} ({src.kind})")
+        console.print(f"model {seg.model_path.name} on {seg.backend_name}; source {source} ({src.kind}, camera kind "
+                      f"{camera_kind}{' from its first picture' if st.kind == 'auto' and st.model is None else ''})")
         summary = run_detect(src, output, seg, every=st.every, show=show, alarm=st.alarm, progress=not as_json,
                              overwrite=overwrite, extra_sinks=extra,
                              clips=ClipSettings(dir=str(clips)) if clips is not None else None)

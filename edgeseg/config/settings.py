@@ -113,6 +113,10 @@ class StreamSettings(Strict):
 
     model: Optional[str] = setting(None, "Model (.onnx / .engine) or triton://HOST:PORT/NAME; none: the bundled model",
                                    fix="give a .onnx / .engine path or a triton://HOST:PORT/NAME server, or leave it out")
+    kind: Literal["auto", "visible", "thermal"] = setting(
+        "auto", "Camera kind: visible | thermal | auto (decided from the first picture: grey or a false-colour palette "
+        "is thermal); picks the bundled model for the kind when model is none (thermal: temporal input)",
+        fix="visible, thermal or auto")
     backend: str = setting("auto", "auto | onnxruntime | openvino | tensorrt | triton (auto: fastest measured here)",
                            fix="one of auto, onnxruntime, openvino, tensorrt, triton", min_length=1)
     precision: Literal["fp32", "int8", "bf16"] = setting(
@@ -141,7 +145,7 @@ class StreamSettings(Strict):
     @property
     def model_key(self) -> tuple:
         """Streams with the same key share one Segmenter (and are batched together)."""
-        return (self.model, self.backend, self.precision, self.tiles, self.overlap, self.letterbox)
+        return (self.model, self.kind, self.backend, self.precision, self.tiles, self.overlap, self.letterbox)
 
 
 STREAM_FIELDS = tuple(StreamSettings.model_fields)

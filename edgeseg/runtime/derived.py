@@ -54,7 +54,7 @@ def derived_fp32(fp16_path: str | Path, cache: str | Path | None = None) -> Path
             meta = metadata_of(proto)
             # the label names the function's first home on purpose: it is part of the derived file's bytes,
             # whose sha256 the bundled INT8 model's record (and every cache) refers to
-            meta["derived_from"] = f"{src.name} sha256 {digest} (edgeseg.apps.fp16.upcast_to_fp32)"
+            meta["derived_from"] = f"{src.name} sha256 {digest} (edgeseg.fp16.upcast_to_fp32)"
             set_metadata(proto, meta)
             fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
             os.close(fd)

@@ -20,7 +20,8 @@ from edgeseg.core.model_meta import ModelInfo
 from edgeseg.runtime.postprocess import (DEFAULT_MIN_AREA, Region, analyse, class_probs, crop_padding, min_area_px,
                                          regions_at_network, resize_labels)
 from edgeseg.runtime.precision import resolve_model
-from edgeseg.runtime.preprocess import Transform, network_images, preprocess
+from edgeseg.runtime.preprocess import Transform, network_images, preprocess, to_bgr
+from edgeseg.runtime.temporal import TEMPORAL_V1, TemporalState
 from edgeseg.runtime.tiling import check_tiles, cut, stitch
 
 log = logging.getLogger("edgeseg")
@@ -29,19 +30,36 @@ MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 #: runs is derived from it at first use (``edgeseg.runtime.derived.derived_fp32``, cached by its sha256)
 BUNDLED_MODEL = MODELS_DIR / "edgeseg-unet-r18.fp16.onnx"
 BUNDLED_INT8 = MODELS_DIR / "edgeseg-unet-r18.int8.onnx"
+#: the thermal cameras' model (temporal input), when one passed its ship gate (training.thermal_gate)
+BUNDLED_THERMAL = MODELS_DIR / "edgeseg-unet-r18-thermal.fp16.onnx"
+CAMERA_KINDS = ("visible", "thermal")
 
 
-def bundled_model(precision: str = "fp32") -> Path:
-    """The file ``Segmenter()`` runs: the fp32 model derived from :data:`BUNDLED_MODEL` (written
-    once to ``~/.cache/edgeseg/models``), or the bundled INT8 model for ``precision="int8"``.
-    :data:`BUNDLED_MODEL` itself (nonexistent) when nothing is bundled."""
-    if not BUNDLED_MODEL.is_file():
-        return BUNDLED_MODEL
-    if precision == "int8" and BUNDLED_INT8.is_file():
-        return BUNDLED_INT8
+def bundled_file(kind: str = "visible") -> Path:
+    """The stored bundled file for a camera kind: the thermal model for ``thermal`` when one is bundled,
+    else the one bundled model (it then serves both kinds, as before there were two)."""
+    if kind not in CAMERA_KINDS:
+        raise ModelError(f"camera kind {kind!r} is not one of {', '.join(CAMERA_KINDS)} (auto is decided from a picture: "
+                         "edgeseg.runtime.kinds.picture_kind)")
+    return BUNDLED_THERMAL if kind == "thermal" and BUNDLED_THERMAL.is_file() else BUNDLED_MODEL
+
+
+def bundled_model(precision: str = "fp32", kind: str = "visible") -> Path:
+    """The file ``Segmenter()`` runs: the fp32 model derived from the kind's bundled file (written
+    once to ``~/.cache/edgeseg/models``), or the bundled INT8 model for ``precision="int8"`` (the
+    visible model has a verified INT8 twin; the thermal one none). :data:`BUNDLED_MODEL` itself
+    (nonexistent) when nothing is bundled."""
+    stored = bundled_file(kind)
+    if not stored.is_file():
+        return stored
+    if precision == "int8":
+        if stored != BUNDLED_MODEL:
+            raise ModelError("the bundled thermal model has no verified INT8 twin (fix: precision fp32 for thermal cameras)")
+        if BUNDLED_INT8.is_file():
+            return BUNDLED_INT8
     from edgeseg.runtime.derived import derived_fp32  # noqa: PLC0415
 
-    return derived_fp32(BUNDLED_MODEL)
+    return derived_fp32(stored)
 
 
 def __getattr__(name: str) -> Any:
@@ -130,7 +148,8 @@ class Segmenter:
     ``tiles=(rows, cols)``: run the network on that many overlapping tiles of each frame (one
     backend call for all tiles of a batch) and stitch the probabilities (``edgeseg.runtime.tiling``):
     distant, small plumes get more network pixels; ``overlap`` is a fraction of a tile.
-    ``(1, 1)`` is the whole frame at once. ``hint``: OpenVINO's performance hint, ``latency`` (every
+    ``(1, 1)`` is the whole frame at once. ``kind``: the camera kind whose bundled model runs when
+    ``model`` is None (``visible``; ``thermal``: the temporal thermal model where one is bundled). ``hint``: OpenVINO's performance hint, ``latency`` (every
     core on one frame) or ``throughput`` (one stream per core, a frame each: for callers that
     segment ``backend.parallel_frames`` frames per call, as ``edgeseg detect`` does on a file).
     """
@@ -139,7 +158,7 @@ class Segmenter:
                  threshold: float | None = None, min_area: float | None = None, letterbox: bool = False,
                  threads: int | None = None, rebuild_engine: bool = False, precision: str = "fp32",
                  spin_wait: bool = True, tiles: tuple[int, int] = (1, 1), overlap: float = 0.2,
-                 hint: str = "latency") -> None:
+                 hint: str = "latency", kind: str = "visible") -> None:
         try:
             self.tiles = check_tiles(tiles, overlap)
         except ValueError as exc:
@@ -155,7 +174,7 @@ class Segmenter:
                 if not BUNDLED_MODEL.is_file():
                     raise ModelError(f"no trained model is bundled at {BUNDLED_MODEL}; pass a model path "
                                      "(Segmenter('model.onnx')) or train one: python -m training.train")
-                model = bundled_model(precision)
+                model = bundled_model(precision, kind)
             path = Path(model)
             remote = isinstance(model, str) and ("://" in model or backend == "triton")  # a server, not a file
             if not remote and not path.exists() and not (path.suffix == ".engine" and path.with_suffix(".onnx").exists()):
@@ -178,6 +197,26 @@ class Segmenter:
         self.mode: Literal["resize", "letterbox"] = "letterbox" if letterbox else "resize"
         self.model_path = path
         self._closed = False
+        self._warned_still = False
+        if self.temporal and (self.tiles != (1, 1) or letterbox):
+            raise ModelError("a temporal model (metadata input: temporal-v1) takes whole frames resized to its input: "
+                             "leave tiles at 1x1 and letterbox off")
+
+    @property
+    def temporal(self) -> bool:
+        """Whether the model takes temporal input (:mod:`edgeseg.runtime.temporal`): then video goes
+        through :meth:`stream`, which keeps each stream's history."""
+        return self.info.metadata.get("input") == TEMPORAL_V1
+
+    @property
+    def camera_kind(self) -> str:
+        """The camera kind the model was made for (metadata ``camera_kind``): visible, thermal or any."""
+        return str(self.info.metadata.get("camera_kind", "any"))
+
+    def stream(self) -> "Stream":
+        """A per-stream view (a camera, a video): its :meth:`Stream.segment` keeps the stream's history for
+        a temporal model, and is the plain :meth:`segment` for a picture model. One per camera."""
+        return Stream(self)
 
     @property
     def backend_name(self) -> str:
@@ -232,18 +271,46 @@ class Segmenter:
         return self._stamp(results, t0, t1, t2, time.perf_counter())
 
     def segment(self, frame: np.ndarray, return_probs: bool = False) -> Result:
+        """One picture. A temporal model given a picture without its stream warns once and answers from that
+        frame alone (an empty history: no change, no flicker); video goes through :meth:`stream`."""
         return self.segment_batch([frame], return_probs)[0]
+
+    def _temporal_input(self, frames: Sequence[np.ndarray], states: Sequence[TemporalState | None] | None
+                        ) -> tuple[list[np.ndarray], list[Transform]]:
+        """Each frame through its stream's history (in list order), and the frame-size transforms."""
+        states = list(states) if states is not None else [None] * len(frames)
+        if any(s is None for s in states) and not self._warned_still:
+            log.warning("%s is a temporal model: a frame without its stream gets the single-frame answer "
+                        "(no history); use Segmenter.stream() for video", self.model_path)
+            self._warned_still = True
+        h, w = self.info.input_size
+        images, transforms = [], []
+        checked = [to_bgr(f) for f in frames]  # every frame valid before any history moves
+        for frame, state in zip(checked, states):
+            images.append((state or TemporalState((h, w))).push(frame))
+            oh, ow = frame.shape[:2]
+            transforms.append(Transform(oh, ow, h, w, w / ow, h / oh, 0, 0, w, h, "resize"))
+        return images, transforms
 
     def segment_batch(self, frames: Sequence[np.ndarray], return_probs: bool = False,
                       thresholds: Sequence[float | None] | None = None,
-                      min_areas: Sequence[float | None] | None = None) -> list[Result]:
+                      min_areas: Sequence[float | None] | None = None,
+                      states: Sequence[TemporalState | None] | None = None) -> list[Result]:
         """One backend call for the whole batch; results are per frame at frame resolution.
 
         ``thresholds`` / ``min_areas``: per-frame overrides (None entries: the Segmenter's own), so
-        frames of cameras with different settings still share one inference call (the gateway)."""
+        frames of cameras with different settings still share one inference call (the gateway).
+        ``states``: per frame, its stream's :class:`~edgeseg.runtime.temporal.TemporalState`
+        (``Stream.state``; a temporal model only; frames of one stream in order)."""
         if self._closed:
             raise RuntimeError("this Segmenter was closed (close() / end of its 'with' block); create a new one")
         t0 = time.perf_counter()
+        stacked: list[Transform] | None = None
+        if self.temporal:
+            try:
+                frames, stacked = self._temporal_input(frames, states)
+            except ValueError as exc:
+                raise InputError(str(exc)) from exc
         tiled = self.tiles != (1, 1)
         # a backend that normalises inside its compiled model (OpenVINO) takes the uint8 frames,
         # and for softmax models returns the labels themselves (_labels_in_backend)
@@ -256,6 +323,8 @@ class Segmenter:
                 x, transforms = preprocess(images, self.info.input_size, self.info.mean, self.info.std, self.mode)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
+        if stacked is not None:  # the network saw its own-size picture; map results to the frames
+            transforms = stacked
         t1 = time.perf_counter()
         thr = [t if t is not None else self.threshold for t in thresholds] if thresholds is not None \
             else [self.threshold] * len(frames)
@@ -278,3 +347,29 @@ class Segmenter:
                 full = np.stack([_prob_to_frame(np.ascontiguousarray(c), t) for c in p]).astype(np.float32)
             results.append(Result(None, regions, {}, self.info.classes, full, network_mask=labels, transform=t))
         return self._stamp(results, t0, t1, t2, time.perf_counter())
+
+
+class Stream:
+    """One stream (a camera, a video) of a :class:`Segmenter`: ``segment(frame)`` in frame order.
+
+    For a temporal model it holds the stream's history (:class:`~edgeseg.runtime.temporal.TemporalState`,
+    :attr:`memory_bytes` per stream); :meth:`reset` forgets it (a reconnect, a new file; a scene cut
+    or a new frame size resets it by itself). For a picture model it is :meth:`Segmenter.segment`.
+    """
+
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
+        self.state = TemporalState(segmenter.info.input_size) if segmenter.temporal else None
+
+    def segment(self, frame: np.ndarray, return_probs: bool = False) -> Result:
+        if self.state is None:  # a picture model: exactly Segmenter.segment
+            return self.segmenter.segment(frame, return_probs)
+        return self.segmenter.segment_batch([frame], return_probs, states=[self.state])[0]
+
+    def reset(self) -> None:
+        if self.state is not None:
+            self.state.reset()
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.state.memory_bytes if self.state is not None else 0

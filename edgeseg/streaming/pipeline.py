@@ -25,8 +25,10 @@ class DetectionLoop:
 
     def __init__(self, segmenter: Segmenter, sinks: Sequence[Sink], alarm: AlarmSettings | None = None,
                  every: int = 1, context: dict[str, Any] | None = None, annotate: AnnotateFn | None = None,
-                 zones: ZoneSettings | None = None) -> None:
+                 zones: ZoneSettings | None = None, video: bool = True) -> None:
         self.segmenter, self.every = segmenter, int(every)
+        # a video or stream is one history (a temporal model's); stills each stand alone (single-frame answer)
+        self.stream = segmenter.stream() if video else None
         self.unit = StreamUnit(sinks, segmenter.info.leak_class, alarm, zones, context, annotate)
         self.read = self.processed = 0
 
@@ -43,7 +45,7 @@ class DetectionLoop:
         self.read += 1
         if frame.index % self.every:
             return None
-        result = self.segmenter.segment(frame.image)
+        result = self.stream.segment(frame.image) if self.stream is not None else self.segmenter.segment(frame.image)
         self.processed += 1
         return result
 
@@ -52,7 +54,8 @@ class DetectionLoop:
         side: ``backend.parallel_frames``); None for the frames ``every`` skips."""
         self.read += len(frames)
         todo = [f for f in frames if f.index % self.every == 0]
-        results = iter(self.segmenter.segment_batch([f.image for f in todo]) if todo else [])
+        results = iter(self.segmenter.segment_batch([f.image for f in todo], states=[self.stream.state if self.stream else None] * len(todo))
+                       if todo else [])
         self.processed += len(todo)
         return [next(results) if f.index % self.every == 0 else None for f in frames]
 

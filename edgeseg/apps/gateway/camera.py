@@ -15,6 +15,8 @@ class CameraState:
 
     def __init__(self, cfg: CameraConfig, reader: CameraReader, unit: StreamUnit) -> None:
         self.cfg, self.name, self.reader, self.unit = cfg, cfg.name, reader, unit
+        self.kind: str | None = None  # visible / thermal, decided at the first frame when the config says auto
+        self.stream: Any = None  # the camera's Segmenter.stream() (a temporal model's history)
         self.processed = 0
         self.started_at = time.monotonic()
         self.last_result_at: float | None = None

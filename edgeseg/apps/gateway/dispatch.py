@@ -122,24 +122,26 @@ class Dispatcher:
 
     def _run_batch(self, frames: list[tuple[CameraState, Item]]) -> None:
         """One inference call per model among the batch's cameras (usually one)."""
-        groups: dict[int, list[tuple[CameraState, Item]]] = {}
+        groups: dict[int, tuple[Any, list[tuple[CameraState, Item]]]] = {}
         for cam, item in frames:
-            groups.setdefault(id(self._segmenter_for(cam.cfg)), []).append((cam, item))
-        for group in groups.values():
-            self._run_group(self._segmenter_for(group[0][0].cfg), group)
+            seg = self._camera_segmenter(cam, item.image)
+            groups.setdefault(id(seg), (seg, []))[1].append((cam, item))
+        for seg, group in groups.values():
+            self._run_group(seg, group)
 
     def _run_group(self, segmenter: Any, frames: list[tuple[CameraState, Item]]) -> None:
         t0 = time.monotonic()
         images = [it.image for _, it in frames]
         try:
             results = segmenter.segment_batch(images, thresholds=[c.cfg.threshold for c, _ in frames],
-                                              min_areas=[c.cfg.min_area for c, _ in frames])
+                                              min_areas=[c.cfg.min_area for c, _ in frames],
+                                              states=[c.stream.state for c, _ in frames])
         except InputError:  # one odd frame (empty, wrong channels): segment the rest one by one
             kept, results = [], []
             for cam, item in frames:
                 try:
                     results += segmenter.segment_batch([item.image], thresholds=[cam.cfg.threshold],
-                                                       min_areas=[cam.cfg.min_area])
+                                                       min_areas=[cam.cfg.min_area], states=[cam.stream.state])
                     kept.append((cam, item))
                 except InputError as exc:
                     self._emit(cam, {"event": "frame_skipped", "frame": item.index, "error": str(exc)})

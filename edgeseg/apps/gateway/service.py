@@ -84,19 +84,35 @@ class Gateway(Dispatcher):
         """The Segmenter of the top-level model settings (or the one given)."""
         return self._given if self._given is not None else self._segmenter_for(self.config.settings)
 
-    def _segmenter_for(self, stream: Any) -> Any:
-        """The Segmenter for a stream's model settings, opened on first use and shared."""
+    def _segmenter_for(self, stream: Any, kind: str | None = None) -> Any:
+        """The Segmenter for a stream's model settings and camera kind (``auto`` cameras: decided by their
+        first picture; visible until then), opened on first use and shared."""
         if self._given is not None:
             return self._given
-        key = stream.model_key
-        if key not in self.segmenters:
-            from edgeseg.runtime.segmenter import Segmenter  # noqa: PLC0415
+        from edgeseg.runtime.segmenter import Segmenter, bundled_file  # noqa: PLC0415
 
-            self.segmenters[key] = Segmenter(stream.model, backend=stream.backend, threads=self.config.threads,
+        kind = kind or (stream.kind if stream.kind != "auto" else "visible")
+        model = stream.model if stream.model is not None else None
+        # cameras share a Segmenter when they run the same file: without a thermal model both kinds do
+        key = (model if model is not None else str(bundled_file(kind)),) + stream.model_key[2:]
+        if key not in self.segmenters:
+            self.segmenters[key] = Segmenter(model, backend=stream.backend, threads=self.config.threads,
                                              precision=stream.precision, tiles=stream.tile_grid,
                                              overlap=stream.overlap, letterbox=stream.letterbox,
-                                             spin_wait=not self._writes_clips())
+                                             spin_wait=not self._writes_clips(), kind=kind)
         return self.segmenters[key]
+
+    def _camera_segmenter(self, cam: CameraState, image: Any) -> Any:
+        """A camera's Segmenter, and its stream (history of a temporal model) on it: an ``auto`` camera's
+        kind is decided by its first picture (``edgeseg.runtime.kinds.picture_kind``)."""
+        if cam.kind is None:
+            from edgeseg.runtime.kinds import picture_kind  # noqa: PLC0415
+
+            cam.kind = cam.cfg.kind if cam.cfg.kind != "auto" or cam.cfg.model is not None else picture_kind(image)
+        seg = self._segmenter_for(cam.cfg, cam.kind if cam.kind != "auto" else None)
+        if cam.stream is None or cam.stream.segmenter is not seg:
+            cam.stream = seg.stream()
+        return seg
 
     def _writes_clips(self) -> bool:
         """Whether any camera writes alarm clips. Then ONNX Runtime's idle threads sleep instead of
@@ -233,6 +249,9 @@ class Gateway(Dispatcher):
         def reconnect(name: str = c.name) -> None:
             if self.metrics:
                 self.metrics.reconnects.labels(name).inc()
+            cam = self.cameras.get(name)
+            if cam is not None and cam.stream is not None:  # a temporal model's history ends with the picture
+                cam.stream.reset()
 
         reader = CameraReader(c, self.cond, factory, self.config.max_backoff_s, self.config.file_queue,
                               on_reconnect=reconnect, sleep_unit=self._unit, on_crash=self._crashed,

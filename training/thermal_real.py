@@ -1,0 +1,95 @@
+"""Real leak-free thermal video for the thermal gate, from two sensors never trained on
+(``training/thermal_sources.json``): FLIR Lepton trail-camera clips and TNO's thermal sequences.
+
+    python -m training.thermal_real            # fetch check: which clips are readable, frames per clip
+
+Lepton clips are read from the bare git mirrors the ``fetch`` tool leaves in ``/work/.mirror``
+(``git show COMMIT:PATH``), checked against their sha256, decoded with the PyPI ``cptv`` package and
+turned into 8-bit pictures the way a camera's automatic gain does (per-frame 1st-99th percentile
+stretch). Nothing is written to disk. A clip that cannot be read is reported, never silently dropped.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SOURCES = Path(__file__).resolve().parent / "thermal_sources.json"
+MIRRORS = Path("/work/.mirror")
+
+
+@dataclass
+class Clip:
+    """One real stream: its frames (BGR uint8), the sensor, the frame rate for per-hour rates."""
+
+    name: str
+    sensor: str
+    fps: float
+    frames: list[np.ndarray] = field(repr=False)
+
+
+def agc(raw: np.ndarray) -> np.ndarray:
+    """A raw radiometric frame to 8-bit grey BGR: 1st-99th percentile stretch (what a camera's AGC does)."""
+    lo, hi = np.percentile(raw, 1), np.percentile(raw, 99)
+    u8 = np.clip((raw.astype(np.float32) - lo) / max(float(hi - lo), 1.0) * 255, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(u8, cv2.COLOR_GRAY2BGR)
+
+
+def lepton_clips(mirrors: Path = MIRRORS) -> tuple[list[Clip], list[str]]:
+    """The Lepton clips that are readable here, and one line per clip that is not (with why)."""
+    from cptv import CPTVReader  # the train extra; Apache-2.0
+
+    spec = json.loads(SOURCES.read_text())["sensors"]["lepton"]
+    clips, missing = [], []
+    for c in spec["clips"]:
+        git = mirrors / c["repo"].replace("/", "+") / "repo"
+        try:
+            blob = subprocess.run(["git", f"--git-dir={git}", "show", f"{c['commit']}:{c['path']}"],
+                                  check=True, capture_output=True).stdout
+        except (subprocess.CalledProcessError, FileNotFoundError):
+            missing.append(f"{c['repo']}:{c['path']}: not in {git} (fetch github:{c['repo']})")
+            continue
+        if hashlib.sha256(blob).hexdigest() != c["sha256"]:
+            missing.append(f"{c['repo']}:{c['path']}: sha256 differs from training/thermal_sources.json")
+            continue
+        frames = [agc(f.pix) for f in CPTVReader(io.BytesIO(blob)) if not getattr(f, "background_frame", False)]
+        clips.append(Clip(f"lepton:{Path(c['path']).stem}", "lepton", float(spec["fps"]), frames))
+    return clips, missing
+
+
+def tno_clips() -> list[Clip]:
+    """TNO's real thermal sequences (data/ir heldout entries with a ``sequence``), each one stream."""
+    from training.ir_backgrounds import OUT, load_manifest
+
+    spec = json.loads(SOURCES.read_text())["sensors"]["tno"]
+    seqs: dict[str, list[tuple[str, Path]]] = {}
+    for e in load_manifest()["files"]:
+        if e["split"] == "heldout" and e.get("sequence"):
+            seqs.setdefault(e["sequence"] + "/" + e["path"].rsplit("/", 2)[-2], []).append((e["path"], OUT / e["file"]))
+    clips = []
+    for name, items in sorted(seqs.items()):
+        items.sort(key=lambda t: int(re.findall(r"(\d+)", t[0].rsplit("/", 1)[-1])[-1]))
+        frames = [cv2.imread(str(p)) for _, p in items]
+        if any(f is None for f in frames):
+            raise SystemExit(f"error: {name}: data/ir is incomplete; run python -m training.ir_backgrounds")
+        clips.append(Clip(f"tno:{name}", "tno", float(spec["fps"]), frames))
+    return clips
+
+
+def main() -> None:
+    clips, missing = lepton_clips()
+    for c in clips + tno_clips():
+        print(f"{c.name}: {len(c.frames)} frames {c.frames[0].shape[1]}x{c.frames[0].shape[0]}")
+    for m in missing:
+        print("MISSING", m)
+
+
+if __name__ == "__main__":
+    main()
