@@ -19,8 +19,8 @@ Version rules (sources):
   under minor version compatibility (docs.nvidia.com/deploy/cuda-compatibility, "Minor Version
   Compatibility": CUDA 12.x >= 525, 13.x >= 580). On a Jetson it must not be newer than JetPack's CUDA
   (cudaErrorInsufficientDriver with cuda-python 12.9 on JetPack 6.1 / 6.2.1): the jetson extra pins 12.2.
-- TensorRT 11 builds strongly typed networks only: ``build --fp16`` converts the ONNX with
-  onnxconverter-common (NVIDIA also documents ModelOpt AutoCast for this).
+- TensorRT >= 10.12 deprecates BuilderFlag.FP16 (11 removed it): ``build --fp16`` builds strongly typed from
+  an fp16 ONNX, converted with onnxconverter-common (NVIDIA also documents ModelOpt AutoCast for this).
 """
 from __future__ import annotations
 
@@ -267,8 +267,8 @@ def check(facts: dict[str, Any]) -> list[Finding]:
                                                     "on Python 3.8)", "use JetPack 6 (TensorRT 8.6 / 10.3, Python 3.10)"))
         else:
             out.append(Finding("ok", "tensorrt", f"TensorRT {trt}" + (f" ({', '.join(dists)})" if dists else "")))
-        if major >= 11 and not facts.get("onnxconverter_common"):
-            out.append(Finding("warn", "tensorrt", f"TensorRT {trt} builds fp16 engines from an fp16 ONNX; "
+        if (major, minor) >= (10, 12) and not facts.get("onnxconverter_common"):
+            out.append(Finding("warn", "tensorrt", f"TensorRT {trt} builds fp16 engines from an fp16 ONNX (strongly typed); "
                                                    "onnxconverter-common is missing, so 'edgeseg build --fp16' "
                                                    "needs a ready <model>.fp16.onnx",
                                "pip install 'onnxconverter-common>=1.14'"))
