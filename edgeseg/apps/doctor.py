@@ -19,8 +19,8 @@ Version rules (sources):
   under minor version compatibility (docs.nvidia.com/deploy/cuda-compatibility, "Minor Version
   Compatibility": CUDA 12.x >= 525, 13.x >= 580). On a Jetson it must not be newer than JetPack's CUDA
   (cudaErrorInsufficientDriver with cuda-python 12.9 on JetPack 6.1 / 6.2.1): the jetson extra pins 12.2.
-- TensorRT 11 builds strongly typed networks only: ``build --fp16`` converts the ONNX with
-  onnxconverter-common (NVIDIA also documents ModelOpt AutoCast for this).
+- TensorRT >= 10.12 deprecates BuilderFlag.FP16 (11 removed it): ``build --fp16`` builds strongly typed from
+  an fp16 ONNX, converted with onnxconverter-common (NVIDIA also documents ModelOpt AutoCast for this).
 """
 from __future__ import annotations
 
@@ -43,8 +43,12 @@ FIX_JETSON = ("use JetPack's TensorRT: python3 -m venv --system-site-packages .v
               ".venv/bin/pip install 'edgeseg[jetson]'")
 #: L4T release (from /etc/nv_tegra_release) -> (JetPack, its CUDA as cudaRuntimeGetVersion numbers it);
 #: NVIDIA JetPack archive / release notes: 6.0 = R36.3 (CUDA 12.2), 6.1 = R36.4.0, 6.2 = R36.4.3,
-#: 6.2.1 = R36.4.4 (CUDA 12.6); 5.1.x = R35.x (CUDA 11.4)
-L4T_JETPACK = [((36, 4, 4), "6.2.1", 12060), ((36, 4, 3), "6.2", 12060), ((36, 4, 0), "6.1", 12060),
+#: 6.2.1 = R36.4.4 (CUDA 12.6); 5.1.x = R35.x (CUDA 11.4). R38 is JetPack 7 (Jetson Thor, Ubuntu 24.04 with
+#: Python 3.12, CUDA 13.0), not a JetPack 6.2.1: dusty-nv/jetson-containers jetson_containers/l4t_version.py
+#: get_jetpack_version ("38.3.0": "7.1", "38.2.0": "7.0 GA", "38.1.0": "7.0 EA") and get_cuda_version (L4T
+#: major >= 38 -> CUDA 13.0; "default to CUDA 13.0 for 24.04 containers on JP7")
+L4T_JETPACK = [((38, 3, 0), "7.1", 13000), ((38, 2, 0), "7.0", 13000), ((38, 0, 0), "7.0 EA", 13000),
+               ((36, 4, 4), "6.2.1", 12060), ((36, 4, 3), "6.2", 12060), ((36, 4, 0), "6.1", 12060),
                ((36, 3, 0), "6.0", 12020), ((36, 2, 0), "6.0 DP", 12020), ((35, 0, 0), "5.x", 11040)]
 
 
@@ -263,8 +267,8 @@ def check(facts: dict[str, Any]) -> list[Finding]:
                                                     "on Python 3.8)", "use JetPack 6 (TensorRT 8.6 / 10.3, Python 3.10)"))
         else:
             out.append(Finding("ok", "tensorrt", f"TensorRT {trt}" + (f" ({', '.join(dists)})" if dists else "")))
-        if major >= 11 and not facts.get("onnxconverter_common"):
-            out.append(Finding("warn", "tensorrt", f"TensorRT {trt} builds fp16 engines from an fp16 ONNX; "
+        if (major, minor) >= (10, 12) and not facts.get("onnxconverter_common"):
+            out.append(Finding("warn", "tensorrt", f"TensorRT {trt} builds fp16 engines from an fp16 ONNX (strongly typed); "
                                                    "onnxconverter-common is missing, so 'edgeseg build --fp16' "
                                                    "needs a ready <model>.fp16.onnx",
                                "pip install 'onnxconverter-common>=1.14'"))
@@ -338,10 +342,18 @@ def _cuda_layer_findings(facts: dict[str, Any], jetson: bool, fix: str, wanted: 
     out: list[Finding] = []
     layer, err = facts.get("cuda_layer"), facts.get("cuda_layer_error")
     rt, drv = facts.get("cuda_runtime_version"), facts.get("driver_cuda_version")
-    if jetson and facts.get("jetpack"):
-        out.append(Finding("ok" if str(facts["jetpack"]).startswith("6") else "error", "jetpack",
-                           f"JetPack {facts['jetpack']} (L4T {facts.get('l4t')}, CUDA {_cuda_text(facts.get('jetpack_cuda'))})",
-                           "" if str(facts["jetpack"]).startswith("6") else "edgeseg needs JetPack 6 (Python 3.10, numpy >= 1.24)"))
+    jp = str(facts.get("jetpack") or "")
+    if jetson and jp.startswith("7"):
+        out.append(Finding("warn", "jetpack",
+                           f"JetPack 7 (L4T {facts.get('l4t')}: Jetson Thor, Ubuntu 24.04 / Python 3.12, CUDA "
+                           f"{_cuda_text(facts.get('jetpack_cuda'))}): edgeseg was not checked on it, and the "
+                           "'jetson' extra (cuda-python 12.2) has no Python 3.12 wheel and targets CUDA 12",
+                           "unverified: JetPack's TensorRT in a --system-site-packages venv with a CUDA 13 "
+                           "cuda-python (pip install 'cuda-python>=13,<14') instead of the jetson extra"))
+    elif jetson and jp:
+        out.append(Finding("ok" if jp.startswith("6") else "error", "jetpack",
+                           f"JetPack {jp} (L4T {facts.get('l4t')}, CUDA {_cuda_text(facts.get('jetpack_cuda'))})",
+                           "" if jp.startswith("6") else "edgeseg needs JetPack 6 (Python 3.10, numpy >= 1.24)"))
         drv = drv or facts.get("jetpack_cuda")
     if layer:
         out.append(Finding("ok", "cuda", f"CUDA layer {layer} loads" + (f" (CUDA runtime {_cuda_text(rt)})" if rt else "")))

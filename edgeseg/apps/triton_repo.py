@@ -40,6 +40,7 @@ class RepoSpec:
     metadata: dict[str, str]
     fixed_batch: int | None  # the model's own batch dimension when it is not dynamic
     batch_limit: int | None  # the largest batch the model file accepts (TensorRT profile max)
+    batch_min: int = 1  # the smallest batch it accepts (TensorRT profile min)
 
 
 def _onnx_spec(path: Path) -> RepoSpec:
@@ -92,7 +93,7 @@ def _engine_spec(path: Path) -> RepoSpec:
     meta.update({"tensorrt_version": side.tensorrt_version, "gpu_name": side.gpu_name,
                  "compute_capability": side.compute_capability, "precision": side.precision})
     return RepoSpec("tensorrt_plan", "model.plan", specs["input"], specs["output"], meta, None,
-                    int(side.batch_profile[2]))
+                    int(side.batch_profile[2]), int(side.batch_profile[0]))
 
 
 def check_against_engine(cfg: Any, io: Sequence[dict[str, Any]]) -> list[str]:
@@ -130,6 +131,12 @@ def build_config(spec: RepoSpec, name: str, max_batch: int = 8, instances: int =
     """The ``ModelConfig`` protobuf for ``spec`` (see the module docstring)."""
     from tritonclient.grpc import model_config_pb2 as mc
 
+    if spec.batch_min > 1:
+        # Triton's TensorRT backend checks each request's shape against the profile's [min, max]
+        # (tensorrt_backend src/tensorrt_utils.cc ValidateDimension, as cited in issue #36; not re-read
+        # here) and the dynamic batcher sends whatever batch it has formed, one request of 1 image included
+        raise ModelError(f"the engine's profile starts at batch {spec.batch_min}: Triton would refuse every request "
+                         f"(or formed batch) smaller than that; rebuild it with --min-batch 1")
     if spec.fixed_batch is not None:  # a fixed-batch ONNX: Triton cannot batch it, dims keep the batch
         max_batch = 0
     if spec.batch_limit is not None and max_batch > spec.batch_limit:
@@ -158,16 +165,19 @@ def build_config(spec: RepoSpec, name: str, max_batch: int = 8, instances: int =
     return cfg
 
 
-def export_repository(model: str | Path, repo: str | Path, name: str = "edgeseg", max_batch: int = 8,
+def export_repository(model: str | Path, repo: str | Path, name: str = "edgeseg", max_batch: int | None = None,
                       instances: int = 1, preferred: Sequence[int] = (), queue_delay_us: int = 500,
                       kind: str = "auto", overwrite: bool = False) -> Path:
-    """Write ``repo/name`` for ``model`` (.onnx or .engine/.plan) and return the ``config.pbtxt`` path."""
+    """Write ``repo/name`` for ``model`` (.onnx or .engine/.plan) and return the ``config.pbtxt`` path.
+
+    ``max_batch`` None: an engine's profile maximum (so ``edgeseg build --max-batch 4`` then ``export triton``
+    fits), 8 for an ONNX."""
     from google.protobuf import text_format
 
     model, repo = Path(model), Path(repo)
     if not NAME_RE.match(name):
         raise ModelError(f"--name {name!r}: use letters, digits, '.', '_' or '-' (Triton's model names)")
-    if max_batch < 0 or instances < 1:
+    if (max_batch is not None and max_batch < 0) or instances < 1:
         raise ModelError(f"--max-batch must be >= 0 and --instances >= 1 (got {max_batch}, {instances})")
     if kind not in ("auto", "cpu", "gpu"):
         raise ModelError(f"--kind {kind!r}: use auto, cpu or gpu")
@@ -183,6 +193,8 @@ def export_repository(model: str | Path, repo: str | Path, name: str = "edgeseg"
     if "image" not in names[0] or "probs" not in names[1]:
         raise ModelError(f"{model}: expected input 'image' and output 'probs', found {sorted(names[0])} / "
                          f"{sorted(names[1])}; export with 'edgeseg export onnx'")
+    if max_batch is None:
+        max_batch = spec.batch_limit if spec.batch_limit is not None else 8
     cfg = build_config(spec, name, max_batch, instances, preferred, queue_delay_us, kind)
     if spec.platform == "tensorrt_plan":
         from edgeseg.core.model_meta import read_sidecar

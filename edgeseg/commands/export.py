@@ -52,7 +52,8 @@ def export_triton_cmd(
     model: Path = typer.Argument(..., help="An .onnx (platform onnxruntime_onnx) or a TensorRT .engine (tensorrt_plan)"),
     output: Path = typer.Option(..., "-o", "--output", help="Model repository folder (REPO/NAME/1/model.*, REPO/NAME/config.pbtxt)"),
     name: str = typer.Option("edgeseg", help="Model name in the repository (what clients call)"),
-    max_batch: int = typer.Option(8, help="max_batch_size (0: no batching)"),
+    max_batch: Optional[int] = typer.Option(None, help="max_batch_size (0: no batching; default: an engine's "
+                                            "profile maximum, 8 for an ONNX)"),
     instances: int = typer.Option(1, help="Model instances (instance_group count)"),
     preferred_batch: str = typer.Option("", help="Preferred dynamic batch sizes, e.g. 4,8"),
     queue_delay_us: int = typer.Option(500, help="dynamic_batching max_queue_delay_microseconds"),

@@ -199,6 +199,10 @@ class EngineMeta:
     board: str = ""
     # the file TensorRT parsed when it is not the model itself (QDQ INT8 / fp16 sibling): path, sha256
     built_from: dict[str, str] = field(default_factory=dict)
+    # which build path ran: strongly typed (precision from the parsed ONNX) or builder flags, and the
+    # branch build_engine took ("trt10.16 (strongly typed)", "trt10.3 (builder flags)", ...); "" = older sidecar
+    strongly_typed: bool = False
+    branch: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -240,8 +244,19 @@ def now_iso() -> str:
 
 
 def write_sidecar(engine_path: str | Path, meta: EngineMeta) -> Path:
+    """Write ``<engine>.json`` atomically (a temporary file beside it, then ``os.replace``)."""
+    import os
+    import tempfile
+
     path = sidecar_path(engine_path)
-    path.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -296,6 +311,11 @@ def check_compatible(
     if onnx_path is not None and Path(onnx_path).is_file() and sidecar.onnx_sha256:
         if sha256_file(onnx_path) != sidecar.onnx_sha256:
             diffs.append(f"{onnx_path} changed since the engine was built (sha256 differs)")
+    # what TensorRT parsed when it was not the model itself (the Q/DQ INT8 file, an fp16 sibling): an INT8
+    # engine is stale when its Q/DQ file changed even though the fp32 model did not
+    made = Path(sidecar.built_from.get("path", "")) if sidecar.built_from.get("sha256") else None
+    if made is not None and made.is_file() and sha256_file(made) != sidecar.built_from["sha256"]:
+        diffs.append(f"{made} (what the engine was built from) changed since the build (sha256 differs)")
     if diffs:
         onnx_hint = str(onnx_path) if onnx_path else (sidecar.onnx_path or "<onnx>")
         raise EngineMismatch(

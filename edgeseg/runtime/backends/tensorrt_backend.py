@@ -11,6 +11,7 @@ API references:
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -76,6 +77,9 @@ class TensorRTBackend(Backend):
         self.meta = read_sidecar(self.engine_path)
         self.info = ModelInfo.from_metadata(self.meta.onnx_metadata)
         self.gpu_timing_ms: Optional[float] = None
+        # one inference at a time: the context, its input shape, the pinned buffers and the stream are
+        # shared state (TensorRT: an IExecutionContext must not be used from two threads at once)
+        self._lock = threading.Lock()
         self._load()
 
     # -- engine file / compatibility
@@ -135,8 +139,12 @@ class TensorRTBackend(Backend):
                     "--int8 --calib-data DIR"
                 )
         if build_options is None:
+            from edgeseg.runtime.backends.tensorrt_qdq import is_qdq  # noqa: PLC0415
+
+            # a Q/DQ model (e.g. --precision int8 picks the .int8.onnx) is INT8 whatever the old engine was:
+            # build_engine rewrites its Q/DQ for TensorRT's parser only on the INT8 path (issue #36, 1)
             build_options = BuildOptions(fp16=(old.precision != "fp32") if old else True,
-                                         int8=bool(old and old.precision == "int8"))
+                                         int8=bool(old and old.precision == "int8") or is_qdq(self.onnx_path))
             if old:
                 build_options.min_batch, build_options.opt_batch, build_options.max_batch = old.batch_profile
                 build_options.height, build_options.width = old.input_size
@@ -175,6 +183,9 @@ class TensorRTBackend(Backend):
                     f"{self.onnx_path or self.meta.onnx_path or '<onnx>'} -o {self.engine_path}"
                 )
             self.context = self.engine.create_execution_context()
+            if self.context is None:  # nullptr when TensorRT cannot create one (e.g. out of device memory)
+                raise RuntimeError(f"TensorRT could not create an execution context for {self.engine_path} "
+                                   "(see the TensorRT log; often out of GPU memory)")
             self.inputs: list[str] = []
             self.outputs: list[str] = []
             self.dtypes: dict[str, np.dtype] = {}
@@ -254,7 +265,13 @@ class TensorRTBackend(Backend):
         return self._run(batch)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self._run_locked(batch)
+
+    def _run_locked(self, batch: np.ndarray) -> np.ndarray:
         cuda, ctx = self.cuda, self.context
+        if ctx is None:
+            raise RuntimeError(f"TensorRT backend for {self.engine_path} is closed")
         n = batch.shape[0]
         with cuda:
             if not ctx.set_input_shape(self.input_name, tuple(batch.shape)):  # bool, see _load
@@ -282,8 +299,26 @@ class TensorRTBackend(Backend):
         return probs.astype(np.float32, copy=True)
 
     def close(self) -> None:
-        """Free device buffers, (cuda-python) pinned host buffers, the stream and the timing events;
-        pycuda frees its own objects on GC. Safe to call twice."""
+        """Release the execution context, engine and runtime (in that order: TensorRT requires a context
+        to go before its engine, an engine before its runtime), device buffers, (cuda-python) pinned host
+        buffers, the stream and the timing events; pycuda frees its own objects on GC. Waits for an
+        inference in progress. Safe to call twice; ``infer`` afterwards raises."""
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            with lock:
+                self._close()
+        else:
+            self._close()
+
+    def _close(self) -> None:
+        # dropping the last Python reference destroys the TensorRT object (the bindings' `del` of
+        # IExecutionContext / ICudaEngine / IRuntime); with our CUDA context current
+        try:
+            with self.cuda:
+                for attr in ("context", "engine", "_runtime"):
+                    setattr(self, attr, None)
+        except Exception:  # noqa: BLE001 - the CUDA context itself may be gone at teardown
+            self.context = self.engine = self._runtime = None
         handles = [(self.cuda.event_destroy, e) for e in (getattr(self, "_events", None) or ())]
         if getattr(self, "_stream", None) is not None:
             handles.append((self.cuda.stream_destroy, self._stream))

@@ -20,6 +20,7 @@ values the CPU stand-in in tests/test_tensorrt_cpu.py uses are cited there.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,10 +29,11 @@ from typing import Any, Optional
 
 from edgeseg.runtime.backends.tensorrt_calibration import CalibrationBatches, make_calibrator  # noqa: F401 (public here too)
 from edgeseg.runtime.backends.tensorrt_onnx import LABEL_MODES, _fp16_onnx_for, _labels_onnx_for
-from edgeseg.runtime.backends.tensorrt_qdq import int8_source, trt_qdq_copy
+from edgeseg.runtime.backends.tensorrt_qdq import int8_source, is_qdq, trt_qdq_copy
 from edgeseg.core.errors import BuildError
 from edgeseg.core.files import sha256_file
-from edgeseg.core.model_meta import EngineMeta, ModelInfo, device_board, now_iso, read_metadata, write_sidecar
+from edgeseg.core.model_meta import (EngineMeta, ModelInfo, device_board, now_iso, read_metadata, sidecar_path,
+                                write_sidecar)
 
 __all__ = ["BuildError", "BuildOptions", "CalibrationBatches", "LABEL_MODES", "build_engine", "make_calibrator",
            "trt_version_tuple"]
@@ -112,7 +114,45 @@ def trt_version_tuple(trt: Any) -> tuple[int, int]:
     return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
 
 
+#: BuilderFlag.FP16 / INT8 are deprecated from TensorRT 10.12 (NvInfer.h at v10.12: "Deprecated in TensorRT
+#: 10.12. Superseded by strong typing"); TensorRT 11 removed them
+STRONG_TYPING_FROM = (10, 12)
+
+
+def strongly_typed(trt: Any, int8_mode: Optional[str] = None) -> bool:
+    """Whether a build with this TensorRT runs strongly typed (precision from the parsed ONNX, no precision
+    flag): TensorRT >= 10.12 (the flags are deprecated) and 11 (no flags); a Q/DQ INT8 build from 10.0
+    (NVIDIA: "Use explicit quantization with Strong Typing"). An entropy-calibrated INT8 build (< 11) needs
+    the flags. TensorRT 8.6 / 10.3 (JetPack 6) build fp16 with BuilderFlag.FP16."""
+    version = trt_version_tuple(trt)
+    if int8_mode == "calibrate":
+        return False
+    if int8_mode == "qdq":
+        return version >= (10, 0)
+    return version >= STRONG_TYPING_FROM
+
+
 # ----------------------------------------------------------------------------- build
+
+def _write_engine(engine_path: Path, plan: Any, sidecar: EngineMeta) -> Path:
+    """Write the plan and its sidecar so that no reader ever pairs a plan with another build's sidecar.
+
+    The plan goes to a temporary file beside it first (a failed or interrupted write leaves the old pair
+    as it was); then the old sidecar is removed, the plan renamed over the old one (``os.replace``, atomic
+    on one file system) and the sidecar written (atomically, model_meta.write_sidecar). Interrupted between
+    the rename and the sidecar, the engine has no sidecar and is refused with the rebuild command.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{engine_path.name}.", suffix=".tmp", dir=engine_path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(plan)  # IHostMemory has the buffer protocol
+        sidecar_path(engine_path).unlink(missing_ok=True)
+        os.replace(tmp, engine_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return write_sidecar(engine_path, sidecar)
+
 
 def _parse_onnx(trt: Any, parser: Any, path: Path) -> None:
     ok = parser.parse_from_file(str(path)) if hasattr(parser, "parse_from_file") else parser.parse(path.read_bytes())
@@ -190,9 +230,13 @@ def build_engine(
     info = ModelInfo.from_metadata(meta)
     h = int(opts.height or info.input_size[0])
     w = int(opts.width or info.input_size[1])
-    precision = opts.precision
     notes: list[str] = []
-    strongly_typed = major >= 11
+    # a Q/DQ model is INT8 whatever the flags say: its UINT8 / asymmetric Q/DQ must take the rewrite below
+    # (TensorRT's parser refuses it as exported), so --int8 is implied (issue #36, 1)
+    int8 = opts.int8 or is_qdq(onnx_path)
+    if int8 and not opts.int8:
+        notes.append(f"{onnx_path.name} is explicitly quantized (Q/DQ): built as INT8 (--int8 implied)")
+    precision = "int8" if int8 else opts.precision
     parse_path = onnx_path
     t0 = time.perf_counter()
     engine_path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,26 +249,27 @@ def build_engine(
     # (never hard-coded: 1 << 1 would ask TensorRT 11 for JIT Python plugins), 0 if the enum is gone.
     ndcf = trt.NetworkDefinitionCreationFlag
     int8_mode, cache_file, built_from = None, None, None
-    if opts.int8:
+    if int8:
         int8_mode, qdq, cache_file, note = int8_source(onnx_path, engine_path, opts.calib_data, opts.calib_cache, major)
         notes.append(note)
         if qdq is not None:
             built_from = qdq
             parse_path, note = trt_qdq_copy(qdq, Path(scratch.name) / f"{qdq.stem}.trt-qdq.onnx")
             notes.append(note)
-    typed = strongly_typed or (int8_mode == "qdq" and major >= 10)
-    if strongly_typed:
-        branch = f"trt{major} (strongly typed)"
+    typed = strongly_typed(trt, int8_mode)
+    if typed and int8_mode == "qdq":  # "Use explicit quantization with Strong Typing" (Explicit Quantization docs)
+        branch = f"trt{major}.{minor} (strongly typed, Q/DQ)"
+    elif typed:  # precision from the parsed ONNX: fp16 comes from an fp16 ONNX, fp32 from the fp32 one
+        branch = f"trt{major}.{minor} (strongly typed)"
         if precision == "fp16":
             parse_path, note = _fp16_onnx_for(onnx_path, meta, Path(scratch.name))
             built_from = parse_path if parse_path != onnx_path and parse_path.parent != Path(scratch.name) else None
             notes.append(note)
-    elif typed:  # TensorRT 10 + Q/DQ: "Use explicit quantization with Strong Typing" (Explicit Quantization docs)
-        branch = f"trt{major} (strongly typed, Q/DQ)"
-    elif major >= 10:
-        branch = f"trt{major}"
     else:
-        branch = "trt8"
+        branch = f"trt{major}.{minor} (builder flags)"
+        if int8_mode == "calibrate" and (major, minor) >= (10, 1):
+            notes.append(f"TensorRT {trt.__version__}: the INT8 calibrator is deprecated since 10.1 (BuilderFlag.INT8 / "
+                         "FP16 since 10.12); the Q/DQ model builds strongly typed instead (drop --calib-data)")
     if typed:
         flags = 1 << int(ndcf.STRONGLY_TYPED) if hasattr(ndcf, "STRONGLY_TYPED") else 0
     elif major >= 10:
@@ -254,8 +299,8 @@ def build_engine(
         config.add_optimization_profile(profile)
 
         if not typed:
-            if precision in ("fp16", "int8"):
-                config.set_flag(trt.BuilderFlag.FP16)  # int8 builds keep fp16 as fallback for unquantized layers
+            if precision == "fp16" or (precision == "int8" and opts.fp16):
+                config.set_flag(trt.BuilderFlag.FP16)  # int8 builds keep fp16 as fallback unless --no-fp16
                 notes.append("BuilderFlag.FP16 set")
             if precision == "int8":
                 # TensorRT 8.6 needs the INT8 flag for Q/DQ networks too ("To enable any quantization
@@ -315,10 +360,10 @@ def build_engine(
         memory_mib=_int_of(cuda, "total_memory_mib"),
         board=device_board(),
         built_from={"path": str(built_from), "sha256": sha256_file(built_from)} if built_from else {},
+        strongly_typed=typed,
+        branch=branch,
     )
-    with open(engine_path, "wb") as f:
-        f.write(plan)
-    side = write_sidecar(engine_path, sidecar)
+    side = _write_engine(engine_path, plan, sidecar)
     if cache_bytes is not None and timing_cache_path is not None:
         try:
             timing_cache_path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,11 +15,18 @@ of release/8.6-GA .. 10.x):
 
 :func:`trt_qdq_copy` rewrites a copy, keeping every calibrated range: a UINT8 tensor with scale ``s`` and
 zero point ``z`` covers ``[-z*s, (255-z)*s]``; its INT8 symmetric twin gets ``s' = s*max(z, 255-z)/127`` and
-zero point 0 (the same range, one step coarser where the range was one-sided). INT32 biases are
-dequantized into float initializers (exact). INT8 weights (per channel, zero point 0) are kept. The result
-is still a QDQ ONNX that ONNX Runtime runs, which is how tests/test_tensorrt_qdq.py measures what the rewrite
-costs against the shipped model on the CPU. TensorRT docs ("Explicit Quantization", latest): "Use explicit
-quantization with Strong Typing. Precision-control build flags are not required and should not be specified."
+zero point 0. The range is the same; the resolution is not: a one-sided range (``z = 0``: after a Relu, a
+Softmax) had 256 levels and now has 128 (the step grows 255/127 = 2.008x, i.e. 7-bit activations), a
+two-sided one loses less (``max(z, 255-z)/127`` of a step). TensorRT's Q/DQ has no UINT8 (the parser refuses
+it), so this cost cannot be avoided with this model; ``python -m edgeseg.runtime.backends.tensorrt_qdq`` prints how
+many ranges are one-sided and what the rewrite costs in mask IoU on the demo video (docs/tensorrt.md, INT8).
+The Q/DQ pairs between the last computing op and a graph output (``probs``: Softmax -> Q/DQ -> Cast -> Q/DQ)
+are dropped: they only round the output (to 128 levels after the rewrite, so the leak threshold would act
+on a quantized probability), and ``probs`` stays float. INT32 biases are dequantized into float initializers
+(exact). INT8 weights (per channel, zero point 0) are kept. The result is still a QDQ ONNX that ONNX Runtime
+runs, which is how tests/test_tensorrt_cpu.py measures what the rewrite costs against the shipped model on the
+CPU. TensorRT docs ("Explicit Quantization", latest): "Use explicit quantization with Strong Typing.
+Precision-control build flags are not required and should not be specified."
 """
 from __future__ import annotations
 
@@ -27,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+#: ops between a computing op and a graph output that move values without computing (a Cast only to a float type)
+_PASS_THROUGH = frozenset({"Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten"})
+_FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
 def is_qdq(path: str | Path) -> bool:
@@ -93,10 +103,11 @@ def trt_qdq_copy(src: Path, dst: Path) -> tuple[Path, str]:
     if not trt_qdq_problems(model):
         return src, f"{src.name}: Q/DQ already in TensorRT's form (INT8, symmetric)"
     graph = model.graph
+    replaced: set[str] = set()
+    float_outputs = _float_outputs(graph, replaced)
     inits = _inits(graph)
     remade: dict[tuple[str, str], tuple[str, str]] = {}
-    replaced: set[str] = set()
-    folded = rescaled = clipped = 0
+    folded = rescaled = clipped = one_sided = 0
     for n in list(graph.node):
         x_init = inits.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
         if x_init is not None and x_init.data_type == TensorProto.INT32 and n.input[1] in inits:
@@ -128,6 +139,7 @@ def trt_qdq_copy(src: Path, dst: Path) -> tuple[Path, str]:
             graph.initializer.append(numpy_helper.from_array(np.zeros(z.shape, np.int8), names[1]))
             remade[key] = names
             rescaled += 1
+            one_sided += int(not z.any())
         replaced.update(key)
         n.input[1], n.input[2] = remade[key]
         if n.op_type == "QuantizeLinear":
@@ -145,7 +157,42 @@ def trt_qdq_copy(src: Path, dst: Path) -> tuple[Path, str]:
                          "re-export with symmetric INT8 activations (edgeseg export int8)")
     onnx.save(model, str(dst))
     return dst, (f"{src.name}: {rescaled} UINT8 activation scales made INT8 symmetric (same range, {clipped} "
-                 f"saturations kept as Relu / Clip), {folded} INT32 biases dequantized, for TensorRT's parser")
+                 f"saturations kept as Relu / Clip; {one_sided} of them one-sided, now 128 levels: step x2.008), "
+                 f"{folded} INT32 biases dequantized, {float_outputs} Q/DQ pairs before the outputs dropped "
+                 "(probs stays float), for TensorRT's parser")
+
+
+def _float_outputs(graph: Any, replaced: set[str]) -> int:
+    """Replace each Q/DQ pair between a graph output and the op that computes it by an Identity (the
+    module docstring says why); add the pairs' scale / zero-point names to ``replaced``. Returns the count."""
+    from onnx import helper
+
+    dropped = 0
+    for out in graph.output:
+        name = out.name
+        while True:
+            producers = {o: n for n in graph.node for o in n.output}
+            node = producers.get(name)
+            if node is not None and node.op_type in _PASS_THROUGH:
+                to = next((a.i for a in node.attribute if a.name == "to"), 1)
+                if node.op_type == "Cast" and to not in _FLOAT_TYPES:
+                    break  # an integer output (labels): nothing quantized to drop
+                name = node.input[0]
+                continue
+            if node is None or node.op_type != "DequantizeLinear":
+                break
+            q = producers.get(node.input[0])
+            if q is None or q.op_type != "QuantizeLinear" or [n for n in graph.node if q.output[0] in n.input] != [node]:
+                break
+            nodes = list(graph.node)
+            graph.node.insert(nodes.index(node), helper.make_node("Identity", [q.input[0]], [node.output[0]],
+                                                                  name=f"{node.name}__trt_float"))
+            graph.node.remove(node)
+            graph.node.remove(q)
+            replaced.update([*q.input[1:], *node.input[1:]])
+            dropped += 1
+            name = q.input[0]
+    return dropped
 
 
 def _clip_like_uint8(graph: Any, q: Any, scale: Any, zero_point: Any, src: Path) -> int:
@@ -191,6 +238,9 @@ def int8_source(onnx_path: Path, engine_path: Path, calib_data: str | None, cali
     from edgeseg.runtime.precision import int8_sibling
 
     default_cache = Path(str(engine_path) + ".calib")
+    if (calib_data or calib_cache) and is_qdq(onnx_path):
+        raise BuildError(f"{onnx_path} is explicitly quantized (Q/DQ): it carries its own ranges, a calibrator "
+                         "cannot be applied to it; drop --calib-data / --calib-cache")
     if calib_data or calib_cache:
         if trt_major >= 11:
             raise BuildError("TensorRT >= 11 removed implicit INT8 calibration (BuilderFlag.INT8 / int8_calibrator); "
@@ -204,3 +254,57 @@ def int8_source(onnx_path: Path, engine_path: Path, calib_data: str | None, cali
         return "calibrate", None, default_cache, f"entropy calibration cache {default_cache} (from an earlier build)"
     raise BuildError(f"--int8 needs the model's Q/DQ INT8 ONNX ({int8_sibling(onnx_path)}: edgeseg export int8 "
                      f"{onnx_path} --calib-data DIR) or, with TensorRT < 11, --calib-data DIR")
+
+
+def demo_frames(n: int = 6) -> list[Any]:
+    """``n`` frames spread over the bundled demo video (edgeseg/assets/demo_gas_leak.mp4): image-like input."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(Path(__file__).resolve().parents[1] / "assets" / "demo_gas_leak.mp4"))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    frames = []
+    for i in range(0, total, max(1, total // n)):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+        ok, frame = cap.read()
+        if ok:
+            frames.append(frame)
+    cap.release()
+    return frames[:n]
+
+
+def rewrite_agreement(qdq: Path, fp32: Path, work_dir: Path, frames: list[Any] | None = None) -> dict[str, Any]:
+    """Mask IoU (ONNX Runtime, CPU, one thread) between the shipped Q/DQ model, its TensorRT-form copy and
+    fp32 on ``frames`` (default: :func:`demo_frames`), with the rewrite's note. What docs/tensorrt.md quotes."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgeseg.core.metrics import mask_iou
+    from edgeseg.core.model_meta import read_model_info
+    from edgeseg.runtime.preprocess import preprocess
+
+    copy, note = trt_qdq_copy(qdq, Path(work_dir) / f"{qdq.stem}.trt-qdq.onnx")
+    info = read_model_info(fp32)
+    x = preprocess(frames if frames is not None else demo_frames(), info.input_size, info.mean, info.std)[0]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+
+    def probs(path: Path) -> Any:
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return np.concatenate([sess.run(["probs"], {"image": x[i:i + 1]})[0] for i in range(len(x))])
+
+    shipped, trt_form, ref = probs(qdq), probs(copy), probs(fp32)
+    c = ref.shape[1]
+    return {"frames": int(len(x)), "note": note, "probs_levels_copy": int(len(np.unique(trt_form))),
+            "shipped_vs_copy": round(mask_iou(shipped.argmax(1), trt_form.argmax(1), c), 4),
+            "copy_vs_fp32": round(mask_iou(ref.argmax(1), trt_form.argmax(1), c), 4),
+            "shipped_vs_fp32": round(mask_iou(ref.argmax(1), shipped.argmax(1), c), 4)}
+
+
+if __name__ == "__main__":  # python -m edgeseg.runtime.backends.tensorrt_qdq: the figures docs/tensorrt.md quotes
+    import json
+    import tempfile
+
+    from edgeseg.runtime.segmenter import BUNDLED_INT8, bundled_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print(json.dumps(rewrite_agreement(BUNDLED_INT8, bundled_model(), Path(tmp)), indent=2))
