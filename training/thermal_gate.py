@@ -103,13 +103,13 @@ def real_leak_free(model: Path | None, threshold: float, min_area: float, clips:
     return {"per_sensor": out, "per_clip": rows}
 
 
-def measure(candidate: Path, current: Path) -> dict:
+def measure(candidate: Path, current: Path, clips: int = CLIPS, select_clips: int = SELECT_CLIPS) -> dict:
     from edgeseg.core.model_meta import read_model_info
     from training.ir_eval import MIN_AREAS, THRESHOLDS, choose, score
     from training.thermal_real import lepton_clips, tno_clips
 
     t0 = time.time()
-    sel, held = rendered("select", SELECT_CLIPS), rendered("heldout", CLIPS)
+    sel, held = rendered("select", select_clips), rendered("heldout", clips)
     lepton, missing = lepton_clips()
     real = lepton + tno_clips()
     res: dict = {"missing_real_clips": missing}
@@ -127,8 +127,8 @@ def measure(candidate: Path, current: Path) -> dict:
                      "real_leak_free": real_leak_free(model, *point, real)}
     res["decision"] = decide(res["candidate"], res["current"])
     res["seconds"] = round(time.time() - t0, 1)
-    res["sets"] = {"select": f"{SELECT_CLIPS}+{SELECT_CLIPS} rendered clips over {sel['backgrounds']} HIT-UAV select frames",
-                   "rendered_heldout": f"{CLIPS}+{CLIPS} rendered clips over {held['backgrounds']} smoke-free TNO frames",
+    res["sets"] = {"select": f"{select_clips}+{select_clips} rendered clips over {sel['backgrounds']} HIT-UAV select frames",
+                   "rendered_heldout": f"{clips}+{clips} rendered clips over {held['backgrounds']} smoke-free TNO frames",
                    "real": {c.name: len(c.frames) for c in real}}
     return res
 
@@ -177,12 +177,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--current", type=Path, default=None, help="today's thermal model (default: the bundled one)")
     ap.add_argument("--out", type=Path, default=RECORDS / "gate.json")
     ap.add_argument("--ship", action="store_true", help="bundle the candidate when it passes (training.thermal_ship)")
+    ap.add_argument("--clips", type=int, default=CLIPS, help="rendered held-out clips with gas (and as many without)")
+    ap.add_argument("--select-clips", type=int, default=SELECT_CLIPS, help="rendered clips for the operating point")
     args = ap.parse_args(argv)
     if args.current is None:
         from edgeseg.runtime.segmenter import bundled_file
 
         args.current = bundled_file("thermal")  # the thermal model if one is bundled, else the one model
-    res = measure(args.candidate, args.current)
+    res = measure(args.candidate, args.current, args.clips, args.select_clips)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1, default=float))
     print(table(res))

@@ -149,13 +149,32 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=38)
     ap.add_argument("--save-every", type=int, default=50)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    ap.add_argument("--export", type=Path, default=None, metavar="CKPT",
+                    help="only export CKPT (e.g. a running run's last.pt) to OUT/model.onnx, for an early look")
     args = ap.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     if args.init.name == "bundled.onnx":
         from training.onnx_weights import BUNDLED
 
         args.init = BUNDLED
+    if args.export is not None:
+        export_checkpoint(args.export, args.out)
+        return
     train(args)
+
+
+def export_checkpoint(ckpt: Path, out: Path) -> Path:
+    """A checkpoint's weights as OUT/model.onnx with the temporal metadata (no training)."""
+    from export.onnx_export import export_onnx
+    from training.onnx_weights import load_onnx
+
+    model = load_onnx()
+    st = torch.load(ckpt, map_location="cpu", weights_only=True)
+    model.load_state_dict(st["model"])
+    out.mkdir(parents=True, exist_ok=True)
+    rec = {"command": f"python -m training.thermal_train --export {ckpt}", "steps": int(st["step"]), "minutes": None,
+           "device": "cpu"}
+    return export_onnx(model.eval(), out / "model.onnx", metadata(rec))
 
 
 if __name__ == "__main__":

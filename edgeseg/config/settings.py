@@ -162,6 +162,7 @@ class CameraSettings(Strict):
                           fix="e.g. source: rtsp://10.0.0.5/stream1", min_length=1)
     loop: bool = setting(False, "Files only: start again at the end (soak tests without cameras)")
     model: Optional[str] = None
+    kind: Optional[Literal["auto", "visible", "thermal"]] = None
     backend: Optional[str] = None
     precision: Optional[Literal["fp32", "int8", "bf16"]] = None
     tiles: Optional[str] = None
