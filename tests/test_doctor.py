@@ -143,3 +143,65 @@ def test_install_kind_checkout_and_wheel(tmp_path):
     assert install_kind(site) == {"kind": "wheel", "root": ""}
     assert pip_fix("jetson", {"install": here}) == f"pip install -e '{here['root']}[jetson]'"
     assert pip_fix("jetson", {"install": install_kind(site)}) == "pip install 'edgeseg[jetson]'"
+
+
+# -- the gateway section (issue #34) -------------------------------------------------------------------
+def test_doctor_gateway_section_names_a_folder_it_cannot_write_and_a_port_in_use(tmp_path):
+    """Real folders and a real listening socket: each problem is one finding with a fix."""
+    import json as _json
+    import os
+    import socket
+
+    from edgeseg.apps.doctor_gateway import gateway_findings
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o500)
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(_json.dumps({"cameras": [{"name": "c", "source": "0"}], "state_dir": str(tmp_path / "state"),
+                                "clips": {"dir": str(locked / "clips")}, "metrics": {"port": port}}))
+    try:
+        found = gateway_findings(cfg)
+    finally:
+        holder.close()
+        os.chmod(locked, 0o700)
+    by_topic = {}
+    for f in found:
+        by_topic.setdefault(f.topic, []).append(f)
+    if os.geteuid() != 0:  # root writes anywhere: the folder check cannot fail for it
+        bad = [f for f in by_topic["gateway: folders"] if f.level == "error"]
+        assert bad and "clips" in bad[0].message and bad[0].fix
+    port_f = by_topic["gateway: port"][0]
+    assert port_f.level == "error" and str(port) in port_f.message and "metrics.port" in port_f.fix
+    assert {f.topic for f in found} >= {"gateway: av", "gateway: paho-mqtt", "gateway: prometheus-client", "gateway: pyyaml"}
+
+
+def test_doctor_gateway_port_probe_is_not_fooled_by_time_wait():
+    """A port a client just used (TIME_WAIT) is free for a server with SO_REUSEADDR: the probe says so."""
+    import socket
+    import threading
+
+    from edgeseg.apps.gateway.preflight import port_problem
+
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+
+    def serve_once():
+        conn, _ = srv.accept()
+        conn.close()  # the server closes first: its side of the connection goes to TIME_WAIT
+
+    t = threading.Thread(target=serve_once)
+    t.start()
+    c = socket.create_connection(("127.0.0.1", port))
+    t.join()
+    c.recv(1)
+    c.close()
+    srv.close()
+    assert port_problem("127.0.0.1", port) == ""
