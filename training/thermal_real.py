@@ -2,6 +2,7 @@
 (``training/thermal_sources.json``): FLIR Lepton trail-camera clips and TNO's thermal sequences.
 
     python -m training.thermal_real            # fetch check: which clips are readable, frames per clip
+    python -m training.thermal_real --pack     # copy them to data/thermal_real (gitignored) for a lent GPU
 
 Lepton clips are read from the bare git mirrors the ``fetch`` tool leaves in ``/work/.mirror``
 (``git show COMMIT:PATH``), checked against their sha256, decoded with the PyPI ``cptv`` package and
@@ -23,6 +24,8 @@ import numpy as np
 
 SOURCES = Path(__file__).resolve().parent / "thermal_sources.json"
 MIRRORS = Path("/work/.mirror")
+#: the verified clip files packed for a machine without the mirrors (a lent GPU): gitignored, never committed
+PACKED = Path(__file__).resolve().parents[1] / "data" / "thermal_real"
 
 
 @dataclass
@@ -49,12 +52,9 @@ def lepton_clips(mirrors: Path = MIRRORS) -> tuple[list[Clip], list[str]]:
     spec = json.loads(SOURCES.read_text())["sensors"]["lepton"]
     clips, missing = [], []
     for c in spec["clips"]:
-        git = mirrors / c["repo"].replace("/", "+") / "repo"
-        try:
-            blob = subprocess.run(["git", f"--git-dir={git}", "show", f"{c['commit']}:{c['path']}"],
-                                  check=True, capture_output=True).stdout
-        except (subprocess.CalledProcessError, FileNotFoundError):
-            missing.append(f"{c['repo']}:{c['path']}: not in {git} (fetch github:{c['repo']})")
+        blob = _blob(c, mirrors)
+        if blob is None:
+            missing.append(f"{c['repo']}:{c['path']}: neither in {mirrors} nor in {PACKED} (fetch github:{c['repo']})")
             continue
         if hashlib.sha256(blob).hexdigest() != c["sha256"]:
             missing.append(f"{c['repo']}:{c['path']}: sha256 differs from training/thermal_sources.json")
@@ -62,6 +62,36 @@ def lepton_clips(mirrors: Path = MIRRORS) -> tuple[list[Clip], list[str]]:
         frames = [agc(f.pix) for f in CPTVReader(io.BytesIO(blob)) if not getattr(f, "background_frame", False)]
         clips.append(Clip(f"lepton:{Path(c['path']).stem}", "lepton", float(spec["fps"]), frames))
     return clips, missing
+
+
+def _packed_name(c: dict) -> str:
+    return f"{c['repo'].split('/')[1]}__{c['sha256'][:12]}__{Path(c['path']).name}"
+
+
+def _blob(c: dict, mirrors: Path) -> bytes | None:
+    """The clip's bytes from its git mirror, else from the packed folder."""
+    git = mirrors / c["repo"].replace("/", "+") / "repo"
+    try:
+        return subprocess.run(["git", f"--git-dir={git}", "show", f"{c['commit']}:{c['path']}"],
+                              check=True, capture_output=True).stdout
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        packed = PACKED / _packed_name(c)
+        return packed.read_bytes() if packed.is_file() else None
+
+
+def pack(mirrors: Path = MIRRORS) -> int:
+    """Copy the verified Lepton clips to ``data/thermal_real`` (gitignored) so a machine without the
+    mirrors can run the gate: ``carry`` it to a lent GPU. Returns the bytes written."""
+    spec = json.loads(SOURCES.read_text())["sensors"]["lepton"]
+    PACKED.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for c in spec["clips"]:
+        blob = _blob(c, mirrors)
+        if blob is None or hashlib.sha256(blob).hexdigest() != c["sha256"]:
+            raise SystemExit(f"error: {c['repo']}:{c['path']} missing or altered (fetch github:{c['repo']})")
+        (PACKED / _packed_name(c)).write_bytes(blob)
+        total += len(blob)
+    return total
 
 
 def tno_clips() -> list[Clip]:
@@ -84,6 +114,11 @@ def tno_clips() -> list[Clip]:
 
 
 def main() -> None:
+    import sys
+
+    if "--pack" in sys.argv[1:]:
+        print(f"packed {pack() / 1e6:.1f} MB into {PACKED}")
+        return
     clips, missing = lepton_clips()
     for c in clips + tno_clips():
         print(f"{c.name}: {len(c.frames)} frames {c.frames[0].shape[1]}x{c.frames[0].shape[0]}")
