@@ -16,8 +16,9 @@ thermal cameras run today (the bundled single-frame model at its shipped operati
   sequences, every frame in order through the SDK: frames raising a leak, clips that start an alarm
   (``LeakAlarm`` 3 of 5, clear after 10: the defaults), alarms per camera-hour.
 
-It passes when, on each real sensor, the candidate raises on no more frames and starts no more alarms
-than today's model, and on the rendered held-out it finds at least as many leak clips (>= 0.8) with a
+It passes when, on each real sensor, the candidate raises on no more frames, starts an alarm in no more
+clips and spends no more of the time in alarm than today's model (alarm counts are reported, not
+compared: a model that raises on every frame holds one alarm all clip long), and on the rendered held-out it finds at least as many leak clips (>= 0.8) with a
 plume IoU no lower. No real gas footage is available here: what the model does on real gas is NOT
 measured by this gate (the model card says so).
 """
@@ -84,20 +85,22 @@ def real_leak_free(model: Path | None, threshold: float, min_area: float, clips:
     rows = []
     for clip in clips:
         stream, alarm = seg.stream(), LeakAlarm(*ALARM)
-        raised = starts = 0
+        raised = starts = in_alarm = 0
         for i in range(0, len(clip.frames), 8):
             chunk = clip.frames[i:i + 8]
             for j, r in enumerate(seg.segment_batch(chunk, states=[stream.state] * len(chunk))):
                 raised += r.leak
                 starts += sum(e["event"] == "start" for e in alarm.update(i + j, (i + j) / clip.fps, r.regions))
+                in_alarm += alarm.active
         rows.append({"clip": clip.name, "sensor": clip.sensor, "frames": len(clip.frames), "raising": raised,
-                     "alarms": starts, "hours": len(clip.frames) / clip.fps / 3600})
+                     "alarms": starts, "frames_in_alarm": in_alarm, "hours": len(clip.frames) / clip.fps / 3600})
     seg.close()
     out = {}
     for sensor in sorted({r["sensor"] for r in rows}):
         rs = [r for r in rows if r["sensor"] == sensor]
         frames, hours = sum(r["frames"] for r in rs), sum(r["hours"] for r in rs)
         out[sensor] = {"clips": len(rs), "frames": frames, "frames_raising": sum(r["raising"] for r in rs) / frames,
+                       "time_in_alarm": sum(r["frames_in_alarm"] for r in rs) / frames,
                        "clips_with_alarm": sum(r["alarms"] > 0 for r in rs), "alarms": sum(r["alarms"] for r in rs),
                        "alarms_per_camera_hour": sum(r["alarms"] for r in rs) / hours, "hours": hours}
     return {"per_sensor": out, "per_clip": rows}
@@ -138,7 +141,9 @@ def decide(cand: dict, cur: dict) -> dict:
     for sensor, c in cand["real_leak_free"]["per_sensor"].items():
         o = cur["real_leak_free"]["per_sensor"][sensor]
         checks[f"{sensor}: frames raising <= today's"] = c["frames_raising"] <= o["frames_raising"]
-        checks[f"{sensor}: alarms <= today's"] = c["alarms"] <= o["alarms"]
+        # clips with an alarm, not alarm counts: a model that raises on every frame holds ONE alarm all clip long
+        checks[f"{sensor}: clips starting an alarm <= today's"] = c["clips_with_alarm"] <= o["clips_with_alarm"]
+        checks[f"{sensor}: time in alarm <= today's"] = c["time_in_alarm"] <= o["time_in_alarm"]
     ch, oh = cand["rendered_heldout"], cur["rendered_heldout"]
     checks["rendered held-out: leak clips raising >= 0.8"] = ch["leak_frames_raising"] >= 0.8
     checks["rendered held-out: plume IoU >= today's"] = ch["plume_iou_dataset"] >= oh["plume_iou_dataset"]
@@ -166,6 +171,7 @@ def table(res: dict) -> str:
         what = f"real leak-free {sensor} ({cs['clips']} clips, {cs['frames']} frames)"
         rows.append(f"| {what}: frames raising | {cs['frames_raising']:.3f} | {os_['frames_raising']:.3f} |")
         rows.append(f"| {what}: clips starting an alarm | {cs['clips_with_alarm']} | {os_['clips_with_alarm']} |")
+        rows.append(f"| {what}: share of the time in alarm | {cs['time_in_alarm']:.3f} | {os_['time_in_alarm']:.3f} |")
         rows.append(f"| {what}: alarms per camera-hour | {cs['alarms_per_camera_hour']:.0f} | "
                     f"{os_['alarms_per_camera_hour']:.0f} |")
     return "\n".join(rows)
