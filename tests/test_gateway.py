@@ -664,3 +664,70 @@ def test_live_camera_changes_resolution_after_a_reconnect(tiny_onnx):
     assert "camera_offline" in kinds and "camera_online" in kinds[kinds.index("camera_offline"):]
     assert not col.of("frame_skipped") and not col.of("camera_error")
     assert len(opens) >= 2 and paired(col.events)
+
+
+# -- issue #37, point 7: no camera password in events or logs --------------------------------------------
+class ClosedCam(FakeCam):
+    """A camera that refuses the connection (``isOpened`` False)."""
+
+    def isOpened(self):
+        return False
+
+
+def test_camera_password_never_in_events_or_logs(tiny_onnx, tmp_path, caplog):
+    """``rtsp://user:secret@...``: the source opens with its credentials, but every event (sinks,
+    JSONL, the API) and every log line shows ``rtsp://***@...``. The camera drops once, then
+    refuses once, then comes back, so the offline / error paths speak about the source too."""
+    import logging
+    import urllib.request
+
+    from edgeseg import Gateway
+
+    url = "rtsp://user:secret@127.0.0.1:1/x"
+    opened: list[str] = []
+
+    def factory(spec):
+        opened.append(spec)
+        n = len(opened)
+        return ClosedCam(spec) if n == 2 else FakeCam(spec, fps=30, frames=15 if n == 1 else None)
+
+    caplog.set_level(logging.DEBUG, logger="edgeseg")
+    col = Collect()
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"), "metrics": {"port": 0},
+                  "reconnect": {"max_backoff_s": 0.2},
+                  "cameras": [{"name": "gate", "source": url, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 2}}],
+                  "sinks": {"jsonl": {"path": str(tmp_path / "ev.jsonl")}}}, sinks=[col], capture_factory=factory)
+    gw.start()
+    try:
+        assert wait_for(lambda: len(opened) >= 3 and len(col.of("camera_online")) >= 2 and col.of("start"))
+        api = urllib.request.urlopen(gw.server.url + "/api/events?since=0&limit=1000", timeout=10).read().decode()
+    finally:
+        gw.stop()
+    assert opened[0] == url  # the capture itself gets the credentials
+    assert col.of("camera_offline") and col.of("start")
+    starts = col.of("start")
+    assert all(e["source"] == "rtsp://***@127.0.0.1:1/x" for e in starts), starts[0]
+    assert "secret" not in json.dumps(col.events)
+    jsonl = (tmp_path / "ev.jsonl").read_text()
+    assert '"start"' in jsonl and "secret" not in jsonl
+    assert "***@127.0.0.1" in api and "secret" not in api
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("***@127.0.0.1" in m for m in messages), messages  # the source is named, without its password
+    assert not [m for m in messages if "secret" in m]
+    assert "secret" not in "".join(p.read_text() for p in (tmp_path / "state").rglob("*.json"))
+
+
+def test_open_source_errors_and_warnings_hide_the_password(caplog):
+    """A real capture (OpenCV / FFmpeg) against a closed port: the retries' warnings and the final
+    one-line error name the stream without its password."""
+    import logging
+
+    from edgeseg.core.errors import SourceError
+    from edgeseg.io.sources import open_source
+
+    caplog.set_level(logging.DEBUG, logger="edgeseg")
+    with pytest.raises(SourceError) as err:
+        open_source("rtsp://user:secret@127.0.0.1:1/x", max_retries=2, sleep=lambda s: None)
+    assert "rtsp://***@127.0.0.1:1/x" in str(err.value) and "secret" not in str(err.value)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "***@127.0.0.1" in m]) == 2 and not [m for m in messages if "secret" in m]

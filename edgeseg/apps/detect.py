@@ -26,6 +26,7 @@ import cv2
 
 from edgeseg.core.errors import InputError
 from edgeseg.core.outdir import OutputFolder
+from edgeseg.core.redact import redact_url
 from edgeseg.streaming.pipeline import DetectionLoop
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.config.settings import AlarmSettings
@@ -141,7 +142,7 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
     with OutputFolder(out_dir, RESULT_PATTERNS, overwrite) as folder:
         sinks, events = detect_sinks(source, folder.path, every, show)
         loop = DetectionLoop(segmenter, sinks + list(extra_sinks), (alarm or AlarmSettings()) if source.is_video else None, every,
-                             context={"source": source.spec}, video=source.is_video)
+                             context={"source": redact_url(source.spec)}, video=source.is_video)
         if clips is not None and source.is_video:  # evidence (#24): clips named in the alarm events
             from edgeseg.io.evidence import Recorder  # noqa: PLC0415
             from edgeseg.io.evidence.copy import can_copy  # noqa: PLC0415
@@ -189,7 +190,7 @@ def run_detect(source: Source, out_dir: str | Path, segmenter: Segmenter, every:
         elapsed = time.perf_counter() - t0
     stats = source.stats
     complete = stats.complete and not skipped and stopped_by in (None, "window")
-    return {"source": source.spec, "kind": source.kind, "frames_read": loop.read, "frames_processed": loop.processed,
+    return {"source": redact_url(source.spec), "kind": source.kind, "frames_read": loop.read, "frames_processed": loop.processed,
             "frames_expected": stats.expected, "unreadable": stats.unreadable + len(skipped),
             "ended_early": stats.ended_early, "complete": complete,
             "fps": round(loop.processed / elapsed, 2) if elapsed > 0 else 0.0, "events": events.lines,

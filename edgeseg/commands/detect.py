@@ -53,6 +53,7 @@ def detect_cmd(
 
     from edgeseg.apps.detect import run_detect, source_kind
     from edgeseg.core.errors import InputError, ModelError, OutputError, SourceError
+    from edgeseg.core.redact import redact_url
     from edgeseg.runtime.segmenter import Segmenter
     from edgeseg.io.sinks.registry import sink_from_url
     from edgeseg.io.sources import open_source
@@ -77,7 +78,7 @@ def detect_cmd(
                         # backend.parallel_frames frames at once): no core waits for the other inside a
                         # layer while decode and encode threads share the cores
                         hint="throughput")
-        console.print(f"model {seg.model_path.name} on {seg.backend_name}; source {source} ({src.kind}, camera kind "
+        console.print(f"model {seg.model_path.name} on {seg.backend_name}; source {redact_url(source)} ({src.kind}, camera kind "
                       f"{camera_kind}{' from its first picture' if st.kind == 'auto' and st.model is None else ''})")
         summary = run_detect(src, output, seg, every=st.every, show=show, alarm=st.alarm, progress=not as_json,
                              overwrite=overwrite, extra_sinks=extra,

@@ -22,6 +22,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ValidationError, create_model, field_validator, model_validator
 
 from edgeseg.core.declare import ConfigError, Strict, bad, setting
+from edgeseg.core.redact import redact_url
 from edgeseg.core.validation import format_error, validate  # noqa: F401 - part of this module's API
 from edgeseg.config.settings_ops import ApiSettings, GuardSettings, is_loopback  # noqa: F401 - part of this module's API
 from edgeseg.io.sinks.registry import SINKS
@@ -191,6 +192,11 @@ class CameraConfig(StreamSettings):
     name: str
     source: str
     loop: bool = False
+
+    @property
+    def shown_source(self) -> str:
+        """``source`` as events and logs show it: a URL's ``user:password@`` is ``***@``."""
+        return redact_url(self.source)
 
     @property
     def live(self) -> bool:

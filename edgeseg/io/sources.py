@@ -21,6 +21,7 @@ import numpy as np
 from edgeseg.core.backoff import Backoff
 from edgeseg.core.errors import SourceError
 from edgeseg.core.files import IMAGE_EXTS, VIDEO_EXTS, list_images
+from edgeseg.core.redact import redact_url
 
 log = logging.getLogger("edgeseg")
 
@@ -90,14 +91,14 @@ def _images(paths: list[Path], stats: SourceStats) -> Iterator[Frame]:
 
 
 def _video(spec: str, factory: Callable[[Any], Any]) -> tuple[float | None, int | None, Callable[[SourceStats], Iterator[Frame]]]:
-    cap = factory(spec)
+    cap, shown = factory(spec), redact_url(spec)
     if not cap.isOpened():
-        raise SourceError(f"cannot open video {spec} (corrupt file or unsupported codec); convert it with ffmpeg to H.264 mp4")
+        raise SourceError(f"cannot open video {shown} (corrupt file or unsupported codec); convert it with ffmpeg to H.264 mp4")
     fps = cap.get(cv2.CAP_PROP_FPS) or None
     ok, first = cap.read()
     if not ok or first is None:
         cap.release()
-        raise SourceError(f"video {spec} has no readable frames (corrupt or empty file)")
+        raise SourceError(f"video {shown} has no readable frames (corrupt or empty file)")
 
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
 
@@ -113,7 +114,7 @@ def _video(spec: str, factory: Callable[[Any], Any]) -> tuple[float | None, int 
                     yield Frame(idx, idx / fps if fps else float(idx), img, Path(spec).stem)
                     bad = 0
                 else:
-                    log.warning("skipping corrupt frame %d of %s", idx, spec)
+                    log.warning("skipping corrupt frame %d of %s", idx, shown)
                     stats.unreadable += 1
                 idx += 1
                 ok, img = cap.read()
@@ -126,7 +127,7 @@ def _video(spec: str, factory: Callable[[Any], Any]) -> tuple[float | None, int 
                         continue
                     if total and idx < total - 1:  # gave up well before the announced end: truncated
                         stats.ended_early = True
-                        log.warning("%s stopped decoding at frame %d of %d (truncated or corrupt file)", spec, idx, total)
+                        log.warning("%s stopped decoding at frame %d of %d (truncated or corrupt file)", shown, idx, total)
                     return
         finally:
             cap.release()
@@ -153,7 +154,7 @@ def _reopen(spec: str | int, factory: Callable[[Any], Any], sleep: Callable[[flo
             raise SourceError(give_up)
         failures += 1
         delay = _backoff(failures)
-        log.warning("stream %s %s %d/%d in %.1fs", spec, what, failures, max_retries, delay)
+        log.warning("stream %s %s %d/%d in %.1fs", redact_url(str(spec)), what, failures, max_retries, delay)
         sleep(delay)
         cap = factory(spec)
         if cap.isOpened():
@@ -206,11 +207,11 @@ class Freshness:
 
 def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
             sleep: Callable[[float], None], stall_s: float = STALL_S) -> tuple[float | None, Callable[[], Iterator[Frame]]]:
-    cap = factory(spec)
+    cap, shown = factory(spec), redact_url(str(spec))  # shown: the spec without its credentials (logs, errors)
     if not cap.isOpened():  # refused / unreachable at start: the same back-off as a drop
         cap.release()
         cap, _ = _reopen(spec, factory, sleep, 0, max_retries,
-                         "cannot be opened; retry", f"cannot open stream {spec} after {max_retries} retries; "
+                         "cannot be opened; retry", f"cannot open stream {shown} after {max_retries} retries; "
                          "check the URL/camera index and the network")
     fps = cap.get(cv2.CAP_PROP_FPS) or None
 
@@ -237,12 +238,12 @@ def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
                         continue
                     stalled = True
                 if stalled:
-                    log.warning("stream %s stalled: no new frame for %.0f s; reconnecting", spec, fresh.age_s)
+                    log.warning("stream %s stalled: no new frame for %.0f s; reconnecting", shown, fresh.age_s)
                 cap.release()
                 # a failed reopen, a frameless one and a stall all count against the budget
                 what = f"stalled (no new frame for {fresh.stall_s:.0f} s)" if stalled else "dropped"
                 cap, failures = _reopen(spec, factory, sleep, failures, max_retries, f"{what}; reconnect",
-                                        f"stream {spec} {what} and did not come back after {max_retries} retries; "
+                                        f"stream {shown} {what} and did not come back after {max_retries} retries; "
                                         "check the camera/network")
                 fresh = Freshness(stall_s)
         finally:
@@ -357,8 +358,8 @@ def open_source(spec: str, max_retries: int = 5, sleep: Callable[[float], None] 
     if kind is None:
         p = Path(s)
         if not p.exists():
-            raise SourceError(f"source not found: {p} (give an image, folder, video, rtsp:// URL or camera index)")
-        raise SourceError(f"unsupported source {p}: expected an image ({', '.join(sorted(IMAGE_EXTS))}) or a video file")
+            raise SourceError(f"source not found: {redact_url(s)} (give an image, folder, video, rtsp:// URL or camera index)")
+        raise SourceError(f"unsupported source {redact_url(s)}: expected an image ({', '.join(sorted(IMAGE_EXTS))}) or a video file")
     opts: dict[str, Any] = {"max_retries": max_retries, "sleep": sleep, "capture_factory": capture_factory}
     if kind.live:
         opts["stall_s"] = stall_s  # live kinds take it (a custom kind may ignore it with **_)

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from edgeseg.core.redact import redact_url
+
 log = logging.getLogger("edgeseg")
 
 FILE = "open-alarms.json"
@@ -38,7 +40,12 @@ class AlarmJournal:
         except (OSError, ValueError) as exc:
             log.error("alarm journal %s unreadable (%s): alarms open at the last crash cannot be ended", self.path, exc)
             return {}
-        return data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        for entry in data.values():  # a journal written before sources were redacted
+            if isinstance(entry, dict) and "source" in entry:
+                entry["source"] = redact_url(entry["source"])
+        return data
 
     def _write(self) -> None:
         tmp = self.dir / f".{FILE}.{os.getpid()}.tmp"
@@ -60,8 +67,8 @@ class AlarmJournal:
             return
         key = f"{cam}/{event['zone']}" if event.get("zone") else cam  # one open alarm per camera and zone
         if event.get("event") == "start":
-            self.open[key] = {k: event.get(k) for k in ("camera", "zone", "alarm_id", "frame", "timestamp", "wall_time",
-                                                        "source")}
+            self.open[key] = {k: event.get(k) for k in ("camera", "zone", "alarm_id", "frame", "timestamp", "wall_time")}
+            self.open[key]["source"] = redact_url(event.get("source"))  # never a camera's password on disk
             self._write()
         elif event.get("event") == "end" and key in self.open:
             del self.open[key]

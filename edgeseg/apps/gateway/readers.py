@@ -24,6 +24,7 @@ import numpy as np
 
 from edgeseg.core.backoff import Backoff
 from edgeseg.core.errors import SourceError
+from edgeseg.core.redact import redact_url
 from edgeseg.config.settings import CameraConfig
 from edgeseg.io.sources import open_source, timed_capture
 
@@ -114,7 +115,7 @@ class CameraReader:
             self._run_live() if self.live else self._run_file()
         except Exception as exc:  # noqa: BLE001 - a bug, not a camera fault: the service stops non-zero
             log.exception("camera %s: reader failed", self.cfg.name)
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = redact_url(f"{type(exc).__name__}: {exc}")
             self.end_reason = "error"
             self.on_crash(f"the reader of camera {self.cfg.name} failed: {self.error}")
         finally:
@@ -153,7 +154,7 @@ class CameraReader:
                 source = open_source(self.cfg.source, max_retries=0, capture_factory=self.factory, stall_s=self.stall_s)
                 self._frames(source, live=True)
             except SourceError as exc:  # the retries are ours: drop open_source's "after 0 retries"
-                error = str(exc).replace(" and did not come back after 0 retries", "").replace(" after 0 retries", "")
+                error = redact_url(str(exc)).replace(" and did not come back after 0 retries", "").replace(" after 0 retries", "")
                 if " stalled " in error and not self.stalled and not self.stop_evt.is_set():
                     self.stalled = True
                     self._put_control("trouble", trouble="stalled", error=error,
@@ -179,8 +180,8 @@ class CameraReader:
             try:
                 source = open_source(self.cfg.source, capture_factory=self.factory)
             except SourceError as exc:
-                self.error, self.end_reason = str(exc), "source_error"
-                self._put_control("source_error", error=str(exc))
+                self.error, self.end_reason = redact_url(str(exc)), "source_error"
+                self._put_control("source_error", error=self.error)
                 return
             offset = self._frames(source, live=False, offset=offset) + 1.0 / (source.fps or 10.0)
             if not self.cfg.loop:

@@ -259,7 +259,7 @@ class Gateway(Dispatcher):
         seg = self._segmenter_for(c)
         evidence, zone_evidence = recorders_for(c, seg.info.leak_class, self._on_trouble, self._deleted_evidence)
         unit = StreamUnit(self.sinks, seg.info.leak_class, c.alarm, c.zones,
-                          context={"camera": c.name, "source": c.source}, snapshots=self._snapshots,
+                          context={"camera": c.name, "source": c.shown_source}, snapshots=self._snapshots,
                           on_event=self._observer(c.name), guards=c.guards,
                           evidence=evidence, zone_evidence=zone_evidence)
         unit.last_index, unit.last_timestamp = 0, 0.0

@@ -17,6 +17,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from edgeseg.core.redact import redact_url
 from edgeseg.io.evidence.clipfile import _av, finalize, temp_name
 
 log = logging.getLogger("edgeseg")
@@ -137,7 +138,8 @@ class PacketRing:
                 with av.open(self.url, options=opts, timeout=(self.timeout_s, self.timeout_s)) as c:
                     vs = c.streams.video[0]
                     if vs.codec_context.name not in COPYABLE:
-                        log.info("clips of %s are re-encoded: its codec %s is not copied", self.url, vs.codec_context.name)
+                        log.info("clips of %s are re-encoded: its codec %s is not copied", redact_url(self.url),
+                                 vs.codec_context.name)
                         return
                     with self.lock:
                         self.packets.clear()
@@ -150,7 +152,7 @@ class PacketRing:
                             continue
                         self._push(time.time(), pkt)
             except Exception as exc:  # noqa: BLE001 - the camera's own reader reports the outage
-                log.debug("packet ring %s: %s", self.url, exc)
+                log.debug("packet ring %s: %s", redact_url(self.url), redact_url(str(exc)))
             with self.lock:
                 self.stream = None
                 for rec in self.recordings:

@@ -14,6 +14,7 @@ from pydantic import field_validator
 
 from edgeseg.core.backoff import Backoff
 from edgeseg.core.declare import Strict, bad, setting
+from edgeseg.core.redact import redact_url
 from edgeseg.io.sinks.base import DURABLE_EVENTS, Sink
 from edgeseg.io.sinks.queue import DurableQueue, dead_letter
 
@@ -62,6 +63,7 @@ class WebhookSink(Sink):
                  headers: dict[str, str] | None = None, drain_s: float = 5.0, max_events: int = 100_000,
                  max_mb: float = 256.0, dead_letter_after: int = 5, drain_cpu_share: float = 0.05) -> None:
         self.url, self.timeout_s, self.max_backoff_s, self.drain_s = url, timeout_s, max_backoff_s, drain_s
+        self.shown = redact_url(url)  # what logs and dead letters name: no user:password@
         self.dead_letter_after, self.drain_cpu_share = int(dead_letter_after), float(drain_cpu_share)
         self._conn: http.client.HTTPConnection | None = None
         self.headers = {"Content-Type": "application/json", **(headers or {})}
@@ -119,15 +121,15 @@ class WebhookSink(Sink):
                 reused = attempt == 0 and isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError,
                                                              ConnectionResetError))
                 if not reused:
-                    log.debug("webhook %s: %s", self.url, exc)
+                    log.debug("webhook %s: %s", self.shown, exc)
                     return None
         return None
 
     def _refused(self, row_id: int, body: bytes, status: int) -> None:
-        path = dead_letter(self.dir, row_id, body, f"HTTP {status} from {self.url}")
+        path = dead_letter(self.dir, row_id, body, f"HTTP {status} from {self.shown}")
         self.queue.ack(row_id)
         self.dead_letters += 1
-        log.error("webhook %s refused an event (HTTP %d): moved to %s", self.url, status, path)
+        log.error("webhook %s refused an event (HTTP %d): moved to %s", self.shown, status, path)
         self.report_trouble("webhook_dead_letter", status=status, path=str(path),
                             fix="the receiver refused this event; check its logs, then re-post the file")
 
@@ -171,7 +173,7 @@ class WebhookSink(Sink):
                     continue
                 backoff.delay()
                 if self.failures == 1 or self.failures % 20 == 0:
-                    log.warning("webhook %s %s; %d event(s) queued in %s, retrying in %.1fs", self.url,
+                    log.warning("webhook %s %s; %d event(s) queued in %s, retrying in %.1fs", self.shown,
                                 "unreachable" if status is None else f"answered HTTP {status}", len(self.queue),
                                 self.dir, backoff.current)
             if self._closing and time.monotonic() > self._deadline:
