@@ -210,3 +210,63 @@ def test_watch_refuses_to_start_beyond_loopback_without_token_in_one_line(tmp_pa
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert r.returncode == 2 and len(lines) == 1, (r.returncode, r.stderr)
         assert "metrics.host: 0.0.0.0 is reachable from other machines" in lines[0] and "(fix: " in lines[0]
+
+
+# -- issue #37, point 10: planted symlinks ------------------------------------------------------------------
+def test_planted_symlinks_are_not_served(tiny_onnx, tmp_path):
+    """A clip or snapshot the gateway wrote, replaced by a link to a file outside clips.dir (or to
+    /etc/hostname), or reached through a linked camera folder: 404 with one line, never the file."""
+    pytest.importorskip("av", reason="clips need PyAV: pip install 'edgeseg[gateway]'")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"TOP-SECRET-OUTSIDE-CLIPS")
+    hostname = Path("/etc/hostname").read_bytes() if Path("/etc/hostname").is_file() else b"TOP-SECRET"
+    col = Collect()
+    gw = gateway(tiny_onnx, tmp_path, n=2, col=col, guards={"enabled": False},
+                 clips={"dir": str(tmp_path / "clips"), "pre_s": 0.0, "post_s": 0.0}).start()
+    try:
+        for cam in ("cam0", "cam1"):  # suspending ends the alarm: its end names the finished clip
+            assert wait_for(lambda: col.of("start", cam))
+            assert js(call(gw, "POST", f"/api/cameras/{cam}/suspend", {"who": "test"}))["state"] == "suspended"
+        assert wait_for(lambda: len([e for e in col.of("end") if e.get("evidence", {}).get("clips")]) >= 2)
+        events = js(call(gw, "GET", "/api/events?since=0&limit=1000"))
+        (end0, end1) = [next(e for e in events if e["event"] == "end" and e["camera"] == c) for c in ("cam0", "cam1")]
+        start0 = next(e for e in events if e["event"] == "start" and e["camera"] == "cam0")
+        clip0, clip1 = Path(end0["evidence"]["clip"]), Path(end1["evidence"]["clip"])
+        assert clip0.parent == tmp_path / "clips" / "cam0"
+        code, ctype, body = call(gw, "GET", f"/api/events/{end0['id']}/clip")
+        assert code == 200 and ctype.startswith("video/") and body == clip0.read_bytes()  # served while genuine
+        snaps0 = [Path(p) for p in (start0["snapshot"], start0["evidence"]["snapshot"])]  # sinks.snapshots, clips.dir
+        assert snaps0[0].parent == tmp_path / "snaps" / "cam0" and snaps0[1].parent == clip0.parent
+        assert call(gw, "GET", f"/api/events/{start0['id']}/snapshot.jpg")[0] == 200
+
+        clip0.unlink()  # the clip, replaced by a link to a file outside clips.dir
+        clip0.symlink_to(outside / "secret.txt")
+        for snap in snaps0:  # both snapshots, replaced by a link to /etc/hostname
+            snap.unlink()
+            snap.symlink_to("/etc/hostname" if Path("/etc/hostname").is_file() else outside / "secret.txt")
+        cam1_dir = tmp_path / "clips" / "cam1"  # a camera folder swapped for a link to a folder outside
+        (outside / clip1.name).write_bytes(b"TOP-SECRET-OUTSIDE-CLIPS")
+        cam1_dir.rename(tmp_path / "cam1-moved")
+        cam1_dir.symlink_to(outside, target_is_directory=True)
+        for path in (f"/api/events/{end0['id']}/clip", f"/api/events/{start0['id']}/snapshot.jpg",
+                     f"/api/events/{end1['id']}/clip"):
+            code, _, body = call(gw, "GET", path)
+            assert code == 404 and b"TOP-SECRET" not in body and body != hostname, (path, code, body[:200])
+            err = one_line_error((code, "application/json", body), 404)
+            assert "Traceback" not in err
+        one = js(call(gw, "GET", f"/api/events/{end0['id']}"))
+        assert "clip_url" not in one  # no link offered to a file it will not serve
+    finally:
+        gw.stop()
+    assert paired(col.events)
+
+
+@pytest.mark.parametrize("name", ["..", "."])
+def test_camera_named_dot_dot_is_refused_in_one_line(name):
+    raw = {"cameras": [{"name": name, "source": "rtsp://x/y"}], "clips": {"dir": "/tmp/clips"}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("cameras[0].name: ") and "(fix: " in line, line
+    assert "clips.dir" in line

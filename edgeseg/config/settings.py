@@ -177,6 +177,15 @@ class CameraSettings(Strict):
     guards: Optional[dict[str, Any]] = None
     clips: Optional[dict[str, Any]] = None
 
+    @field_validator("name")
+    @classmethod
+    def _not_a_folder_link(cls, v: str) -> str:  # the name is a folder under clips.dir / sinks.snapshots.dir
+        if v in (".", ".."):
+            where = "outside clips.dir" if v == ".." else "loose in clips.dir, among the other cameras' folders"
+            raise bad(f"{v!r} is a path, not a name: this camera's clips and snapshots would be written {where}",
+                      "give the camera a name with a letter or digit, e.g. name: yard-east")
+        return v
+
     @field_validator("source", mode="before")
     @classmethod
     def _webcam_index(cls, v: Any) -> Any:

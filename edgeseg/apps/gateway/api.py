@@ -24,6 +24,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
+import stat
 import threading
 import time
 from importlib import resources
@@ -62,7 +64,7 @@ class RateLimit:
 
 class Api:
     def __init__(self, gw: Any, token: str | None) -> None:
-        s = gw.config.settings.api
+        self.gw, s = gw, gw.config.settings.api
         self.controls, self.store, self.token = Controls(gw), gw.store, token
         self.read_token, self.max_body = s.read_token, s.max_body_bytes
         self.limit = RateLimit(s.rate)
@@ -183,16 +185,19 @@ class Api:
         ev = self.store.get(int(raw_id))
         if ev is None:
             return _json(404, {"error": f"no event {raw_id} (fix: GET /api/events lists them; old ones are dropped)"})
-        snap, clip = evidence_file(ev, "snapshot", annotated), evidence_file(ev, "clip", annotated)
+        roots = evidence_roots(self.gw.config)
+        snap, clip = evidence_file(ev, "snapshot", annotated, roots), evidence_file(ev, "clip", annotated, roots)
         if what is None:
             links = {**({"snapshot_url": f"/api/events/{raw_id}/snapshot.jpg"} if snap else {}),
                      **({"clip_url": f"/api/events/{raw_id}/clip"} if clip else {})}
             return _json(200, {**ev, **links})
-        # the file's path comes from the event the gateway recorded, never from the request
-        if what == "snapshot.jpg" and snap:
-            return 200, "image/jpeg", snap.read_bytes()
-        if what == "clip" and clip:
-            return 200, "video/mp4" if clip.suffix == ".mp4" else "video/x-matroska", clip.read_bytes()
+        # the file's path comes from the event the gateway recorded, never from the request; a
+        # link planted in its place (or swapped in since) is refused by read_evidence
+        data = read_evidence(snap if what == "snapshot.jpg" else clip if what == "clip" else None, roots)
+        if what == "snapshot.jpg" and data is not None:
+            return 200, "image/jpeg", data
+        if what == "clip" and clip and data is not None:
+            return 200, "video/mp4" if clip.suffix == ".mp4" else "video/x-matroska", data
         return _json(404, {"error": f"event {raw_id} has no such file (fix: GET /api/events/{raw_id} names what it "
                                     "has; a clip exists once its alarm's post-roll is written)"})
 
@@ -204,9 +209,37 @@ class Api:
         return 200, ctype, resources.files("edgeseg.apps.gateway").joinpath("static", name).read_bytes()
 
 
-def evidence_file(ev: dict[str, Any], what: str, annotated: bool = False) -> Path | None:
+def evidence_roots(cfg: Any) -> list[Path]:
+    """The real paths of the folders evidence is written to: every camera's clips.dir, sinks.snapshots.dir."""
+    dirs = [c.clips.dir for c in cfg.cameras if c.clips is not None]
+    dirs += [cfg.snapshots.dir] if cfg.snapshots is not None else []
+    return [Path(os.path.realpath(Path(d).expanduser())) for d in dirs]
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    """``path`` is no link itself and its real path lies inside one of ``roots`` (no link out of them)."""
+    if path.is_symlink():
+        return False
+    real = Path(os.path.realpath(path))
+    return any(real != root and real.is_relative_to(root) for root in roots)
+
+
+def read_evidence(path: Path | None, roots: list[Path]) -> bytes | None:
+    """The bytes of evidence file ``path``: None unless it is a regular file, not a link, inside ``roots``."""
+    if path is None or not _inside(path, roots):
+        return None
+    try:  # O_NOFOLLOW: a link swapped in after the check is refused too
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read() if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
+
+
+def evidence_file(ev: dict[str, Any], what: str, annotated: bool = False, roots: list[Path] | None = None) -> Path | None:
     """The finished clip / snapshot an event names (``evidence`` of #24, or a sinks.snapshots
-    JPEG), when it is on disk; files are renamed to their final name only when complete."""
+    JPEG), when it is on disk; files are renamed to their final name only when complete. With
+    ``roots``, only a file that is no link and lies inside them (:func:`read_evidence`)."""
     evd = ev.get("evidence") if isinstance(ev.get("evidence"), dict) else {}
     candidates: list[Any] = []
     if what == "clip":
@@ -220,7 +253,8 @@ def evidence_file(ev: dict[str, Any], what: str, annotated: bool = False) -> Pat
         candidates.append(evd.get("snapshot_annotated" if annotated else "snapshot"))
         if not annotated:
             candidates.append(ev.get("snapshot"))
-    return next((Path(c) for c in candidates if isinstance(c, str) and Path(c).is_file()), None)
+    return next((Path(c) for c in candidates if isinstance(c, str) and Path(c).is_file()
+                 and (roots is None or _inside(Path(c), roots))), None)
 
 
 def _json(code: int, body: Any) -> tuple[int, str, bytes]:
