@@ -351,3 +351,61 @@ def test_proxy_patch_fits_the_installed_pytriton_and_falls_back() -> None:
     assert patch_proxy_source(patched) is None  # never twice
     assert patch_proxy_source(stock.replace("TritonModelException(  #", "TritonModelException(#")) is None
     assert str(BadRequest("two\nlines  here")) == MARK + "two lines here"
+
+
+# -- issue #37, point 13: a tensor the network cannot take ----------------------------------------------------
+def _tensor_body(h: int, w: int) -> dict:
+    return {"inputs": [{"name": "image", "shape": [1, 3, h, w], "datatype": "FP32", "data": [0.1] * (3 * h * w)}]}
+
+
+def test_tensor_size_not_a_multiple_of_32_gets_one_line_400(server: ServerProcess) -> None:
+    """H / W not multiples of the model's size_multiple (32): HTTP 400 / gRPC INVALID_ARGUMENT with
+    one line naming the size and the fix, never the network's traceback with a 500; a good size
+    right after is served."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    for h, w in ((50, 70), (64, 100), (16, 64)):
+        status, answer = _post(server, "edgeseg", _tensor_body(h, w))
+        print(status, answer)
+        assert status == 400 and _one_line(answer["error"]), (h, w, status, answer)
+        err = answer["error"]
+        assert f"{h}x{w}" in err and "multiples of 32" in err and "fix: " in err and "edgeseg_image" in err, err
+        assert "File \"" not in err and "/site-packages/" not in err, err
+    assert "fix: resize or pad the tensor to e.g. 64x96" in _post(server, "edgeseg", _tensor_body(50, 70))[1]["error"]
+    grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{server.port + 1}")
+    try:
+        inp = grpcclient.InferInput("image", [2, 3, 50, 70], "FP32")
+        inp.set_data_from_numpy(np.full((2, 3, 50, 70), 0.1, np.float32))
+        with pytest.raises(InferenceServerException) as exc:
+            grpc.infer("edgeseg", [inp])
+        assert exc.value.status() == "StatusCode.INVALID_ARGUMENT" and _one_line(exc.value.message()), exc.value
+        assert "50x70" in exc.value.message()
+        good = grpcclient.InferInput("image", [2, 3, 64, 96], "FP32")
+        good.set_data_from_numpy(np.full((2, 3, 64, 96), 0.1, np.float32))
+        assert grpc.infer("edgeseg", [good]).as_numpy("probs").shape == (2, 3, 64, 96)
+    finally:
+        grpc.close()
+
+
+def test_tensor_size_on_a_unet_like_model_is_400_not_a_traceback(tmp_path: Path) -> None:
+    """The failure as filed: a model with a U-Net's skip connection (pool by 32, upsample, add) fails
+    inside ONNX Runtime on 50x70, which PyTriton sent as HTTP 500 with a 27-line traceback. Now the
+    size is refused before the network runs: 400, one line; 64x96 still works."""
+    from tiny_model import make_tiny_onnx
+
+    model = make_tiny_onnx(tmp_path / "unetish.onnx", downsample=32)
+    srv = ServerProcess(model, None, "--threads", "1", log=tmp_path / "serve.log")
+    try:
+        try:
+            srv.start()
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.skip(f"tritonserver (PyTriton) did not start here: {exc}")
+        status, answer = _post(srv, "edgeseg", _tensor_body(50, 70))
+        print(status, answer)
+        assert status == 400 and _one_line(answer["error"]), (status, answer)
+        assert "50x70" in answer["error"] and "multiples of 32" in answer["error"] and "fix: " in answer["error"]
+        status, answer = _post(srv, "edgeseg", _tensor_body(64, 96))
+        assert status == 200 and answer["outputs"][0]["shape"] == [1, 3, 64, 96], (status, str(answer)[:300])
+    finally:
+        srv.stop()

@@ -17,8 +17,12 @@ from edgeseg.core.model_meta import DEFAULT_CLASSES, DEFAULT_MEAN, DEFAULT_STD, 
 
 def make_tiny_onnx(path: str | Path, classes: tuple[str, ...] = DEFAULT_CLASSES, size: tuple[int, int] = (64, 64),
                    activation: str = "softmax", seed: int = 0, labels: str = "uint8",
-                   hidden: int = 8, batch: int | str = "batch") -> Path:
-    """Write the model to ``path`` and return it (deterministic for a given ``seed``)."""
+                   hidden: int = 8, batch: int | str = "batch", downsample: int = 1) -> Path:
+    """Write the model to ``path`` and return it (deterministic for a given ``seed``).
+
+    ``downsample`` > 1: a U-Net's skip connection in miniature (max-pool by ``downsample``, nearest
+    upsampling back, added to the features), so a height / width that is not a multiple of it fails
+    in ONNX Runtime as a real U-Net's does at 32."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -31,8 +35,13 @@ def make_tiny_onnx(path: str | Path, classes: tuple[str, ...] = DEFAULT_CLASSES,
     nodes = [
         helper.make_node("Conv", ["image", "w1", "b1"], ["h1"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["h1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["logits"]),
+        helper.make_node("Conv", ["r1" if downsample == 1 else "skip", "w2", "b2"], ["logits"]),
     ]
+    if downsample > 1:
+        d = int(downsample)
+        nodes[2:2] = [helper.make_node("MaxPool", ["r1"], ["pooled"], kernel_shape=[d, d], strides=[d, d]),
+                      helper.make_node("Resize", ["pooled", "", "scales"], ["up"], mode="nearest"),
+                      helper.make_node("Add", ["r1", "up"], ["skip"])]
     if activation == "softmax":
         nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
     elif activation == "sigmoid":
@@ -56,7 +65,8 @@ def make_tiny_onnx(path: str | Path, classes: tuple[str, ...] = DEFAULT_CLASSES,
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, "height", "width"])],
         outputs,
         [numpy_helper.from_array(a, name) for a, name in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))]
-        + ([cut, numpy_helper.from_array(np.array([1], np.int64), "axis1")] if labels != "none" and n == 1 else []),
+        + ([cut, numpy_helper.from_array(np.array([1], np.int64), "axis1")] if labels != "none" and n == 1 else [])
+        + ([numpy_helper.from_array(np.array([1, 1, downsample, downsample], np.float32), "scales")] if downsample > 1 else []),
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgeseg-tests")
     model.ir_version = 8  # readable by every onnxruntime the project supports

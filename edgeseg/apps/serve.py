@@ -7,6 +7,8 @@ APIs, its dynamic batcher, several model instances and its Prometheus metrics. T
 * ``NAME`` - the tensor endpoint: ``image`` FP32 [-1, 3, H, W] in, ``probs`` FP32 [-1, C, H, W] out;
   what the SDK's Triton backend (``Segmenter("triton://HOST:PORT/NAME")``) calls. edgeseg's
   metadata is in the model config's ``parameters``, as in a repository from ``edgeseg export triton``.
+  H and W must be multiples of the model's ``size_multiple`` (32): others get HTTP 400 / gRPC
+  INVALID_ARGUMENT and one line naming the size and the fix, not the network's failure.
 * ``NAME_image`` - the image endpoint for clients that are not Python: ``image`` BYTES [-1, 1]
   (an encoded JPEG / PNG, or its base64 text) in; ``mask`` BYTES (PNG of the class-id mask at the
   image's size) and ``result`` BYTES (JSON: leak, regions, classes, frame size) out. It runs one
@@ -37,6 +39,7 @@ import cv2
 import numpy as np
 
 from edgeseg.core.errors import BackendUnavailable, ModelError
+from edgeseg.core.model_meta import SIZE_MULTIPLE
 from edgeseg.apps.serve_errors import BadRequest, install_bad_request_answers
 
 log = logging.getLogger("edgeseg")
@@ -80,11 +83,30 @@ def decode_image(data: Any) -> np.ndarray:
     return frame
 
 
-def _tensor_fn(seg: Any) -> Callable:
+def check_tensor_size(height: int, width: int, multiple: int, image_model: str) -> None:
+    """Refuse (:class:`BadRequest`: HTTP 400, one line) an image tensor the network cannot take:
+    the encoder halves height and width 5 times, so both must be positive multiples of ``multiple``
+    (in ONNX Runtime a U-Net's skip connections otherwise fail to concatenate, as a 500)."""
+    if height >= multiple and width >= multiple and not height % multiple and not width % multiple:
+        return
+    up = [max(multiple, -(-v // multiple) * multiple) for v in (height, width)]
+    raise BadRequest(f"input 'image' is {height}x{width} (height x width); this model needs both to be multiples "
+                     f"of {multiple} (fix: resize or pad the tensor to e.g. {up[0]}x{up[1]}, or send the encoded "
+                     f"image to {image_model}, which resizes it)")
+
+
+def _tensor_fn(seg: Any, image_model: str) -> Callable:
     from pytriton.decorators import batch
+
+    try:
+        multiple = int(seg.info.metadata.get("size_multiple", SIZE_MULTIPLE))
+    except (TypeError, ValueError):
+        multiple = SIZE_MULTIPLE
 
     @batch
     def infer(image: np.ndarray) -> dict[str, np.ndarray]:
+        # Triton's dynamic batcher batches only requests of one shape: a refusal here is theirs all
+        check_tensor_size(int(image.shape[-2]), int(image.shape[-1]), multiple, image_model)
         return {"probs": seg.backend.infer(np.ascontiguousarray(image, dtype=np.float32))}
 
     return infer
@@ -174,13 +196,13 @@ def build_triton(model: str | Path, opts: ServeOptions) -> tuple[Any, dict[str, 
                        grpc_port=opts.grpc_port, metrics_address=opts.host, metrics_port=opts.metrics_port,
                        allow_metrics=True, allow_gpu_metrics=False, log_verbose=0)
     triton = Triton(config=cfg)
-    triton.bind(model_name=opts.name, infer_func=[_tensor_fn(s) for s in segs],
+    image_name = f"{opts.name}_image"
+    triton.bind(model_name=opts.name, infer_func=[_tensor_fn(s, image_name) for s in segs],
                 inputs=[Tensor(name="image", dtype=np.float32, shape=(3, -1, -1))],
                 outputs=[Tensor(name="probs", dtype=np.float32, shape=(c, -1, -1))], config=config, strict=True)
     _add_parameters(triton, opts.name, dict(info.metadata) or {
         "classes": json.dumps(list(info.classes)), "mean": json.dumps(list(info.mean)), "std": json.dumps(list(info.std)),
         "input_size": json.dumps(list(info.input_size)), "activation": info.activation})
-    image_name = f"{opts.name}_image"
     triton.bind(model_name=image_name, infer_func=[_image_fn(s) for s in segs],
                 inputs=[Tensor(name="image", dtype=bytes, shape=(1,))],
                 outputs=[Tensor(name="mask", dtype=bytes, shape=(1,)), Tensor(name="result", dtype=bytes, shape=(1,))],
@@ -188,7 +210,8 @@ def build_triton(model: str | Path, opts: ServeOptions) -> tuple[Any, dict[str, 
                 # each request alone (one bad image cannot fail requests batched with it), while
                 # max_batch_size keeps the batch dimension -1 in the API that clients already use
                 config=ModelConfig(max_batch_size=opts.max_batch, batcher=None))
-    install_bad_request_answers(triton, image_name)  # BadRequest -> HTTP 400, one line
+    for name in (opts.name, image_name):  # BadRequest -> HTTP 400, one line
+        install_bad_request_answers(triton, name)
     summary = {
         "model": str(model), "backend": segs[0].backend_name, "classes": list(info.classes),
         "tensor_model": opts.name, "image_model": image_name, "instances": opts.instances, "max_batch": opts.max_batch,

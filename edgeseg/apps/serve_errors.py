@@ -90,8 +90,8 @@ def install_bad_request_answers(triton: Any, model_name: str) -> bool:
     patched = patch_proxy_source(files[key].decode()) if key in files else None
     if patched is None:
         why = why or "PyTriton's proxy model.py does not have the expected error branch (another PyTriton version?)"
-        log.warning("edgeseg serve: %s; undecodable images on %s get PyTriton's HTTP 500 with a traceback "
-                    "instead of a one-line 400", why, model_name)
+        log.warning("edgeseg serve: %s; bad requests (undecodable images, tensor sizes) on %s get PyTriton's "
+                    "HTTP 500 with a traceback instead of a one-line 400", why, model_name)
         return False
 
     def proxy_files() -> dict[str, bytes]:
