@@ -270,3 +270,89 @@ def test_camera_named_dot_dot_is_refused_in_one_line(name):
     line = str(err.value)
     assert "\n" not in line and line.startswith("cameras[0].name: ") and "(fix: " in line, line
     assert "clips.dir" in line
+
+
+# -- issue #37, point 15: HEAD / OPTIONS, odd numbers, nested JSON, clients closing early ---------------------
+def raw_call(gw, method: str, path: str) -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", gw.server.port, timeout=10)
+    conn.request(method, path)
+    r = conn.getresponse()
+    out = r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    conn.close()
+    return out
+
+
+def test_head_and_options_are_answered(tiny_onnx, tmp_path):
+    """HEAD: GET's status and headers without the body; OPTIONS: 204 with Allow (and no CORS grant)."""
+    gw = gateway(tiny_onnx, tmp_path, n=1, api={"rate": 1000}).start()
+    try:
+        for path in ("/api/cameras", "/api/openapi.json", "/", "/metrics", "/healthz", "/api/nope"):
+            got, head = raw_call(gw, "GET", path), raw_call(gw, "HEAD", path)
+            assert head[0] == got[0] and head[0] != 501 and head[2] == b"", (path, head)
+            assert head[1]["content-type"] == got[1]["content-type"], path
+            if path not in ("/metrics", "/healthz"):  # their bodies change from call to call
+                assert int(head[1]["content-length"]) == len(got[2]), path
+        for path, allowed in (("/api/cameras/cam0/suspend", "POST"), ("/api/cameras", "GET"), ("/metrics", "HEAD")):
+            code, headers, body = raw_call(gw, "OPTIONS", path)
+            assert code == 204 and body == b"" and allowed in headers["allow"], (path, code, headers)
+            assert "access-control-allow-origin" not in headers
+    finally:
+        gw.stop()
+
+
+def test_odd_numbers_and_nested_json_get_one_line_4xx(tiny_onnx, tmp_path, caplog):
+    """A huge since, non-ASCII digits ('²' passes str.isdigit, then int() fails), JSON nested past
+    Python's recursion limit, nested who / why: one-line 4xx, nothing logged as an API failure."""
+    import logging
+
+    caplog.set_level(logging.ERROR, logger="edgeseg")
+    gw = gateway(tiny_onnx, tmp_path, n=1, api={"rate": 1000}).start()
+    try:
+        for path in ("/api/events?since=100000000000000000000000", "/api/events?since=1e23",
+                     "/api/events?limit=%D9%A1%D9%A0", "/api/events?since=%C2%B2"):
+            one_line_error(call(gw, "GET", path), 400)
+        for path in ("/api/events/%C2%B2", "/api/events/%C2%B2/clip", "/api/events/%D9%A1"):  # not an event id
+            one_line_error(call(gw, "GET", path), 404)
+        one_line_error(call(gw, "POST", "/api/cameras/cam0/suspend", raw=b"[" * 2000 + b"]" * 2000), 400)
+        one_line_error(call(gw, "POST", "/api/cameras/cam0/suspend", raw=b'{"who": ' + b"[" * 1500 + b"]" * 1500 + b"}"), 400)
+        one_line_error(call(gw, "POST", "/api/cameras/cam0/suspend", {"minutes": 1, "who": {"a": {"b": [1]}}}), 400)
+        one_line_error(call(gw, "POST", "/api/cameras/cam0/resume", {"why": [1, {"x": 2}]}), 400)
+        assert js(call(gw, "GET", "/api/cameras/cam0"))["state"] != "suspended"
+        assert js(call(gw, "GET", "/api/events/1"))["id"] == 1  # a plain id still works
+    finally:
+        gw.stop()
+    assert not [r for r in caplog.records if r.name == "edgeseg" and "API" in r.getMessage()]
+
+
+def test_client_closing_early_is_one_debug_line_not_a_traceback(tiny_onnx, tmp_path, capfd, caplog):
+    """A client (a browser tab closed mid-download) resets the connection while a large latest.jpg
+    is being sent: the gateway logs one debug line, never the standard library's traceback."""
+    import logging
+    import socket
+    import struct
+
+    caplog.set_level(logging.DEBUG, logger="edgeseg")
+    cfg = {"model": str(tiny_onnx), "threads": 1, "cameras": cams(1), "metrics": {"port": 0},
+           "state_dir": str(tmp_path / "state")}
+    gw = Gateway(cfg, capture_factory=lambda spec: FakeCam(spec, size=(2160, 3840), fps=2)).start()
+    try:
+        assert wait_for(lambda: call(gw, "GET", "/api/cameras/cam0/latest.jpg")[0] == 200, 30)
+        size = len(call(gw, "GET", "/api/cameras/cam0/latest.jpg")[2])
+        assert size > 4_000_000, size  # more than the socket buffers hold: the server blocks writing it
+        for _ in range(3):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", gw.server.port))
+            s.sendall(b"GET /api/cameras/cam0/latest.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            s.recv(1024)  # the answer started
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()  # RST mid-body
+        assert wait_for(lambda: len([r for r in caplog.records if "closed the connection early" in r.getMessage()]) >= 3, 10)
+        assert call(gw, "GET", "/api/cameras")[0] == 200  # still serving
+    finally:
+        gw.stop()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err, err[-2000:]
+    early = [r for r in caplog.records if "closed the connection early" in r.getMessage()]
+    assert all(r.levelno <= logging.INFO and "\n" not in r.getMessage() for r in early)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.exc_info]

@@ -13,6 +13,9 @@
     GET  /api/openapi.json                  this, as OpenAPI 3
     GET  /                                  the status page (static files of edgeseg/apps/gateway/static)
 
+HEAD answers as GET without the body; OPTIONS answers 204 with ``Allow`` (no CORS grant). A
+client that closes the connection mid-answer is one debug line (``metrics._Server``).
+
 Security: a state-changing request needs ``Authorization: Bearer <token>`` whenever
 ``api.token_file`` is set (it must be, to bind beyond loopback: the settings refuse otherwise);
 read requests too with ``api.read_token``. The token is compared in constant time. Bodies over
@@ -25,6 +28,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -38,6 +42,8 @@ import cv2
 from edgeseg.apps.gateway.control import NAME, Controls
 
 log = logging.getLogger("edgeseg")
+#: an event id / since / limit: ASCII digits (str.isdigit takes '²' and '١' too) within SQLite's INTEGER
+_ID = re.compile(r"^-?[0-9]{1,18}$")
 STATIC = {"": ("index.html", "text/html; charset=utf-8"), "app.js": ("app.js", "text/javascript"),
           "style.css": ("style.css", "text/css")}
 
@@ -121,10 +127,12 @@ class Api:
             return _json(401, {"error": "changing state needs the API token (fix: send Authorization: Bearer <token>)"})
         try:
             body = json.loads(raw) if raw.strip() else {}
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...]]]] nested too deep
             return _json(400, {"error": "the body is not JSON (fix: send e.g. {\"who\": \"ann\", \"why\": \"welding\"})"})
         if not isinstance(body, dict):
             return _json(400, {"error": "the body must be a JSON object (fix: send e.g. {\"minutes\": 30})"})
+        if any(not isinstance(body.get(k), (str, type(None))) for k in ("who", "why")):
+            return _json(400, {"error": "who and why must be texts (fix: send e.g. {\"who\": \"ann\", \"why\": \"welding\"})"})
         return self._post(parts[1:], body)
 
     def _get(self, p: list[str], q: dict[str, list[str]]) -> tuple[int, str, bytes]:
@@ -165,11 +173,10 @@ class Api:
         return (200, "image/jpeg", jpg.tobytes()) if ok else _json(500, {"error": "JPEG encoding failed"})
 
     def _events(self, q: dict[str, list[str]]) -> tuple[int, str, bytes]:
-        try:
-            since = int(q["since"][0]) if "since" in q else None
-            limit = int(q.get("limit", ["100"])[0])
-        except ValueError:
+        raw_since, raw_limit = q.get("since", [None])[0], q.get("limit", ["100"])[0]
+        if not all(v is None or _ID.match(v) for v in (raw_since, raw_limit)):  # ASCII digits, SQLite's range
             return _json(400, {"error": "since and limit must be integers (fix: e.g. ?since=120&limit=50)"})
+        since, limit = (int(raw_since) if raw_since is not None else None), int(raw_limit)
         camera = q.get("camera", [None])[0]
         if camera is not None and not NAME.match(camera):
             return _json(400, {"error": "camera must be a camera name (fix: letters, digits, _ . - only)"})
@@ -180,7 +187,7 @@ class Api:
         return _json(200, self.store.query(max(0, since), camera, limit))
 
     def _event(self, raw_id: str, what: str | None, annotated: bool = False) -> tuple[int, str, bytes]:
-        if not raw_id.isdigit() or len(raw_id) > 18:
+        if not _ID.match(raw_id) or raw_id.startswith("-"):
             return _json(404, {"error": "no such event (fix: an event id is a number: GET /api/events)"})
         ev = self.store.get(int(raw_id))
         if ev is None:

@@ -8,10 +8,13 @@ collide). The HTTP endpoint binds 127.0.0.1 by default: put a reverse proxy in f
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+log = logging.getLogger("edgeseg")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 
 
@@ -62,6 +65,17 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer (a browser closing a tab) is one debug line, not the
+        standard library's traceback on stderr; any other failure is one error line."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("HTTP client %s closed the connection early (%s)", client_address[0], type(exc).__name__)
+        else:
+            log.error("HTTP request from %s failed: %s: %s", client_address[0], type(exc).__name__, exc)
+
+
 class MetricsServer:
     """A small threaded HTTP server: ``/metrics`` and ``/healthz``; ``port=0`` picks a free port."""
 
@@ -87,10 +101,20 @@ class MetricsServer:
                 else:
                     self.send_error(501)
 
+            def do_HEAD(self) -> None:  # noqa: N802 - http.server API: GET's status and headers, no body
+                self.do_GET()
+
+            def do_OPTIONS(self) -> None:  # noqa: N802 - what the path allows; no CORS grant (same origin only)
+                api_path = api is not None and self.path.split("?")[0].startswith("/api/")
+                self.send_response(204)
+                self.send_header("Allow", "GET, HEAD, POST, OPTIONS" if api_path else "GET, HEAD, OPTIONS")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 path = self.path.split("?")[0]
                 if api is not None and path not in ("/metrics", "/healthz"):
-                    api.handle(self, "GET")
+                    api.handle(self, self.command)  # GET or HEAD
                     return
                 if path == "/metrics" and api is not None and api.read_token and not api._authorized(self):
                     body, ctype, code = b'{"error": "needs the API token (fix: send Authorization: Bearer <token>)"}', "application/json", 401
@@ -105,7 +129,8 @@ class MetricsServer:
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
             def log_message(self, *args: Any) -> None:  # no access log on stderr
                 pass
@@ -120,7 +145,7 @@ class MetricsServer:
                 if self.command != "HEAD" and code >= 200:
                     self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd = _Server((host, port), Handler)
         self.httpd.daemon_threads = True
         self.host, self.port = host, self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="edgeseg-metrics", daemon=True)
