@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from edgeseg.apps.doctor import Finding
-from edgeseg.apps.gateway.preflight import port_problem, writable
+from edgeseg.apps.gateway.preflight import folder_problem, listen_problem
 
 #: import name -> (distribution, what the gateway uses it for)
 GATEWAY_PACKAGES = {
@@ -71,17 +71,17 @@ def place_findings(config: Optional[Path] = None) -> list[Finding]:
         host, port = "127.0.0.1", DOCS_PORT
     out = []
     for key, folder in places:
-        if writable(folder):
+        problem, fix = folder_problem(folder)
+        if not problem:
             out.append(Finding("ok", "gateway: folders", f"{key}: {folder.resolve()} is writable"))
         else:
-            out.append(Finding("error", "gateway: folders", f"{key}: {folder.resolve()} cannot be created or written "
-                               "by this user", "choose a folder it can write (clips.dir, state_dir), or change its permissions"))
-    if port:
-        problem = port_problem(host, port)
-        if problem:
+            out.append(Finding("error", "gateway: folders", f"{key}: {problem}", fix))
+    if port is not None:
+        found = listen_problem(host, port)
+        if found:
+            key, problem, fix = found
             out.append(Finding("warn" if config is None else "error", "gateway: port",
-                               f"{host}:{port} (metrics / API / status page) is not free: {problem}",
-                               "stop the program that holds it (ss -ltnp), or set metrics.port to another port (0: any free one)"))
+                               f"{key}: metrics / API / status page on {host}:{port}: {problem}", fix))
         else:
             out.append(Finding("ok", "gateway: port", f"{host}:{port} (metrics / API / status page) is free"))
     return out

@@ -19,7 +19,8 @@ def check_clips(cameras: Iterable[Any]) -> None:
         try:
             Path(c.clips.dir, c.name).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"clips.dir {c.clips.dir}: {exc.strerror} (fix: give a clips.dir this user can write)") from None
+            raise OutputError(f"clips.dir {c.clips.dir}: camera {c.name}'s folder {Path(c.clips.dir, c.name)} cannot be "
+                              f"created: {exc.strerror} (fix: give a clips.dir this user can write)") from None
 
 
 def recorders_for(c: Any, leak_class: int, trouble: Callable[[dict[str, Any]], None],

@@ -38,7 +38,10 @@ class JsonlEvents(Sink):
         self._stream: IO[str] | None = None
         if isinstance(target, (str, Path)):
             self.path: Path | None = Path(target)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"cannot create {self.path.parent}: {exc.strerror}; choose a writable folder") from exc
             self._open(os.O_APPEND if append else os.O_TRUNC)
         else:
             self.path, self._stream = None, target

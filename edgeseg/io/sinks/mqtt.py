@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from pydantic import field_validator
 
-from edgeseg.core.declare import Strict, setting
+from edgeseg.core.declare import Strict, bad, setting
 from edgeseg.io.sinks.base import DURABLE_EVENTS, Sink
 from edgeseg.io.sinks.queue import DurableQueue
 
@@ -52,6 +52,12 @@ class MqttSettings(Strict):
     @field_validator("topic_prefix")
     @classmethod
     def _strip(cls, v: str) -> str:
+        # a wildcard is legal only in subscriptions: paho refuses to publish to such a topic (at the latest at stop)
+        if "+" in v or "#" in v or "\0" in v:
+            raise bad(f"{v!r} holds an MQTT wildcard ('+' or '#') or NUL: events cannot be published under it",
+                      "a plain topic path such as site1 or plant/boiler-house; subscribers use site1/+/events")
+        if not v.strip("/"):
+            raise bad(f"{v!r} is only slashes", "e.g. topic_prefix: edgeseg")
         return v.strip("/")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 import threading
 import time
 from urllib.parse import urlsplit
@@ -19,6 +20,8 @@ from edgeseg.io.sinks.base import DURABLE_EVENTS, Sink
 from edgeseg.io.sinks.queue import DurableQueue, dead_letter
 
 log = logging.getLogger("edgeseg")
+#: an HTTP header name (RFC 9110 token)
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class WebhookSettings(Strict):
@@ -41,8 +44,36 @@ class WebhookSettings(Strict):
     @field_validator("url")
     @classmethod
     def _http(cls, v: str) -> str:
+        example = "e.g. url: http://127.0.0.1:8080/events"
         if not v.startswith(("http://", "https://")):
-            raise bad(f"must start with http:// or https://, got {v!r}", "e.g. url: http://127.0.0.1:8080/events")
+            raise bad(f"must start with http:// or https://, got {v!r}", example)
+        if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in v):
+            raise bad(f"{redact_url(v)!r} holds a space, a line break or a control character", f"remove it ({example})")
+        u = urlsplit(v)
+        try:
+            u.port  # noqa: B018 - raises on a port that is not a number 0..65535
+        except ValueError:
+            raise bad(f"{redact_url(v)!r} has an invalid port", f"a port is a number 1..65535 ({example})") from None
+        if not u.hostname:
+            raise bad(f"{redact_url(v)!r} names no host", f"give the receiver's host or IP ({example})")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _one_line_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        # http.client refuses such a header on every POST: nothing would be delivered (and it looked "unreachable")
+        for name, value in v.items():
+            if not _TOKEN.fullmatch(name):
+                raise bad(f"header name {name!r} is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ "
+                          "only: no spaces, colons or line breaks)", "name it like Authorization or X-Api-Key")
+            if any(ch in value for ch in "\r\n\0"):
+                raise bad(f"header {name!r} has a line break (CR / LF) or NUL in its value",
+                          "write the value on one line, without \\r or \\n, e.g. Authorization: Bearer xyz")
+            try:
+                value.encode("latin-1")
+            except UnicodeEncodeError:
+                raise bad(f"header {name!r} has a character HTTP headers cannot carry (beyond Latin-1)",
+                          "use ASCII in header values (percent- or base64-encode anything else)") from None
         return v
 
 
