@@ -525,7 +525,7 @@ def test_disk_low_cleanup_never_deletes_the_open_alarms_evidence(tiny_onnx, tmp_
     old = tmp_path / "clips" / "cam" / "cam_20200101-000000_000000001.jpg"
     old.parent.mkdir(parents=True)
     old.write_bytes(b"older evidence")
-    os.utime(old, (time.time() - 3600,) * 2)
+    os.utime(old, (time.time() - 4 * 86400,) * 2)  # past its review (clips.keep_min_hours, 72 h): space rules may take it
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
                   "cameras": [{"name": "cam", "source": "fake://0", "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 1000}}],

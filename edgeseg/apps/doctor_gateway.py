@@ -60,14 +60,15 @@ def place_findings(config: Optional[Path] = None) -> list[Finding]:
             cfg = load_config(config)
         except (ConfigError, OSError) as exc:
             return [Finding("error", "gateway: config", f"{config}: {exc}", f"edgeseg watch {config} --check")]
-        from edgeseg.apps.gateway.preflight import folders  # noqa: PLC0415
+        from edgeseg.apps.gateway.preflight import disk_problems, folders  # noqa: PLC0415
 
-        places = folders(cfg)
+        places, low = folders(cfg), disk_problems(cfg)
         host, port = cfg.settings.metrics.host, cfg.settings.metrics.port
     else:
         from edgeseg.config.settings import GatewaySettings  # noqa: PLC0415
 
         places = [("state_dir", Path(GatewaySettings.model_fields["state_dir"].default)), ("current folder", Path("."))]
+        low = []
         host, port = "127.0.0.1", DOCS_PORT
     out = []
     for key, folder in places:
@@ -76,6 +77,9 @@ def place_findings(config: Optional[Path] = None) -> list[Finding]:
             out.append(Finding("ok", "gateway: folders", f"{key}: {folder.resolve()} is writable"))
         else:
             out.append(Finding("error", "gateway: folders", f"{key}: {problem}", fix))
+    for line in low:  # a clips disk already below clips.min_free_gb (#37)
+        what, _, fix = line.rpartition(" (fix: ")
+        out.append(Finding("warn", "gateway: clips disk", what, fix.rstrip(")")))
     if port is not None:
         found = listen_problem(host, port)
         if found:

@@ -11,7 +11,8 @@ from edgeseg.commands.common import console, fail
 
 def watch_cmd(
     config: Optional[Path] = typer.Argument(None, help="Gateway config (.yaml / .yml / .toml); settings: `edgeseg docs gateway`"),
-    check: bool = typer.Option(False, "--check", help="Validate the config and exit (0: valid)"),
+    check: bool = typer.Option(False, "--check", help="Validate the config and exit (0: ok; 2: invalid; "
+                               "1: valid, but a clips disk is already below clips.min_free_gb)"),
     schema: bool = typer.Option(False, "--schema", help="Print the config's JSON Schema (for editors and CI) and exit"),
     log_level: str = typer.Option("info", "--log-level", help="debug / info / warning / error"),
 ) -> None:
@@ -38,12 +39,18 @@ def watch_cmd(
 
     try:
         cfg = load_config(config)
-        preflight(cfg)
+        warnings = preflight(cfg)
     except ConfigError as exc:
         fail(f"config: {exc}")
     if check:
+        if warnings:  # valid, and it would start, but evidence is at risk from the first sweep (#37)
+            for w in warnings:
+                console.print(f"{config}: not ok: {w}", markup=False, highlight=False)
+            raise typer.Exit(1)
         console.print(f"{config}: ok ({len(cfg.cameras)} camera(s))", markup=False, highlight=False)
         return
+    for w in warnings:
+        logging.getLogger("edgeseg").warning("%s", w)
     from edgeseg.core.errors import BackendUnavailable, ModelError, OutputError
     from edgeseg.apps.gateway.service import Gateway
 

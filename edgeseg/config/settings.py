@@ -100,7 +100,12 @@ class ClipSettings(Strict):  # evidence per alarm (edgeseg.io.evidence): clip, s
     max_s: float = setting(120.0, "Longest clip part; a longer alarm continues in a new part", gt=1.0, le=3600.0)
     retain_days: float = setting(14.0, "Delete evidence older than this (days)", gt=0.0, le=3650.0)
     max_gb: float = setting(20.0, "Total size of the clips folder; the oldest evidence goes first", gt=0.0)
-    min_free_gb: float = setting(2.0, "Below this free disk space the oldest evidence is deleted at once", ge=0.0)
+    min_free_gb: float = setting(2.0, "Below this free disk space the oldest evidence is deleted at once (never "
+                                 "evidence younger than keep_min_hours: then trouble evidence_at_risk)", ge=0.0)
+    keep_min_hours: float = setting(
+        72.0, "Evidence younger than this (hours; at most retain_days) awaits its review: max_gb and min_free_gb never "
+        "delete it", fix="hours, e.g. 72 (a weekend); 0: space rules may delete any closed alarm's evidence",
+        ge=0.0, le=87600.0)
     annotated: bool = setting(True, "Also write an annotated clip (mask, region boxes, confidence, time)")
     annotated_width: int = setting(640, "Width of the annotated clip (at most the camera's; 0: the camera's)", ge=0, le=7680)
     encode_share: float = setting(

@@ -1,11 +1,14 @@
 """What ``edgeseg watch`` checks beyond the file itself, so that a config that passes it starts:
 the backends are known, the folders and files can really be written (probed: a probe file is created
 and removed), the metrics address resolves and its port is free. ``watch --check`` and ``watch`` run
-the same checks, before anything starts; each refusal is one line with its fix."""
+the same checks, before anything starts; each refusal is one line with its fix.
+What lets it start but puts evidence at risk (:func:`disk_problems`: a clips disk already below
+``clips.min_free_gb``) is returned as warnings; ``watch --check`` exits 1 on them."""
 from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -73,8 +76,42 @@ def file_problem(path: Path) -> tuple[str, str]:
     return "", ""
 
 
-def preflight(cfg: GatewayConfig) -> None:
-    """Raise a one-line :class:`ConfigError` for what would stop the gateway at start."""
+def _existing(path: Path) -> Path | None:
+    """``path`` or its nearest folder above that exists (None: none does)."""
+    p = path
+    while not p.exists():
+        if p.parent == p:
+            return None
+        p = p.parent
+    return p
+
+
+def disk_problems(cfg: GatewayConfig) -> list[str]:
+    """One line per clips folder whose disk already has less free space than its ``clips.min_free_gb``.
+    The gateway starts anyway (detection goes on; retention keeps evidence awaiting review and raises
+    ``evidence_at_risk``), so these are not errors; ``watch --check`` exits 1 on them."""
+    out, seen = [], set()
+    for i, cam in enumerate(cfg.cameras):
+        c = cam.clips
+        if c is None or not c.enabled or not c.min_free_gb or c.dir in seen:
+            continue
+        seen.add(c.dir)
+        folder = _existing(Path(c.dir))
+        try:
+            free = shutil.disk_usage(folder).free if folder is not None else None
+        except OSError:
+            continue
+        if free is not None and free < c.min_free_gb * 1024 ** 3:
+            out.append(f"cameras[{i}].clips.dir: {c.dir} has {free / 1024 ** 2:.1f} MB free, below clips.min_free_gb "
+                       f"({c.min_free_gb:g} GB): evidence younger than clips.keep_min_hours ({c.keep_min_hours:g} h) is "
+                       "kept with a trouble evidence_at_risk, older evidence is deleted at once (fix: free space on that "
+                       "disk, point clips.dir at a larger disk, or lower clips.min_free_gb)")
+    return out
+
+
+def preflight(cfg: GatewayConfig) -> list[str]:
+    """Raise a one-line :class:`ConfigError` for what would stop the gateway at start; return the
+    warnings (:func:`disk_problems`) for what lets it start but puts evidence at risk."""
     from edgeseg.runtime.backends.registry import all_backends  # noqa: PLC0415
 
     known = {"auto", *all_backends()}
@@ -94,6 +131,7 @@ def preflight(cfg: GatewayConfig) -> None:
         found = listen_problem(s.metrics.host, s.metrics.port)
         if found:
             raise ConfigError("{}: {} (fix: {})".format(*found))
+    return disk_problems(cfg)
 
 
 def folders(cfg: GatewayConfig) -> list[tuple[str, Path]]:

@@ -87,8 +87,8 @@ class _Job:
 class Recorder:
     """Evidence of one camera (see the module doc). ``settings``: its :class:`~edgeseg.config.settings.ClipSettings`;
     ``zone``: the named zone whose alarm this recorder follows (None: the camera's own alarm);
-    ``annotate(image, mask, regions)``: the annotated look; ``trouble(record)``: where a failed write is
-    reported (any thread); ``on_deleted(path, reason)``: told of every retention deletion (metrics)."""
+    ``annotate(image, mask, regions)``: the annotated look; ``trouble(record)``: where a failed write or
+    evidence at risk is reported (any thread); ``on_deleted(path, reason)``: told of every retention deletion (metrics)."""
 
     def __init__(self, camera: str, settings: Any, annotate: Callable[[np.ndarray, Any, list], np.ndarray],
                  trouble: Callable[[dict[str, Any]], None] | None = None,
@@ -274,7 +274,8 @@ class Recorder:
     def _do(self, item: tuple, open_: dict[str, dict[str, Any]]) -> None:
         kind = item[0]
         if kind == "sweep":
-            for path, reason in retention.sweep(self.root, self.s.retain_days, self.s.max_gb, self.s.min_free_gb):
+            for path, reason in retention.sweep(self.root, self.s.retain_days, self.s.max_gb, self.s.min_free_gb,
+                                                keep_min_hours=getattr(self.s, "keep_min_hours", 0.0), report=self.trouble):
                 self.deleted += 1
                 self.on_deleted(path, reason)
             return
