@@ -2,9 +2,15 @@
 Declared like every other setting; :mod:`edgeseg.config.settings` puts them in the config file."""
 from __future__ import annotations
 
+import re
 from typing import Optional
 
-from edgeseg.core.declare import Strict, setting
+from pydantic import field_validator
+
+from edgeseg.core.declare import Strict, bad, setting
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$")
+_ORIGIN = re.compile(r"^https?://[^/?#\s@]+/?$")
 
 
 class GuardSettings(Strict):
@@ -32,6 +38,37 @@ class ApiSettings(Strict):
     max_body_bytes: int = setting(4096, "Largest request body accepted (413 above)", ge=0, le=1048576)
     rate: float = setting(20.0, "Requests per second one client address may make (429 above; bursts of 2x)",
                           gt=0, le=100000)
+    allowed_hosts: list[str] = setting([], "Host names the HTTP server answers to without the token besides loopback "
+                                       "names, metrics.host and this machine's name (the Host header is checked against "
+                                       "DNS rebinding, 403 otherwise); '*' turns the check off",
+                                       fix="e.g. allowed_hosts: [gateway.plant.lan] (names or addresses, no port)")
+    allowed_origins: list[str] = setting([], "Web origins besides the server's own whose pages may change state without "
+                                         "the token (the Origin header of a POST is checked, 403 otherwise)",
+                                         fix="e.g. allowed_origins: ['https://gateway.plant.lan'] (scheme://host[:port])")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        import ipaddress  # noqa: PLC0415
+
+        for i, h in enumerate(hosts):
+            try:
+                ok = h == "*" or bool(_NAME.match(h)) or bool(ipaddress.ip_address(h.strip("[]")))
+            except ValueError:
+                ok = False
+            if not ok:
+                raise bad(f"{h!r} is not a host name or address", "write the bare name, e.g. gateway.plant.lan "
+                          "(no scheme, port or path), or '*' to turn the Host check off", sub=f"[{i}]")
+        return hosts
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for i, o in enumerate(origins):
+            if not _ORIGIN.match(o):
+                raise bad(f"{o!r} is not a web origin", "write scheme://host[:port], e.g. https://gateway.plant.lan "
+                          "(no path)", sub=f"[{i}]")
+        return origins
 
 
 def is_loopback(host: str) -> bool:

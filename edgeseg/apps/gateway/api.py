@@ -18,9 +18,11 @@ client that closes the connection mid-answer is one debug line (``metrics._Serve
 
 Security: a state-changing request needs ``Authorization: Bearer <token>`` whenever
 ``api.token_file`` is set (it must be, to bind beyond loopback: the settings refuse otherwise);
-read requests too with ``api.read_token``. The token is compared in constant time. Bodies over
-``api.max_body_bytes`` get 413, a client over ``api.rate`` requests per second 429; every refusal
-is a 4xx JSON ``{"error": "<one line naming the fix>"}``, never a traceback.
+read requests too with ``api.read_token``. The token is compared in constant time. Without the
+token, a request must name the gateway in ``Host`` (DNS rebinding) and a state-changing one must
+come from the gateway's own page (``Origin``), else 403 (:mod:`edgeseg.apps.gateway.origin`).
+Bodies over ``api.max_body_bytes`` get 413, a client over ``api.rate`` requests per second 429;
+every refusal is a 4xx JSON ``{"error": "<one line naming the fix>"}``, never a traceback.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import cv2
 
 from edgeseg.apps.gateway.control import NAME, Controls
+from edgeseg.apps.gateway.origin import Guard
 
 log = logging.getLogger("edgeseg")
 #: an event id / since / limit: ASCII digits (str.isdigit takes '²' and '١' too) within SQLite's INTEGER
@@ -74,6 +77,7 @@ class Api:
         self.controls, self.store, self.token = Controls(gw), gw.store, token
         self.read_token, self.max_body = s.read_token, s.max_body_bytes
         self.limit = RateLimit(s.rate)
+        self.guard = Guard(gw.config.settings.metrics.host, s.allowed_hosts, s.allowed_origins)
 
     # -- the request ---------------------------------------------------------------------------
     def handle(self, h: Any, method: str) -> None:
@@ -101,6 +105,16 @@ class Api:
         given = given[7:].strip() if given.lower().startswith("bearer ") else ""
         return hmac.compare_digest(given.encode(), self.token.encode())
 
+    def refusal(self, h: Any, write: bool) -> str | None:
+        """Why the request is refused by the Host / Origin checks (:mod:`.origin`); a request with the
+        right token passes them (a page on another origin cannot know it)."""
+        if self.token is not None and self._authorized(h):
+            return None
+        why = self.guard.refusal(h, write)
+        if why is not None:
+            log.info("API refused %s %s: %s", h.command, urlsplit(h.path).path[:200], why)
+        return why
+
     def _route(self, h: Any, method: str) -> tuple[int, str, bytes]:
         if not self.limit.allow(h.client_address[0]):
             return _json(429, {"error": "too many requests (fix: slow down; api.rate sets the limit)"})
@@ -115,6 +129,9 @@ class Api:
             h.close_connection = True
             return _json(413, {"error": f"request body over {self.max_body} bytes (fix: send a small JSON object)"})
         raw = h.rfile.read(size) if size else b""
+        refused = self.refusal(h, write=method not in ("GET", "HEAD"))
+        if refused is not None:
+            return _json(403, {"error": refused})
         if method in ("GET", "HEAD"):
             if parts[0] != "api":
                 return self._static(parts)

@@ -116,7 +116,10 @@ class MetricsServer:
                 if api is not None and path not in ("/metrics", "/healthz"):
                     api.handle(self, self.command)  # GET or HEAD
                     return
-                if path == "/metrics" and api is not None and api.read_token and not api._authorized(self):
+                refused = api.refusal(self, write=False) if api is not None and path == "/metrics" else None
+                if refused is not None:  # a page re-pointed at this server by DNS rebinding reads nothing
+                    body, ctype, code = json.dumps({"error": refused}).encode(), "application/json", 403
+                elif path == "/metrics" and api is not None and api.read_token and not api._authorized(self):
                     body, ctype, code = b'{"error": "needs the API token (fix: send Authorization: Bearer <token>)"}', "application/json", 401
                 elif path == "/metrics":
                     body, ctype, code = metrics.text(), CONTENT_TYPE_LATEST, 200

@@ -11,7 +11,7 @@ _SUSPEND = {"type": "object", "properties": {**_WHO["properties"], "minutes": {
 
 
 def _op(summary: str, ok: dict, params: list | None = None, body: dict | None = None, write: bool = False) -> dict:
-    op: dict = {"summary": summary, "responses": {"200": {"description": "ok", **ok}, "400": _ERR, "404": _ERR,
+    op: dict = {"summary": summary, "responses": {"200": {"description": "ok", **ok}, "400": _ERR, "403": _ERR, "404": _ERR,
                                                   "429": _ERR, **({"401": _ERR, "413": _ERR} if write else {})}}
     if params:
         op["parameters"] = params
