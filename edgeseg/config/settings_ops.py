@@ -15,17 +15,28 @@ _ORIGIN = re.compile(r"^https?://[^/?#\s@]+/?$")
 
 class GuardSettings(Strict):
     enabled: bool = setting(True, "Watch the picture itself: trouble when the view is blocked, defocused, moved or jumps")
-    dark_below: float = setting(12.0, "Blocked: mean brightness (0..255) below this", ge=0.0, le=255.0)
-    bright_above: float = setting(245.0, "Blocked: mean brightness (0..255) above this", ge=0.0, le=255.0)
-    uniform_below: float = setting(4.0, "Blocked: brightness spread (standard deviation) below this (a cover, a wall)",
-                                   ge=0.0, le=128.0)
+    dark_below: float = setting(12.0, "Blocked: mean brightness (0..255) below this (and below blocked_ratio of the "
+                                "scene's own)", ge=0.0, le=255.0)
+    bright_above: float = setting(245.0, "Blocked: mean brightness (0..255) above this (and as close to white, relative to "
+                                  "the scene's own, as blocked_ratio says)", ge=0.0, le=255.0)
+    uniform_below: float = setting(4.0, "Blocked: brightness spread (standard deviation) below this (a cover, a wall) "
+                                   "and below blocked_ratio of the scene's own", ge=0.0, le=128.0)
+    blocked_ratio: float = setting(0.5, "Blocked only when darkness / glare / flatness also passes this share of the "
+                                   "scene's own baseline (its running mean brightness and spread): a scene dark or "
+                                   "low in contrast by nature is not blocked", gt=0.0, le=1.0)
+    blocked_margin: float = setting(0.5, "Blocked hysteresis: once raised, the picture must be this much (a share of "
+                                    "each bound) clear of the bounds to count as fine again", ge=0.0, le=10.0)
     defocus_ratio: float = setting(0.35, "Defocused: sharpness below this share of the camera's own running reference",
                                    gt=0.0, lt=1.0)
     moved_below: float = setting(0.5, "Moved: correlation with the reference view below this", gt=-1.0, lt=1.0)
+    moved_area: float = setting(0.5, "Moved: besides, at least this share of the picture (cells of an 8x8 grid) no "
+                                "longer matches the reference, or the whole picture slid (a camera turned); less is "
+                                "a partial occlusion (a person, a vehicle passing): no trouble", gt=0.0, le=1.0)
     jump_delta: float = setting(40.0, "Whole-frame jump (IR palette, day/night): mean brightness changes by more than "
                                 "this between two frames", gt=0.0, le=255.0)
-    hold_frames: int = setting(3, "Frames a condition must hold before its trouble is raised (and absent before cleared)",
-                               ge=1, le=1000)
+    hold_frames: int = setting(3, "Frames in a row a condition must hold before its trouble is raised", ge=1, le=1000)
+    clear_frames: Optional[int] = setting(None, "Frames in a row a condition must be gone before its trouble is "
+                                          "cleared", fix="e.g. 10; unset: hold_frames", ge=1, le=100000)
     warmup_frames: int = setting(5, "Frames the reference (sharpness, view) is learned from before defocus / moved "
                                  "are judged", ge=1, le=10000)
 

@@ -8,6 +8,10 @@ The lifecycle of one alarm: ``start`` (a new ``alarm_id``), ``update`` (at most 
 ``update_every_s`` unless the leak area changes by more than ``update_area_change`` of itself),
 ``end`` (with its ``reason``). After an end the same stream may not start a new alarm for
 ``cooldown_s`` seconds (a plume that comes and goes is one incident, not a flood of them).
+
+``update(..., start=False)`` holds the alarm while the view cannot be trusted (picture trouble:
+blocked, defocused, moved): no new alarm starts, and an open one stays open - a frame with a leak
+still gives its update, a frame without one does not count toward its end.
 """
 from __future__ import annotations
 
@@ -86,10 +90,22 @@ class LeakAlarm:
         """Whether a new alarm may not start yet (``cooldown_s`` after the last end)."""
         return self.ended_at is not None and timestamp - self.ended_at < self.cooldown_s
 
-    def update(self, frame_index: int, timestamp: float, regions: list) -> list[dict]:
-        """Feed one frame's regions; return the events it triggers (possibly none)."""
+    def update(self, frame_index: int, timestamp: float, regions: list, start: bool = True) -> list[dict]:
+        """Feed one frame's regions; return the events it triggers (possibly none).
+
+        ``start=False``: the view cannot be trusted (picture trouble): no alarm starts and the frame
+        counts for no later start; an open alarm is held open (updates go on, quiet frames are not
+        counted): a trouble never ends an alarm, so no cooldown can swallow the rest of a leak."""
         regions = list(regions or [])
         hit = len(regions) > 0
+        if not start:
+            if not self._active or not hit:
+                return []
+            self._quiet = 0
+            if not self._due(timestamp, _area(regions)):
+                return []
+            self._last_update = (timestamp, _area(regions))
+            return [self._event("update", frame_index, timestamp, regions)]
         self._window.append(hit)
         if not any(self._window):
             self._hits_since = None
@@ -137,8 +153,9 @@ class LeakAlarm:
         return False
 
     def close(self, frame_index: int, timestamp: float, reason: str) -> list[dict]:
-        """End an open alarm because the video stopped (source ended, Ctrl-C, camera gone) or can
-        no longer be trusted (suspended, view blocked, scene jump).
+        """End an open alarm because the video stopped (source ended, Ctrl-C, camera gone) or was
+        suspended. Picture trouble (view blocked, moved, a jump) never ends one: :meth:`update` with
+        ``start=False`` holds it.
 
         Consumers pair every "start" with an "end"; without this an incident that is still
         open when the stream stops would dangle forever in their records. Returns [] when no

@@ -14,7 +14,7 @@ import numpy as np
 from edgeseg.streaming.alarm import MAX_EVENT_REGIONS, LeakAlarm
 from edgeseg.runtime.annotate import Annotator
 from edgeseg.runtime.segmenter import Result
-from edgeseg.streaming.guards import ViewGuard
+from edgeseg.streaming.guards import VIEW_GONE, ViewGuard
 from edgeseg.config.settings import AlarmSettings, GuardSettings, ZoneSettings
 from edgeseg.io.sinks.base import Sink, deliver, stamp
 from edgeseg.io.sinks.snapshots import SnapshotWriter
@@ -144,19 +144,21 @@ class StreamUnit:
             return [event]
         self.last_index, self.last_timestamp = frame.index, frame.timestamp_s
         if self.guard is not None:
-            for ev in self.guard.check(frame.image):
-                if ev["event"] == "trouble":  # the scene cannot be trusted: say so, and end the incident
-                    self.end_alarm(f"trouble_{ev['trouble']}")
+            for ev in self.guard.check(frame.image):  # trouble stands beside an open alarm: it ends none (#37)
                 self.emit(ev)
-        if self.suspended or (self.guard is not None and self.guard.troubles):
-            return []  # not fed to the alarm: no alarm starts (or stays open) on a picture that cannot be trusted
+        if self.suspended:
+            return []  # not fed to the alarm: suspension ended the open alarm, and none starts
+        # while the view is gone (blocked, defocused, moved) no new alarm starts; an open one is held
+        # open (a lens capped, a camera turned away): its updates go on, its quiet frames do not count
+        start = self.guard is None or not (self.guard.troubles & VIEW_GONE)
         by_zone = self.named.split(list(regions), frame.image.shape[:2]) if self.named is not None else {None: regions}
-        events = self.alarm.update(frame.index, frame.timestamp_s, by_zone[None])
+        events = self.alarm.update(frame.index, frame.timestamp_s, by_zone[None], start)
         if self.evidence is not None:  # evidence (#24), the camera's own alarm: pre-roll, clip, snapshots;
             # its end waits for the post-roll
             events = self.evidence.handle(frame.index, frame.timestamp_s, frame.image, result.mask, by_zone[None], events)
         for zone, alarm in self.zone_alarms.items():
-            zone_events = [{**ev, "zone": zone} for ev in alarm.update(frame.index, frame.timestamp_s, by_zone.get(zone, []))]
+            zone_events = [{**ev, "zone": zone}
+                           for ev in alarm.update(frame.index, frame.timestamp_s, by_zone.get(zone, []), start)]
             if zone in self.zone_evidence:  # the zone's alarm has its own clip, from the same frames
                 zone_events = self.zone_evidence[zone].handle(frame.index, frame.timestamp_s, frame.image, result.mask,
                                                               by_zone.get(zone, []), zone_events)
