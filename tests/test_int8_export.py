@@ -38,7 +38,7 @@ def test_export_int8_writes_a_verified_sibling_that_precision_int8_runs(tiny_onn
                               "--eval-images", "6", "--config", config, "--min-iou", "0.9"])
     assert res.exit_code == 0, res.output
     out = tmp_path / "m.int8.onnx"
-    assert out.is_file() and "mask IoU vs fp32 (onnxruntime, 6 held-out images)" in res.output
+    assert out.is_file() and "mask IoU vs fp32 (onnxruntime, 6 verification images, none of them calibration images)" in res.output
     rec = json.loads((tmp_path / "m.int8.json").read_text())
     assert rec["config"] == config and rec["calibration"]["images"] == 6
     assert rec["agreement"]["mask_iou_vs_fp32"] >= 0.9 and rec["host"]["cpu_features"]

@@ -290,15 +290,14 @@ def ship_int8(data_root: Path, calib: int, evaluate: int, config: str = BUNDLED_
     """``edgeseg/models/<NAME>.int8.onnx`` + ``.int8.json`` in the portable setting (``BUNDLED_CONFIG``:
     made and verified the same on any x86 CPU), calibrated on real train photos, verified on other real
     train photos."""
-    from edgeseg.bench.int8_export import export_int8
-    from edgeseg.bench.quantize import split_images
+    from edgeseg.bench.int8_export import export_int8, split_disjoint
 
     if not (data_root / "train" / "img").is_dir():
         raise SystemExit(f"no SMOKE5K train photos at {data_root}/train/img (see ../shared/data/README.md)")
     from edgeseg.runtime.derived import derived_fp32
 
     photos = real_train_photos(data_root)
-    cal, ev = split_images(photos, calib, evaluate)
+    cal, ev = split_disjoint(photos, calib, evaluate)  # never verified on a calibration photo
     onnx_path = derived_fp32(MODELS / STORED)  # the fp32 model the SDK runs
     out = MODELS / f"{NAME}.int8.onnx"
     rec = export_int8(onnx_path, cal, out, config, calib_images=len(cal), eval_images=len(ev), eval_files=ev,

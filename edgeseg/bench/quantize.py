@@ -211,6 +211,8 @@ def quantize(model: str | Path, out: str | Path, config: QuantConfig, calib: lis
     meta = dict(source_metadata or metadata_of(proto))
     exclude = [n.name for n in proto.graph.node if n.op_type in config.exclude_op_types and n.name]
     input_name = proto.graph.input[0].name
+    if not calib:
+        raise ValueError("no calibration images to quantise with")
     with contextlib.redirect_stdout(io.StringIO()):  # Percentile/Entropy calibration prints progress
         quantize_static(
             str(model), str(out), _reader(calib, input_name),
@@ -222,8 +224,10 @@ def quantize(model: str | Path, out: str | Path, config: QuantConfig, calib: lis
             weight_type=QuantType[config.weight_type],
             nodes_to_exclude=exclude or None,
             calibrate_method=CalibrationMethod[config.calibrate_method],
-            # MinMax: fold ranges every 16 images instead of holding every activation of every image
-            extra_options={"CalibMaxIntermediateOutputs": 16} if config.calibrate_method == "MinMax" else None,
+            # no CalibMaxIntermediateOutputs: ONNX Runtime's MinMax calibrator *discards* (does not fold)
+            # what it holds each time that count is reached, so a multiple of it failed with "No data is
+            # collected." and any other count calibrated on its last few images only (#37 point 5). MinMax
+            # holds one ReduceMin/ReduceMax per tensor and image, not activations: small for every count
         )
     q = onnx.load(str(out))
     meta.update({"precision": "int8", "int8_config": config.name, "int8_settings": config.describe()})
@@ -246,7 +250,8 @@ def size_mb(path: Path) -> float:
     return round(path.stat().st_size / 1e6, 3)
 
 
-def search(model: str | Path, data: str | Path, work_dir: str | Path, configs: Sequence[QuantConfig] | None = None,
+def search(model: str | Path, data: str | Path | Sequence[Path], work_dir: str | Path,
+           configs: Sequence[QuantConfig] | None = None,
            calib: int = 32, eval_images: int = 16, duration_s: float = 3.0, rounds: int = 3,
            agreement_floor: float = 0.95, threads: int | None = None, keep_models: bool = False) -> dict[str, Any]:
     """Quantise with each config, time it beside fp32, and pick the fastest that agrees enough.
@@ -266,7 +271,8 @@ def search(model: str | Path, data: str | Path, work_dir: str | Path, configs: S
     configs = list(configs or CONFIGS)
     info = model_info(model)
     source_meta = read_metadata(model)
-    cal_files, eval_files = split_images(list_images(data), calib, eval_images)
+    files = list(data) if isinstance(data, (list, tuple)) else list_images(data)  # a list: vetted by the caller
+    cal_files, eval_files = split_images(files, calib, eval_images)
     cal_t, eval_t = load_tensors(cal_files, info), load_tensors(eval_files, info)
     prepared, prepare_note = prepare(model, work / f"{model.stem}.preprocessed.onnx")
 

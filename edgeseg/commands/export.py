@@ -15,8 +15,10 @@ def export_int8_cmd(
     calib_data: Path = typer.Option(..., "--calib-data", help="Folder of calibration images (your cameras' frames; never your test set)"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="INT8 ONNX to write (default: MODEL.int8.onnx, which precision=int8 finds)"),
     config: str = typer.Option("auto", help="auto (from this CPU's flags) | search (time every setting here, minutes) | a name from 'edgeseg bench int8-configs'"),
-    calib_images: int = typer.Option(64, help="Calibration images (spread over the folder)"),
-    eval_images: int = typer.Option(32, help="Images (not used for calibration) on which the mask IoU vs fp32 is measured"),
+    calib_images: int = typer.Option(64, help="Calibration images (spread over the folder; truncated, unreadable "
+                                     "or tiny ones are skipped, each named)"),
+    eval_images: int = typer.Option(32, help="Verification images, from the same folder but never calibration "
+                                    "images, on which the mask IoU vs fp32 is measured"),
     min_iou: float = typer.Option(0.95, help="Refuse (write nothing) below this mask IoU vs fp32"),
     threads: Optional[int] = typer.Option(None, help="CPU threads for the agreement check"),
     as_json: bool = typer.Option(False, "--json", help="Print the record (also written to OUT.json) as JSON"),
@@ -31,18 +33,22 @@ def export_int8_cmd(
         fail(f"--calib-data {calib_data} is not a folder of images")
     out = output or int8_sibling(model)
     try:
-        rec = export_int8(model, calib_data, out, config, calib_images, eval_images, min_iou, threads=threads)
+        rec = export_int8(model, calib_data, out, config, calib_images, eval_images, min_iou, threads=threads,
+                          warn=lambda line: console.print(f"warning: {line}", markup=False, highlight=False))
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     if as_json:
         typer.echo(json.dumps(rec, indent=2))
         return
     console.print(f"config {rec['config']} ({rec['settings']}); {rec['config_reason']}", markup=False, highlight=False)
-    console.print(f"calibrated on {rec['calibration']['images']} images from {rec['calibration']['source']}",
-                  markup=False, highlight=False)
+    cal = rec["calibration"]
+    skipped = f"; {len(cal['skipped'])} skipped (named above)" if cal["skipped"] else ""
+    console.print(f"calibrated on {cal['images']} calibration images (of {cal['requested']} asked for) from "
+                  f"{cal['source']}{skipped}", markup=False, highlight=False)
     for name, a in rec["agreement"]["by_runtime"].items():
         if isinstance(a, dict):
-            console.print(f"mask IoU vs fp32 ({name}, {rec['agreement']['images']} held-out images): "
+            console.print(f"mask IoU vs fp32 ({name}, {rec['agreement']['images']} verification images, none of "
+                          f"them calibration images): "
                           f"{a['mask_iou']:.4f} (floor {min_iou})", markup=False, highlight=False)
     console.print(f"wrote {out} ({rec['size_mb']:.2f} MB, fp32 {rec['source']['size_mb']:.2f} MB) + "
                   f"{out.with_suffix('.json').name}", markup=False, highlight=False)
