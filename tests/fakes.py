@@ -21,7 +21,8 @@ class FakeCapture:
         if self.script["reads"]:
             ok = self.script["reads"].pop(0)
             self.served += ok
-            return (True, np.zeros((4, 4, 3), np.uint8)) if ok else (False, None)
+            # a real camera's pictures differ (noise): byte-identical ones are a frozen source
+            return (True, np.full((4, 4, 3), self.served % 256, np.uint8)) if ok else (False, None)
         return False, None
 
     def get(self, prop):

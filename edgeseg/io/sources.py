@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -166,13 +167,28 @@ def _reopen(spec: str | int, factory: Callable[[Any], Any], sleep: Callable[[flo
 STALL_S = 10.0
 
 
+def same_picture(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Byte-identical pictures (every 16th pixel compared first, so a changed picture costs little)."""
+    return (a is not None and b is not None and a.shape == b.shape
+            and np.array_equal(a[::16, ::16], b[::16, ::16]) and np.array_equal(a, b))
+
+
+def fingerprint(img: np.ndarray) -> int:
+    """A cheap identity of a picture (CRC of every 8th pixel and the shape): a real camera's pictures
+    differ by sensor noise, so two equal fingerprints are the same picture sent again."""
+    return zlib.crc32(np.ascontiguousarray(img[::8, ::8]).data, zlib.crc32(repr(img.shape).encode()))
+
+
 class Freshness:
     """Tells a new frame from a repeat of the last one.
 
-    Some capture backends hand the last picture back after a read timeout, as if it were new: an
-    alarm would then go on "seeing" a frozen plume with fresh timestamps. A frame is new when the
-    source's own timestamp (``CAP_PROP_POS_MSEC``) moved on, or, where the source gives none, when
-    the picture differs from the last one.
+    Some capture backends hand the last picture back after a read timeout, as if it were new, and a
+    decoder that lost its stream (a mid-stream resolution change, a broken reference) repeats its
+    last picture for seconds with fresh time stamps: an alarm would then go on "seeing" a frozen
+    plume. A frame is new when the source's own time stamp (``CAP_PROP_POS_MSEC``, where it gives
+    one) moved on AND the picture is not byte-identical to the last new one. A real camera's static
+    scene still differs from frame to frame (sensor noise, each key frame re-encoded), so a run of
+    byte-identical pictures is a frozen source: not processed, and the stall timer runs.
     """
 
     def __init__(self, stall_s: float = STALL_S) -> None:
@@ -180,20 +196,18 @@ class Freshness:
         self.last_pos: float | None = None
         self.last_img: np.ndarray | None = None
         self.last_new = time.monotonic()
+        self.repeats = 0  # frames read that were not new (repeated time stamp or picture)
 
     def is_new(self, cap: Any, img: np.ndarray) -> bool:
         try:
             pos = float(cap.get(cv2.CAP_PROP_POS_MSEC))
         except (cv2.error, TypeError, ValueError):
             pos = 0.0
-        if pos > 0:
-            new = self.last_pos is None or pos != self.last_pos
-        else:
-            prev = self.last_img
-            new = prev is None or prev.shape != img.shape or not (
-                np.array_equal(prev[::16, ::16], img[::16, ::16]) and np.array_equal(prev, img))
+        new = not (pos > 0 and pos == self.last_pos) and not same_picture(self.last_img, img)
         if new:
             self.last_pos, self.last_img, self.last_new = pos, img, time.monotonic()
+        else:
+            self.repeats += 1
         return new
 
     @property
@@ -215,6 +229,9 @@ def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
                          "check the URL/camera index and the network")
     fps = cap.get(cv2.CAP_PROP_FPS) or None
 
+    # a read that blocks this long hit the capture's read timeout: the stream sent nothing meanwhile
+    read_s = min(float(getattr(factory, "read_timeout_s", None) or stall_s), stall_s)
+
     def frames(stats: SourceStats) -> Iterator[Frame]:
         nonlocal cap
         t0, idx = time.time(), 0
@@ -224,10 +241,12 @@ def _stream(spec: str | int, factory: Callable[[Any], Any], max_retries: int,
             while True:
                 started = time.monotonic()
                 ok, img = cap.read()
-                # a read that failed after waiting about stall_s (the capture's read timeout) is a
-                # connected stream that sends nothing: stalled, not hung up
-                stalled = not ok and time.monotonic() - started >= 0.9 * stall_s
-                if ok and img is not None and img.size:
+                # A read that timed out is a connected stream that sent nothing for read_s. What it
+                # returns is FFmpeg draining its decoder (pictures decoded before the silence, one
+                # per timed-out read: 3 reads of 10 s for 2 old frames), never a new picture.
+                timed_out = time.monotonic() - started >= 0.95 * read_s
+                stalled = timed_out and fresh.age_s >= 0.9 * stall_s
+                if ok and img is not None and img.size and not timed_out:
                     if fresh.is_new(cap, img):
                         failures = 0
                         yield Frame(idx, time.time() - t0, img, f"stream{idx}")
@@ -304,6 +323,7 @@ def timed_capture(timeout_s: float, open_timeout_s: float | None = None) -> Call
                                     [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
         return cv2.VideoCapture(spec)
 
+    factory.read_timeout_s = timeout_s  # type: ignore[attr-defined]  # _stream tells a timed-out read by it
     return factory
 
 

@@ -26,9 +26,10 @@ from edgeseg.core.backoff import Backoff
 from edgeseg.core.errors import SourceError
 from edgeseg.core.redact import redact_url
 from edgeseg.config.settings import CameraConfig
-from edgeseg.io.sources import open_source, timed_capture
+from edgeseg.io.sources import fingerprint, open_source, timed_capture
 
 log = logging.getLogger("edgeseg")
+RECENT = 256  # pictures a live reader remembers (fingerprints), about 10 s at 25 fps
 
 
 @dataclass
@@ -62,6 +63,10 @@ class CameraReader:
         self.on_crash = on_crash or (lambda what: None)
         self.stall_s = stall_s
         self.stalled = False  # connected, but no new frame for stall_s (trouble until frames flow again)
+        # a live camera's last pictures: after a stall, a reconnect that shows one of them again (the
+        # frozen picture, or a server replaying what it sent before) is still no new picture
+        self.recent: deque[int] = deque(maxlen=RECENT)
+        self.openers: deque[int] = deque(maxlen=RECENT)  # the first pictures of each connection (a server's preroll)
         self.items: deque[Item] = deque()
         self.stop_evt = threading.Event()
         self.done = False
@@ -125,10 +130,13 @@ class CameraReader:
 
     def _frames(self, source: Any, live: bool, offset: float = 0.0) -> float:
         """Push the frames of one opened source; returns the last source timestamp."""
-        last = offset
+        last, fresh = offset, 0
         for frame in source:
             if self.stop_evt.is_set():
                 break
+            seen = fingerprint(frame.image) if live else 0
+            if live and self.stalled and not self.online and (seen in self.recent or seen in self.openers):
+                continue  # reconnected to a picture from before the stall: not new (the stall timer runs)
             if live and not self.online:
                 self.online = True
                 if self.stalled:
@@ -140,6 +148,11 @@ class CameraReader:
             self.index += 1
             self.read += 1
             last = time.time() if live else offset + frame.timestamp_s
+            if live:
+                self.recent.append(seen)
+                if fresh < 8:
+                    fresh += 1
+                    self.openers.append(seen)
             if idx % self.cfg.every:
                 continue
             self._put_frame(Item(idx, last, frame.image, time.monotonic()))
