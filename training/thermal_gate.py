@@ -16,10 +16,11 @@ thermal cameras run today (the bundled single-frame model at its shipped operati
   sequences, every frame in order through the SDK: frames raising a leak, clips that start an alarm
   (``LeakAlarm`` 3 of 5, clear after 10: the defaults), alarms per camera-hour.
 
-It passes when, on each real sensor, the candidate raises on no more frames, starts an alarm in no more
-clips and spends no more of the time in alarm than today's model (alarm counts are reported, not
-compared: a model that raises on every frame holds one alarm all clip long), and on the rendered held-out it finds at least as many leak clips (>= 0.8) with a
-plume IoU no lower. No real gas footage is available here: what the model does on real gas is NOT
+It passes when, on each real sensor, the candidate is no worse than today's model on every real measure:
+frames raising, clips starting an alarm, share of the time in alarm and alarms per camera-hour (a model
+that raises on every frame holds ONE alarm all clip long, so its alarm count flatters it; a candidate
+that flaps is still worse for the person paged, so the count is compared too), and on the rendered
+held-out it finds at least as many leak clips (>= 0.8) with a plume IoU no lower. No real gas footage is available here: what the model does on real gas is NOT
 measured by this gate (the model card says so).
 """
 from __future__ import annotations
@@ -144,6 +145,8 @@ def decide(cand: dict, cur: dict) -> dict:
         # clips with an alarm, not alarm counts: a model that raises on every frame holds ONE alarm all clip long
         checks[f"{sensor}: clips starting an alarm <= today's"] = c["clips_with_alarm"] <= o["clips_with_alarm"]
         checks[f"{sensor}: time in alarm <= today's"] = c["time_in_alarm"] <= o["time_in_alarm"]
+        # ... and the alarms an operator is paged for: never ship worse on any real measure
+        checks[f"{sensor}: alarms per camera-hour <= today's"] = c["alarms_per_camera_hour"] <= o["alarms_per_camera_hour"]
     ch, oh = cand["rendered_heldout"], cur["rendered_heldout"]
     checks["rendered held-out: leak clips raising >= 0.8"] = ch["leak_frames_raising"] >= 0.8
     checks["rendered held-out: plume IoU >= today's"] = ch["plume_iou_dataset"] >= oh["plume_iou_dataset"]
