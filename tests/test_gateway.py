@@ -105,7 +105,9 @@ class FakeCam:
             self.next += 1.0 / self.fps
             time.sleep(max(0.0, self.next - time.monotonic()))
         self.served += 1
-        return True, self.img.copy()
+        img = self.img.copy()
+        img[0, 0, :] = self.served % 256  # a real camera's pictures differ by sensor noise; byte-identical ones are a frozen source
+        return True, img
 
     def get(self, prop):  # the source timestamp moves with every frame read, as a real capture's does
         import cv2
