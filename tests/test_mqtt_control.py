@@ -11,6 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edgeseg.apps.gateway.config import ConfigError, parse_config
+from edgeseg.apps.gateway.mqtt_control import sign_command
 from test_gateway import Collect, FakeCam, cams, mosquitto, subscriber, wait_for  # noqa: F401
 
 
@@ -100,19 +101,122 @@ def test_control_needs_the_token_when_one_is_set(tiny_onnx, tmp_path, mosquitto)
     pub = publisher(mosquitto)
     try:
         time.sleep(0.5)
-        for payload in ("suspend", json.dumps({"action": "suspend"}), json.dumps({"action": "suspend", "token": tok[:-1]})):
+        for payload in ("suspend", json.dumps({"action": "suspend"}), json.dumps({"action": "suspend", "token": tok}),
+                        sign_command(tok[:-1], "site/cam0/set", {"action": "suspend"})):
             n = len(got)
             pub.publish("site/cam0/set", payload, qos=1)
             assert wait_for(lambda: len(got) > n)
             assert json.loads(got[-1][1])["status"] == 401
         assert not col.of("suspended")
-        pub.publish("site/cam0/set", json.dumps({"action": "suspend", "token": tok}), qos=1)
+        pub.publish("site/cam0/set", sign_command(tok, "site/cam0/set", {"action": "suspend"}), qos=1)
         assert wait_for(lambda: col.of("suspended", "cam0"))
     finally:
         pub.loop_stop()
         pub.disconnect()
         gw.stop()
         sub.loop_stop()
+
+
+def _results(got, topic="site/cam0/result"):
+    return [json.loads(p) for t, p, *_ in list(got) if t == topic]
+
+
+def test_signed_command_never_shows_the_token_and_a_replay_is_refused(tiny_onnx, tmp_path, mosquitto, caplog):
+    """#37 point 9 (a): a `#` subscriber sees every byte of a signed command and never the token; the
+    same message sent again (a replay), a stale one and a re-signed one with a bad key are refused."""
+    tok = secrets.token_urlsafe(24)
+    (tmp_path / "token").write_text(tok)
+    col = Collect()
+    sub, got = subscriber(mosquitto, "#")
+    gw = gateway(tiny_onnx, tmp_path, mosquitto, col, control=True, api={"token_file": str(tmp_path / "token")})
+    pub = publisher(mosquitto)
+    try:
+        time.sleep(0.5)
+        signed = sign_command(tok, "site/cam0/set", {"action": "suspend", "minutes": 10, "who": "ha"})
+        pub.publish("site/cam0/set", signed, qos=1)
+        assert wait_for(lambda: col.of("suspended", "cam0"))
+        assert wait_for(lambda: any(r["status"] == 200 for r in _results(got)))
+        pub.publish("site/cam0/set", signed, qos=1)  # the replay: the same bytes, within the window
+        assert wait_for(lambda: any(r["status"] == 401 and "replayed" in r["error"] for r in _results(got)))
+        stale = sign_command(tok, "site/cam0/set", {"action": "resume"}, now=time.time() - 600)
+        pub.publish("site/cam0/set", stale, qos=1)
+        assert wait_for(lambda: any(r["status"] == 401 and "stale" in r["error"] for r in _results(got)))
+        other_topic = sign_command(tok, "site/cam1/set", {"action": "resume"})  # signed for another camera
+        pub.publish("site/cam0/set", other_topic, qos=1)
+        assert wait_for(lambda: any(r["status"] == 401 and "bad signature" in r["error"] for r in _results(got)))
+        time.sleep(0.3)
+        assert len(col.of("suspended", "cam0")) == 1 and not col.of("resumed", "cam0")
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        gw.stop()
+        sub.loop_stop()
+    assert any(t == "site/cam0/set" for t, *_ in got)  # the subscriber did see the commands
+    assert not [t for t, p, *_ in got if tok.encode() in p]
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 3 and not [m for m in refusals if tok in m]
+
+
+def test_a_retained_command_is_not_run_at_restart(tiny_onnx, tmp_path, mosquitto, caplog):
+    """#37 point 9 (b): a signed command published with retain runs (once) on the live gateway, and is
+    not run again when the broker replays it to the restarted gateway."""
+    tok = secrets.token_urlsafe(24)
+    (tmp_path / "token").write_text(tok)
+    api = {"token_file": str(tmp_path / "token")}
+    col = Collect()
+    gw = gateway(tiny_onnx, tmp_path, mosquitto, col, control=True, api=api)
+    pub = publisher(mosquitto)
+    try:
+        time.sleep(0.5)
+        pub.publish("site/cam0/set", sign_command(tok, "site/cam0/set", {"action": "suspend", "minutes": 10}),
+                    qos=1, retain=True)
+        assert wait_for(lambda: col.of("suspended", "cam0"))
+        pub.publish("site/cam0/set", sign_command(tok, "site/cam0/set", {"action": "resume"}), qos=1)
+        assert wait_for(lambda: col.of("resumed", "cam0"))
+        gw.stop()
+        col2 = Collect()
+        gw = gateway(tiny_onnx, tmp_path, mosquitto, col2, control=True, api=api)
+        assert wait_for(lambda: any("retained message" in r.getMessage() for r in caplog.records))
+        time.sleep(0.5)
+        assert not col2.of("suspended") and not gw.cameras["cam0"].unit.suspended
+    finally:
+        pub.publish("site/cam0/set", b"", qos=1, retain=True).wait_for_publish(5)
+        pub.loop_stop()
+        pub.disconnect()
+        gw.stop()
+
+
+def test_a_suspension_survives_a_restart(tiny_onnx, tmp_path, mosquitto):
+    """#37 point 9 (c): cam0 suspended for 10 minutes is still suspended after a stop and a start; cam1's
+    suspension ran out while the gateway was down: it gets its `resumed` event as it starts."""
+    col = Collect()
+    gw = gateway(tiny_onnx, tmp_path, mosquitto, col, control=True)
+    pub = publisher(mosquitto)
+    try:
+        time.sleep(0.5)
+        pub.publish("site/cam0/set", json.dumps({"action": "suspend", "minutes": 10, "who": "ha"}), qos=1)
+        pub.publish("site/cam1/set", json.dumps({"action": "suspend", "minutes": 0.02}), qos=1)  # 1.2 s
+        assert wait_for(lambda: col.of("suspended", "cam0") and col.of("suspended", "cam1"))
+        until = col.of("suspended", "cam0")[0]["until_wall_time"]
+        gw.stop()
+        assert not col.of("resumed")
+        time.sleep(1.5)
+        sub, states = subscriber(mosquitto, "site/+/state")
+        col2 = Collect()
+        gw = gateway(tiny_onnx, tmp_path, mosquitto, col2, control=True)
+        assert wait_for(lambda: col2.of("resumed", "cam1"))
+        resumed = col2.of("resumed", "cam1")[0]
+        assert resumed["reason"] == "suspension expired" and resumed["while_down"] is True
+        fresh = lambda: [json.loads(p) for t, p, retained in list(states) if t == "site/cam0/state" and not retained]  # noqa: E731
+        assert wait_for(lambda: any(s["state"] == "suspended" for s in fresh()))
+        assert all(s["suspended"] and s["suspended_until"] == pytest.approx(until) for s in fresh())
+        assert gw.cameras["cam0"].unit.suspended
+        assert not col2.of("start", "cam0") and not col2.of("resumed", "cam0")
+        sub.loop_stop()
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        gw.stop()
 
 
 def test_control_with_a_remote_broker_needs_a_token_file():

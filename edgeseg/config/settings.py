@@ -297,7 +297,7 @@ class GatewaySettings(StreamSettings):
         mq = self.sinks.mqtt
         if mq is not None and mq.control and not is_loopback(mq.host) and self.api.token_file is None:
             raise bad(f"is on with the broker at {mq.host}, and api.token_file is not set",
-                      "set api.token_file (commands then carry its token), or turn control off", sub="sinks.mqtt.control")
+                      "set api.token_file (commands are then signed with its token), or turn control off", sub="sinks.mqtt.control")
         if self.api.read_token and self.api.token_file is None:
             raise bad("is true but api.token_file is not set", "set api.token_file, or drop read_token",
                       sub="api.read_token")

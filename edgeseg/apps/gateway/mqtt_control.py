@@ -3,9 +3,13 @@
 Topics (``P`` = ``sinks.mqtt.topic_prefix``):
 
 - ``P/<camera>/set``: commands, JSON ``{"action": "suspend" | "resume" | "ack", "minutes": 30,
-  "alarm_id": "...", "who": "...", "why": "...", "token": "..."}`` or the bare word ``suspend`` /
-  ``resume`` / ``ack`` (without a token: only when no ``api.token_file`` is set). ``ack`` without an
-  ``alarm_id`` acknowledges the camera's open alarm.
+  "alarm_id": "...", "who": "...", "why": "..."}`` or the bare word ``suspend`` / ``resume`` /
+  ``ack`` (only when no ``api.token_file`` is set). ``ack`` without an ``alarm_id`` acknowledges the
+  camera's open alarm. With a token the command is signed, never carrying the token (every ``#``
+  subscriber reads it): ``ts`` (Unix seconds, within :data:`WINDOW_S` of the gateway's clock),
+  ``nonce`` (each used once) and ``sig``, the HMAC-SHA256 keyed with the token over
+  ``"<topic>\n" + canonical(command without sig)`` (:func:`sign_command`). A retained command is never
+  run (the broker would replay it at every restart).
 - ``P/<camera>/result``: the answer to each command, ``{"status": <HTTP-like code>, ...}``.
 - ``P/<camera>/state`` (retained): the camera's state after every change (alarm start / end,
   suspend, resume, acknowledge, trouble, online / offline): ``state``, ``leak``, ``area_pct``,
@@ -20,12 +24,15 @@ worker thread of this module: paho's network thread never waits for the dispatch
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
 import queue
 import re
+import secrets
 import threading
+import time
 from typing import Any
 
 from edgeseg.apps.gateway.control import NAME, Controls, camera_state
@@ -37,6 +44,24 @@ STATE_EVENTS = frozenset({"camera_started", "camera_online", "camera_offline", "
 _NODE = re.compile(r"[^A-Za-z0-9_-]")
 #: counters that change with every frame: on the HTTP API, not in the retained MQTT state
 VOLATILE = frozenset({"fps", "processed", "drops", "reconnects"})
+#: a signed command's ``ts`` may differ from the gateway's clock by this much; its nonce is remembered as long
+WINDOW_S = 60.0
+MAX_NONCES = 10000
+
+
+def canonical(command: dict[str, Any]) -> str:
+    """The signed text of ``command`` (without its ``sig``): sorted keys, no spaces, ASCII."""
+    return json.dumps({k: v for k, v in command.items() if k != "sig"}, sort_keys=True, separators=(",", ":"))
+
+
+def signature(token: str, topic: str, command: dict[str, Any]) -> str:
+    return hmac.new(token.encode(), f"{topic}\n{canonical(command)}".encode(), hashlib.sha256).hexdigest()
+
+
+def sign_command(token: str, topic: str, command: dict[str, Any], now: float | None = None) -> bytes:
+    """The payload to publish on ``topic`` for ``command`` (e.g. ``{"action": "suspend", "minutes": 30}``)."""
+    cmd = {**command, "ts": int(time.time() if now is None else now), "nonce": secrets.token_hex(16)}
+    return json.dumps({**cmd, "sig": signature(token, topic, cmd)}).encode()
 
 
 def discovery_configs(discovery: str, prefix: str, camera: str) -> dict[str, dict[str, Any]]:
@@ -71,7 +96,8 @@ class MqttControl(Sink):
         self.controls = Controls(gw)
         self.area: dict[str, float] = {}  # dispatcher thread
         self._published: dict[str, str] = {}  # camera -> its last state payload
-        self._inbox: queue.SimpleQueue[tuple[str, bytes] | None] = queue.SimpleQueue()
+        self._nonces: dict[str, float] = {}  # nonce -> when it may be forgotten (the worker thread)
+        self._inbox: queue.SimpleQueue[tuple[str, bytes, bool] | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._work, name="edgeseg-mqtt-control", daemon=True)
         self._worker.start()
         mqtt_sink.on_connect.append(self._connected)
@@ -82,7 +108,7 @@ class MqttControl(Sink):
     def _connected(self, client: Any) -> None:
         if self.control:
             topic = f"{self.prefix}/+/set"
-            client.message_callback_add(topic, lambda c, u, msg: self._inbox.put((msg.topic, msg.payload)))
+            client.message_callback_add(topic, lambda c, u, msg: self._inbox.put((msg.topic, msg.payload, bool(msg.retain))))
             client.subscribe(topic, qos=1)
         if self.discovery:
             for cam in self.gw.config.cameras:
@@ -98,10 +124,14 @@ class MqttControl(Sink):
             item = self._inbox.get()
             if item is None:
                 return
-            topic, payload = item
+            topic, payload, retained = item
             camera = topic[len(self.prefix) + 1:].rsplit("/", 1)[0]
+            if retained:
+                log.warning("MQTT command on %s ignored: it is a retained message, replayed by the broker at every "
+                            "(re)connect (fix: publish commands without retain; clear it: an empty retained message)", topic)
+                continue
             try:
-                code, body = self.command(camera, payload)
+                code, body = self.command(camera, payload, topic)
             except Exception as exc:  # noqa: BLE001 - one bad command must not stop the control
                 log.exception("MQTT command on %s failed", topic)
                 code, body = 500, {"error": f"internal error: {type(exc).__name__} (fix: see the gateway's log)"}
@@ -110,7 +140,7 @@ class MqttControl(Sink):
             if code >= 400:
                 log.warning("MQTT command on %s refused: %s", topic, body.get("error"))
 
-    def command(self, camera: str, payload: bytes) -> tuple[int, dict[str, Any]]:
+    def command(self, camera: str, payload: bytes, topic: str | None = None) -> tuple[int, dict[str, Any]]:
         """One command for ``camera``: ``(status, body)`` as the HTTP API would answer it."""
         if len(payload) > self.gw.config.settings.api.max_body_bytes:
             return 413, {"error": "command over api.max_body_bytes (fix: send a small JSON object)"}
@@ -122,9 +152,10 @@ class MqttControl(Sink):
         if not isinstance(msg, dict):
             return 400, {"error": "the command must be a JSON object or a word (fix: suspend, resume or ack)"}
         if self.token is not None:
-            given = msg.get("token")
-            if not isinstance(given, str) or not hmac.compare_digest(given.encode(), self.token.encode()):
-                return 401, {"error": "MQTT control needs the API token (fix: add \"token\": \"<api.token_file's token>\")"}
+            refused = self._verify(topic or f"{self.prefix}/{camera}/set", msg)
+            if refused:
+                return 401, {"error": f"{refused} (fix: sign each command with the API token: ts, nonce, sig; "
+                                      "see docs/gateway.md, MQTT control)"}
         action, who, why = msg.get("action"), msg.get("who"), msg.get("why")
         if action == "suspend":
             code, body = self.controls.suspend(camera, msg.get("minutes"), who, why)
@@ -143,6 +174,25 @@ class MqttControl(Sink):
         else:
             return 400, {"error": "unknown action (fix: action is suspend, resume or ack)"}
         return code, body if isinstance(body, dict) else {"result": body}
+
+    def _verify(self, topic: str, msg: dict[str, Any]) -> str | None:
+        """Why a command is refused (unsigned, bad signature, stale, replayed), None when it is good."""
+        sig, ts, nonce = msg.get("sig"), msg.get("ts"), msg.get("nonce")
+        if not isinstance(sig, str) or not isinstance(nonce, str) or isinstance(ts, bool) \
+                or not isinstance(ts, (int, float)):
+            return "unsigned command: sig, ts and nonce are needed"
+        if not hmac.compare_digest(sig.encode(), signature(self.token or "", topic, msg).encode()):
+            return "bad signature"
+        now = time.time()
+        if not abs(now - ts) <= WINDOW_S:
+            return f"stale command: ts is {now - ts:.0f} s from the gateway's clock (over {WINDOW_S:.0f} s)"
+        self._nonces = {n: t for n, t in self._nonces.items() if t > now} if len(self._nonces) > 100 else self._nonces
+        if nonce in self._nonces:
+            return "replayed command: its nonce was used already"
+        if len(self._nonces) >= MAX_NONCES:
+            return f"over {MAX_NONCES} commands in {WINDOW_S:.0f} s"
+        self._nonces[nonce] = ts + WINDOW_S
+        return None
 
     # -- the dispatcher thread -------------------------------------------------------------------
     def event(self, record: dict[str, Any]) -> None:

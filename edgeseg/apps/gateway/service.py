@@ -226,8 +226,7 @@ class Gateway(Dispatcher):
         for key, start in self._journal.left_over().items():
             zone = {"zone": start["zone"]} if start.get("zone") else {}
             self._emit(None, {"event": "end", "camera": start.get("camera") or key, **zone, "reason": "crashed",
-                              "alarm_id": start.get("alarm_id"),
-                              "frame": start.get("frame"),
+                              "alarm_id": start.get("alarm_id"), "frame": start.get("frame"),
                               "timestamp": start.get("timestamp"), "started_wall_time": start.get("wall_time"),
                               "source": start.get("source"), "regions": [], "confidence": 0.0, "active": False})
         self._journal.clear()
@@ -268,6 +267,7 @@ class Gateway(Dispatcher):
             self.metrics.add(c.name)
         self.cameras[c.name] = cam
         self._finished.clear()
+        self._journal.restore(c.name, unit)  # a suspension outlives a restart (#37 point 9)
         self._emit(cam, {"event": "camera_started", "live": c.live, "frame": 0, "timestamp": 0.0})
         reader.start()
 
@@ -424,11 +424,11 @@ class Gateway(Dispatcher):
 
     # -- dispatcher --------------------------------------------------------------------------------
     def _observer(self, name: str) -> Any:
-        """Told of every camera event: metrics, and the journal of open alarms."""
+        """Told of every camera event: metrics, and the journal of open alarms and suspensions."""
         def observe(record: dict[str, Any]) -> None:
             if self.metrics:
                 self.metrics.events.labels(name, record["event"]).inc()
-            if record["event"] in ("start", "end"):
+            if record["event"] in ("start", "end", "suspended", "resumed"):
                 try:
                     self._journal.record(record)
                 except OSError:

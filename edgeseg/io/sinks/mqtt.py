@@ -43,8 +43,9 @@ class MqttSettings(Strict):
     max_events: int = setting(100_000, "Queue bound: beyond it the OLDEST queued events are dropped (counted, trouble)",
                               ge=10, le=100_000_000)
 
-    control: bool = setting(False, "Accept suspend / resume / ack on <prefix>/<camera>/set (with the API token when "
-                            "api.token_file is set); each camera's state retained on <prefix>/<camera>/state")
+    control: bool = setting(False, "Accept suspend / resume / ack on <prefix>/<camera>/set (signed with the API token when "
+                            "api.token_file is set: docs/gateway.md; retained commands are ignored); each camera's "
+                            "state retained on <prefix>/<camera>/state")
     discovery: Optional[str] = setting(None, "Home Assistant MQTT discovery prefix, e.g. homeassistant (none: off): per "
                                        "camera a leak and a connectivity binary_sensor and a leak-area sensor",
                                        fix="e.g. discovery: homeassistant", pattern=r"^[A-Za-z0-9_-]+$")
