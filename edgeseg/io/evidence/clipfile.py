@@ -40,11 +40,27 @@ def _av() -> Any:
 
 
 def finalize(tmp: Path, path: Path) -> dict[str, Any]:
-    """fsync ``tmp``, rename it to ``path``; its size and sha256."""
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """fsync ``tmp``, rename it to ``path``; its size and sha256. On a failure (disk full) ``tmp`` is removed."""
+    try:
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full clips disk keeps no orphan temporaries (#37 point 15)
+        raise
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_of(path)}
+
+
+def write_file(path: Path, data: bytes) -> dict[str, Any]:
+    """``data`` written to ``path`` atomically (temporary name, fsync, rename); its evidence record.
+    Raises ``OSError`` (disk full, ...) with no temporary left behind."""
+    tmp = temp_name(path)
+    try:
+        tmp.write_bytes(data)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return finalize(tmp, path)
 
 
 class ClipFile:

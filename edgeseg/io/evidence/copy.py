@@ -29,32 +29,36 @@ def copy_range(source: str, t0: float, t1: float, path: str | Path) -> dict[str,
     av = _av()
     path = Path(path)
     tmp = temp_name(path)
-    with av.open(str(source)) as inp:
-        ins = inp.streams.video[0]
-        tb = ins.time_base
-        start = float(ins.start_time * tb) if ins.start_time is not None else 0.0
-        inp.seek(max(0, int((t0 + start) / tb)), stream=ins, backward=True, any_frame=False)
-        frames, first, last = 0, None, None
-        out = av.open(str(tmp), "w", format="mp4")
-        try:
-            outs = out.add_stream_from_template(ins)
-            for pkt in inp.demux(ins):
-                if pkt.dts is None or pkt.size == 0:
-                    continue
-                t = float((pkt.pts if pkt.pts is not None else pkt.dts) * tb) - start
-                if first is None:
-                    if not pkt.is_keyframe:
+    try:  # a failed remux or close (disk full) keeps no temporary (#37 point 15)
+        with av.open(str(source)) as inp:
+            ins = inp.streams.video[0]
+            tb = ins.time_base
+            start = float(ins.start_time * tb) if ins.start_time is not None else 0.0
+            inp.seek(max(0, int((t0 + start) / tb)), stream=ins, backward=True, any_frame=False)
+            frames, first, last = 0, None, None
+            out = av.open(str(tmp), "w", format="mp4")
+            try:
+                outs = out.add_stream_from_template(ins)
+                for pkt in inp.demux(ins):
+                    if pkt.dts is None or pkt.size == 0:
                         continue
-                    first = t
-                if t > t1 + 1e-6 and pkt.is_keyframe:
-                    break  # at a key frame: no B-frame of the last GOP loses its reference
-                pkt.stream = outs
-                out.mux(pkt)
-                frames += 1
-                last = t if last is None else max(last, t)
-        finally:
-            out.close()
-        rate = float(ins.average_rate) if ins.average_rate else 0.0
+                    t = float((pkt.pts if pkt.pts is not None else pkt.dts) * tb) - start
+                    if first is None:
+                        if not pkt.is_keyframe:
+                            continue
+                        first = t
+                    if t > t1 + 1e-6 and pkt.is_keyframe:
+                        break  # at a key frame: no B-frame of the last GOP loses its reference
+                    pkt.stream = outs
+                    out.mux(pkt)
+                    frames += 1
+                    last = t if last is None else max(last, t)
+            finally:
+                out.close()
+            rate = float(ins.average_rate) if ins.average_rate else 0.0
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if not frames:
         tmp.unlink(missing_ok=True)
         raise OSError(f"no packets between {t0:.2f} s and {t1:.2f} s in {source}")

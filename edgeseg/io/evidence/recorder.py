@@ -34,7 +34,7 @@ import numpy as np
 
 from edgeseg.io.evidence import retention
 from edgeseg.io.evidence.budget import EncodeBudget
-from edgeseg.io.evidence.clipfile import ClipFile, finalize, temp_name
+from edgeseg.io.evidence.clipfile import ClipFile, write_file
 from edgeseg.io.evidence.copy import copy_range
 from edgeseg.io.evidence.ring import PreRoll, Shot
 
@@ -396,12 +396,10 @@ class Recorder:
             return
         st["snaps"] = []
         for path, image in ((Path(f"{st['base']}.jpg"), shot.image), (Path(f"{st['base']}.annotated.jpg"), self._draw(shot))):
-            tmp = temp_name(path)
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
             if not ok:
                 raise OSError("the JPEG encoder failed")
-            tmp.write_bytes(buf.tobytes())
-            st["snaps"].append({k: v for k, v in finalize(tmp, path).items() if k != "bytes"})
+            st["snaps"].append({k: v for k, v in write_file(path, buf.tobytes()).items() if k != "bytes"})
 
     def _finish(self, st: dict[str, Any]) -> None:
         try:

@@ -83,8 +83,9 @@ class WebhookSink(Sink):
     Every event is first put in a :class:`~edgeseg.io.sinks.queue.DurableQueue` in ``queue_dir``; a
     sender thread POSTs the oldest and acknowledges it only after a 2xx, so ``event()`` (the
     camera path) never waits for the network or for a backlog. While the receiver is unreachable
-    it retries with back-off (0.5 s doubling up to ``max_backoff_s``); events still queued at
-    ``close()`` (after ``drain_s``) are sent by the next start. A receiver that refuses an event
+    it retries with back-off (0.5 s doubling up to ``max_backoff_s``); ``close()`` drains for up to
+    ``drain_s`` while the receiver answers, gives a failing one a single last try, and events still
+    queued then are sent by the next start. A receiver that refuses an event
     (4xx other than 408 / 429, or ``dead_letter_after`` 5xx in a row) gets the next one: the
     refused event goes to ``queue_dir/dead-letter/`` with a ``trouble`` event. Each event carries
     ``event_id`` so a receiver can drop a duplicate.
@@ -169,6 +170,7 @@ class WebhookSink(Sink):
 
     def _send_loop(self) -> None:
         backoff = Backoff(min(0.5, self.max_backoff_s), self.max_backoff_s)
+        last_try = False  # close() cuts a back-off short for ONE last try (#37 point 15: no hot loop at stop)
         while True:
             rows = self.queue.head()
             if not rows:
@@ -178,9 +180,12 @@ class WebhookSink(Sink):
                     self._cond.wait(1.0)
                 continue
             if backoff.attempts:
-                if self._closing and time.monotonic() > self._deadline:
-                    return  # the rest stays queued for the next start
-                self._wake.wait(backoff.current)  # new events do not cut the back-off short; close() does
+                if not self._closing:
+                    self._wake.wait(backoff.current)  # new events do not cut the back-off short; close() does
+                if self._closing:
+                    if last_try or time.monotonic() > self._deadline:
+                        return  # the receiver still fails: the rest stays queued for the next start
+                    last_try = True
             row_id, _, body, _ = rows[0]
             cpu0 = time.thread_time()
             status = self._post(body)
