@@ -49,6 +49,13 @@ class ApiSettings(Strict):
     max_body_bytes: int = setting(4096, "Largest request body accepted (413 above)", ge=0, le=1048576)
     rate: float = setting(20.0, "Requests per second one client address may make (429 above; bursts of 2x)",
                           gt=0, le=100000)
+    max_connections: int = setting(64, "Connections the HTTP server holds at once (never more than a quarter of the "
+                                   "open-file limit, so clips and the alarm journal keep theirs); over it a new one "
+                                   "takes the slot of the oldest still sending its request, or gets 503 when every "
+                                   "slot is answering", ge=1, le=10000)
+    header_timeout_s: float = setting(10.0, "Seconds a connection has to send its whole request (line, headers, body) "
+                                      "after it is accepted or answered; slower or idle ones are closed",
+                                      gt=0, le=3600)
     allowed_hosts: list[str] = setting([], "Host names the HTTP server answers to without the token besides loopback "
                                        "names, metrics.host and this machine's name (the Host header is checked against "
                                        "DNS rebinding, 403 otherwise); '*' turns the check off",

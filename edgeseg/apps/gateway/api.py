@@ -129,6 +129,7 @@ class Api:
             h.close_connection = True
             return _json(413, {"error": f"request body over {self.max_body} bytes (fix: send a small JSON object)"})
         raw = h.rfile.read(size) if size else b""
+        getattr(h, "request_read", lambda: None)()  # the body is in: the request deadline is met (#37 point 8)
         refused = self.refusal(h, write=method not in ("GET", "HEAD"))
         if refused is not None:
             return _json(403, {"error": refused})

@@ -4,13 +4,23 @@ Each Gateway owns a private ``CollectorRegistry`` (two gateways in one process, 
 collide). The HTTP endpoint binds 127.0.0.1 by default: put a reverse proxy in front to expose it.
 ``/healthz`` answers 200 ``{"status": "ok", ...}`` or 503 with the cameras silent for longer than
 ``health.silent_after_s``.
+
+Slow clients (#37 point 8): the server holds at most ``api.max_connections`` connections (and never
+more than a quarter of the process's open-file limit, ``RLIMIT_NOFILE``), so a flood of idle
+connections cannot take the file descriptors that clips, snapshots and the alarm journal need. A
+connection must send its whole request (line, headers, body) within ``api.header_timeout_s`` of
+being accepted (or of its previous answer) or it is closed. Over the cap, a new connection takes the
+slot of the oldest one still sending its request; when every slot is busy answering, the newcomer
+gets one ``503`` line and is closed at once, without a thread.
 """
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
@@ -65,7 +75,96 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
 
+_BUSY_BODY = b'{"error": "too many connections (fix: retry later; api.max_connections sets the cap)"}'
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+         b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+
+
+def connection_cap(setting: int) -> int:
+    """``api.max_connections``, lowered to a quarter of the soft ``RLIMIT_NOFILE`` (systemd's default
+    is 1024): the rest stays for cameras, clips, snapshots, the journal and the sinks."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return setting
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return setting
+    cap = max(1, min(setting, soft // 4))
+    if cap < setting:
+        log.info("api.max_connections %d lowered to %d: a quarter of the open-file limit (%d)", setting, cap, soft)
+    return cap
+
+
 class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, addr: Any, handler: Any, cap: int, header_timeout_s: float) -> None:
+        self.cap, self.header_timeout_s = cap, header_timeout_s
+        self._lock = threading.Lock()
+        self._conns: dict[Any, float | None] = {}  # in order of arrival: deadline of its request, None: answering
+        self.closed_slow = self.refused = 0
+        super().__init__(addr, handler)
+
+    # -- the connection slots ------------------------------------------------------------------
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Runs on the accepting thread: a slot (and a thread) only within the cap."""
+        with self._lock:
+            if len(self._conns) >= self.cap:
+                victim = next((c for c, d in self._conns.items() if d is not None), None)
+                if victim is None:
+                    self.refused += 1
+                    busy = True
+                else:
+                    self._drop(victim)
+                    busy = False
+            else:
+                busy = False
+            if not busy:
+                self._conns[request] = time.monotonic() + self.header_timeout_s
+        if busy:
+            try:
+                request.setblocking(False)
+                request.send(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def _drop(self, conn: Any) -> None:
+        """Free ``conn``'s slot and wake its thread (its read ends at once); caller holds the lock."""
+        self._conns.pop(conn, None)
+        self.closed_slow += 1
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def arm(self, conn: Any, deadline: bool) -> None:
+        """The connection waits for a request (``deadline``) or has read it and answers."""
+        with self._lock:
+            if conn in self._conns:
+                self._conns[conn] = time.monotonic() + self.header_timeout_s if deadline else None
+
+    def reap(self) -> None:
+        """Close the connections whose request did not arrive in time."""
+        now = time.monotonic()
+        with self._lock:
+            for conn in [c for c, d in self._conns.items() if d is not None and d < now]:
+                self._drop(conn)
+
+    def connections(self) -> int:
+        with self._lock:
+            return len(self._conns)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._lock:
+            self._conns.pop(request, None)
+        super().shutdown_request(request)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away mid-answer (a browser closing a tab) is one debug line, not the
         standard library's traceback on stderr; any other failure is one error line."""
@@ -80,11 +179,26 @@ class MetricsServer:
     """A small threaded HTTP server: ``/metrics`` and ``/healthz``; ``port=0`` picks a free port."""
 
     def __init__(self, metrics: GatewayMetrics, health: Callable[[], tuple[bool, dict[str, Any]]],
-                 host: str = "127.0.0.1", port: int = 0, api: Any = None) -> None:
+                 host: str = "127.0.0.1", port: int = 0, max_connections: int = 64, header_timeout_s: float = 10.0,
+                 api: Any = None) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         class Handler(BaseHTTPRequestHandler):
-            timeout = 10  # a client that sends nothing does not hold a thread for ever
+            timeout = header_timeout_s  # each read and write; the whole request has the same time (reap)
+
+            def handle_one_request(self) -> None:  # the next request of a kept-alive connection: a new deadline
+                self.server.arm(self.connection, True)
+                super().handle_one_request()
+
+            def parse_request(self) -> bool:
+                ok = super().parse_request()
+                if ok and (self.headers.get("Content-Length") or "0").strip() in ("0", ""):
+                    self.request_read()  # no body to wait for (the API calls it after reading one)
+                return ok
+
+            def request_read(self) -> None:
+                """Line, headers and body are in: answering is not bound by the request deadline."""
+                self.server.arm(self.connection, False)
 
             def do_POST(self) -> None:  # noqa: N802 - http.server API
                 self._other("POST")
@@ -148,17 +262,25 @@ class MetricsServer:
                 if self.command != "HEAD" and code >= 200:
                     self.wfile.write(body)
 
-        self.httpd = _Server((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), Handler, connection_cap(max_connections), header_timeout_s)
         self.host, self.port = host, self.httpd.server_address[1]
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="edgeseg-metrics", daemon=True)
         self._thread.start()
+        self._reaper = threading.Thread(target=self._reap, args=(min(0.5, header_timeout_s / 4),),
+                                        name="edgeseg-http-reaper", daemon=True)
+        self._reaper.start()
+
+    def _reap(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.httpd.reap()
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def close(self) -> None:
+        self._stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(timeout=5)

@@ -197,9 +197,9 @@ class Gateway(Dispatcher):
                 from edgeseg.apps.gateway.api import Api
                 from edgeseg.apps.gateway.config import read_token
 
-                token = read_token(cfg.settings.api.token_file) if cfg.settings.api.token_file else None
-                self.server = MetricsServer(self.metrics, self.health, cfg.metrics_host, cfg.metrics_port,
-                                            api=Api(self, token))
+                a = cfg.settings.api  # connections bounded before any auth (#37 point 8)
+                self.server = MetricsServer(self.metrics, self.health, cfg.metrics_host, cfg.metrics_port, a.max_connections,
+                                            a.header_timeout_s, api=Api(self, read_token(a.token_file) if a.token_file else None))
             except OSError as exc:
                 raise OutputError(f"metrics.port: cannot listen on {cfg.metrics_host}:{cfg.metrics_port}: {exc.strerror} "
                                   "(fix: another program uses it: choose another port, or 0 for any free one)") from None
