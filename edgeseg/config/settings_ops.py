@@ -47,8 +47,19 @@ class ApiSettings(Strict):
                                         fix="e.g. token_file: /etc/edgeseg/token (one line, 16+ characters)", min_length=1)
     read_token: bool = setting(False, "Read endpoints (GET /api/..., the status page) need the token too")
     max_body_bytes: int = setting(4096, "Largest request body accepted (413 above)", ge=0, le=1048576)
-    rate: float = setting(20.0, "Requests per second one client address may make (429 above; bursts of 2x)",
-                          gt=0, le=100000)
+    rate: float = setting(20.0, "Requests per second one client address may make besides images and probes "
+                          "(429 above; bursts of 2x)", gt=0, le=100000)
+    image_rate: float = setting(60.0, "Image reads (a camera's latest.jpg, an event's snapshot.jpg) per second one "
+                                "client address may make (429 above; bursts of 2x): the status page reads every "
+                                "visible camera every 2 s, so 60 serves 16 cameras in 3 tabs with room to spare",
+                                gt=0, le=100000)
+    probe_rate: float = setting(10.0, "Requests to /metrics and /healthz per second one client address may make "
+                                "(429 above; bursts of 2x): a scrape and a health probe every second are never "
+                                "refused, a flood is", gt=0, le=100000)
+    trusted_proxies: list[str] = setting([], "Addresses of reverse proxies in front of the gateway: for a request from "
+                                         "one of them the client is the rightmost address of X-Forwarded-For that is no "
+                                         "trusted proxy; from anyone else that header is ignored (the socket's peer "
+                                         "address is the client)", fix="e.g. trusted_proxies: [10.0.0.5] (addresses)")
     max_connections: int = setting(64, "Connections the HTTP server holds at once (never more than a quarter of the "
                                    "open-file limit, so clips and the alarm journal keep theirs); over it a new one "
                                    "takes the slot of the oldest still sending its request, or gets 503 when every "
@@ -78,6 +89,19 @@ class ApiSettings(Strict):
                 raise bad(f"{h!r} is not a host name or address", "write the bare name, e.g. gateway.plant.lan "
                           "(no scheme, port or path), or '*' to turn the Host check off", sub=f"[{i}]")
         return hosts
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, proxies: list[str]) -> list[str]:
+        import ipaddress  # noqa: PLC0415
+
+        for i, a in enumerate(proxies):
+            try:
+                ipaddress.ip_address(a.strip("[]"))
+            except ValueError:
+                raise bad(f"{a!r} is not an IP address", "write the proxy's address, e.g. 10.0.0.5 or ::1",
+                          sub=f"[{i}]") from None
+        return proxies
 
     @field_validator("allowed_origins")
     @classmethod

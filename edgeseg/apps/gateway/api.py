@@ -2,7 +2,7 @@
 
     GET  /api/cameras                       every camera: state, online, fps, drops, open alarm
     GET  /api/cameras/<name>                one camera
-    GET  /api/cameras/<name>/latest.jpg     its latest frame, annotated
+    GET  /api/cameras/<name>/latest.jpg     its latest frame, annotated (ETag; If-None-Match: 304 while unchanged)
     GET  /api/events?since=&camera=&limit=  events with an id above since (no since: the newest), oldest first
     GET  /api/events/<id>                   one event (+ snapshot_url / clip_url when it has them)
     GET  /api/events/<id>/snapshot.jpg      its snapshot (?annotated=1: the annotated twin)
@@ -21,7 +21,7 @@ Security: a state-changing request needs ``Authorization: Bearer <token>`` whene
 read requests too with ``api.read_token``. The token is compared in constant time. Without the
 token, a request must name the gateway in ``Host`` (DNS rebinding) and a state-changing one must
 come from the gateway's own page (``Origin``), else 403 (:mod:`edgeseg.apps.gateway.origin`).
-Bodies over ``api.max_body_bytes`` get 413, a client over ``api.rate`` requests per second 429;
+Bodies over ``api.max_body_bytes`` get 413, a client over its budget 429 (:mod:`.ratelimit`);
 every refusal is a 4xx JSON ``{"error": "<one line naming the fix>"}``, never a traceback.
 """
 from __future__ import annotations
@@ -32,7 +32,6 @@ import logging
 import os
 import re
 import stat
-import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -43,6 +42,7 @@ import cv2
 
 from edgeseg.apps.gateway.control import NAME, Controls
 from edgeseg.apps.gateway.origin import Guard
+from edgeseg.apps.gateway.ratelimit import Limiter
 
 log = logging.getLogger("edgeseg")
 #: an event id / since / limit: ASCII digits (str.isdigit takes '²' and '١' too) within SQLite's INTEGER
@@ -51,42 +51,25 @@ STATIC = {"": ("index.html", "text/html; charset=utf-8"), "app.js": ("app.js", "
           "style.css": ("style.css", "text/css")}
 
 
-class RateLimit:
-    """A token bucket per client address: ``rate`` per second, bursts of ``2 * rate``."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate, self.burst = rate, max(1.0, 2 * rate)
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, client: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._buckets) > 10000:
-                self._buckets.clear()
-            level, t = self._buckets.get(client, (self.burst, now))
-            level = min(self.burst, level + (now - t) * self.rate)
-            ok = level >= 1.0
-            self._buckets[client] = (level - 1.0 if ok else level, now)
-            return ok
-
-
 class Api:
     def __init__(self, gw: Any, token: str | None) -> None:
         self.gw, s = gw, gw.config.settings.api
         self.controls, self.store, self.token = Controls(gw), gw.store, token
         self.read_token, self.max_body = s.read_token, s.max_body_bytes
-        self.limit = RateLimit(s.rate)
+        self.limit = Limiter(s)  # charged by the HTTP server before any path is routed (metrics._Server)
+        self._jpg: dict[str, tuple[Any, str, bytes]] = {}  # camera -> (its frame, ETag, JPEG): encoded once
+        self._tag = os.urandom(4).hex()
         self.guard = Guard(gw.config.settings.metrics.host, s.allowed_hosts, s.allowed_origins)
 
     # -- the request ---------------------------------------------------------------------------
     def handle(self, h: Any, method: str) -> None:
         """Answer the request of ``http.server`` handler ``h``; never raises."""
         try:
-            code, ctype, body = self._route(h, method)
+            code, ctype, body, *extra = self._route(h, method)
         except Exception as exc:  # noqa: BLE001 - a bug must not show a traceback to a client
             log.exception("API %s %s failed", method, h.path)
             code, ctype, body = _json(500, {"error": f"internal error: {type(exc).__name__} (fix: see the gateway's log)"})
+            extra = []
         h.send_response(code)
         h.send_header("Content-Type", ctype)
         h.send_header("Content-Length", str(len(body)))
@@ -94,6 +77,8 @@ class Api:
         h.send_header("X-Content-Type-Options", "nosniff")
         if code == 401:
             h.send_header("WWW-Authenticate", "Bearer")
+        for k, v in (extra[0] if extra else {}).items():
+            h.send_header(k, v)
         h.end_headers()
         if method != "HEAD":
             h.wfile.write(body)
@@ -116,8 +101,6 @@ class Api:
         return why
 
     def _route(self, h: Any, method: str) -> tuple[int, str, bytes]:
-        if not self.limit.allow(h.client_address[0]):
-            return _json(429, {"error": "too many requests (fix: slow down; api.rate sets the limit)"})
         url = urlsplit(h.path)
         parts = [unquote(p) for p in url.path.split("/")[1:]] or [""]
         length = h.headers.get("Content-Length")
@@ -138,7 +121,7 @@ class Api:
                 return self._static(parts)
             if self.read_token and not self._authorized(h):
                 return _json(401, {"error": "this endpoint needs the API token (fix: send Authorization: Bearer <token>)"})
-            return self._get(parts[1:], parse_qs(url.query))
+            return self._get(parts[1:], parse_qs(url.query), h.headers.get("If-None-Match"))
         if method != "POST" or parts[0] != "api":
             return _json(405, {"error": f"{method} is not allowed here (fix: see GET /api/openapi.json)"})
         if not self._authorized(h):
@@ -153,14 +136,14 @@ class Api:
             return _json(400, {"error": "who and why must be texts (fix: send e.g. {\"who\": \"ann\", \"why\": \"welding\"})"})
         return self._post(parts[1:], body)
 
-    def _get(self, p: list[str], q: dict[str, list[str]]) -> tuple[int, str, bytes]:
+    def _get(self, p: list[str], q: dict[str, list[str]], etag: str | None = None) -> tuple[Any, ...]:
         c = self.controls
         if p == ["cameras"]:
             return _json(*c.cameras())
         if len(p) == 2 and p[0] == "cameras":
             return _json(*c.camera(p[1]))
         if len(p) == 3 and p[0] == "cameras" and p[2] == "latest.jpg":
-            return self._latest(p[1])
+            return self._latest(p[1], etag)
         if p == ["events"]:
             return self._events(q)
         if len(p) in (2, 3) and p[0] == "events":
@@ -182,13 +165,23 @@ class Api:
         return _json(404, {"error": "no such action (fix: POST /api/cameras/<name>/suspend|resume or /api/alarms/<id>/ack)"})
 
     # -- answers -------------------------------------------------------------------------------
-    def _latest(self, name: str) -> tuple[int, str, bytes]:
+    def _latest(self, name: str, etag: str | None = None) -> tuple[Any, ...]:
+        """The camera's latest frame as JPEG, encoded once per frame however many pages read it; a
+        request naming its ETag in If-None-Match gets 304 without a body (the page polls cheaply)."""
         code, got = self.controls.latest(name)
         if code != 200:
             return _json(code, got)
         image, result, regions, annotate = got  # drawn here, off the dispatcher thread
-        ok, jpg = cv2.imencode(".jpg", annotate(image, result.mask, regions), [cv2.IMWRITE_JPEG_QUALITY, 80])
-        return (200, "image/jpeg", jpg.tobytes()) if ok else _json(500, {"error": "JPEG encoding failed"})
+        cached = self._jpg.get(name)
+        if cached is None or cached[0][0] is not image:
+            ok, jpg = cv2.imencode(".jpg", annotate(image, result.mask, regions), [cv2.IMWRITE_JPEG_QUALITY, 80])
+            if not ok:
+                return _json(500, {"error": "JPEG encoding failed"})
+            cached = ((image,), f'"{self._tag}-{time.monotonic_ns():x}"', jpg.tobytes())
+            self._jpg[name] = cached
+        if etag is not None and cached[1] in [t.strip() for t in etag.split(",")]:
+            return 304, "image/jpeg", b"", {"ETag": cached[1]}
+        return 200, "image/jpeg", cached[2], {"ETag": cached[1]}
 
     def _events(self, q: dict[str, list[str]]) -> tuple[int, str, bytes]:
         raw_since, raw_limit = q.get("since", [None])[0], q.get("limit", ["100"])[0]

@@ -194,6 +194,19 @@ class MetricsServer:
                 ok = super().parse_request()
                 if ok and (self.headers.get("Content-Length") or "0").strip() in ("0", ""):
                     self.request_read()  # no body to wait for (the API calls it after reading one)
+                limit = getattr(api, "limit", None)
+                over = limit.allow(self) if ok and limit is not None else None
+                if over is not None:  # every path and method is charged (#37 point 12): one 429, then closed
+                    body = json.dumps({"error": f"too many requests (fix: slow down; {over} sets the limit)"}).encode()
+                    self.close_connection = True  # an unread body must not be taken for the next request
+                    self.send_response(429)
+                    for k, v in (("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                                 ("Retry-After", "1"), ("Connection", "close")):
+                        self.send_header(k, v)
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(body)
+                    return False
                 return ok
 
             def request_read(self) -> None:

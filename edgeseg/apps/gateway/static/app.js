@@ -12,22 +12,37 @@ async function api(path, opts = {}) {
   return r;
 }
 
+// a camera's latest frame: only while the page and the camera's card are visible, and sent with the
+// ETag of the frame shown (304: unchanged, no body), so many cameras in a few tabs stay well inside
+// api.image_rate (#37 point 12)
+const offscreen = new WeakSet();
+const watcher = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+  for (const e of entries) { if (e.isIntersecting) offscreen.delete(e.target); else offscreen.add(e.target); }
+}) : null;
 async function image(img, path) {
+  if (document.hidden || offscreen.has(img)) return;
   try {
-    const blob = await (await api(path)).blob();
+    const r = await fetch(path, { headers: { ...headers(), ...(img.dataset.etag ? { "If-None-Match": img.dataset.etag } : {}) } });
+    if (r.status === 304) return;
+    if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
+    const blob = await r.blob();
+    img.dataset.etag = r.headers.get("ETag") || "";
     const old = img.src;
     img.src = URL.createObjectURL(blob);
     if (old.startsWith("blob:")) URL.revokeObjectURL(old);
   } catch (e) { img.alt = e.message; }
 }
 
-// a snapshot never changes: fetched once per event (the page stays well inside api.rate)
+// a snapshot never changes: fetched once per event, at most 10 new ones a refresh (api.image_rate)
 const snaps = new Map();
+let fetching = 0;
 async function snapshot(img, id) {
   if (!snaps.has(id)) {
+    if (fetching >= 10) return;  // the next refresh fetches it
+    fetching++;
     try {
       snaps.set(id, URL.createObjectURL(await (await api(`/api/events/${id}/snapshot.jpg`)).blob()));
-    } catch (e) { img.alt = e.message; return; }
+    } catch (e) { img.alt = e.message; return; } finally { fetching--; }
     if (snaps.size > 100) {
       const [oldest, url] = snaps.entries().next().value;
       URL.revokeObjectURL(url);
@@ -57,6 +72,7 @@ async function refresh() {
         card.dataset.camera = c.name;
         card.innerHTML = '<img alt="latest frame"><div class="info"></div>';
         grid.appendChild(card);
+        if (watcher) watcher.observe(card.querySelector("img"));
       }
       card.querySelector(".info").innerHTML = `<b>${esc(c.name)}</b> <span class="state state-${esc(c.state)}">${esc(c.state)}</span>
         ${c.fps} fps, ${c.drops} dropped${c.troubles.length ? ", trouble: " + esc(c.troubles.join(", ")) : ""}`;
