@@ -11,7 +11,9 @@ client sees the one pipeline, live, as with a real camera.
 gray scene) that obeys lines on stdin, each answered ``ok``: ``stall`` (the connection stays up,
 RTCP keeps flowing, no video packet is sent), ``freeze`` (video keeps flowing, time stamps advance,
 but every picture is the same one: a solid gray, as a decoder repeating its last picture after a
-resolution change), ``resume`` (the moving ball again).
+resolution change), ``resume`` (the moving ball again). A client that reconnects to a stalled
+camera gets a rebuilt pipeline that sends its first ``REPLAY`` pictures (new ones) and then stalls
+again, as GStreamer's RTSP server does: a few pictures are no recovery.
 """
 import sys
 
@@ -25,6 +27,7 @@ LIVE = ("( videotestsrc name=src is-live=true pattern=ball background-color=0xff
         "! video/x-raw,width=160,height=120,framerate=10/1,format=I420 "
         "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bframes=0 "
         "! h264parse ! valve name=valve drop=false ! rtph264pay name=pay0 pt=96 config-interval=1 )")
+REPLAY = 3  # pictures a stalled camera's rebuilt pipeline sends on a reconnect before it stalls again
 
 
 def main() -> None:
@@ -41,25 +44,53 @@ def main() -> None:
     else:
         factory.set_launch(f"( filesrc location={video} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )")
     factory.set_shared(live or (len(sys.argv) > 4 and sys.argv[4] == "shared"))
-    media = []
-    factory.connect("media-configure", lambda _f, m: media.append(m.get_element()))
+    media, state = [], ["resume"]
+
+    def apply(bin_, line):
+        src, valve = bin_.get_by_name("src"), bin_.get_by_name("valve")
+        if line == "stall":
+            valve.set_property("drop", True)
+        elif line == "freeze":
+            src.set_property("pattern", "solid-color")
+            src.set_property("foreground-color", 0xff808080)
+        elif line == "resume":
+            valve.set_property("drop", False)
+            src.set_property("pattern", "ball")
+            src.set_property("foreground-color", 0xffffffff)
+
+    def replay_then_stall(bin_, pictures=REPLAY):
+        valve, sent = bin_.get_by_name("valve"), [0]
+
+        def probe(_pad, _info):
+            sent[0] += 1
+            if sent[0] < pictures:
+                return Gst.PadProbeReturn.OK
+            valve.set_property("drop", True)
+            return Gst.PadProbeReturn.REMOVE
+
+        valve.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, probe)
+
+    def configure(_factory, m):
+        # the last client gone, the shared pipeline is torn down and the next one built anew: it
+        # starts in the camera's current state (a stalled camera stays stalled across reconnects,
+        # after the few pictures a rebuilt pipeline sends first)
+        media.append(m.get_element())
+        if live:
+            apply(media[-1], state[0])
+            if state[0] == "stall":
+                media[-1].get_by_name("valve").set_property("drop", False)
+                replay_then_stall(media[-1])
+
+    factory.connect("media-configure", configure)
 
     def command(source, _cond):
         line = source.readline().strip()
         if not line:  # stdin closed: the test is gone
             GLib.MainLoop().quit()
             return False
+        state[0] = line
         for bin_ in media:
-            src, valve = bin_.get_by_name("src"), bin_.get_by_name("valve")
-            if line == "stall":
-                valve.set_property("drop", True)
-            elif line == "freeze":
-                src.set_property("pattern", "solid-color")
-                src.set_property("foreground-color", 0xff808080)
-            elif line == "resume":
-                valve.set_property("drop", False)
-                src.set_property("pattern", "ball")
-                src.set_property("foreground-color", 0xffffffff)
+            apply(bin_, line)
         print("ok", flush=True)
         return True
 

@@ -93,10 +93,22 @@ def _frozen_then_back(gw, col, send, how: str) -> dict:
     after = _processed(gw)
     assert wait_for(lambda: col.of("end", "cam"), 5)
     assert col.of("end", "cam")[-1]["reason"] == "camera_offline"  # the frozen picture keeps no alarm open
+    # the gateway reconnects meanwhile and the server replays a few pictures from when its pipeline
+    # started: they are no recovery, /healthz stays 503 (it used to flap back to 200 ~3 s after the flag)
+    deadline, codes = time.monotonic() + STALL_S + 1.5, []
+    while time.monotonic() < deadline:
+        code, health = _health(gw)
+        codes.append((code, tuple(health["stalled"])))
+        time.sleep(0.2)
+    held = _processed(gw) - after
+    assert set(codes) == {(503, ("cam",))}, codes
+    assert not col.of("trouble_cleared", "cam"), col.events
+    assert held == 0, held
     send("resume")
+    t1 = time.monotonic()
     assert wait_for(lambda: col.of("trouble_cleared", "cam"), 30), col.events
     assert wait_for(lambda: _health(gw)[0] == 200, 10)
-    return {"noticed_s": noticed, "processed_while_frozen": after - before}
+    return {"noticed_s": noticed, "processed_while_frozen": after - before, "recovered_s": time.monotonic() - t1}
 
 
 def test_rtsp_stall_is_flagged_within_stall_s_and_no_old_frame_is_processed(tiny_onnx, tmp_path, live_camera):

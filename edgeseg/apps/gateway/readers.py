@@ -30,6 +30,11 @@ from edgeseg.io.sources import fingerprint, open_source, timed_capture
 
 log = logging.getLogger("edgeseg")
 RECENT = 256  # pictures a live reader remembers (fingerprints), about 10 s at 25 fps
+# After a stall a camera is back only once new pictures keep arriving for RECOVER_S seconds (and
+# at least RECOVER_FRAMES, or half of what its fps gives in that time): an RTSP server that replays
+# the few pictures it buffered on each reconnect is no recovery (no flapping /healthz, nothing processed)
+RECOVER_S = 1.0
+RECOVER_FRAMES = 4
 
 
 @dataclass
@@ -55,13 +60,14 @@ class CameraReader:
     def __init__(self, cfg: CameraConfig, cond: threading.Condition, factory: Callable[[Any], Any],
                  max_backoff_s: float = 30.0, file_queue: int = 4,
                  on_reconnect: Callable[[], None] | None = None, sleep_unit: float = 0.5,
-                 on_crash: Callable[[str], None] | None = None, stall_s: float = 10.0) -> None:
+                 on_crash: Callable[[str], None] | None = None, stall_s: float = 10.0,
+                 recover_s: float = RECOVER_S) -> None:
         self.cfg, self.cond, self.factory = cfg, cond, factory
         self.live = cfg.live
         self.max_backoff_s, self.file_queue, self.sleep_unit = max_backoff_s, file_queue, sleep_unit
         self.on_reconnect = on_reconnect or (lambda: None)
         self.on_crash = on_crash or (lambda what: None)
-        self.stall_s = stall_s
+        self.stall_s, self.recover_s = stall_s, recover_s
         self.stalled = False  # connected, but no new frame for stall_s (trouble until frames flow again)
         # a live camera's last pictures: after a stall, a reconnect that shows one of them again (the
         # frozen picture, or a server replaying what it sent before) is still no new picture
@@ -131,12 +137,24 @@ class CameraReader:
     def _frames(self, source: Any, live: bool, offset: float = 0.0) -> float:
         """Push the frames of one opened source; returns the last source timestamp."""
         last, fresh = offset, 0
+        window: list[float] = []  # after a stall: arrivals of the new pictures of this connection
+        fps = getattr(source, "fps", None) if live else None
+        fps = fps if fps and 0 < fps <= 240 else None
+        need = max(RECOVER_FRAMES, min(10, int(0.5 * fps * self.recover_s)) if fps else 0)  # fps: as announced
+        gap = max(self.recover_s, 2.0 / fps if fps else 0.0)  # a longer silence restarts the window
         for frame in source:
             if self.stop_evt.is_set():
                 break
             seen = fingerprint(frame.image) if live else 0
-            if live and self.stalled and not self.online and (seen in self.recent or seen in self.openers):
-                continue  # reconnected to a picture from before the stall: not new (the stall timer runs)
+            if live and self.stalled and not self.online:
+                if seen in self.recent or seen in self.openers:
+                    continue  # reconnected to a picture from before the stall: not new (the stall timer runs)
+                now = time.monotonic()
+                if window and now - window[-1] > gap:
+                    window.clear()
+                window.append(now)
+                if len(window) < need or now - window[0] < self.recover_s:
+                    continue  # not yet recovered: not processed, still stalled (a replay ends here)
             if live and not self.online:
                 self.online = True
                 if self.stalled:
