@@ -59,6 +59,8 @@ def test_set_topic_suspends_resumes_acks_and_state_is_echoed(tiny_onnx, tmp_path
 
         pub.publish("site/cam0/set", json.dumps({"action": "suspend", "minutes": 10, "who": "ha"}), qos=1)
         assert wait_for(lambda: (latest(got, "site/cam0/state") or {}).get("state") == "suspended")
+        # the retained state and the event reach their sinks on separate threads: either may come first
+        assert wait_for(lambda: col.of("suspended", "cam0"))
         assert col.of("suspended", "cam0")[0]["minutes"] == 10
         assert col.of("end", "cam0")[-1]["reason"] == "suspended"
         pub.publish("site/cam0/set", "resume", qos=1)  # the bare word works too
