@@ -56,11 +56,6 @@ def folder_problem(path: Path, what: str = "") -> tuple[str, str]:
     return "", ""
 
 
-def writable(path: Path) -> bool:
-    """Whether ``path`` (a folder, maybe not there yet) can be created / written by this user."""
-    return not folder_problem(path)[0]
-
-
 def file_problem(path: Path) -> tuple[str, str]:
     """(problem, fix) when the file ``path`` cannot be appended to (created if missing), else ("", "")."""
     path = path.expanduser()
