@@ -31,7 +31,8 @@ TRAIN_SEED = 5_000_000
 P_LEAK = 1 / 3
 
 
-def batch(bgs: list[np.ndarray], step: int, size: int, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def batch(bgs: list[np.ndarray], step: int, size: int, seed: int, n: int,
+          p_leak: float = P_LEAK) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` clips -> 2n network inputs (normalised NCHW) and labels, deterministic in (seed, step)."""
     from training.thermal_video import render_clip
     from training.train import MEAN, STD
@@ -40,7 +41,7 @@ def batch(bgs: list[np.ndarray], step: int, size: int, seed: int, n: int) -> tup
     for k in range(n):
         rng = np.random.default_rng([seed, step, k])
         frames, labels = render_clip(bgs[int(rng.integers(len(bgs)))], TRAIN_SEED + step * 997 + k, CLIP, size,
-                                     leak=bool(rng.random() < P_LEAK))
+                                     leak=bool(rng.random() < p_leak))
         stack = temporal.clip_input(frames, (size, size))
         for t in (CLIP - 1, int(rng.integers(1, CLIP - 1))):
             xs.append(stack[t])
@@ -96,7 +97,7 @@ def train(args: argparse.Namespace) -> dict:
     except ImportError:  # the train extra brings tqdm; without it, the log is the progress
         bar = None
     while step < args.steps and time.time() - t0 < budget:
-        x, y = batch(bgs, step, 256, args.seed, args.batch)
+        x, y = batch(bgs, step, 256, args.seed, args.batch, args.p_leak)
         lr = args.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * step / args.steps)))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -104,7 +105,7 @@ def train(args: argparse.Namespace) -> dict:
         freeze_bn(model)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model.logits(x.to(device).contiguous(memory_format=torch.channels_last))
-        loss = segmentation_loss(logits.float(), y.to(device))
+        loss = segmentation_loss(logits.float(), y.to(device), leak_weight=args.leak_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -121,7 +122,7 @@ def train(args: argparse.Namespace) -> dict:
     record = {"command": "python -m training.thermal_train " + " ".join(args.argv), "init": str(args.init),
               "steps": step, "steps_planned": args.steps, "batch_clips": args.batch, "clip_frames": CLIP,
               "images_per_step": 2 * args.batch, "minutes": round(wall / 60, 2), "lr": args.lr, "seed": args.seed,
-              "p_leak": P_LEAK, "device": args.device, "threads": args.threads,
+              "p_leak": args.p_leak, "leak_weight": args.leak_weight, "device": args.device, "threads": args.threads,
               "data": "HIT-UAV train frames (training/ir_sources.json, CC BY 4.0) made into clips by "
                       "training.thermal_video; rendered plumes; no filmed gas",
               "host": {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine()}}
@@ -144,6 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--minutes", type=float, default=45.0, help="stop earlier than --steps after this long")
     ap.add_argument("--batch", type=int, default=6, help="clips per step (two frames each)")
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--p-leak", type=float, default=P_LEAK,
+                    help="share of clips with a rendered plume (the rest: motion that is not gas)")
+    ap.add_argument("--leak-weight", type=float, default=1.0,
+                    help="weight of gas pixels in the NLL: >1 trades leak-free quiet for faint-plume recall")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=38)
