@@ -16,6 +16,12 @@ first after warm-up; fds and threads flat when their spread after warm-up is at 
 
     python benchmarks/soak_bench.py --minutes 60                  # the benchmark (one hour)
     python benchmarks/soak_bench.py --minutes 5 --no-clips        # the comparison without clips
+    python benchmarks/soak_bench.py --rtsp demo-720p              # live 720p RTSP cameras (stream-copied clips)
+
+``--rtsp VIDEO`` serves an H.264 MP4 with Debian's GStreamer RTSP server (``tests/rtsp_server.py``,
+run by the system Python with python3-gi; ``make system-deps`` installs it) as one shared live
+camera that every soak camera reads; at the file's end the camera drops and comes back (a
+reconnect, as a real one does now and then).
 """
 from __future__ import annotations
 
@@ -70,7 +76,9 @@ def metric_sum(text: str, name: str) -> float:
 
 
 def config(work: Path, args: argparse.Namespace, port: int) -> Path:
-    cams = [{"name": f"cam{i}", "source": str(args.source), "loop": True} for i in range(args.cameras)]
+    live = "://" in str(args.source)  # a camera URL (rtsp://...): live, no loop
+    cams = [{"name": f"cam{i}", "source": str(args.source), **({} if live else {"loop": True})}
+            for i in range(args.cameras)]
     cfg: dict[str, Any] = {"cameras": cams, "threads": args.threads,
                            "metrics": {"host": "127.0.0.1", "port": port} if args.api else None,
                            "clips": {"dir": str(work / "clips"), "enabled": args.clips, "pre_s": 2.0, "post_s": 2.0,
@@ -171,13 +179,15 @@ def plot(samples: list[dict], path: Path, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edgeseg.core.host import cpu_model, describe_cpu_features  # noqa: PLC0415
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--warmup-min", type=float, default=5.0)
     ap.add_argument("--cameras", type=int, default=2)
-    ap.add_argument("--source", type=Path, default=ROOT / "edgeseg" / "assets" / "demo_gas_leak.mp4")
+    ap.add_argument("--source", default=str(ROOT / "edgeseg" / "assets" / "demo_gas_leak.mp4"),
+                    help="a video file (looped) or a camera URL (rtsp://...; every camera reads it)")
+    ap.add_argument("--rtsp", type=Path, default=None, metavar="VIDEO",
+                    help=f"serve this H.264 MP4 as a live RTSP camera and point every soak camera at it ({DEMO_720P}: the "
+                         "bundled clip made 720p by ffmpeg)")
     ap.add_argument("--model", type=Path, default=None, help="default: the bundled model")
     ap.add_argument("--threads", type=int, default=1, help="inference threads (the host is shared)")
     ap.add_argument("--clips", action=argparse.BooleanOptionalAction, default=True)
@@ -191,9 +201,54 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-spread", type=int, default=12)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "reports" / "soak")
     args = ap.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
 
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"soak_{'clips' if args.clips else 'noclips'}_{'api' if args.api else 'noapi'}"
+    name = f"soak_{'rtsp_' if args.rtsp else ''}{'clips' if args.clips else 'noclips'}_{'api' if args.api else 'noapi'}"
+    server = serve_rtsp(args) if args.rtsp else None
+    try:
+        return soak(args, name)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+
+
+DEMO_720P = "demo-720p"
+
+
+def demo_720p() -> Path:
+    """The bundled gas-leak clip as 10 minutes of 1280x720 H.264 at 12 fps (a GOP of 2 s), made once by ffmpeg."""
+    out = Path(tempfile.gettempdir()) / "edgeseg-soak-demo-720p.mp4"
+    if not out.exists():
+        tmp = out.with_suffix(".part.mp4")
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", "60", "-i",
+                        str(ROOT / "edgeseg" / "assets" / "demo_gas_leak.mp4"), "-vf", "scale=1280:720", "-r", "12",
+                        "-t", "600", "-c:v", "libx264", "-preset", "ultrafast", "-g", "24", "-bf", "0",
+                        "-pix_fmt", "yuv420p", str(tmp)], check=True)
+        tmp.replace(out)
+    return out
+
+
+def serve_rtsp(args: argparse.Namespace) -> subprocess.Popen:
+    """The RTSP camera of ``--rtsp``: started, ready, and ``args.source`` pointing at it."""
+    if str(args.rtsp) == DEMO_720P:
+        args.rtsp = demo_720p()
+    port = free_port()
+    server = subprocess.Popen(["/usr/bin/python3", str(ROOT / "tests" / "rtsp_server.py"), str(args.rtsp.resolve()),
+                               str(port), "/cam", "shared"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if server.stdout is None or server.stdout.readline().strip() != "ready":
+        server.kill()
+        raise SystemExit(f"the RTSP server did not start: {server.stderr.read() if server.stderr else ''}"
+                         "(fix: make system-deps, or pass --source rtsp://your-camera)")
+    args.source = f"rtsp://127.0.0.1:{port}/cam"
+    return server
+
+
+def soak(args: argparse.Namespace, name: str) -> int:
+    """One soak run (see the module doc); its report and plot in ``args.out``; 0 when everything stayed flat."""
+    from edgeseg.core.host import cpu_model, describe_cpu_features  # noqa: PLC0415
+
     with tempfile.TemporaryDirectory(prefix="edgeseg-soak-") as tmp:
         work = Path(tmp)
         port = free_port()
@@ -236,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds: dict[str, int] = {}
     for e in events:
         kinds[e.get("event", "?")] = kinds.get(e.get("event", "?"), 0) + 1
-    report = {"command": "python benchmarks/soak_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    report = {"command": "python benchmarks/soak_bench.py " + " ".join(args.argv),
               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "host": {"cpu": cpu_model(), "cpu_features": describe_cpu_features(), "cores": os.cpu_count(), "python": platform.python_version()},
               "exit_code": proc.returncode, "events": kinds,

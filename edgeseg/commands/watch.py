@@ -53,7 +53,9 @@ def watch_cmd(
         logging.getLogger("edgeseg").warning("%s", w)
     from edgeseg.core.errors import BackendUnavailable, ModelError, OutputError
     from edgeseg.apps.gateway.service import Gateway
+    from edgeseg.core.native_memory import tune
 
+    tune()  # frames in their own mappings: a service's RSS stays flat for months (#37 point 11)
     try:
         code = Gateway(cfg).run()
     except (ModelError, OutputError, BackendUnavailable, ConfigError) as exc:

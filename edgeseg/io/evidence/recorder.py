@@ -32,6 +32,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from edgeseg.core import native_memory
 from edgeseg.io.evidence import retention
 from edgeseg.io.evidence.budget import EncodeBudget
 from edgeseg.io.evidence.clipfile import ClipFile, write_file
@@ -278,6 +279,7 @@ class Recorder:
                                                 keep_min_hours=getattr(self.s, "keep_min_hours", 0.0), report=self.trouble):
                 self.deleted += 1
                 self.on_deleted(path, reason)
+            native_memory.trim()  # what the finished clips' encoders and frames left free goes back
             return
         st = open_.get(item[1])
         if kind == "open":
