@@ -29,9 +29,10 @@ from typer.testing import CliRunner
 from edgeseg.cli import app
 from tiny_model import make_tiny_onnx
 from training.synth import render_clip, render_scene
+from fakes import DEMO_FLAGS
 
 runner = CliRunner()
-ALARM = ["--threshold", "0.01", "--k", "1", "--n", "1", "--min-area", "0"]  # every frame a leak: an open alarm
+ALARM = ["--threshold", "0.01", "--k", "1", "--n", "1", "--min-area", "0", *DEMO_FLAGS]  # every frame a leak: an open alarm
 
 
 # ------------------------------------------------------------------------------- helpers

@@ -22,6 +22,7 @@ from edgeseg.streaming.alarm import LeakAlarm
 from edgeseg.streaming.guards import ViewGuard
 from test_gateway import Collect, paired, wait_for
 from training.synth import render_clip_layers
+from fakes import DEMO_ALARM
 
 H, W = 240, 320
 DEMO = Path(__file__).resolve().parents[1] / "edgeseg" / "assets" / "demo_gas_leak.mp4"
@@ -216,7 +217,7 @@ def test_a_leak_seen_on_a_capped_lens_starts_nothing_until_the_view_is_back(walk
     frames = read_mp4(walk_clip[0])[:60]
     frames[20:40] = [np.full_like(frames[0], 5)] * 20
     col = Collect()
-    unit = StreamUnit([col], 1, AlarmSettings(k=3, n=5, m=10), guards=GuardSettings())
+    unit = StreamUnit([col], 1, AlarmSettings(k=3, n=5, m=10, **DEMO_ALARM), guards=GuardSettings())
     box = np.zeros((H, W), np.uint8)
     box[40:100, 150:250] = 1
     for i, f in enumerate(frames):

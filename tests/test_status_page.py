@@ -16,6 +16,7 @@ import pytest
 import chromium
 from test_gateway import Collect, wait_for
 from training.synth import render_clip
+from fakes import DEMO_ALARM
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = chromium.find()
@@ -58,7 +59,7 @@ def _clip():
 def start(tiny_onnx, tmp_path, col, **extra):
     from edgeseg import Gateway
 
-    cfg = {"model": str(tiny_onnx), "threads": 1, "threshold": 0.2, "alarm": {"k": 2, "n": 3, "m": 4, "update_every_s": 30},
+    cfg = {"model": str(tiny_onnx), "threads": 1, "threshold": 0.2, "alarm": {**DEMO_ALARM, "k": 2, "n": 3, "m": 4, "update_every_s": 30},
            "cameras": [{"name": "yard-east", "source": "fake://1"}, {"name": "compressor-2", "source": "fake://2"}],
            "metrics": {"port": 0}, "state_dir": str(tmp_path / "state"),
            "sinks": {"snapshots": {"dir": str(tmp_path / "snaps")}}, **extra}
