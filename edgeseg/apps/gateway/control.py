@@ -127,16 +127,16 @@ class Controls:
 
         def fn() -> tuple[int, Any]:
             store = getattr(self.gw, "incidents", None)
+            inc = store.get(alarm_id) if store else None
+            if inc is not None and inc["acknowledged"] and not inc["active"]:  # closed: the first ack stays
+                return 200, {"alarm_id": alarm_id, "camera": inc["camera"], "acknowledged": True, "already": True,
+                             "incident": inc}
             for cam in list(self.gw.cameras.values()):
                 if cam.unit.acknowledge(alarm_id, _text(who), _text(why), _text(note, 500)) is not None:
                     return 200, {"alarm_id": alarm_id, "camera": cam.name, "acknowledged": True,
                                  "incident": store.get(alarm_id) if store else None}
-            inc = store.get(alarm_id) if store else None
             if inc is None:
                 return 404, {"error": f"no incident {alarm_id} (fix: the id is wrong or long gone: GET /api/incidents)"}
-            if inc["acknowledged"]:
-                return 200, {"alarm_id": alarm_id, "camera": inc["camera"], "acknowledged": True, "already": True,
-                             "incident": inc}
             record = {"event": "acknowledged", "alarm_id": alarm_id, **({"zone": inc["zone"]} if inc.get("zone") else {}),
                       "active": False, **{k: v for k, v in (("who", _text(who)), ("why", _text(why)),
                                                             ("note", _text(note, 500))) if v}}
