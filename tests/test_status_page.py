@@ -81,8 +81,10 @@ def test_status_page_shows_cameras_alarms_events_and_acknowledges(tiny_onnx, tmp
         img = browser.js("document.querySelector('.cam img').naturalWidth + 'x' + document.querySelector('.cam img').naturalHeight")
         assert img == "320x240"  # the latest annotated frame at the camera's resolution
         rows = browser.wait_js("[...document.querySelectorAll('#alarms tr[data-alarm]')].map(r => r.dataset.alarm)")
-        open_ids = {c.unit.open_alarm for c in gw.cameras.values()}
-        assert set(rows) <= open_ids | {None} and rows
+        # incidents latch (#35): the rows are the gateway's incidents, the open alarms among them
+        incident_ids = {i["id"] for i in gw.incidents.select()}
+        assert set(rows) <= incident_ids and rows
+        assert {c.unit.open_alarm for c in gw.cameras.values()} - {None} <= incident_ids
         browser.wait_js("[...document.querySelectorAll('#events img[data-event]')].some(i => i.naturalWidth > 0)")
         events = browser.js("[...document.querySelectorAll('#events tbody tr')].map(r => r.cells[3].textContent)")
         assert "start" in events and "camera_started" in events
