@@ -323,7 +323,8 @@ def test_clips_settings_inherit_and_override_per_camera(tmp_path):
     from edgeseg.apps.gateway.config import ConfigError, parse_config
 
     cfg = parse_config({"cameras": [{"name": "a", "source": "rtsp://h/a"},
-                                    {"name": "b", "source": "rtsp://h/b", "clips": {"pre_s": 2, "annotated": False}},
+                                    {"name": "b", "source": "rtsp://h/b", "clips": {"pre_s": 2, "annotated": False},
+                                     "alarm": {"verify_s": 0}},  # no confirmation delay: 2 s covers the onset (#35)
                                     {"name": "c", "source": "rtsp://h/c", "clips": {"enabled": False}}],
                         "clips": {"dir": str(tmp_path)}, "state_dir": str(tmp_path / "s")})
     a, b, c = cfg.cameras
