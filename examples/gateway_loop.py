@@ -33,9 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=1, help="Process every N-th frame")
     ap.add_argument("--k", type=int, default=3, help="Alarm starts after k leak frames ...")
     ap.add_argument("--n", type=int, default=5, help="... within the last n frames")
-    ap.add_argument("--m", type=int, default=10, help="Alarm ends after m frames without a leak")
+    ap.add_argument("--m", type=int, default=10, help="Alarm ends after at least m frames without a leak ...")
+    ap.add_argument("--verify-s", type=float, default=3.0, help="Seconds a leak must be seen before the alarm starts")
+    ap.add_argument("--clear-s", type=float, default=10.0, help="... and clear-s seconds without one")
+    ap.add_argument("--cooldown-s", type=float, default=60.0, help="A leak back within this rejoins its incident")
+    ap.add_argument("--update-every-s", type=float, default=10.0, help="At most one update event per this many seconds")
     a = ap.parse_args(argv)
-    camera = {"threshold": a.threshold, "min_area": a.min_area, "every": a.every, "alarm": {"k": a.k, "n": a.n, "m": a.m}}
+    alarm = {"k": a.k, "n": a.n, "m": a.m, "verify_s": a.verify_s, "clear_s": a.clear_s, "cooldown_s": a.cooldown_s,
+             "update_every_s": a.update_every_s}
+    camera = {"threshold": a.threshold, "min_area": a.min_area, "every": a.every, "alarm": alarm}
     config = {"model": a.model, "cameras": [{"name": f"cam{i}", "source": s, **camera}
                                             for i, s in enumerate(a.sources or [str(DEMO_CLIP)] * 2)]}
     # run(): start, serve until SIGTERM / Ctrl-C or until every file camera ended, stop cleanly

@@ -6,6 +6,13 @@ import numpy as np
 
 from training.synth import render_scene
 
+#: the alarm settings of a demo, as the defaults were before #35 made them site-ready (seconds): tests that
+#: count frames set them explicitly (an alarm at the first k of n frames, an update per frame, a new one per leak)
+DEMO_ALARM = {"verify_s": 0.0, "clear_s": 0.0, "cooldown_s": 0.0, "update_every_s": 0.0}
+#: the same as ``edgeseg detect`` flags, and as YAML (a flow mapping's keys)
+DEMO_FLAGS = [x for k, v in DEMO_ALARM.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+DEMO_YAML = ", ".join(f"{k}: {v}" for k, v in DEMO_ALARM.items())
+
 
 class FakeCapture:
     """A camera that serves scripted reads; ``opens`` scripts whether reopening succeeds."""

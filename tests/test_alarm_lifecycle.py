@@ -13,6 +13,7 @@ from edgeseg.config.settings import AlarmSettings
 from edgeseg.io.sinks import Sink
 from edgeseg.io.sources import Frame
 from edgeseg.streaming.unit import StreamUnit
+from fakes import DEMO_ALARM
 
 
 def region(area_pct: float) -> Region:
@@ -58,13 +59,43 @@ def test_updates_are_rate_limited_unless_the_area_jumps():
     assert a.update(26, 2.6, [region(1.7)]) == []  # +6 %: waits for update_every_s
 
 
-def test_cooldown_after_an_end_holds_off_a_new_start():
+def test_a_leak_back_within_cooldown_rejoins_its_incident_never_dropped():
+    """#35: cooldown_s used to hold a returning leak off (2 of 5 episodes had no event, metric or clip);
+    now it rejoins the same incident, and says so."""
     a = LeakAlarm(k=1, n=1, m=2, cooldown_s=3.0)
     ev = feed(a, [1, 0, 0])  # start at 0.0 s, end at 0.2 s
     assert [e["event"] for e in ev] == ["start", "end"]
-    assert feed(a, [1] * 25, start=3) == []  # 0.3 .. 2.7 s: cooling down
-    ev = feed(a, [1], start=32)  # 3.2 s: 3 s after the end
+    first = ev[0]["alarm_id"]
+    ev = feed(a, [1, 0, 0], start=3)  # 0.3 s: back, 0.1 s after the end
+    assert [e["event"] for e in ev] == ["start", "end"]
+    assert ev[0]["alarm_id"] == first and ev[0]["rejoined"] is True and ev[0]["episode"] == 2
+    assert ev[0]["quiet_s"] == 0.1 and ev[1]["episode"] == 2 and ev[1]["alarm_id"] == first
+    ev = feed(a, [1], start=36)  # 3.6 s: over 3 s after the last end (0.5 s): a new incident
+    assert [e["event"] for e in ev] == ["start"] and ev[0]["alarm_id"] != first and "rejoined" not in ev[0]
+
+
+def test_an_incident_acknowledged_after_it_cleared_is_closed_a_leak_after_it_is_new():
+    a = LeakAlarm(k=1, n=1, m=2, cooldown_s=60.0)
+    first = feed(a, [1, 0, 0])[0]["alarm_id"]
+    assert a.acknowledge(first) and not a.active  # acknowledged after the alarm ended
+    ev = feed(a, [1], start=3)
+    assert [e["event"] for e in ev] == ["start"] and ev[0]["alarm_id"] != first and "rejoined" not in ev[0]
+
+
+def test_clear_s_ends_after_quiet_seconds_not_frames():
+    a = LeakAlarm(k=1, n=1, m=2, clear_s=1.0)
+    ev = feed(a, [1] + [0] * 9)  # 0.9 s of quiet at 10 fps: m frames long passed, clear_s not yet
     assert [e["event"] for e in ev] == ["start"]
+    ev = feed(a, [0], start=10)  # 1.0 s after the last leak
+    assert [e["event"] for e in ev] == ["end"] and ev[0]["reason"] == "quiet"
+    b = LeakAlarm(k=1, n=1, m=2, clear_s=1.0)
+    assert [e["event"] for e in feed(b, [1] + [0] * 8 + [1] + [0] * 9)] == ["start", "update"]  # a leak resets it
+
+
+def test_area_jumps_give_updates_no_more_often_than_update_min_s():
+    a = LeakAlarm(k=1, n=1, m=3, update_every_s=10.0, update_area_change=0.5, update_min_s=1.0)
+    ev = feed(a, [1.0, 3.0] * 15)  # the area doubles and halves every frame for 3 s at 10 fps
+    assert [e["timestamp"] for e in ev] == [0.0, 1.1, 2.2]  # the start, then one jump per second at most
 
 
 def test_acknowledge_marks_the_open_alarm_only():
@@ -75,7 +106,8 @@ def test_acknowledge_marks_the_open_alarm_only():
     assert upd["acknowledged"] is True
     end = feed(a, [0, 0], start=2)[0]
     assert end["event"] == "end" and end["acknowledged"] is True
-    assert not a.acknowledge(start["alarm_id"])  # ended: nothing to acknowledge
+    # ended: the incident can still be acknowledged (#35: it used to answer 404), another id cannot
+    assert a.acknowledge(start["alarm_id"]) and not a.acknowledge("1" * 16)
 
 
 class Collect(Sink):
@@ -94,7 +126,7 @@ def _frame(i: int, leak: bool) -> tuple[Frame, Result]:
 
 def test_stream_unit_suspend_for_minutes_expires_and_is_logged(monkeypatch):
     col = Collect()
-    unit = StreamUnit([col], 1, AlarmSettings(k=1, n=1, m=2), context={"camera": "cam"})
+    unit = StreamUnit([col], 1, AlarmSettings(k=1, n=1, m=2, **DEMO_ALARM), context={"camera": "cam"})
     unit.handle(*_frame(0, True))
     assert unit.open_alarm
     unit.suspend(0.01, who="ann", why="welding")  # 0.6 s
@@ -125,7 +157,7 @@ def test_named_zones_have_their_own_alarm_verify_s_and_cooldown_s():
     zones = ZoneSettings(named=[
         {"name": "flange", "include": [[[0, 0], [0.5, 0], [0.5, 0.5], [0, 0.5]]]},              # top left
         {"name": "vent", "include": [[[0.5, 0], [1, 0], [1, 0.5], [0.5, 0.5]]], "verify_s": 0.5, "cooldown_s": 1.0}])
-    unit = StreamUnit([col], 1, AlarmSettings(k=1, n=1, m=2), zones, context={"camera": "cam"})
+    unit = StreamUnit([col], 1, AlarmSettings(k=1, n=1, m=2, **DEMO_ALARM), zones, context={"camera": "cam"})
     img = np.full((32, 32, 3), 100, np.uint8)
     mask = np.zeros((32, 32), np.uint8)
 

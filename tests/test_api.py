@@ -75,8 +75,11 @@ def test_cameras_latest_events_suspend_resume_ack(tiny_onnx, tmp_path):
         assert code == 200 and ctype == "image/jpeg" and img.shape[:2] == (48, 64)
 
         alarm = c0["open_alarm"]  # acknowledge the open alarm: logged with who / why
-        assert js(call(gw, "POST", f"/api/alarms/{alarm}/ack", {"who": "ann", "why": "seen on site"})) == {
+        got = js(call(gw, "POST", f"/api/alarms/{alarm}/ack", {"who": "ann", "why": "seen on site"}))
+        assert {k: got.pop(k) for k in ("alarm_id", "camera", "acknowledged")} == {
             "alarm_id": alarm, "camera": "cam0", "acknowledged": True}
+        assert list(got) == ["incident"] and got["incident"]["state"] == "acknowledged"  # (#35) the incident too
+        assert got["incident"]["acknowledged"]["who"] == "ann" and got["incident"]["acknowledged"]["while_open"]
         ack = col.of("acknowledged", "cam0")
         assert ack and ack[0]["alarm_id"] == alarm and ack[0]["who"] == "ann" and ack[0]["why"] == "seen on site"
         assert js(call(gw, "GET", "/api/cameras/cam0"))["acknowledged"] is True
@@ -115,7 +118,8 @@ def test_cameras_latest_events_suspend_resume_ack(tiny_onnx, tmp_path):
         spec = js(call(gw, "GET", "/api/openapi.json"))
         assert spec["openapi"].startswith("3.") and {"/api/cameras", "/api/events", "/api/events/{id}",
                                                      "/api/cameras/{name}/latest.jpg", "/api/cameras/{name}/suspend",
-                                                     "/api/cameras/{name}/resume", "/api/alarms/{id}/ack"} <= set(spec["paths"])
+                                                     "/api/cameras/{name}/resume", "/api/alarms/{id}/ack", "/api/incidents",
+                                                     "/api/incidents/{id}", "/api/incidents/{id}/ack"} <= set(spec["paths"])
         assert call(gw, "GET", "/metrics")[0] == 200 and call(gw, "GET", "/healthz")[0] in (200, 503)
     finally:
         gw.stop()

@@ -18,7 +18,7 @@ from edgeseg.apps.detect import run_detect
 from edgeseg.core.errors import ModelError
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.io.sources import open_source
-from fakes import FakeVideo  # the scripted cv2.VideoCapture stand-in
+from fakes import DEMO_FLAGS, FakeVideo  # the scripted cv2.VideoCapture stand-in
 from training.synth import render_scene, write_clip_video
 
 runner = CliRunner()
@@ -105,7 +105,7 @@ def test_ctrl_c_during_detect_closes_outputs_cleanly(tiny_onnx, tmp_path, monkey
     out = tmp_path / "out"
     # threshold 0.01: every frame is a leak, so an alarm is open when Ctrl-C arrives
     res = runner.invoke(app, ["detect", str(clip), "--model", str(tiny_onnx), "-o", str(out), "--json",
-                              "--k", "1", "--n", "1", "--min-area", "0", "--threshold", "0.01"])
+                              "--k", "1", "--n", "1", "--min-area", "0", "--threshold", "0.01", *DEMO_FLAGS])
     assert res.exit_code == 130, res.output  # the CLI's documented exit for an interrupted run
     summary = json.loads(res.stdout[res.stdout.index("{"):])
     assert summary["interrupted"] and summary["frames_processed"] == 2

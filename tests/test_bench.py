@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from edgeseg.bench.stats import mask_agreement, summarize, timed_loop
 from edgeseg.cli import app
+from fakes import DEMO_FLAGS
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -376,7 +377,7 @@ def test_example_gateway_loop(tiny_onnx, tmp_path):
     write_clip_video(clip, seed=7, frames=6, size=(64, 96))
     # threshold 0.01, k = n = 1: every frame is a leak, so each camera opens an alarm it must close
     p = _run(["examples/gateway_loop.py", str(clip), str(clip), "--model", str(tiny_onnx),
-              "--threshold", "0.01", "--k", "1", "--n", "1", "--min-area", "0"])
+              "--threshold", "0.01", "--k", "1", "--n", "1", "--min-area", "0", *DEMO_FLAGS])
     assert p.returncode == 0, p.stderr
     events = [json.loads(ln) for ln in p.stdout.splitlines()]
     started = [e for e in events if e["event"] == "camera_started"]

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from edgeseg.cli import app
 from training.synth import render_scene, write_clip_video
+from fakes import DEMO_FLAGS
 
 runner = CliRunner()
 
@@ -47,7 +48,7 @@ def test_detect_video(tiny_onnx, tmp_path):
     clip = tmp_path / "clip.mp4"
     write_clip_video(clip, seed=3, frames=8, size=(64, 64), fps=8)
     res = runner.invoke(app, ["detect", str(clip), "--model", str(tiny_onnx), "-o", str(tmp_path / "out"),
-                              "--every", "2", "--k", "1", "--n", "1", "--min-area", "0", "--json"])
+                              "--every", "2", "--k", "1", "--n", "1", "--min-area", "0", "--json", *DEMO_FLAGS])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout[res.stdout.index("{"):])
     assert summary["frames_read"] == 8 and summary["frames_processed"] == 4

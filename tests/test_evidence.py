@@ -24,6 +24,7 @@ av = pytest.importorskip("av", reason="clips need PyAV: pip install 'edgeseg[gat
 
 from test_faults import tmpfs  # noqa: E402,F401 - a real, small filesystem to fill
 from test_gateway import Collect, paired, stop_proc, wait_for  # noqa: E402
+from fakes import DEMO_FLAGS, DEMO_ALARM
 
 ROOT = Path(__file__).resolve().parents[1]
 SYS_PY = "/usr/bin/python3"
@@ -78,7 +79,7 @@ def test_file_camera_clip_has_preroll_alarm_postroll_and_snapshots(tiny_onnx, tm
     video = write_video(tmp_path / "cam.mp4", 100, range(40, 60))
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
-                  "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3}}],
+                  "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3, **DEMO_ALARM}}],
                   "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 2.0, "post_s": 1.5},
                   "sinks": {"jsonl": {"path": str(tmp_path / "ev.jsonl")}}}, sinks=[col])
     gw.start()
@@ -131,7 +132,7 @@ def test_named_zone_alarm_gets_its_own_clip(tiny_onnx, tmp_path):
     video = write_video(tmp_path / "cam.mp4", 80, range(30, 45))
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
-                  "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3},
+                  "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3, **DEMO_ALARM},
                                "zones": {"named": [{"name": "yard", "include": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}]}}],
                   "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0}},
                  sinks=[col])
@@ -182,7 +183,7 @@ def test_clip_past_the_encode_budget_is_thinned_evenly_and_counted(tiny_onnx, tm
     video = write_video(tmp_path / "cam.mp4", 100, range(40, 60))
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
-                  "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3}}],
+                  "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3, **DEMO_ALARM}}],
                   "guards": {"enabled": False},
                   "clips": {"dir": str(tmp_path / "clips"), "pre_s": 2.0, "post_s": 1.5, "encode_share": 0.0002}},
                  sinks=[col])
@@ -203,7 +204,7 @@ def test_clip_past_the_encode_budget_is_thinned_evenly_and_counted(tiny_onnx, tm
 
 def _watch_config(tmp_path: Path, tiny_onnx: Path, video: Path, clips: Path, **clip_kw) -> Path:
     cfg = {"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
-           "cameras": [{"name": "cam", "source": str(video), "loop": True, "alarm": {"k": 1, "n": 1, "m": 1000}}],
+           "cameras": [{"name": "cam", "source": str(video), "loop": True, "alarm": {"k": 1, "n": 1, "m": 1000, **DEMO_ALARM}}],
            "guards": {"enabled": False}, "clips": {"dir": str(clips), "pre_s": 1.0, "post_s": 1.0, **clip_kw},
            "sinks": {"jsonl": {"path": str(tmp_path / "ev.jsonl")}}}
     (tmp_path / "gw.yaml").write_text(json.dumps(cfg))  # JSON is YAML
@@ -276,7 +277,7 @@ def test_full_disk_stops_clips_with_trouble_never_the_camera(tiny_onnx, tmp_path
     video = write_video(tmp_path / "cam.mp4", 300, range(20, 300))
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
-                  "cameras": [{"name": "cam", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 1000}}],
+                  "cameras": [{"name": "cam", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 1000, **DEMO_ALARM}}],
                   "guards": {"enabled": False}, "clips": {"dir": str(where), "pre_s": 1.0, "post_s": 1.0, "min_free_gb": 0}}, sinks=[col])
     gw.start()
     assert gw.wait(90)
@@ -322,7 +323,8 @@ def test_clips_settings_inherit_and_override_per_camera(tmp_path):
     from edgeseg.apps.gateway.config import ConfigError, parse_config
 
     cfg = parse_config({"cameras": [{"name": "a", "source": "rtsp://h/a"},
-                                    {"name": "b", "source": "rtsp://h/b", "clips": {"pre_s": 2, "annotated": False}},
+                                    {"name": "b", "source": "rtsp://h/b", "clips": {"pre_s": 2, "annotated": False},
+                                     "alarm": {"verify_s": 0}},  # no confirmation delay: 2 s covers the onset (#35)
                                     {"name": "c", "source": "rtsp://h/c", "clips": {"enabled": False}}],
                         "clips": {"dir": str(tmp_path)}, "state_dir": str(tmp_path / "s")})
     a, b, c = cfg.cameras
@@ -354,7 +356,7 @@ def test_rtsp_camera_clip_is_the_cameras_packets_and_preroll_the_frames_before(t
     assert server.stdout.readline().strip() == "ready"
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
-                  "cameras": [{"name": "rtsp", "source": f"rtsp://127.0.0.1:{port}/cam", "alarm": {"k": 1, "n": 1, "m": 3}}],
+                  "cameras": [{"name": "rtsp", "source": f"rtsp://127.0.0.1:{port}/cam", "alarm": {"k": 1, "n": 1, "m": 3, **DEMO_ALARM}}],
                   "reconnect": {"read_timeout_s": 3, "max_backoff_s": 1},
                   "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 2.0, "post_s": 1.5}}, sinks=[col])
     gw.start()
@@ -392,7 +394,7 @@ def test_rtsp_camera_clip_is_the_cameras_packets_and_preroll_the_frames_before(t
 def test_detect_clips_flag_writes_the_same_evidence(tiny_onnx, tmp_path):
     video = write_video(tmp_path / "cam.mp4", 150, range(60, 80))
     r = subprocess.run([sys.executable, "-m", "edgeseg.cli", "detect", str(video), "-o", str(tmp_path / "out"),
-                        "--model", str(tiny_onnx), "--k", "1", "--n", "1", "--m", "3", "--clips", str(tmp_path / "clips"),
+                        "--model", str(tiny_onnx), "--k", "1", "--n", "1", "--m", "3", *DEMO_FLAGS, "--clips", str(tmp_path / "clips"),
                         "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     ev = [json.loads(ln) for ln in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
@@ -451,7 +453,7 @@ def test_rtsp_stop_mid_alarm_closes_the_stream_copy_at_once(tiny_onnx, tmp_path)
     assert server.stdout.readline().strip() == "ready"
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
-                  "cameras": [{"name": "rtsp", "source": f"rtsp://127.0.0.1:{port}/cam", "alarm": {"k": 1, "n": 1, "m": 1000}}],
+                  "cameras": [{"name": "rtsp", "source": f"rtsp://127.0.0.1:{port}/cam", "alarm": {"k": 1, "n": 1, "m": 1000, **DEMO_ALARM}}],
                   "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0}}, sinks=[col])
     gw.start()
     try:
@@ -482,7 +484,7 @@ def test_webhook_carries_the_same_evidence(tiny_onnx, tmp_path):
     col = Collect()
     try:
         gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
-                      "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3}}],
+                      "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3, **DEMO_ALARM}}],
                       "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0},
                       "sinks": {"webhook": {"url": f"http://127.0.0.1:{port}/ev", "queue_dir": str(tmp_path / "q")}}},
                      sinks=[col])
@@ -528,7 +530,7 @@ def test_disk_low_cleanup_never_deletes_the_open_alarms_evidence(tiny_onnx, tmp_
     os.utime(old, (time.time() - 4 * 86400,) * 2)  # past its review (clips.keep_min_hours, 72 h): space rules may take it
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
-                  "cameras": [{"name": "cam", "source": "fake://0", "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 1000}}],
+                  "cameras": [{"name": "cam", "source": "fake://0", "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 1000, **DEMO_ALARM}}],
                   # the disk is always "nearly full": every sweep deletes what it may, oldest first
                   "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0, "min_free_gb": 1e9}},
                  sinks=[col], capture_factory=lambda spec: FakeCam(spec, fps=20))
@@ -557,7 +559,7 @@ def test_api_serves_each_alarms_clip_and_snapshots(tiny_onnx, tmp_path):
 
     video = write_video(tmp_path / "cam.mp4", 80, range(30, 45))
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"), "metrics": {"port": 0},
-                  "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3}}],
+                  "cameras": [{"name": "file", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3, **DEMO_ALARM}}],
                   "guards": {"enabled": False}, "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 1.0}})
     gw.start()
     try:

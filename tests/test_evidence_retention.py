@@ -23,6 +23,7 @@ pytest.importorskip("av", reason="clips need PyAV: pip install 'edgeseg[gateway]
 from test_evidence import ROOT, sha, write_video  # noqa: E402
 from test_faults import tmpfs  # noqa: E402,F401 - a real, small filesystem
 from test_gateway import paired  # noqa: E402
+from fakes import DEMO_ALARM
 
 HOUR = 3600.0
 
@@ -88,7 +89,7 @@ def test_size_bound_keeps_evidence_awaiting_review_and_retain_days_stays_the_lim
 def _config(tmp_path: Path, tiny_onnx: Path, video: Path, clips: Path) -> Path:
     """``clips.min_free_gb`` and ``keep_min_hours`` left at their defaults (2 GB, 72 h)."""
     cfg = {"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
-           "cameras": [{"name": "cam", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3}}],
+           "cameras": [{"name": "cam", "source": str(video), "alarm": {"k": 1, "n": 1, "m": 3, **DEMO_ALARM}}],
            "guards": {"enabled": False}, "clips": {"dir": str(clips), "pre_s": 1.0, "post_s": 1.0},
            "sinks": {"jsonl": {"path": str(tmp_path / "ev.jsonl")}}}
     (tmp_path / "gw.yaml").write_text(json.dumps(cfg))  # JSON is YAML

@@ -29,9 +29,10 @@ from typer.testing import CliRunner
 from edgeseg.cli import app
 from tiny_model import make_tiny_onnx
 from training.synth import render_clip, render_scene
+from fakes import DEMO_ALARM, DEMO_FLAGS
 
 runner = CliRunner()
-ALARM = ["--threshold", "0.01", "--k", "1", "--n", "1", "--min-area", "0"]  # every frame a leak: an open alarm
+ALARM = ["--threshold", "0.01", "--k", "1", "--n", "1", "--min-area", "0", *DEMO_FLAGS]  # every frame a leak: an open alarm
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -254,13 +255,15 @@ def test_camera_reconnecting_at_another_resolution_keeps_every_frame(tiny_onnx, 
     from edgeseg.core.errors import SourceError
     from edgeseg.runtime.segmenter import Segmenter
     from edgeseg.io.sources import open_source
+    from edgeseg.config.settings import AlarmSettings
     from fakes import ResizingCamera
 
     camera = ResizingCamera([(30, (180, 320)), (30, (120, 160))])  # 320x180, drop, back at 160x120, gone
     src = open_source("rtsp://camera.invalid/stream", max_retries=1, sleep=lambda s: None, capture_factory=camera)
     out = tmp_path / "out"
     with pytest.raises(SourceError, match="dropped and did not come back"):
-        run_detect(src, out, Segmenter(tiny_onnx, backend="onnxruntime", threshold=0.01, min_area=0), progress=False)
+        run_detect(src, out, Segmenter(tiny_onnx, backend="onnxruntime", threshold=0.01, min_area=0), progress=False,
+                   alarm=AlarmSettings(**DEMO_ALARM))  # an alarm at the first frame: the demo's settings (#35)
     events = _events(out / "events.jsonl")
     assert camera.connections == 3 and max(e["frame"] for e in events) == 59
     video = _video_in(out)

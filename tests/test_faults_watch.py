@@ -25,6 +25,7 @@ from edgeseg.io.sinks.queue import DurableQueue, pending
 from test_faults import tmpfs  # noqa: F401,F811 - fixture, used by name
 from test_gateway import Collect, FakeCam, Receiver, cams, free_port, paired, stop_proc, wait_for
 from training.synth import render_clip, write_clip_video
+from fakes import DEMO_ALARM
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,7 +154,7 @@ def test_mqtt_events_survive_a_broker_restart(tiny_onnx, tmp_path):
     sub.on_connect = lambda c, u, f, rc, p: c.subscribe("r/cam0/events", qos=1)
     sub.reconnect_delay_set(0.2, 1)
     col = Collect()
-    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 2},
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 2, **DEMO_ALARM},
                   "cameras": cams(1), "state_dir": str(tmp_path / "state"),
                   "sinks": {"mqtt": {"port": port, "topic_prefix": "r", "queue_dir": str(tmp_path / "mq")}}},
                  sinks=[col], capture_factory=lambda spec: FakeCam(spec, fps=10))
@@ -242,7 +243,7 @@ def test_a_stalled_camera_is_trouble_and_unhealthy_then_recovers(tiny_onnx, tmp_
 
     url, frozen = silent_camera
     col = Collect()
-    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 50},
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 50, **DEMO_ALARM},
                   "cameras": [{"name": "yard", "source": url}], "state_dir": str(tmp_path / "state"),
                   "metrics": {"port": 0}, "reconnect": {"stall_s": 1.5, "max_backoff_s": 0.5}}, sinks=[col])
     gw.start()
@@ -286,7 +287,7 @@ def test_detect_retries_apply_to_a_stalled_stream(tiny_onnx, tmp_path, silent_ca
 def _config(tmp_path: Path, tiny_onnx: Path, **extra) -> Path:
     clip = tmp_path / "clip.mp4"
     write_clip_video(clip, frames=24, seed=2, size=(96, 128))
-    cfg = {"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 500},
+    cfg = {"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 500, **DEMO_ALARM},
            "cameras": [{"name": "yard", "source": "clip.mp4", "loop": True}],
            "sinks": {"jsonl": {"path": "events.jsonl"}}, **extra}
     path = tmp_path / "gateway.json.yaml"
@@ -363,7 +364,7 @@ def test_a_full_queue_disk_is_trouble_and_the_cameras_go_on(tiny_onnx, tmp_path,
 
     disk = tmpfs("600k")
     col = Collect()
-    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 1},
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 1, **DEMO_ALARM},
                   "cameras": cams(2), "state_dir": str(tmp_path / "state"),
                   "sinks": {"webhook": {"url": f"http://127.0.0.1:{free_port()}/down", "queue_dir": str(disk / "q")}}},
                  sinks=[col], capture_factory=lambda spec: FakeCam(spec, fps=30))
@@ -404,7 +405,7 @@ def test_a_crashed_dispatcher_stops_non_zero_and_ends_the_alarms(tiny_onnx, tmp_
             return super().segment_batch(frames, *a, **k)
 
     col = Collect()
-    gw = Gateway({"threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 50}, "cameras": cams(2),
+    gw = Gateway({"threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 50, **DEMO_ALARM}, "cameras": cams(2),
                   "state_dir": str(tmp_path / "state")}, sinks=[col], segmenter=Exploding(tiny_onnx, threads=1),
                  capture_factory=lambda spec: FakeCam(spec, fps=20))
     code = gw.run(install_signals=False)

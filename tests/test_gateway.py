@@ -26,6 +26,7 @@ from edgeseg.apps.gateway.config import ConfigError, Zones, load_config, parse_c
 from edgeseg.streaming.zones import ZoneFilter
 from edgeseg.runtime.postprocess import Region
 from edgeseg.io.sinks import Sink
+from fakes import DEMO_YAML, DEMO_ALARM
 
 ROOT = Path(__file__).resolve().parents[1]
 SYS_PY = "/usr/bin/python3"
@@ -119,7 +120,7 @@ class FakeCam:
 
 
 def cams(n, **kw):
-    base = {"threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 2}}
+    base = {"threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 2, **DEMO_ALARM}}
     return [{"name": f"cam{i}", "source": f"fake://{i}", **base, **kw} for i in range(n)]
 
 
@@ -261,7 +262,7 @@ def test_file_camera_reads_every_frame_in_order_then_finishes(tiny_onnx, tmp_pat
             seen.append(frame.index)
 
     gw = Gateway({"model": str(tiny_onnx), "threads": 1,
-                  "cameras": [{"name": "file", "source": str(clip), "threshold": 0.01, "alarm": {"k": 1, "n": 1}}],
+                  "cameras": [{"name": "file", "source": str(clip), "threshold": 0.01, "alarm": {"k": 1, "n": 1, **DEMO_ALARM}}],
                   "sinks": {"snapshots": {"dir": str(tmp_path / "snaps")}}}, sinks=[col, Frames()])
     gw.start()
     assert gw.wait(30)
@@ -515,7 +516,7 @@ def test_rtsp_refused_at_start_then_killed_and_restarted(tiny_onnx, h264_clip, t
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1,
                   "cameras": [{"name": "rtsp", "source": f"rtsp://127.0.0.1:{port}/cam", "threshold": 0.01,
-                               "alarm": {"k": 1, "n": 1, "m": 3}}],
+                               "alarm": {"k": 1, "n": 1, "m": 3, **DEMO_ALARM}}],
                   "reconnect": {"read_timeout_s": 2, "max_backoff_s": 1},
                   "sinks": {"jsonl": {"path": str(tmp_path / "ev.jsonl")}}}, sinks=[col])
     server = None
@@ -553,7 +554,7 @@ def test_watch_command_sighup_reload_and_sigterm(tiny_onnx, tmp_path):
     events = tmp_path / "events.jsonl"
 
     def write(names):
-        cams_yaml = "".join(f"  - {{name: {n}, source: {clip}, loop: true, threshold: 0.01, alarm: {{k: 1, n: 1, m: 50}}}}\n"
+        cams_yaml = "".join(f"  - {{name: {n}, source: {clip}, loop: true, threshold: 0.01, alarm: {{k: 1, n: 1, m: 50, {DEMO_YAML}}}}}\n"
                             for n in names)
         (tmp_path / "gw.yaml").write_text(f"model: {tiny_onnx}\nthreads: 1\ncameras:\n{cams_yaml}"
                                           f"sinks:\n  jsonl: {{path: {events}}}\n")
@@ -697,7 +698,7 @@ def test_camera_password_never_in_events_or_logs(tiny_onnx, tmp_path, caplog):
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"), "metrics": {"port": 0},
                   "reconnect": {"max_backoff_s": 0.2},
-                  "cameras": [{"name": "gate", "source": url, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 2}}],
+                  "cameras": [{"name": "gate", "source": url, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 2, **DEMO_ALARM}}],
                   "sinks": {"jsonl": {"path": str(tmp_path / "ev.jsonl")}}}, sinks=[col], capture_factory=factory)
     gw.start()
     try:

@@ -14,6 +14,7 @@ from edgeseg.streaming.guards import ViewGuard, stats
 from edgeseg.config.settings import GuardSettings
 from test_gateway import Collect, paired, wait_for
 from training.synth import render_clip
+from fakes import DEMO_ALARM
 
 SIZE = (240, 320)
 
@@ -99,7 +100,7 @@ def test_gateway_trouble_stands_beside_the_alarm(tiny_onnx, tmp_path, clip):
         vw.write(f)
     vw.release()
     col = Collect()
-    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 2},
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 2, **DEMO_ALARM},
                   "state_dir": str(tmp_path / "state"), "cameras": [{"name": "yard", "source": str(path)}]}, sinks=[col])
     gw.start()
     try:

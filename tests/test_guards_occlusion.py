@@ -22,6 +22,7 @@ from edgeseg.streaming.alarm import LeakAlarm
 from edgeseg.streaming.guards import ViewGuard
 from test_gateway import Collect, paired, wait_for
 from training.synth import render_clip_layers
+from fakes import DEMO_ALARM
 
 H, W = 240, 320
 DEMO = Path(__file__).resolve().parents[1] / "edgeseg" / "assets" / "demo_gas_leak.mp4"
@@ -144,7 +145,7 @@ def test_walker_raises_no_moved_on_the_guard_alone(walk_clip):
 def test_walker_does_not_end_the_alarm_and_the_leak_goes_on_being_reported(tiny_onnx, tmp_path, walk_clip):
     path, labels = walk_clip
     col = run_gateway(tiny_onnx, tmp_path, path, lambda i, shape: labels[i],
-                      alarm={"k": 3, "n": 5, "m": 10, "cooldown_s": 60, "update_every_s": 1.0})
+                      alarm={**DEMO_ALARM, "k": 3, "n": 5, "m": 10, "cooldown_s": 60, "update_every_s": 1.0})
     assert paired(col.events)
     starts, ends = col.of("start"), col.of("end")
     assert len(starts) == 1 and starts[0]["frame"] < WALK.start, [(e["event"], e["frame"]) for e in starts + ends]
@@ -170,7 +171,7 @@ def test_a_camera_turned_during_an_alarm_is_moved_and_the_alarm_stands_beside_it
     moved = write_mp4(tmp_path / "turned.mp4", frames, 10.0)
     leak = [labels[i] if i < WALK.start else labels[i + len(WALK)] for i in range(len(frames))]
     col = run_gateway(tiny_onnx, tmp_path, moved, lambda i, shape: np.zeros_like(leak[i]) if i in turned else leak[i],
-                      alarm={"k": 3, "n": 5, "m": 10, "cooldown_s": 60})
+                      alarm={**DEMO_ALARM, "k": 3, "n": 5, "m": 10, "cooldown_s": 60})
     got = troubles(col)
     assert [(ev, t) for _, ev, t in got] == [("trouble", "moved"), ("trouble_cleared", "moved")], got
     assert turned.start <= got[0][0] < turned.start + 5 and turned.stop <= got[1][0] < turned.stop + 5, got
@@ -195,7 +196,7 @@ def test_a_dark_scene_starts_alarms_and_a_cap_on_it_is_one_blocked_beside_the_al
             mask[60:120, 100:180] = 1
         return mask
 
-    col = run_gateway(tiny_onnx, tmp_path, dark_clip, leak, alarm={"k": 3, "n": 5, "m": 10, "cooldown_s": 60})
+    col = run_gateway(tiny_onnx, tmp_path, dark_clip, leak, alarm={**DEMO_ALARM, "k": 3, "n": 5, "m": 10, "cooldown_s": 60})
     got = troubles(col)
     assert [(ev, t) for _, ev, t in got] == [("trouble", "blocked"), ("trouble_cleared", "blocked")], got
     assert 300 <= got[0][0] < 305 and 340 <= got[1][0] < 345, got  # the cap, and only the cap
@@ -216,7 +217,7 @@ def test_a_leak_seen_on_a_capped_lens_starts_nothing_until_the_view_is_back(walk
     frames = read_mp4(walk_clip[0])[:60]
     frames[20:40] = [np.full_like(frames[0], 5)] * 20
     col = Collect()
-    unit = StreamUnit([col], 1, AlarmSettings(k=3, n=5, m=10), guards=GuardSettings())
+    unit = StreamUnit([col], 1, AlarmSettings(k=3, n=5, m=10, **DEMO_ALARM), guards=GuardSettings())
     box = np.zeros((H, W), np.uint8)
     box[40:100, 150:250] = 1
     for i, f in enumerate(frames):

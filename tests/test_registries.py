@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from edgeseg.cli import app
 from edgeseg.io.sources import SOURCES, Frame, Source, SourceKind, is_live, open_source, register_source
 from test_gateway import Collect, mosquitto, subscriber, wait_for  # noqa: F401 - the fixture is used by name
+from fakes import DEMO_ALARM, DEMO_FLAGS
 
 runner = CliRunner()
 
@@ -51,7 +52,7 @@ def test_a_registered_source_works_in_detect_and_watch(pattern_kind, tiny_onnx, 
     from edgeseg import Gateway
 
     col = Collect()
-    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 2},
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 2, **DEMO_ALARM},
                   "cameras": [{"name": "pat", "source": "pattern:8"}]}, sinks=[col])
     gw.start()
     assert gw.wait(30)
@@ -68,7 +69,7 @@ def test_detect_sink_mqtt_sends_the_same_events_as_events_jsonl(tiny_onnx, tmp_p
     sub, got = subscriber(mosquitto, "site1/#")
     try:
         res = runner.invoke(app, ["detect", str(clip), "--model", str(tiny_onnx), "--threshold", "0.01", "--k", "1",
-                                  "--n", "1", "-o", str(tmp_path / "out"),
+                                  "--n", "1", *DEMO_FLAGS, "-o", str(tmp_path / "out"),
                                   "--sink", f"mqtt://127.0.0.1:{mosquitto}/site1"])
         assert res.exit_code == 0, res.output
         lines = (tmp_path / "out" / "events.jsonl").read_text().splitlines()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from test_gateway import Collect, _rtsp_available, free_port, paired, stop_proc, wait_for
+from fakes import DEMO_ALARM
 
 ROOT = Path(__file__).resolve().parents[1]
 SYS_PY = "/usr/bin/python3"
@@ -55,7 +56,7 @@ def _gateway(tiny_onnx, tmp_path, url):
     from edgeseg import Gateway
 
     col = Collect()
-    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 100},
+    gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.01, "alarm": {"k": 1, "n": 1, "m": 100, **DEMO_ALARM},
                   "cameras": [{"name": "cam", "source": url}], "state_dir": str(tmp_path / "state"),
                   "guards": {"enabled": False}, "metrics": {"port": 0},
                   "reconnect": {"stall_s": STALL_S, "first_frame_s": 4, "max_backoff_s": 0.5}}, sinks=[col])

@@ -24,6 +24,7 @@ pytest.importorskip("av", reason="clips need PyAV: pip install 'edgeseg[gateway]
 
 from test_evidence import _events, write_video  # noqa: E402
 from test_gateway import paired, stop_proc, wait_for  # noqa: E402
+from fakes import DEMO_ALARM
 
 ROOT = Path(__file__).resolve().parents[1]
 NOFILE = 256
@@ -71,7 +72,7 @@ def test_slowloris_flood_leaves_health_clips_and_journal_working(tiny_onnx, tmp_
     video = write_video(tmp_path / "cam.mp4", 60, range(10, 30))
     clips, port = tmp_path / "clips", _free_port()
     cfg = {"model": str(tiny_onnx), "threads": 1, "state_dir": str(tmp_path / "state"),
-           "cameras": [{"name": "cam", "source": str(video), "loop": True, "alarm": {"k": 1, "n": 1, "m": 5}}],
+           "cameras": [{"name": "cam", "source": str(video), "loop": True, "alarm": {"k": 1, "n": 1, "m": 5, **DEMO_ALARM}}],
            "guards": {"enabled": False}, "clips": {"dir": str(clips), "pre_s": 1.0, "post_s": 1.0},
            "metrics": {"port": port}, "api": {"header_timeout_s": HEADER_TIMEOUT},
            "sinks": {"jsonl": {"path": str(tmp_path / "ev.jsonl")}}}

@@ -12,6 +12,7 @@ from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.io.sinks import Sink
 from edgeseg.io.sources import Frame
 from edgeseg.streaming.stages import StagedRun
+from fakes import DEMO_ALARM
 
 
 class Recorder(Sink):
@@ -51,7 +52,7 @@ def seg(tiny_onnx):
 
 def test_order_kept_and_nothing_dropped(seg):
     rec = Recorder()
-    loop = DetectionLoop(seg, [rec], AlarmSettings(k=1, n=1, m=1), every=2)
+    loop = DetectionLoop(seg, [rec], AlarmSettings(k=1, n=1, m=1, **DEMO_ALARM), every=2)
     run = StagedRun(loop, _frames(40))
     seen = [(f.index, r is not None) for f, r in run.results()]
     run.close()
@@ -96,7 +97,7 @@ def test_batches_keep_order_and_one_bad_frame_is_skipped_alone(seg):
             yield f
 
     rec = Recorder()
-    loop = DetectionLoop(seg, [rec], AlarmSettings(k=1, n=1, m=1))
+    loop = DetectionLoop(seg, [rec], AlarmSettings(k=1, n=1, m=1, **DEMO_ALARM))
     calls: list[int] = []
     real = seg.segment_batch
 

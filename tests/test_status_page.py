@@ -16,6 +16,7 @@ import pytest
 import chromium
 from test_gateway import Collect, wait_for
 from training.synth import render_clip
+from fakes import DEMO_ALARM
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = chromium.find()
@@ -58,7 +59,7 @@ def _clip():
 def start(tiny_onnx, tmp_path, col, **extra):
     from edgeseg import Gateway
 
-    cfg = {"model": str(tiny_onnx), "threads": 1, "threshold": 0.2, "alarm": {"k": 2, "n": 3, "m": 4, "update_every_s": 30},
+    cfg = {"model": str(tiny_onnx), "threads": 1, "threshold": 0.2, "alarm": {**DEMO_ALARM, "k": 2, "n": 3, "m": 4, "update_every_s": 30},
            "cameras": [{"name": "yard-east", "source": "fake://1"}, {"name": "compressor-2", "source": "fake://2"}],
            "metrics": {"port": 0}, "state_dir": str(tmp_path / "state"),
            "sinks": {"snapshots": {"dir": str(tmp_path / "snaps")}}, **extra}
@@ -80,8 +81,10 @@ def test_status_page_shows_cameras_alarms_events_and_acknowledges(tiny_onnx, tmp
         img = browser.js("document.querySelector('.cam img').naturalWidth + 'x' + document.querySelector('.cam img').naturalHeight")
         assert img == "320x240"  # the latest annotated frame at the camera's resolution
         rows = browser.wait_js("[...document.querySelectorAll('#alarms tr[data-alarm]')].map(r => r.dataset.alarm)")
-        open_ids = {c.unit.open_alarm for c in gw.cameras.values()}
-        assert set(rows) <= open_ids | {None} and rows
+        # incidents latch (#35): the rows are the gateway's incidents, the open alarms among them
+        incident_ids = {i["id"] for i in gw.incidents.select()}
+        assert set(rows) <= incident_ids and rows
+        assert {c.unit.open_alarm for c in gw.cameras.values()} - {None} <= incident_ids
         browser.wait_js("[...document.querySelectorAll('#events img[data-event]')].some(i => i.naturalWidth > 0)")
         events = browser.js("[...document.querySelectorAll('#events tbody tr')].map(r => r.cells[3].textContent)")
         assert "start" in events and "camera_started" in events

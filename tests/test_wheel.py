@@ -151,7 +151,10 @@ def test_watch_check_and_a_short_watch_with_clips_and_the_api(installed):
     clip = site_file(installed, "assets/demo_gas_leak.mp4")
     port = free_port()
     cfg = {"threads": 2, "threshold": 0.05, "min_area": 0.0,
-           "cameras": [{"name": "yard", "source": str(clip), "loop": True, "alarm": {"k": 1, "n": 1, "m": 1000}}],
+           "cameras": [{"name": "yard", "source": str(clip), "loop": True, "alarm": {"k": 1, "n": 1, "m": 1000,
+                                                                                      # the demo's settings (#35)
+                                                                                      "verify_s": 0.0, "clear_s": 0.0,
+                                                                                      "cooldown_s": 0.0, "update_every_s": 0.0}}],
            "guards": {"enabled": False}, "clips": {"dir": "clips", "pre_s": 1.0, "post_s": 1.0,
                                                    "min_free_gb": 0.0},  # whatever this host's disk holds
            "metrics": {"host": "127.0.0.1", "port": port}, "sinks": {"jsonl": {"path": "events.jsonl"}}}

@@ -8,7 +8,8 @@ from typing import List, Optional
 import typer
 
 from edgeseg.commands.common import console, fail
-from edgeseg.config.settings import AlarmSettings, ClipSettings, ConfigError, StreamSettings, option, validate
+from edgeseg.config.settings import (AlarmSettings, ClipSettings, ConfigError, StreamSettings, option, pre_roll_s,
+                                     validate)
 
 
 def detect_cmd(
@@ -28,14 +29,18 @@ def detect_cmd(
     k: int = option("k", model=AlarmSettings),
     n: int = option("n", model=AlarmSettings),
     m: int = option("m", model=AlarmSettings),
+    verify_s: float = option("verify_s", model=AlarmSettings),
+    clear_s: float = option("clear_s", model=AlarmSettings),
+    cooldown_s: float = option("cooldown_s", model=AlarmSettings),
+    update_every_s: float = option("update_every_s", model=AlarmSettings),
     sink: Optional[List[str]] = typer.Option(None, "--sink", help="Also send events to a sink, by URL (repeatable): "
                                              "mqtt://HOST:PORT/PREFIX, http(s)://RECEIVER (webhook), jsonl:PATH"),
     retries: int = typer.Option(5, help="Stream reconnect attempts (exponential backoff) before giving up; a drop and "
                                 "a stall (no new frame for --stall-s) both count"),
     stall_s: float = typer.Option(10.0, "--stall-s", min=0.1, help="Seconds a connected stream may send no new frame "
                                   "before it counts as stalled and is reconnected"),
-    clips: Optional[Path] = typer.Option(None, "--clips", help="Folder for a clip (pre/post-roll 5 s) and snapshots per "
-                                         "alarm, named in the events (the `clips` settings of edgeseg watch, defaults)"),
+    clips: Optional[Path] = typer.Option(None, "--clips", help="Folder for a clip (pre-roll: verify-s + 2 s, at least 5 s; "
+                                         "post-roll 5 s) and snapshots per alarm, named in the events (the `clips` settings of edgeseg watch, defaults)"),
     rebuild_engine: bool = typer.Option(False, "--rebuild-engine", help="TensorRT: rebuild an engine made for another GPU / TensorRT version from the .onnx next to it"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace results an earlier run left in the -o folder (default: refuse)"),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout"),
@@ -62,7 +67,8 @@ def detect_cmd(
     try:
         st = validate(StreamSettings, {"model": model, "kind": kind, "backend": backend, "precision": precision, "threshold": threshold,
                                        "min_area": min_area, "every": every, "letterbox": letterbox, "tiles": tiles,
-                                       "overlap": overlap, "alarm": {"k": k, "n": n, "m": m}})
+                                       "overlap": overlap, "alarm": {"k": k, "n": n, "m": m, "verify_s": verify_s, "clear_s": clear_s,
+                                                 "cooldown_s": cooldown_s, "update_every_s": update_every_s}})
     except ConfigError as exc:
         fail("--" + str(exc).replace("alarm.", "", 1))
     extra = []
@@ -82,7 +88,8 @@ def detect_cmd(
                       f"{camera_kind}{' from its first picture' if st.kind == 'auto' and st.model is None else ''})")
         summary = run_detect(src, output, seg, every=st.every, show=show, alarm=st.alarm, progress=not as_json,
                              overwrite=overwrite, extra_sinks=extra,
-                             clips=ClipSettings(dir=str(clips)) if clips is not None else None)
+                             clips=ClipSettings(dir=str(clips), pre_s=pre_roll_s(None, st.alarm.verify_s))
+                             if clips is not None else None)
     except (ModelError, InputError, SourceError, OutputError, ConfigError) as exc:
         for s in extra:
             s.close()

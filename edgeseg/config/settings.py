@@ -30,18 +30,31 @@ from edgeseg.runtime.postprocess import DEFAULT_MIN_AREA
 
 
 # -- stream (global defaults, overridable per camera) ---------------------------------------------------
+#: seconds of pre-roll beyond the confirmation time: the clip shows the air before the plume came
+ONSET_MARGIN_S = 2.0
+
+
 class AlarmSettings(Strict):
-    k: int = setting(3, "Confirm a leak seen in k of the last n processed frames", ge=1, le=1000)
-    n: int = setting(5, "Alarm window length n (frames)", ge=1, le=1000)
-    m: int = setting(10, "Clear the alarm after m processed frames without a leak", ge=1, le=100000)
-    verify_s: float = setting(0.0, "Seconds a leak must be seen (besides k of n) before the alarm starts",
-                              fix="e.g. 3; 0 starts on k of n alone", ge=0.0, le=3600.0)
-    cooldown_s: float = setting(0.0, "Seconds after an alarm ends before the camera may start a new one",
-                                fix="e.g. 60; 0 allows a new alarm at once", ge=0.0, le=86400.0)
-    update_every_s: float = setting(0.0, "At most one update event per this many seconds (0: one per frame with a leak)",
+    """When a leak becomes an alarm (an incident) and when it clears, in seconds; k / n / m (frames) only
+    filter single-frame flicker. The defaults suit a site, not a demo (#35): 3 s of leak to confirm
+    (at 25 fps the old 3 frames were 120 ms), 10 s of quiet to clear, one update per 10 s."""
+
+    k: int = setting(3, "Flicker filter: a leak counts once seen in k of the last n processed frames", ge=1, le=1000)
+    n: int = setting(5, "Flicker filter window n (frames)", ge=1, le=1000)
+    m: int = setting(10, "Clear only after at least m processed frames without a leak (besides clear_s)", ge=1, le=100000)
+    verify_s: float = setting(3.0, "Seconds a leak must be seen (besides k of n) before the alarm starts",
+                              fix="e.g. 3; 0 starts on k of n alone (a demo: 3 frames)", ge=0.0, le=3600.0)
+    clear_s: float = setting(10.0, "Seconds without a leak before the alarm clears (ends, reason quiet)",
+                             fix="e.g. 10; 0 clears after m quiet frames alone", ge=0.0, le=3600.0)
+    cooldown_s: float = setting(60.0, "Seconds after an alarm clears during which a leak that comes back rejoins the "
+                                "same incident (its start says rejoined: true) unless it was acknowledged",
+                                fix="e.g. 60; 0: every re-appearance is a new incident", ge=0.0, le=86400.0)
+    update_every_s: float = setting(10.0, "At most one update event per this many seconds (0: one per frame with a leak)",
                                     fix="e.g. 10", ge=0.0, le=86400.0)
     update_area_change: float = setting(0.5, "An update comes sooner when the leak area changes by more than this "
                                         "fraction of the last reported area", fix="e.g. 0.5 (50 %)", ge=0.0, le=100.0)
+    update_min_s: float = setting(1.0, "Even when the area changes, at most one update per this many seconds",
+                                  fix="e.g. 1", ge=0.0, le=86400.0)
 
     @model_validator(mode="after")
     def _k_within_n(self) -> "AlarmSettings":
@@ -95,7 +108,10 @@ class ZoneSettings(Strict):
 class ClipSettings(Strict):  # evidence per alarm (edgeseg.io.evidence): clip, snapshots, retention
     dir: str = setting(..., "Folder of alarm clips and snapshots", fix="e.g. dir: /var/lib/edgeseg/clips", min_length=1)
     enabled: bool = setting(True, "false: no clips for this camera (set per camera)")
-    pre_s: float = setting(5.0, "Seconds of video before the alarm's start (pre-roll)", ge=0.0, le=60.0)
+    pre_s: Optional[float] = setting(
+        None, "Seconds of video before the alarm's start (pre-roll); it must cover the onset: at least the longest "
+        f"verify_s (camera, zones) + {ONSET_MARGIN_S:g} s (a shorter one is refused). none: that, and at least 5 s",
+        fix=f"at least alarm.verify_s + {ONSET_MARGIN_S:g}, e.g. 5 with verify_s 3; or leave it out", ge=0.0, le=60.0)
     post_s: float = setting(5.0, "Seconds of video after the alarm's end (post-roll; `end` waits for it)", ge=0.0, le=300.0)
     max_s: float = setting(120.0, "Longest clip part; a longer alarm continues in a new part", gt=1.0, le=3600.0)
     retain_days: float = setting(14.0, "Delete evidence older than this (days)", gt=0.0, le=3650.0)
@@ -207,6 +223,15 @@ class CameraConfig(StreamSettings):
     source: str
     loop: bool = False
 
+    @model_validator(mode="after")
+    def _pre_roll_covers_the_onset(self) -> "CameraConfig":
+        """``clips.pre_s``: derived when left out, refused when too short (the clip would begin after the leak did)."""
+        if self.clips is None:
+            return self
+        verify = max([self.alarm.verify_s] + [z.verify_s for z in self.zones.named if z.verify_s is not None])
+        object.__setattr__(self, "clips", self.clips.model_copy(update={"pre_s": pre_roll_s(self.clips.pre_s, verify)}))
+        return self
+
     @property
     def shown_source(self) -> str:
         """``source`` as events and logs show it: a URL's ``user:password@`` is ``***@``."""
@@ -217,6 +242,28 @@ class CameraConfig(StreamSettings):
         from edgeseg.io.sources import is_live  # noqa: PLC0415 - settings stay importable without opencv
 
         return is_live(self.source)
+
+
+def pre_roll_s(pre_s: float | None, verify_s: float) -> float:
+    """The pre-roll for an alarm confirmed after ``verify_s`` seconds: ``pre_s`` when it covers the onset
+    (``verify_s`` + :data:`ONSET_MARGIN_S`), that when ``pre_s`` is None (at least 5 s, at most 60 s).
+    ``verify_s`` 0 starts an alarm at the first sighting (k of n frames): any pre-roll covers that onset.
+    An alarm starts ``verify_s`` after the leak was first seen, so a shorter pre-roll misses how it began."""
+    need = verify_s + ONSET_MARGIN_S if verify_s > 0 else 0.0  # verify_s 0: the start frame is the onset
+    if need > 60.0:
+        import logging  # noqa: PLC0415
+
+        logging.getLogger("edgeseg").warning(
+            "clips.pre_s: alarm.verify_s %g s needs a %g s pre-roll; the most is 60 s: clips begin %g s after the "
+            "leak's onset (fix: a shorter verify_s)", verify_s, need, need - 60.0)
+    need = min(60.0, need)
+    if pre_s is None:
+        return max(5.0, need)
+    if pre_s < need - 1e-9:
+        raise bad(f"{pre_s:g} s is shorter than alarm.verify_s ({verify_s:g} s) + {ONSET_MARGIN_S:g} s: an alarm "
+                  f"starts {verify_s:g} s after the leak is first seen, so its clip would miss the onset",
+                  f"set clips.pre_s to at least {need:g}, or leave it out to derive it", sub=".clips.pre_s")
+    return pre_s
 
 
 # -- sinks and servers ----------------------------------------------------------------------------------

@@ -41,15 +41,12 @@ class StreamUnit:
                  on_event: Callable[[dict[str, Any]], None] | None = None, guards: GuardSettings | None = None,
                  evidence: Any = None, zone_evidence: dict[str, Any] | None = None) -> None:
         self.sinks = list(sinks)
-        self.alarm = LeakAlarm(alarm.k, alarm.n, alarm.m, alarm.verify_s, alarm.cooldown_s, alarm.update_every_s,
-                               alarm.update_area_change) if alarm is not None else None
+        self.alarm = LeakAlarm.from_settings(alarm) if alarm is not None else None
         self.guard = ViewGuard(guards) if guards is not None and alarm is not None else None
         named = list(zones.named) if zones is not None and alarm is not None else []
         self.named = NamedZones(zones) if named else None
         #: one alarm per named zone (own id, verify_s, cooldown_s); leaks outside them feed ``self.alarm``
-        self.zone_alarms = {z.name: LeakAlarm(alarm.k, alarm.n, alarm.m, alarm.verify_s if z.verify_s is None else z.verify_s,
-                                              alarm.cooldown_s if z.cooldown_s is None else z.cooldown_s,
-                                              alarm.update_every_s, alarm.update_area_change) for z in named}
+        self.zone_alarms = {z.name: LeakAlarm.from_settings(alarm, z.verify_s, z.cooldown_s) for z in named}
         self.suspended_until: float | None = None  # wall clock; inf: until resumed
         self.latest: tuple[Any, Any, list] | None = None  # (image, Result, regions) of the last frame: latest.jpg
         self.zones = ZoneFilter(zones) if zones is not None else None
@@ -108,12 +105,16 @@ class StreamUnit:
         self.emit(event)
         return event
 
-    def acknowledge(self, alarm_id: str, who: str | None = None, why: str | None = None) -> dict[str, Any] | None:
-        """Acknowledge the open alarm ``alarm_id``; None when it is not this unit's open alarm."""
-        zone = next((z for z, a in self.alarms if a.acknowledge(alarm_id)), False)
-        if zone is False:
+    def acknowledge(self, alarm_id: str, who: str | None = None, why: str | None = None,
+                    note: str | None = None) -> dict[str, Any] | None:
+        """Acknowledge incident ``alarm_id``: the open alarm, or the last one that cleared (it then
+        rejoins nothing); None when it is neither of this unit's."""
+        found = next(((z, a.active) for z, a in self.alarms if a.acknowledge(alarm_id)), None)
+        if found is None:
             return None
-        event = {"event": "acknowledged", "alarm_id": alarm_id, **({"zone": zone} if zone else {}), **_who(who, why)}
+        zone, active = found
+        event = {"event": "acknowledged", "alarm_id": alarm_id, **({"zone": zone} if zone else {}), "active": active,
+                 **_who(who, why), **({"note": str(note)[:500]} if note else {})}
         self.emit(event)
         return event
 

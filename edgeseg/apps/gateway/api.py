@@ -3,13 +3,19 @@
     GET  /api/cameras                       every camera: state, online, fps, drops, open alarm
     GET  /api/cameras/<name>                one camera
     GET  /api/cameras/<name>/latest.jpg     its latest frame, annotated (ETag; If-None-Match: 304 while unchanged)
-    GET  /api/events?since=&camera=&limit=  events with an id above since (no since: the newest), oldest first
+    GET  /api/incidents?state=&camera=&limit=  incidents, the unresolved first (state: open | cleared_unacknowledged
+                                            | acknowledged | unresolved), newest first
+    GET  /api/incidents/<id>                one incident: state, episodes, who acknowledged it, when, the note
+    POST /api/incidents/<id>/ack            {"who": "...", "note": "..."}: also after its alarm cleared
+    GET  /api/events?since=&camera=&limit=&updates=  events with an id above since (no since: the newest), oldest
+                                            first; updates=0 leaves the alarms' update events out (the default
+                                            without since: updates never crowd a start, end or trouble off a list)
     GET  /api/events/<id>                   one event (+ snapshot_url / clip_url when it has them)
     GET  /api/events/<id>/snapshot.jpg      its snapshot (?annotated=1: the annotated twin)
     GET  /api/events/<id>/clip              its alarm clip, video/mp4 (?annotated=1: the annotated clip)
     POST /api/cameras/<name>/suspend        {"minutes": 30, "who": "...", "why": "..."} (no minutes: until resumed)
     POST /api/cameras/<name>/resume         {"who": "...", "why": "..."}
-    POST /api/alarms/<id>/ack               {"who": "...", "why": "..."}
+    POST /api/alarms/<id>/ack               {"who": "...", "note": "..."} (as /api/incidents/<id>/ack; "why" too)
     GET  /api/openapi.json                  this, as OpenAPI 3
     GET  /                                  the status page (static files of edgeseg/apps/gateway/static)
 
@@ -132,7 +138,7 @@ class Api:
             return _json(400, {"error": "the body is not JSON (fix: send e.g. {\"who\": \"ann\", \"why\": \"welding\"})"})
         if not isinstance(body, dict):
             return _json(400, {"error": "the body must be a JSON object (fix: send e.g. {\"minutes\": 30})"})
-        if any(not isinstance(body.get(k), (str, type(None))) for k in ("who", "why")):
+        if any(not isinstance(body.get(k), (str, type(None))) for k in ("who", "why", "note")):
             return _json(400, {"error": "who and why must be texts (fix: send e.g. {\"who\": \"ann\", \"why\": \"welding\"})"})
         return self._post(parts[1:], body)
 
@@ -146,6 +152,10 @@ class Api:
             return self._latest(p[1], etag)
         if p == ["events"]:
             return self._events(q)
+        if p == ["incidents"]:
+            return self._incidents(q)
+        if len(p) == 2 and p[0] == "incidents":
+            return _json(*c.incident(p[1]))
         if len(p) in (2, 3) and p[0] == "events":
             return self._event(p[1], p[2] if len(p) == 3 else None, q.get("annotated", ["0"])[0] in ("1", "true"))
         if p == ["openapi.json"]:
@@ -160,9 +170,10 @@ class Api:
             return _json(*c.suspend(p[1], body.get("minutes"), who, why))
         if len(p) == 3 and p[0] == "cameras" and p[2] == "resume":
             return _json(*c.resume(p[1], who, why))
-        if len(p) == 3 and p[0] == "alarms" and p[2] == "ack":
-            return _json(*c.ack(p[1], who, why))
-        return _json(404, {"error": "no such action (fix: POST /api/cameras/<name>/suspend|resume or /api/alarms/<id>/ack)"})
+        if len(p) == 3 and p[0] in ("alarms", "incidents") and p[2] == "ack":
+            return _json(*c.ack(p[1], who, why, body.get("note")))
+        return _json(404, {"error": "no such action (fix: POST /api/cameras/<name>/suspend|resume or "
+                                   "/api/incidents/<id>/ack)"})
 
     # -- answers -------------------------------------------------------------------------------
     def _latest(self, name: str, etag: str | None = None) -> tuple[Any, ...]:
@@ -193,9 +204,28 @@ class Api:
             return _json(400, {"error": "camera must be a camera name (fix: letters, digits, _ . - only)"})
         if not 1 <= limit <= 1000:
             return _json(400, {"error": f"limit must be 1..1000, got {limit} (fix: e.g. ?limit=100)"})
+        raw_updates = q.get("updates", [None])[0]
+        if raw_updates not in (None, "0", "1", "true", "false"):
+            return _json(400, {"error": "updates must be 0 or 1 (fix: e.g. ?updates=1)"})
+        # a client tailing with since gets every event; a listing of the newest leaves updates out unless
+        # asked, so a long leak's updates never crowd its start, an end or a trouble off it (#35)
+        updates = raw_updates in ("1", "true") if raw_updates is not None else since is not None
         if since is None:  # the newest ones, still oldest first
-            return _json(200, self.store.recent(limit, camera)[::-1])
-        return _json(200, self.store.query(max(0, since), camera, limit))
+            return _json(200, self.store.recent(limit, camera, updates)[::-1])
+        return _json(200, self.store.query(max(0, since), camera, limit, updates))
+
+    def _incidents(self, q: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        from edgeseg.apps.gateway.incidents import STATES  # noqa: PLC0415
+
+        state, camera, raw_limit = (q.get(k, [None])[0] for k in ("state", "camera", "limit"))
+        if state is not None and state not in (*STATES, "unresolved"):
+            return _json(400, {"error": f"state must be one of {', '.join((*STATES, 'unresolved'))} "
+                                        "(fix: e.g. ?state=unresolved, or leave it out for all)"})
+        if camera is not None and not NAME.match(camera):
+            return _json(400, {"error": "camera must be a camera name (fix: letters, digits, _ . - only)"})
+        if raw_limit is not None and (not _ID.match(raw_limit) or not 1 <= int(raw_limit) <= 1000):
+            return _json(400, {"error": "limit must be 1..1000 (fix: e.g. ?limit=100)"})
+        return _json(*self.controls.incidents(state, camera, int(raw_limit or 100)))
 
     def _event(self, raw_id: str, what: str | None, annotated: bool = False) -> tuple[int, str, bytes]:
         if not _ID.match(raw_id) or raw_id.startswith("-"):

@@ -1,5 +1,5 @@
 """What an operator may do to a running gateway (HTTP API, MQTT control): list cameras, suspend /
-resume a camera, acknowledge an alarm, fetch the latest frame.
+resume a camera, acknowledge an incident (open or cleared: :mod:`.incidents`), fetch the latest frame.
 
 Every call runs ON THE DISPATCHER THREAD (:meth:`Controls.run` hands it over through a queue the
 dispatch loop drains), because the stream units and sinks are the dispatcher's alone. A result is
@@ -49,7 +49,7 @@ class Commands:
             done.set()
 
 
-def camera_state(cam: Any) -> dict[str, Any]:
+def camera_state(cam: Any, incidents: Any = None) -> dict[str, Any]:
     """One camera as the API shows it (called on the dispatcher thread)."""
     unit, r = cam.unit, cam.reader
     troubles = sorted(unit.guard.troubles) if unit.guard is not None else []
@@ -61,7 +61,9 @@ def camera_state(cam: Any) -> dict[str, Any]:
              else "suspended" if suspended else "trouble" if troubles else "ok")
     until = unit.suspended_until
     fps = cam.processed / max(1e-6, time.monotonic() - cam.started_at)
-    return {"name": cam.name, "state": state, "online": online, "fps": round(fps, 2), "processed": cam.processed,
+    store = getattr(incidents, "newest_unacknowledged", None)
+    return {"unacknowledged_incident": store(cam.name) if store else None,
+            "unacknowledged_incidents": incidents.unacknowledged(cam.name) if store else 0, "name": cam.name, "state": state, "online": online, "fps": round(fps, 2), "processed": cam.processed,
             "drops": r.dropped, "reconnects": r.reconnects, "open_alarm": unit.open_alarm, "open_alarms": unit.open_alarms,
             "acknowledged": bool(unit.open_alarms and unit.open_alarms[0]["acknowledged"]), "suspended": suspended,
             "suspended_until": None if until is None or math.isinf(until) else until, "troubles": troubles}
@@ -81,12 +83,15 @@ class Controls:
         return cam if cam is not None and cam.stop_requested_at is None else None
 
     def cameras(self) -> tuple[int, Any]:
-        return self.run(lambda: (200, [camera_state(c) for c in list(self.gw.cameras.values())]))
+        return self.run(lambda: (200, [self.state(c) for c in list(self.gw.cameras.values())]))
+
+    def state(self, cam: Any) -> dict[str, Any]:
+        return camera_state(cam, getattr(self.gw, "incidents", None))
 
     def camera(self, name: str) -> tuple[int, Any]:
         def fn() -> tuple[int, Any]:
             cam = self._cam(name)
-            return (200, camera_state(cam)) if cam else _unknown_camera(name)
+            return (200, self.state(cam)) if cam else _unknown_camera(name)
         return self.run(fn)
 
     def suspend(self, name: str, minutes: Any = None, who: Any = None, why: Any = None) -> tuple[int, Any]:
@@ -100,7 +105,7 @@ class Controls:
             if cam is None:
                 return _unknown_camera(name)
             cam.unit.suspend(minutes, _text(who), _text(why))
-            return 200, camera_state(cam)
+            return 200, self.state(cam)
         return self.run(fn)
 
     def resume(self, name: str, who: Any = None, why: Any = None) -> tuple[int, Any]:
@@ -109,20 +114,51 @@ class Controls:
             if cam is None:
                 return _unknown_camera(name)
             cam.unit.resume(_text(who), _text(why))
-            return 200, camera_state(cam)
+            return 200, self.state(cam)
         return self.run(fn)
 
-    def ack(self, alarm_id: str, who: Any = None, why: Any = None) -> tuple[int, Any]:
+    def ack(self, alarm_id: str, who: Any = None, why: Any = None, note: Any = None) -> tuple[int, Any]:
+        """Acknowledge incident ``alarm_id``: its alarm open or cleared, its camera running or gone (removed
+        by a reload, or the incident is from before a restart). The ``acknowledged`` event is emitted like
+        any other, and the incident store follows it."""
         if not ALARM_ID.match(alarm_id or ""):
-            return 404, {"error": "no open alarm with that id (fix: take the alarm_id of a start event, 16 hex digits)"}
+            return 404, {"error": "no incident with that id (fix: take the alarm_id of a start event or an incident, "
+                                  "16 hex digits: GET /api/incidents)"}
 
         def fn() -> tuple[int, Any]:
+            store = getattr(self.gw, "incidents", None)
+            inc = store.get(alarm_id) if store else None
+            if inc is not None and inc["acknowledged"] and not inc["active"]:  # closed: the first ack stays
+                return 200, {"alarm_id": alarm_id, "camera": inc["camera"], "acknowledged": True, "already": True,
+                             "incident": inc}
             for cam in list(self.gw.cameras.values()):
-                ev = cam.unit.acknowledge(alarm_id, _text(who), _text(why))
-                if ev is not None:
-                    return 200, {"alarm_id": alarm_id, "camera": cam.name, "acknowledged": True}
-            return 404, {"error": f"no open alarm {alarm_id} (fix: it ended, or the id is wrong: GET /api/cameras)"}
+                if cam.unit.acknowledge(alarm_id, _text(who), _text(why), _text(note, 500)) is not None:
+                    return 200, {"alarm_id": alarm_id, "camera": cam.name, "acknowledged": True,
+                                 "incident": store.get(alarm_id) if store else None}
+            if inc is None:
+                return 404, {"error": f"no incident {alarm_id} (fix: the id is wrong or long gone: GET /api/incidents)"}
+            record = {"event": "acknowledged", "alarm_id": alarm_id, **({"zone": inc["zone"]} if inc.get("zone") else {}),
+                      "active": False, **{k: v for k, v in (("who", _text(who)), ("why", _text(why)),
+                                                            ("note", _text(note, 500))) if v}}
+            cam = self.gw.cameras.get(inc["camera"])
+            if cam is not None:
+                cam.unit.emit(record)
+            else:
+                self.gw._emit(None, {**record, "camera": inc["camera"]})
+            return 200, {"alarm_id": alarm_id, "camera": inc["camera"], "acknowledged": True,
+                         "incident": store.get(alarm_id)}
         return self.run(fn)
+
+    def incidents(self, state: str | None = None, camera: str | None = None, limit: int = 100) -> tuple[int, Any]:
+        store = getattr(self.gw, "incidents", None)
+        return 200, store.select(state, camera, limit) if store is not None else []
+
+    def incident(self, incident_id: str) -> tuple[int, Any]:
+        store = getattr(self.gw, "incidents", None)
+        inc = store.get(incident_id) if store is not None and ALARM_ID.match(incident_id or "") else None
+        if inc is None:
+            return 404, {"error": "no such incident (fix: GET /api/incidents lists them)"}
+        return 200, inc
 
     def latest(self, name: str) -> tuple[int, Any]:
         """``(200, (image, result, regions, annotate))`` of the camera's last processed frame."""
@@ -141,5 +177,5 @@ def _unknown_camera(name: str) -> tuple[int, Any]:
     return 404, {"error": f"no camera {shown} (fix: GET /api/cameras lists them)"}
 
 
-def _text(v: Any) -> str | None:
-    return None if v is None else str(v)[:200]
+def _text(v: Any, most: int = 200) -> str | None:
+    return None if v is None else str(v)[:most]

@@ -29,6 +29,7 @@ class EventStore(Sink):
         self._db.commit()
         self._lock = threading.Lock()
         self._since_trim = 0
+        self.last_id: int | None = None  # the id of the last event stored (the incidents link to it)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
@@ -38,9 +39,10 @@ class EventStore(Sink):
 
     def event(self, record: dict[str, Any]) -> None:
         with self._lock:
-            self._db.execute("INSERT INTO events (camera, event, wall_time, record) VALUES (?, ?, ?, ?)",
-                             (record.get("camera"), record.get("event"), record.get("wall_time"),
-                              json.dumps(record, default=str)))
+            cur = self._db.execute("INSERT INTO events (camera, event, wall_time, record) VALUES (?, ?, ?, ?)",
+                                   (record.get("camera"), record.get("event"), record.get("wall_time"),
+                                    json.dumps(record, default=str)))
+            self.last_id = cur.lastrowid
             self._db.commit()
             self._since_trim += 1
             if self._since_trim >= 1000:
@@ -48,19 +50,21 @@ class EventStore(Sink):
                 self._db.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (self.keep,))
                 self._db.commit()
 
-    def query(self, since: int = 0, camera: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Events with an id above ``since`` (oldest first), of ``camera`` when given."""
-        sql = "SELECT id, record FROM events WHERE id > ?" + (" AND camera = ?" if camera else "") + " ORDER BY id LIMIT ?"
-        args = (since, camera, limit) if camera else (since, limit)
+    def query(self, since: int = 0, camera: str | None = None, limit: int = 100,
+              updates: bool = True) -> list[dict[str, Any]]:
+        """Events with an id above ``since`` (oldest first), of ``camera`` when given (``updates``: False
+        leaves the alarms' ``update`` events out)."""
+        where, args = _where(camera, updates, ["id > ?"], [since])
         with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
+            rows = self._db.execute(f"SELECT id, record FROM events{where} ORDER BY id LIMIT ?", (*args, limit)).fetchall()
         return [{"id": i, **json.loads(r)} for i, r in rows]
 
-    def recent(self, limit: int = 50, camera: str | None = None) -> list[dict[str, Any]]:
-        """The newest ``limit`` events (newest first)."""
-        sql = "SELECT id, record FROM events" + (" WHERE camera = ?" if camera else "") + " ORDER BY id DESC LIMIT ?"
+    def recent(self, limit: int = 50, camera: str | None = None, updates: bool = True) -> list[dict[str, Any]]:
+        """The newest ``limit`` events (newest first). ``updates`` False: without the alarms' ``update``
+        events, so that a long leak's updates never push its ``start``, an ``end`` or a trouble off a list (#35)."""
+        where, args = _where(camera, updates, [], [])
         with self._lock:
-            rows = self._db.execute(sql, (camera, limit) if camera else (limit,)).fetchall()
+            rows = self._db.execute(f"SELECT id, record FROM events{where} ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [{"id": i, **json.loads(r)} for i, r in rows]
 
     def get(self, event_id: int) -> dict[str, Any] | None:
@@ -74,3 +78,12 @@ class EventStore(Sink):
                 self._db.close()
             except sqlite3.Error:
                 pass
+
+
+def _where(camera: str | None, updates: bool, terms: list[str], args: list[Any]) -> tuple[str, list[Any]]:
+    """The WHERE clause of a listing: ``terms`` / ``args``, and the camera and update filters."""
+    if camera:
+        terms, args = terms + ["camera = ?"], args + [camera]
+    if not updates:
+        terms = terms + ["event != 'update'"]
+    return (" WHERE " + " AND ".join(terms) if terms else ""), args

@@ -4,8 +4,9 @@ Topics (``P`` = ``sinks.mqtt.topic_prefix``):
 
 - ``P/<camera>/set``: commands, JSON ``{"action": "suspend" | "resume" | "ack", "minutes": 30,
   "alarm_id": "...", "who": "...", "why": "..."}`` or the bare word ``suspend`` / ``resume`` /
-  ``ack`` (only when no ``api.token_file`` is set). ``ack`` without an ``alarm_id`` acknowledges the
-  camera's open alarm. With a token the command is signed, never carrying the token (every ``#``
+  ``ack`` (only when no ``api.token_file`` is set); ``ack`` takes a ``note`` too. ``ack`` without an
+  ``alarm_id`` acknowledges the camera's open alarm, else its newest unacknowledged incident (one that
+  cleared: incidents latch until acknowledged, #35). With a token the command is signed, never carrying the token (every ``#``
   subscriber reads it): ``ts`` (Unix seconds, within :data:`WINDOW_S` of the gateway's clock),
   ``nonce`` (each used once) and ``sig``, the HMAC-SHA256 keyed with the token over
   ``"<topic>\n" + canonical(command without sig)`` (:func:`sign_command`). A retained command is never
@@ -13,7 +14,7 @@ Topics (``P`` = ``sinks.mqtt.topic_prefix``):
 - ``P/<camera>/result``: the answer to each command, ``{"status": <HTTP-like code>, ...}``.
 - ``P/<camera>/state`` (retained): the camera's state after every change (alarm start / end,
   suspend, resume, acknowledge, trouble, online / offline): ``state``, ``leak``, ``area_pct``,
-  ``online``, ``open_alarm``, ``acknowledged``, ``suspended``, ``troubles``.
+  ``online``, ``open_alarm``, ``acknowledged``, ``suspended``, ``troubles``, ``unacknowledged_incident(s)``.
 - ``<discovery>/binary_sensor|sensor/<node>/<object>/config`` (retained): Home Assistant discovery,
   per camera a ``gas`` binary_sensor (leak), a leak-area sensor (%) and a ``connectivity``
   binary_sensor, all reading ``P/<camera>/state`` and tied to the gateway's availability topic
@@ -35,7 +36,7 @@ import threading
 import time
 from typing import Any
 
-from edgeseg.apps.gateway.control import NAME, Controls, camera_state
+from edgeseg.apps.gateway.control import NAME, Controls
 from edgeseg.io.sinks.base import Sink
 
 log = logging.getLogger("edgeseg")
@@ -167,10 +168,10 @@ class MqttControl(Sink):
                 code, cam = self.controls.camera(camera)
                 if code != 200:
                     return code, cam
-                alarm_id = cam["open_alarm"] or ""
+                alarm_id = cam["open_alarm"] or cam.get("unacknowledged_incident") or ""  # open, else cleared (#35)
                 if not alarm_id:
-                    return 404, {"error": f"camera {camera} has no open alarm (fix: nothing to acknowledge)"}
-            code, body = self.controls.ack(str(alarm_id), who, why)
+                    return 404, {"error": f"camera {camera} has no unacknowledged incident (fix: nothing to acknowledge)"}
+            code, body = self.controls.ack(str(alarm_id), who, why, msg.get("note"))
         else:
             return 400, {"error": "unknown action (fix: action is suspend, resume or ack)"}
         return code, body if isinstance(body, dict) else {"result": body}
@@ -208,7 +209,7 @@ class MqttControl(Sink):
         cam = self.gw.cameras.get(name)
         if cam is None:
             return
-        state = {k: v for k, v in camera_state(cam).items() if k not in VOLATILE}
+        state = {k: v for k, v in self.controls.state(cam).items() if k not in VOLATILE}
         state["area_pct"] = round(self.area.get(name, 0.0), 2) if state["open_alarm"] else 0.0
         state["leak"] = bool(state["open_alarm"])
         if kind in ("camera_stopped", "camera_finished"):

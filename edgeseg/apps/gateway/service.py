@@ -31,6 +31,7 @@ from edgeseg.apps.gateway.journal import AlarmJournal
 from edgeseg.apps.gateway.camera import CameraState
 from edgeseg.apps.gateway.control import Commands
 from edgeseg.apps.gateway.events import EventStore
+from edgeseg.apps.gateway.incidents import IncidentStore
 from edgeseg.apps.gateway.dispatch import STOP_GRACE_S, Dispatcher
 from edgeseg.apps.gateway.readers import CameraReader, capture_factory
 from edgeseg.core.outdir import lock_folder
@@ -40,7 +41,6 @@ from edgeseg.io.sinks.snapshots import SnapshotWriter
 from edgeseg.streaming.unit import StreamUnit
 
 log = logging.getLogger("edgeseg")
-
 
 
 class Gateway(Dispatcher):
@@ -62,8 +62,7 @@ class Gateway(Dispatcher):
         self.metrics = None
         self.server = None
         self._dispatcher: threading.Thread | None = None
-        self._stopping = False
-        self._running = False
+        self._stopping = self._running = False
         self._finished = threading.Event()
         self._wake = threading.Event()  # run()'s loop: a signal, a reload or a crash
         self._crash: str | None = None
@@ -71,11 +70,11 @@ class Gateway(Dispatcher):
         self._journal: Any = None
         self.commands = Commands(self._notify)  # HTTP / MQTT actions, run by the dispatcher
         self.store: EventStore | None = None
+        self.incidents: IncidentStore | None = None  # alarms that latch until acknowledged (#35)
         self._troubles: list[dict[str, Any]] = []
         self._trouble_lock = threading.Lock()
         self._snapshots: SnapshotWriter | None = None
-        self.batches = 0
-        self.batch_frames = 0
+        self.batches = self.batch_frames = 0
         self.final_stats: dict[str, dict[str, Any]] = {}
         self.started_wall: float | None = None
 
@@ -141,7 +140,8 @@ class Gateway(Dispatcher):
             maxes = [getattr(seg.backend, "max_batch", None) for seg in self._all_segmenters()]
             self.max_batch = min([cfg.max_batch] + [m for m in maxes if m])
             self.store = EventStore(Path(cfg.settings.state_dir) / "events.sqlite")
-            self.sinks = open_sinks(cfg.settings.sinks) + self.extra_sinks + [self.store]
+            self.incidents = IncidentStore(cfg.settings.state_dir, self.store)  # after the store: its event ids
+            self.sinks = open_sinks(cfg.settings.sinks) + self.extra_sinks + [self.store, self.incidents]
             from edgeseg.apps.gateway.mqtt_control import attach  # noqa: PLC0415
             from edgeseg.apps.gateway.config import read_token  # noqa: PLC0415
 

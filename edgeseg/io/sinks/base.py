@@ -10,6 +10,7 @@ import errno
 import logging
 import time
 from abc import ABC
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -116,6 +117,14 @@ def close_all(sinks: Sequence[Sink]) -> None:
         raise errors[0]
 
 
+def iso_time(wall_time: float) -> str:
+    """``wall_time`` as ISO 8601 local time with its UTC offset, to the millisecond
+    (``2025-03-01T14:03:07.120+01:00``): a person and a log tool read it without knowing the host's zone."""
+    return datetime.fromtimestamp(wall_time).astimezone().isoformat(timespec="milliseconds")
+
+
 def stamp(record: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """An event record with its context (source, camera) and the wall-clock time it was emitted."""
-    return {**record, **context, "wall_time": time.time()}
+    """An event record with its context (source, camera) and the wall-clock time it was emitted: the epoch
+    (``wall_time``, for programs) and ISO 8601 with the offset (``time_iso``, for people and log tools)."""
+    now = time.time()
+    return {**record, **context, "wall_time": now, "time_iso": iso_time(now)}

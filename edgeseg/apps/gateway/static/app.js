@@ -52,13 +52,19 @@ async function snapshot(img, id) {
   img.src = snaps.get(id);
 }
 
+// an incident is acknowledged with the note typed above the table (the table is redrawn every refresh)
 async function ack(id) {
-  await api("/api/alarms/" + encodeURIComponent(id) + "/ack", {
+  const note = $("#ack-note").value.trim();
+  await api("/api/incidents/" + encodeURIComponent(id) + "/ack", {
     method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ who: "status page" }),
-  }).catch((e) => alert(e.message));
+    body: JSON.stringify({ who: "status page", ...(note ? { note } : {}) }),
+  }).then(() => { $("#ack-note").value = ""; }).catch((e) => alert(e.message));
   refresh();
 }
+
+// a date and time a person reads without guessing the day: the browser's locale, the date included
+const when = (wall) => (wall ? new Date(wall * 1000).toLocaleString() : "");
+const STATE_TEXT = { open: "open", cleared_unacknowledged: "cleared, unacknowledged", acknowledged: "acknowledged" };
 
 async function refresh() {
   try {
@@ -78,17 +84,23 @@ async function refresh() {
         ${c.fps} fps, ${c.drops} dropped${c.troubles.length ? ", trouble: " + esc(c.troubles.join(", ")) : ""}`;
       if (c.processed) image(card.querySelector("img"), "/api/cameras/" + encodeURIComponent(c.name) + "/latest.jpg");
     }
-    const open = cams.flatMap((c) => c.open_alarms.map((a) => ({ camera: c.name, ...a })));
-    $("#alarms tbody").innerHTML = open.map((a) => `<tr data-alarm="${esc(a.alarm_id)}">
-      <td>${esc(a.camera)}${a.zone ? " / " + esc(a.zone) : ""}</td>
-      <td>${esc(a.alarm_id)}</td><td>${a.acknowledged ? "acknowledged" : "open"}</td>
-      <td>${a.acknowledged ? "" : `<button class="ack" data-id="${esc(a.alarm_id)}">acknowledge</button>`}</td></tr>`).join("")
-      || '<tr><td colspan="4">none</td></tr>';
+    // incidents latch: unresolved ones first, each until someone acknowledges it (#35)
+    const incidents = await (await api("/api/incidents?limit=50")).json();
+    $("#alarms tbody").innerHTML = incidents.map((i) => `<tr data-alarm="${esc(i.id)}" class="incident-${esc(i.state)}">
+      <td>${esc(i.camera)}${i.zone ? " / " + esc(i.zone) : ""}</td>
+      <td>${esc(i.id)}</td><td>${esc(i.state)}</td>
+      <td>${esc(when(i.opened_wall_time))}${i.episodes > 1 ? ` (${i.episodes} episodes)` : ""}</td>
+      <td>${i.active ? "leak on" : esc(when(i.cleared_wall_time))}</td>
+      <td>${i.acknowledged ? esc(`${i.acknowledged.who || "?"}, ${when(i.acknowledged.wall_time)}`
+        + (i.acknowledged.note ? `: ${i.acknowledged.note}` : "")) : ""}</td>
+      <td>${i.acknowledged ? "" : `<button class="ack" data-id="${esc(i.id)}">acknowledge</button>`}</td></tr>`).join("")
+      || '<tr><td colspan="7">none</td></tr>';
     document.querySelectorAll("button.ack").forEach((b) => { b.onclick = () => ack(b.dataset.id); });
-    const events = (await (await api("/api/events?limit=30")).json()).reverse();
+    // without the alarms' update events: a long leak's updates never push a start, an end or a trouble off
+    const events = (await (await api("/api/events?limit=30&updates=0")).json()).reverse();
     $("#events tbody").innerHTML = events.map((e) => `<tr><td>${e.id}</td>
-      <td>${esc(new Date((e.wall_time || 0) * 1000).toLocaleTimeString())}</td><td>${esc(e.camera)}</td>
-      <td>${esc(e.event)}</td><td>${esc(e.trouble || e.reason || e.alarm_id || "")}</td>
+      <td>${esc(when(e.wall_time))}</td><td>${esc(e.camera)}</td>
+      <td>${esc(e.event)}${e.rejoined ? " (rejoined)" : ""}</td><td>${esc(e.trouble || e.reason || e.alarm_id || "")}</td>
       <td>${e.snapshot ? `<img data-event="${e.id}" alt="snapshot">` : ""}</td></tr>`).join("");
     document.querySelectorAll("img[data-event]").forEach((i) => snapshot(i, i.dataset.event));
     $("#status").textContent = "updated " + new Date().toLocaleTimeString();
