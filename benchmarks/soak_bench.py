@@ -79,7 +79,10 @@ def config(work: Path, args: argparse.Namespace, port: int) -> Path:
     live = "://" in str(args.source)  # a camera URL (rtsp://...): live, no loop
     cams = [{"name": f"cam{i}", "source": str(args.source), **({} if live else {"loop": True})}
             for i in range(args.cameras)]
+    # the alarm as quick as it goes (no confirmation, clearing or rejoin delay, an update per frame): the most
+    # clips, parts and events an hour can give - the soak is a stress, not a site
     cfg: dict[str, Any] = {"cameras": cams, "threads": args.threads,
+                           "alarm": {"verify_s": 0.0, "clear_s": 0.0, "cooldown_s": 0.0, "update_every_s": 0.0},
                            "metrics": {"host": "127.0.0.1", "port": port} if args.api else None,
                            "clips": {"dir": str(work / "clips"), "enabled": args.clips, "pre_s": 2.0, "post_s": 2.0,
                                      "max_s": args.max_s, "max_gb": args.max_gb, "min_free_gb": 0.0,
