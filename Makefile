@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# CPU torch first (a plain `torch` requirement would pull a multi-GB CUDA build)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[export,train,dev,triton,serve,openvino,gateway]'
+	$(BIN)/pip install -q -e '.[export,train,dev,triton,serve,openvino,gateway,notify]'
 	touch $(STAMP)
 
 venv: $(STAMP)

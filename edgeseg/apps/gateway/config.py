@@ -160,11 +160,12 @@ def _relative_to(base: Path, raw: Any) -> Any:
         raw["state_dir"] = rel(raw["state_dir"])
     else:
         raw.setdefault("state_dir", str(base / ".edgeseg-state"))  # the default follows the file too
-    for key, sub in (("jsonl", "path"), ("webhook", "queue_dir"), ("mqtt", "queue_dir"), ("snapshots", "dir")):
+    for key, sub in (("jsonl", "path"), ("webhook", "queue_dir"), ("mqtt", "queue_dir"), ("notify", "queue_dir"),
+                     ("snapshots", "dir")):
         section = sinks.get(key)
         if not isinstance(section, dict):
             continue
-        if key in ("webhook", "mqtt") and section.get(sub) is None:
+        if key in ("webhook", "mqtt", "notify") and section.get(sub) is None:
             section[sub] = str(base / f"{key}-queue")  # the default follows the file too
         elif isinstance(section.get(sub), str):
             section[sub] = rel(section[sub])

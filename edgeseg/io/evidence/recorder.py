@@ -296,7 +296,9 @@ class Recorder:
                 self._add(st, item[2])
         elif kind == "snap" and st is not None:
             st["best"] = item[2]
-            if self._q.qsize() < 8:  # under load only the last best frame is drawn (at the end)
+            # under load only the last best frame is drawn (at the end), but the first is written at once:
+            # a notification and the operator's page need a picture while the leak is on
+            if self._q.qsize() < 8 or not st["snaps"]:
                 self._snapshots(st)
         elif kind == "stop_at" and st is not None and st.get("rec") is not None:
             st["rec"].stop_at = item[2]

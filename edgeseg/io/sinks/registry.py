@@ -19,6 +19,7 @@ from edgeseg.core.errors import OutputError
 from edgeseg.io.sinks.base import Sink
 from edgeseg.io.sinks.jsonl import JsonlEvents, JsonlSettings
 from edgeseg.io.sinks.mqtt import MqttSettings
+from edgeseg.io.sinks.notify import NotifySettings
 from edgeseg.io.sinks.webhook import WebhookSettings
 
 
@@ -83,6 +84,16 @@ def _open_mqtt(s: MqttSettings) -> Sink:
         raise OutputError("the MQTT sink needs paho-mqtt (fix: pip install 'edgeseg[gateway]')") from None
 
 
+def _open_notify(s: NotifySettings) -> Sink:
+    from edgeseg.io.sinks.notify import NotifySink  # noqa: PLC0415
+
+    return NotifySink(s)
+
+
+def _no_url(u: SplitResult, base: Path) -> dict[str, Any]:
+    raise OutputError("notify is configured in a watch config (sinks.notify.urls), not by --sink")
+
+
 SINKS: dict[str, SinkKind] = {}
 
 
@@ -95,6 +106,8 @@ register_sink(SinkKind("jsonl", JsonlSettings, ("jsonl", "file"), _jsonl_url, _o
 register_sink(SinkKind("webhook", WebhookSettings, ("http", "https"), _webhook_url, _open_webhook,
                        "Events POSTed to an HTTP receiver (queued on disk)"))
 register_sink(SinkKind("mqtt", MqttSettings, ("mqtt",), _mqtt_url, _open_mqtt, "Events published to an MQTT broker"))
+register_sink(SinkKind("notify", NotifySettings, (), _no_url, _open_notify,
+                       "Messages to people through Apprise (e-mail, Telegram, Slack, ntfy...), snapshot attached"))
 
 
 def sink_from_url(url: str, base: str | Path = ".") -> Sink:
