@@ -45,6 +45,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+#: samples whose median stands for the start and the end of the run
+WINDOW = 5
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -139,20 +143,26 @@ def slope_per_hour(ts: list[float], ys: list[float]) -> float:
 
 
 def verdict(samples: list[dict], args: argparse.Namespace) -> dict[str, Any]:
+    """Flat or not, after warm-up. RSS of a video process breathes (a reconnect's decoder, a clip's
+    encoder come and go): growth is the median of the last ``WINDOW`` samples minus that of the first
+    ``WINDOW`` after warm-up, and the slope a least-squares fit over the second half."""
+    import statistics  # noqa: PLC0415
+
     after = [s for s in samples if s["t"] >= args.warmup_min * 60]
-    if len(after) < 4:
+    if len(after) < 2 * WINDOW:
         return {"error": "too few samples after warm-up (fix: a longer --minutes or a shorter --warmup-min)"}
     half = [s for s in after if s["t"] >= (after[0]["t"] + after[-1]["t"]) / 2]
     rss_slope = slope_per_hour([s["t"] for s in half], [s["rss_mb"] for s in half])
-    growth = after[-1]["rss_mb"] - after[0]["rss_mb"]
+    first = statistics.median(s["rss_mb"] for s in after[:WINDOW])
+    last = statistics.median(s["rss_mb"] for s in after[-WINDOW:])
     spread = {k: max(s[k] for s in after) - min(s[k] for s in after) for k in ("fds", "threads")}
     disk_cap = args.max_gb * 1e9
-    out = {"rss_mb_after_warmup": round(after[0]["rss_mb"], 1), "rss_mb_last": round(after[-1]["rss_mb"], 1),
-           "rss_mb_max": round(max(s["rss_mb"] for s in after), 1), "rss_growth_mb": round(growth, 1),
+    out = {"rss_mb_after_warmup": round(first, 1), "rss_mb_at_end": round(last, 1),
+           "rss_mb_max": round(max(s["rss_mb"] for s in after), 1), "rss_growth_mb": round(last - first, 1),
            "rss_slope_mb_per_hour_second_half": round(rss_slope, 1),
            "fds_spread": spread["fds"], "threads_spread": spread["threads"],
            "clips_mb_max": round(max(s["clips_bytes"] for s in after) / 1e6, 1), "clips_cap_mb": round(disk_cap / 1e6, 1)}
-    out["rss_flat"] = rss_slope < args.max_mb_per_hour and growth < args.max_growth_mb
+    out["rss_flat"] = rss_slope < args.max_mb_per_hour and last - first < args.max_growth_mb
     out["fds_flat"] = spread["fds"] <= args.max_spread
     out["threads_flat"] = spread["threads"] <= args.max_spread
     # retention sweeps once a minute and after each clip: allow one sweep interval of writing beyond the cap
@@ -203,8 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-growth-mb", type=float, default=30.0)
     ap.add_argument("--max-spread", type=int, default=12)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "reports" / "soak")
+    ap.add_argument("--rescore", type=Path, default=None, metavar="REPORT",
+                    help="recompute the verdict and the plot of a finished run's report (its own settings)")
     args = ap.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
+    if args.rescore is not None:
+        return rescore(args.rescore)
 
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"soak_{'rtsp_' if args.rtsp else ''}{'clips' if args.clips else 'noclips'}_{'api' if args.api else 'noapi'}"
@@ -231,6 +245,17 @@ def demo_720p() -> Path:
                         "-pix_fmt", "yuv420p", str(tmp)], check=True)
         tmp.replace(out)
     return out
+
+
+def rescore(path: Path) -> int:
+    """A finished report's verdict and plot again, with this file's rules and the run's own settings."""
+    report = json.loads(path.read_text())
+    run = argparse.Namespace(**report["settings"])
+    report["verdict"] = verdict(report["samples"], run)
+    path.write_text(json.dumps(report, indent=1))
+    plot(report["samples"], path.with_suffix(".png"), f"{report['command']}  -  flat: {report['verdict'].get('flat')}")
+    print(json.dumps(report["verdict"], indent=1))
+    return 0 if report["verdict"].get("flat") else 1
 
 
 def serve_rtsp(args: argparse.Namespace) -> subprocess.Popen:
