@@ -336,6 +336,8 @@ class Gateway(Dispatcher):
             log.warning("reload: %s changed; those take effect at the next restart", ", ".join(others))
         with self.cond:
             stopping = [self.cameras[n] for n in removed + changed]
+            for n in removed:
+                self.cameras[n].removed = True  # its camera_stopped says so: sinks forget it (HA discovery)
             for cam in stopping:
                 self._request_stop(cam, "stopped")
             self.cond.notify_all()
