@@ -15,7 +15,7 @@ import os
 import secrets
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 PROBE_CAMERA = "_edgeseg_probe"
 #: seconds for the anonymous connection, and then for the probe to come back through the broker
@@ -74,8 +74,9 @@ def anonymous_publish(host: str, port: int, topic: str, payload: bytes) -> str:
 class BrokerCheck:
     """One check per (re)connect, on its own thread (paho's must keep delivering the probe)."""
 
-    def __init__(self, host: str, port: int, prefix: str) -> None:
+    def __init__(self, host: str, port: int, prefix: str, on_open: Callable[[str], None] | None = None) -> None:
         self.host, self.port, self.topic = host, port, f"{prefix}/{PROBE_CAMERA}/set"
+        self.on_open = on_open  # told once per check that finds the broker open (the gateway's trouble)
         self.nonce: str | None = None
         self.arrived = threading.Event()
         self.checked = threading.Event()
@@ -92,6 +93,8 @@ class BrokerCheck:
         outcome = anonymous_publish(self.host, self.port, self.topic, probe_payload(self.nonce))
         self.open_to_anyone = outcome == "published" and self.arrived.wait(ARRIVE_S)
         self.checked.set()
+        if self.open_to_anyone and self.on_open is not None:
+            self.on_open(self.refusal())
 
     def seen(self, payload: bytes) -> bool:
         """A probe came back through the broker (called by the command worker for each message)."""

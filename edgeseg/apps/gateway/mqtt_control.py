@@ -76,7 +76,7 @@ class MqttControl(Sink):
         self.prefix, self.control, self.discovery = settings.topic_prefix, settings.control, settings.discovery
         self.signed = settings.control_auth == "signed" and token is not None  # else unsigned commands run
         self.controls = Controls(gw)
-        self.check = BrokerCheck(settings.host, settings.port, self.prefix) \
+        self.check = BrokerCheck(settings.host, settings.port, self.prefix, self._open_broker) \
             if self.control and settings.control_auth == "broker" else None
         # Home Assistant's button and switch publish plain commands: offered only where those run
         self.ha = HomeAssistant(lambda: self.mqtt.client, self.discovery, self.prefix, self.control and not self.signed,
@@ -228,6 +228,11 @@ class MqttControl(Sink):
         self._worker.join(2.0)
         if self.ha is not None:
             self.ha.close()
+
+    def _open_broker(self, why: str) -> None:
+        if self.gw.running:  # at start the start itself stops (refuse_open_broker)
+            self.report_trouble("mqtt_control_open", error=f"every MQTT command is refused: {why.split(' (fix: ')[0]}",
+                                fix=why.split(" (fix: ", 1)[1].rstrip(")"))
 
     def refuse_open_broker(self) -> None:
         """At start (``control_auth: broker``): no start while anyone may command (the first check's outcome)."""
