@@ -12,6 +12,7 @@ import pytest
 
 from edgeseg.apps.gateway.config import ConfigError, parse_config
 from edgeseg.apps.gateway.mqtt_control import sign_command
+from ha_schema import ha_errors
 from test_gateway import Collect, FakeCam, cams, mosquitto, subscriber, wait_for  # noqa: F401
 
 
@@ -228,16 +229,16 @@ def test_control_with_a_remote_broker_needs_a_token_file():
 
 
 def _schema_errors(topic: str, cfg: dict) -> list[str]:
-    """Home Assistant's MQTT discovery schema, the keys we use (binary_sensor / sensor platforms)."""
-    errs = []
+    """Home Assistant's own MQTT discovery schema (tests/ha_schema.py), and what ours must say."""
+    errs = ha_errors(topic, cfg)
     platform = topic.split("/")[1]
-    required = {"name": str, "unique_id": str, "state_topic": str, "value_template": str, "availability_topic": str,
-                "payload_available": str, "payload_not_available": str, "device": dict}
-    for key, kind in required.items():
+    for key, kind in {"name": str, "unique_id": str, "device": dict, "availability": list}.items():
         if not isinstance(cfg.get(key), kind):
             errs.append(f"{topic}: {key} missing or not {kind.__name__}")
     if not isinstance(cfg.get("device", {}).get("identifiers"), list) or not cfg["device"]["identifiers"]:
         errs.append(f"{topic}: device.identifiers must be a non-empty list")
+    if platform in ("binary_sensor", "sensor") and not isinstance(cfg.get("value_template"), str):
+        errs.append(f"{topic}: value_template missing")
     if platform == "binary_sensor":
         if cfg.get("device_class") not in ("gas", "connectivity"):
             errs.append(f"{topic}: device_class {cfg.get('device_class')!r}")
@@ -246,11 +247,11 @@ def _schema_errors(topic: str, cfg: dict) -> list[str]:
     elif platform == "sensor":
         if cfg.get("unit_of_measurement") != "%" or cfg.get("state_class") != "measurement":
             errs.append(f"{topic}: unit / state_class")
-    else:
+    elif platform == "image":
+        if cfg.get("content_type") != "image/jpeg" or not cfg.get("image_topic", "").endswith("/snapshot"):
+            errs.append(f"{topic}: content_type / image_topic")
+    elif platform not in ("button", "switch"):
         errs.append(f"{topic}: unknown platform {platform}")
-    allowed = set(required) | {"device_class", "payload_on", "payload_off", "unit_of_measurement", "state_class",
-                               "entity_category"}
-    errs += [f"{topic}: unknown key {k}" for k in cfg if k not in allowed]
     return errs
 
 
@@ -268,20 +269,26 @@ def test_home_assistant_discovery_payloads(tiny_onnx, tmp_path, mosquitto):
     state_sub, states = subscriber(mosquitto, "site/+/state")
     gw = gateway(tiny_onnx, tmp_path, mosquitto, col, discovery="homeassistant")
     try:
-        assert wait_for(lambda: len({t for t, *_ in got}) >= 6)
+        assert wait_for(lambda: len({t for t, *_ in got}) >= 8)
         assert wait_for(lambda: (latest(states, "site/cam0/state") or {}).get("leak") is True)
         state = latest(states, "site/cam0/state")
     finally:
         gw.stop()
         sub.loop_stop()
         state_sub.loop_stop()
-    configs = {t: json.loads(p) for t, p, retained in got}
-    assert len(configs) == 6  # 2 cameras x (leak, area, connectivity)
+    configs = {t: json.loads(p) for t, p, retained in got if p}
+    assert len(configs) == 8  # 2 cameras x (leak, area, connectivity, snapshot image); no control: no button / switch
     errors = [e for t, c in configs.items() for e in _schema_errors(t, c)]
     assert not errors, errors
-    cam0 = {t: c for t, c in configs.items() if c["state_topic"] == "site/cam0/state"}
+    cam0 = {t: c for t, c in configs.items() if c.get("state_topic") == "site/cam0/state"}
     assert sorted(c.get("device_class", "area") for c in cam0.values()) == ["area", "connectivity", "gas"]
-    assert len({c["unique_id"] for c in configs.values()}) == 6 and all(c["availability_topic"] == "site/status"
-                                                                        for c in configs.values())
+    assert len({c["unique_id"] for c in configs.values()}) == 8
+    # every entity follows the gateway's last will; gas and area follow the camera too (#35 point 7)
+    assert all(c["availability"][0] == {"topic": "site/status", "payload_available": "online",
+                                        "payload_not_available": "offline"} for c in configs.values())
+    for c in cam0.values():
+        own = [a["topic"] for a in c["availability"][1:]]
+        assert own == ([] if c.get("device_class") == "connectivity" else ["site/cam0/availability"])
+        assert c.get("availability_mode") == ("all" if own else None)
     rendered = {c.get("device_class", "area"): _render(c["value_template"], state) for c in cam0.values()}
     assert rendered["gas"] == "ON" and rendered["connectivity"] == "ON" and float(rendered["area"]) > 0

@@ -342,9 +342,16 @@ class GatewaySettings(StreamSettings):
                       "set api.token_file (a file with a long random token), or bind metrics.host: 127.0.0.1",
                       sub="metrics.host")
         mq = self.sinks.mqtt
-        if mq is not None and mq.control and not is_loopback(mq.host) and self.api.token_file is None:
+        if mq is not None and mq.control and mq.control_auth == "signed" and not is_loopback(mq.host) \
+                and self.api.token_file is None:
             raise bad(f"is on with the broker at {mq.host}, and api.token_file is not set",
-                      "set api.token_file (commands are then signed with its token), or turn control off", sub="sinks.mqtt.control")
+                      "set api.token_file (commands are then signed with its token), set control_auth: broker with a "
+                      "broker user and ACL, or turn control off", sub="sinks.mqtt.control")
+        if mq is not None and mq.control and mq.control_auth == "broker" and not (mq.username and mq.password):
+            raise bad("is broker, and sinks.mqtt.username / password are not set: the broker cannot tell the gateway "
+                      "from anyone else, and an anonymous broker lets anyone command the cameras",
+                      "set sinks.mqtt.username and password, and give the broker a password_file and an acl_file "
+                      "(docs/gateway.md, Home Assistant)", sub="sinks.mqtt.control_auth")
         if self.api.read_token and self.api.token_file is None:
             raise bad("is true but api.token_file is not set", "set api.token_file, or drop read_token",
                       sub="api.read_token")

@@ -22,6 +22,7 @@ class CameraState:
         self.last_result_at: float | None = None
         self.stop_requested_at: float | None = None
         self.stop_reason = "stopped"
+        self.removed = False  # stopped because a reload dropped it (not a shutdown): its HA entities go too
         self.finished = threading.Event()
         self.latencies: list[float] = []  # the last few thousand, for stats()
         self._fps_mark = (time.monotonic(), 0)

@@ -59,7 +59,7 @@ class Dispatcher:
         cam.unit.close_evidence()  # evidence (#24): the camera's packet ring disconnects
         kind = "camera_stopped" if cam.stop_requested_at is not None else "camera_finished"
         self._emit(cam, {"event": kind, "reason": reason, **({"error": r.error} if r.error else {}),
-                         **cam.stats()})
+                         **({"removed": True} if cam.removed else {}), **cam.stats()})
         if self.metrics:
             self.metrics.active.labels(cam.name).set(0)
             self.metrics.online.labels(cam.name).set(0)

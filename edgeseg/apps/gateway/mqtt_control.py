@@ -1,24 +1,26 @@
-"""MQTT control and Home Assistant discovery for the gateway (``sinks.mqtt.control`` / ``.discovery``).
+"""MQTT control and retained camera state for the gateway (``sinks.mqtt.control`` / ``.discovery``).
 
 Topics (``P`` = ``sinks.mqtt.topic_prefix``):
 
 - ``P/<camera>/set``: commands, JSON ``{"action": "suspend" | "resume" | "ack", "minutes": 30,
   "alarm_id": "...", "who": "...", "why": "..."}`` or the bare word ``suspend`` / ``resume`` /
-  ``ack`` (only when no ``api.token_file`` is set); ``ack`` takes a ``note`` too. ``ack`` without an
-  ``alarm_id`` acknowledges the camera's open alarm, else its newest unacknowledged incident (one that
-  cleared: incidents latch until acknowledged, #35). With a token the command is signed, never carrying the token (every ``#``
-  subscriber reads it): ``ts`` (Unix seconds, within :data:`WINDOW_S` of the gateway's clock),
-  ``nonce`` (each used once) and ``sig``, the HMAC-SHA256 keyed with the token over
-  ``"<topic>\n" + canonical(command without sig)`` (:func:`sign_command`). A retained command is never
-  run (the broker would replay it at every restart).
+  ``ack``; ``ack`` takes a ``note`` too. ``ack`` without an ``alarm_id`` acknowledges the camera's
+  open alarm, else its newest unacknowledged incident (one that cleared: incidents latch until
+  acknowledged, #35). Who may command is ``control_auth``: ``signed`` (the default) with an
+  ``api.token_file`` needs each command signed, never carrying the token (every ``#`` subscriber
+  reads it): ``ts`` (Unix seconds, within :data:`WINDOW_S` of the gateway's clock), ``nonce`` (each
+  used once) and ``sig``, the HMAC-SHA256 keyed with the token over ``"<topic>\n" +
+  canonical(command without sig)`` (:func:`sign_command`). ``broker`` runs unsigned commands: the
+  broker's users and ACL decide who may publish there (Home Assistant's button and switch;
+  :mod:`~edgeseg.apps.gateway.mqtt_auth` checks that an anonymous client may not). A retained
+  command is never run (the broker would replay it at every restart).
 - ``P/<camera>/result``: the answer to each command, ``{"status": <HTTP-like code>, ...}``.
 - ``P/<camera>/state`` (retained): the camera's state after every change (alarm start / end,
   suspend, resume, acknowledge, trouble, online / offline): ``state``, ``leak``, ``area_pct``,
-  ``online``, ``open_alarm``, ``acknowledged``, ``suspended``, ``troubles``, ``unacknowledged_incident(s)``.
-- ``<discovery>/binary_sensor|sensor/<node>/<object>/config`` (retained): Home Assistant discovery,
-  per camera a ``gas`` binary_sensor (leak), a leak-area sensor (%) and a ``connectivity``
-  binary_sensor, all reading ``P/<camera>/state`` and tied to the gateway's availability topic
-  ``P/status`` (``online`` / ``offline``, the last will).
+  ``online``, ``open_alarm``, ``acknowledged``, ``suspended``, ``troubles``, ``unacknowledged_incident(s)``;
+  ``P/<camera>/availability`` (retained): ``online`` while its gas reading means something
+  (:func:`~edgeseg.apps.gateway.homeassistant.camera_available`), else ``offline``.
+- Home Assistant discovery: :mod:`~edgeseg.apps.gateway.homeassistant`.
 
 Commands run through :class:`~edgeseg.apps.gateway.control.Controls` (the dispatcher thread), from a
 worker thread of this module: paho's network thread never waits for the dispatcher.
@@ -30,19 +32,20 @@ import hmac
 import json
 import logging
 import queue
-import re
 import secrets
 import threading
 import time
 from typing import Any
 
 from edgeseg.apps.gateway.control import NAME, Controls
+from edgeseg.apps.gateway.homeassistant import OFFLINE, ONLINE, HomeAssistant, camera_available
+from edgeseg.apps.gateway.mqtt_auth import BrokerCheck
+from edgeseg.config.settings import ConfigError
 from edgeseg.io.sinks.base import Sink
 
 log = logging.getLogger("edgeseg")
 STATE_EVENTS = frozenset({"camera_started", "camera_online", "camera_offline", "camera_stopped", "camera_finished",
                           "start", "update", "end", "suspended", "resumed", "acknowledged", "trouble", "trouble_cleared"})
-_NODE = re.compile(r"[^A-Za-z0-9_-]")
 #: counters that change with every frame: on the HTTP API, not in the retained MQTT state
 VOLATILE = frozenset({"fps", "processed", "drops", "reconnects"})
 #: a signed command's ``ts`` may differ from the gateway's clock by this much; its nonce is remembered as long
@@ -65,36 +68,21 @@ def sign_command(token: str, topic: str, command: dict[str, Any], now: float | N
     return json.dumps({**cmd, "sig": signature(token, topic, cmd)}).encode()
 
 
-def discovery_configs(discovery: str, prefix: str, camera: str) -> dict[str, dict[str, Any]]:
-    """Topic -> Home Assistant discovery payload for ``camera``'s three entities."""
-    node = _NODE.sub("_", f"edgeseg_{prefix}")
-    obj = _NODE.sub("_", camera)
-    state = f"{prefix}/{camera}/state"
-    device = {"identifiers": [f"{node}_{obj}"], "name": f"edgeseg {camera}", "manufacturer": "edgeseg",
-              "model": "edgeseg watch camera"}
-    common = {"state_topic": state, "availability_topic": f"{prefix}/status", "payload_available": "online",
-              "payload_not_available": "offline", "device": device}
-    return {
-        f"{discovery}/binary_sensor/{node}/{obj}_leak/config": {
-            **common, "name": "Gas leak", "unique_id": f"{node}_{obj}_leak", "device_class": "gas",
-            "value_template": "{{ 'ON' if value_json.leak else 'OFF' }}", "payload_on": "ON", "payload_off": "OFF"},
-        f"{discovery}/sensor/{node}/{obj}_leak_area/config": {
-            **common, "name": "Leak area", "unique_id": f"{node}_{obj}_leak_area", "unit_of_measurement": "%",
-            "state_class": "measurement", "value_template": "{{ value_json.area_pct }}"},
-        f"{discovery}/binary_sensor/{node}/{obj}_online/config": {
-            **common, "name": "Camera online", "unique_id": f"{node}_{obj}_online", "device_class": "connectivity",
-            "entity_category": "diagnostic", "value_template": "{{ 'ON' if value_json.online else 'OFF' }}",
-            "payload_on": "ON", "payload_off": "OFF"},
-    }
-
-
 class MqttControl(Sink):
     """Added to the gateway's sinks after the MQTT sink; see the module doc."""
 
     def __init__(self, gw: Any, mqtt_sink: Any, settings: Any, token: str | None) -> None:
         self.gw, self.mqtt, self.token = gw, mqtt_sink, token
         self.prefix, self.control, self.discovery = settings.topic_prefix, settings.control, settings.discovery
+        self.signed = settings.control_auth == "signed" and token is not None  # else unsigned commands run
         self.controls = Controls(gw)
+        self.check = BrokerCheck(settings.host, settings.port, self.prefix, self._open_broker) \
+            if self.control and settings.control_auth == "broker" else None
+        # Home Assistant's button and switch publish plain commands: offered only where those run
+        self.ha = HomeAssistant(lambda: self.mqtt.client, self.discovery, self.prefix, self.control and not self.signed,
+                                lambda: [c.name for c in self.gw.config.cameras]) if self.discovery else None
+        self._available: dict[str, str] = {}  # camera -> its last availability payload
+        self._snapshot: dict[str, str] = {}  # camera -> the annotated snapshot of its last alarm
         self.area: dict[str, float] = {}  # dispatcher thread
         self._published: dict[str, str] = {}  # camera -> its last state payload
         self._nonces: dict[str, float] = {}  # nonce -> when it may be forgotten (the worker thread)
@@ -111,13 +99,10 @@ class MqttControl(Sink):
             topic = f"{self.prefix}/+/set"
             client.message_callback_add(topic, lambda c, u, msg: self._inbox.put((msg.topic, msg.payload, bool(msg.retain))))
             client.subscribe(topic, qos=1)
-        if self.discovery:
-            for cam in self.gw.config.cameras:
-                self._announce(client, cam.name)
-
-    def _announce(self, client: Any, camera: str) -> None:
-        for topic, payload in discovery_configs(self.discovery, self.prefix, camera).items():
-            client.publish(topic, json.dumps(payload), qos=1, retain=True)
+            if self.check is not None:
+                self.check.start()
+        if self.ha is not None:
+            self.ha.connected(client)
 
     # -- the worker --------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -126,6 +111,8 @@ class MqttControl(Sink):
             if item is None:
                 return
             topic, payload, retained = item
+            if self.check is not None and self.check.seen(payload):
+                continue  # the broker check's anonymous probe: it should never have arrived
             camera = topic[len(self.prefix) + 1:].rsplit("/", 1)[0]
             if retained:
                 log.warning("MQTT command on %s ignored: it is a retained message, replayed by the broker at every "
@@ -152,7 +139,9 @@ class MqttControl(Sink):
             return 400, {"error": "the command is not JSON (fix: send e.g. {\"action\": \"suspend\", \"minutes\": 30})"}
         if not isinstance(msg, dict):
             return 400, {"error": "the command must be a JSON object or a word (fix: suspend, resume or ack)"}
-        if self.token is not None:
+        if self.check is not None and self.check.open_to_anyone:
+            return 403, {"error": f"commands are off: {self.check.refusal()}"}
+        if self.signed:
             refused = self._verify(topic or f"{self.prefix}/{camera}/set", msg)
             if refused:
                 return 401, {"error": f"{refused} (fix: sign each command with the API token: ts, nonce, sig; "
@@ -204,8 +193,19 @@ class MqttControl(Sink):
             self.area[name] = float(record.get("area_pct") or 0.0)
         elif kind == "end":
             self.area[name] = 0.0
-        if kind == "camera_started" and self.discovery and self.mqtt._connected.is_set():
-            self._announce(self.mqtt.client, name)  # a camera added by a reload
+        if self.ha is not None:
+            if kind == "camera_started" and self.mqtt._connected.is_set():
+                self.ha.announce(self.mqtt.client, name)  # a camera added by a reload
+            elif kind == "camera_stopped" and record.get("removed"):
+                self.ha.forget(self.mqtt.client, name)  # removed by a reload: no ghost device in Home Assistant
+                for seen in (self._published, self._available, self._snapshot, self.area):
+                    seen.pop(name, None)
+                return
+            elif kind in ("start", "end"):  # the annotated snapshot: written at start, rewritten at the end
+                snap = (record.get("evidence") or {}).get("snapshot_annotated") or self._snapshot.get(name)
+                if snap:
+                    self._snapshot[name] = snap
+                    self.ha.snapshot(name, snap)
         cam = self.gw.cameras.get(name)
         if cam is None:
             return
@@ -218,10 +218,30 @@ class MqttControl(Sink):
         if payload != self._published.get(name):  # an update that changes nothing is not republished
             self._published[name] = payload
             self.mqtt.client.publish(f"{self.prefix}/{name}/state", payload, qos=1, retain=True)
+        available = ONLINE if camera_available(state) else OFFLINE
+        if available != self._available.get(name):
+            self._available[name] = available
+            self.mqtt.client.publish(f"{self.prefix}/{name}/availability", available, qos=1, retain=True)
 
     def close(self) -> None:
         self._inbox.put(None)
         self._worker.join(2.0)
+        if self.ha is not None:
+            self.ha.close()
+
+    def _open_broker(self, why: str) -> None:
+        if self.gw.running:  # at start the start itself stops (refuse_open_broker)
+            self.report_trouble("mqtt_control_open", error=f"every MQTT command is refused: {why.split(' (fix: ')[0]}",
+                                fix=why.split(" (fix: ", 1)[1].rstrip(")"))
+
+    def refuse_open_broker(self) -> None:
+        """At start (``control_auth: broker``): no start while anyone may command (the first check's outcome)."""
+        if self.check is None or not self.mqtt._connected.is_set():
+            return
+        if not self.check.checked.wait(10.0):
+            log.warning("MQTT control: the broker check did not finish; it runs again at the next connect")
+        elif self.check.open_to_anyone:
+            raise ConfigError(f"sinks.mqtt.control_auth: broker, and {self.check.refusal()}")
 
 
 def attach(gw: Any, sinks: list[Sink], token: str | None) -> list[Sink]:
@@ -230,4 +250,10 @@ def attach(gw: Any, sinks: list[Sink], token: str | None) -> list[Sink]:
     if s is None or not (s.control or s.discovery):
         return []
     mqtt_sink = next(k for k in sinks if type(k).__name__ == "MqttSink")
-    return [MqttControl(gw, mqtt_sink, s, token)]
+    control = MqttControl(gw, mqtt_sink, s, token)
+    try:
+        control.refuse_open_broker()
+    except ConfigError:
+        control.close()
+        raise
+    return [control]

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 from edgeseg.core.errors import OutputError
 from edgeseg.io.evidence.setup import check_clips, recorders_for
-from edgeseg.apps.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config
+from edgeseg.apps.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config, read_token
 from edgeseg.apps.gateway.journal import AlarmJournal
 from edgeseg.apps.gateway.camera import CameraState
 from edgeseg.apps.gateway.control import Commands
@@ -143,7 +143,6 @@ class Gateway(Dispatcher):
             self.incidents = IncidentStore(cfg.settings.state_dir, self.store)  # after the store: its event ids
             self.sinks = open_sinks(cfg.settings.sinks) + self.extra_sinks + [self.store, self.incidents]
             from edgeseg.apps.gateway.mqtt_control import attach  # noqa: PLC0415
-            from edgeseg.apps.gateway.config import read_token  # noqa: PLC0415
 
             self.sinks += attach(self, self.sinks, read_token(cfg.settings.api.token_file) if cfg.settings.api.token_file else None)
             for sink in self.sinks:
@@ -195,7 +194,6 @@ class Gateway(Dispatcher):
 
             try:
                 from edgeseg.apps.gateway.api import Api
-                from edgeseg.apps.gateway.config import read_token
 
                 a = cfg.settings.api  # connections bounded before any auth (#37 point 8)
                 self.server = MetricsServer(self.metrics, self.health, cfg.metrics_host, cfg.metrics_port, a.max_connections,
@@ -337,6 +335,7 @@ class Gateway(Dispatcher):
         with self.cond:
             stopping = [self.cameras[n] for n in removed + changed]
             for cam in stopping:
+                cam.removed = cam.name in removed  # its camera_stopped says so: sinks forget it (HA discovery)
                 self._request_stop(cam, "stopped")
             self.cond.notify_all()
         for cam in stopping:  # a changed camera's old incarnation ends before the new one starts

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import field_validator
 
@@ -43,11 +43,16 @@ class MqttSettings(Strict):
     max_events: int = setting(100_000, "Queue bound: beyond it the OLDEST queued events are dropped (counted, trouble)",
                               ge=10, le=100_000_000)
 
-    control: bool = setting(False, "Accept suspend / resume / ack on <prefix>/<camera>/set (signed with the API token when "
-                            "api.token_file is set: docs/gateway.md; retained commands are ignored); each camera's "
-                            "state retained on <prefix>/<camera>/state")
+    control: bool = setting(False, "Accept suspend / resume / ack on <prefix>/<camera>/set (who may: control_auth; "
+                            "retained commands are ignored); each camera's state retained on <prefix>/<camera>/state")
+    control_auth: Literal["signed", "broker"] = setting(
+        "signed", "Who may command: signed (each command HMAC-signed with the api.token_file token, when one is set) or "
+        "broker (unsigned commands; the broker's users and ACL decide who may publish on <prefix>/+/set: needs "
+        "username / password, and a broker that refuses anonymous publishers there). Home Assistant needs broker",
+        fix="signed or broker (docs/gateway.md, Home Assistant)")
     discovery: Optional[str] = setting(None, "Home Assistant MQTT discovery prefix, e.g. homeassistant (none: off): per "
-                                       "camera a leak and a connectivity binary_sensor and a leak-area sensor",
+                                       "camera gas and connectivity binary_sensors, a leak-area sensor, the latest "
+                                       "annotated snapshot (image) and, with control, an ack button and a suspend switch",
                                        fix="e.g. discovery: homeassistant", pattern=r"^[A-Za-z0-9_-]+$")
 
     @field_validator("topic_prefix")
