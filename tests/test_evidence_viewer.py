@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 import chromium
-from edgeseg import Gateway
 from test_api import call, gateway, js
 from test_gateway import Collect, wait_for
 

@@ -44,7 +44,7 @@ STATE_EVENTS = frozenset({"camera_started", "camera_online", "camera_offline", "
                           "start", "update", "end", "suspended", "resumed", "acknowledged", "trouble", "trouble_cleared"})
 _NODE = re.compile(r"[^A-Za-z0-9_-]")
 #: counters that change with every frame: on the HTTP API, not in the retained MQTT state
-VOLATILE = frozenset({"fps", "processed", "drops", "reconnects"})
+VOLATILE = frozenset({"fps", "processed", "drops", "reconnects", "last_frame_wall_time", "last_frame_iso"})
 #: a signed command's ``ts`` may differ from the gateway's clock by this much; its nonce is remembered as long
 WINDOW_S = 60.0
 MAX_NONCES = 10000
