@@ -149,10 +149,10 @@ class Gateway(Dispatcher):
             self.sinks += attach(self, self.sinks, read_token(cfg.settings.api.token_file) if cfg.settings.api.token_file else None)
             for sink in self.sinks:
                 sink.trouble = self._on_trouble
+            check_clips(cfg.cameras)  # evidence (#24): PyAV and a writable clips.dir, or no start
+            self._open_metrics()  # before the snapshots' first sweep: its deletions are counted
             self._snapshots = SnapshotWriter(cfg.snapshots.dir, cfg.snapshots.quality, cfg.snapshots, self._deleted_evidence,
                                              self._on_trouble) if cfg.snapshots else None  # swept like clips (#35)
-            check_clips(cfg.cameras)  # evidence (#24): PyAV and a writable clips.dir, or no start
-            self._open_metrics()
         except BaseException:
             self._release()  # nothing half-open stays behind (sink threads, locks, runtimes)
             raise
