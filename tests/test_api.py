@@ -240,8 +240,12 @@ def test_planted_symlinks_are_not_served(tiny_onnx, tmp_path):
         assert clip0.parent == tmp_path / "clips" / "cam0"
         code, ctype, body = call(gw, "GET", f"/api/events/{end0['id']}/clip")
         assert code == 200 and ctype.startswith("video/") and body == clip0.read_bytes()  # served while genuine
-        snaps0 = [Path(p) for p in (start0["snapshot"], start0["evidence"]["snapshot"])]  # sinks.snapshots, clips.dir
-        assert snaps0[0].parent == tmp_path / "snaps" / "cam0" and snaps0[1].parent == clip0.parent
+        # one snapshot source (#35): with clips on, the start's `snapshot` is the recorder's annotated one (no
+        # third JPEG in sinks.snapshots.dir); both it and the clean one live in clips.dir
+        snaps0 = [Path(p) for p in (start0["snapshot"], start0["evidence"]["snapshot"])]
+        assert start0["snapshot"] == start0["evidence"]["snapshot_annotated"]
+        assert snaps0[0].parent == clip0.parent and snaps0[1].parent == clip0.parent
+        assert not list((tmp_path / "snaps").rglob("*.jpg"))
         assert call(gw, "GET", f"/api/events/{start0['id']}/snapshot.jpg")[0] == 200
 
         clip0.unlink()  # the clip, replaced by a link to a file outside clips.dir

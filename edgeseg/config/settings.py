@@ -268,9 +268,18 @@ def pre_roll_s(pre_s: float | None, verify_s: float) -> float:
 
 # -- sinks and servers ----------------------------------------------------------------------------------
 class SnapshotSettings(Strict):
-    dir: str = setting(..., "Folder for an annotated JPEG per alarm start", fix="e.g. dir: /var/lib/edgeseg/snapshots",
+    dir: str = setting(..., "Folder for an annotated JPEG per alarm start of a camera without clips (with clips on, "
+                       "the start names the clip's snapshot)", fix="e.g. dir: /var/lib/edgeseg/snapshots",
                        min_length=1)
     quality: int = setting(90, "JPEG quality", ge=1, le=100)
+    # evidence like clips.dir, kept the same way (#35: the folder was never cleaned)
+    retain_days: float = setting(14.0, "Delete snapshots older than this (days)", gt=0.0, le=3650.0)
+    max_gb: float = setting(2.0, "Total size of the snapshots folder; the oldest snapshots go first", gt=0.0)
+    min_free_gb: float = setting(1.0, "Below this free disk space the oldest snapshots are deleted at once (never "
+                                 "one younger than keep_min_hours: then trouble evidence_at_risk)", ge=0.0)
+    keep_min_hours: float = setting(
+        72.0, "Snapshots younger than this (hours; at most retain_days) await their review: max_gb and min_free_gb "
+        "never delete them", fix="hours, e.g. 72 (a weekend); 0: space rules may delete any snapshot", ge=0.0, le=87600.0)
 
 
 #: the ``sinks:`` section: one key per registered sink (``edgeseg.io.sinks.registry``) plus snapshots

@@ -30,7 +30,8 @@ class StreamUnit:
     ``alarm``: video and cameras get a :class:`LeakAlarm` (``start`` / ``update`` / ``end``);
     ``None`` (images, folders) gives every frame its own ``detection`` event. ``context``: fields
     stamped on every event (``source``, ``camera``). ``snapshots``: an annotated JPEG per alarm
-    start, named in the event. ``on_event``: told of every event (metrics). Sinks get their share
+    start, named in the event (``snapshot``); when the alarm has an evidence recorder (clips on), it
+    names the recorder's annotated snapshot instead of writing a third JPEG (#35: one source). ``on_event``: told of every event (metrics). Sinks get their share
     through :func:`edgeseg.io.sinks.base.deliver`: a critical sink's failure stops the stream, any
     other is logged and counted.
     """
@@ -165,11 +166,14 @@ class StreamUnit:
                                                               by_zone.get(zone, []), zone_events)
             events += zone_events
         for ev in events:
-            if ev["event"] == "start" and self.snapshots is not None:
+            recorded = (ev.get("evidence") or {}).get("snapshot_annotated") if ev["event"] == "start" else None
+            if recorded and self.snapshots is not None:  # one snapshot source (#35): the recorder's, not a third JPEG
+                ev["snapshot"] = recorded
+            elif ev["event"] == "start" and self.snapshots is not None:
                 image = annotated if annotated is not None else self.annotate(frame.image, result.mask, regions)
                 path = self.snapshots.write(self.context.get("camera") or "stream", frame.index, image)
                 if path:
-                    ev["snapshot"] = path
+                    ev["snapshot"], ev["snapshot_sha256"] = path, self.snapshots.last.get("sha256")
             self.emit(ev)
         return events
 

@@ -2,7 +2,8 @@
 
     GET  /api/cameras                       every camera: state, online, fps, drops, open alarm
     GET  /api/cameras/<name>                one camera
-    GET  /api/cameras/<name>/latest.jpg     its latest frame, annotated (ETag; If-None-Match: 304 while unchanged)
+    GET  /api/cameras/<name>/latest.jpg     its latest frame, annotated (ETag; If-None-Match: 304 while unchanged);
+                                            503 while the camera is offline / stalled / silent (no stale frame)
     GET  /api/incidents?state=&camera=&limit=  incidents, the unresolved first (state: open | cleared_unacknowledged
                                             | acknowledged | unresolved), newest first
     GET  /api/incidents/<id>                one incident: state, episodes, who acknowledged it, when, the note
@@ -10,9 +11,12 @@
     GET  /api/events?since=&camera=&limit=&updates=  events with an id above since (no since: the newest), oldest
                                             first; updates=0 leaves the alarms' update events out (the default
                                             without since: updates never crowd a start, end or trouble off a list)
-    GET  /api/events/<id>                   one event (+ snapshot_url / clip_url when it has them)
-    GET  /api/events/<id>/snapshot.jpg      its snapshot (?annotated=1: the annotated twin)
-    GET  /api/events/<id>/clip              its alarm clip, video/mp4 (?annotated=1: the annotated clip)
+    GET  /api/events/<id>                   one event (+ snapshot_url / clip_url, and ``files``: every clip part
+                                            and snapshot with its url, download_url, bytes and sha256)
+    GET  /api/events/<id>/snapshot.jpg      its snapshot, full size (?annotated=1: the annotated twin)
+    GET  /api/events/<id>/clip              its alarm clip, video/mp4 with HTTP Range (206, Accept-Ranges: a
+                                            player seeks); ?annotated=1 the annotated clip, ?part=N a later
+                                            part, ?download=1 as an attachment (Repr-Digest: its sha256)
     POST /api/cameras/<name>/suspend        {"minutes": 30, "who": "...", "why": "..."} (no minutes: until resumed)
     POST /api/cameras/<name>/resume         {"who": "...", "why": "..."}
     POST /api/alarms/<id>/ack               {"who": "...", "note": "..."} (as /api/incidents/<id>/ack; "why" too)
@@ -37,16 +41,16 @@ import json
 import logging
 import os
 import re
-import stat
 import time
 from importlib import resources
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import cv2
 
 from edgeseg.apps.gateway.control import NAME, Controls
+from edgeseg.apps.gateway import evidence_http
+from edgeseg.apps.gateway.evidence_http import evidence_file, evidence_roots, inside as _inside, read_evidence  # noqa: F401
 from edgeseg.apps.gateway.origin import Guard
 from edgeseg.apps.gateway.ratelimit import Limiter
 
@@ -86,7 +90,13 @@ class Api:
         for k, v in (extra[0] if extra else {}).items():
             h.send_header(k, v)
         h.end_headers()
-        if method != "HEAD":
+        if isinstance(body, evidence_http.FileBody):  # an evidence file (a range of it): streamed, then closed
+            try:
+                if method != "HEAD":
+                    body.write_to(h.wfile)
+            finally:
+                body.close()
+        elif method != "HEAD":
             h.wfile.write(body)
 
     def _authorized(self, h: Any) -> bool:
@@ -127,7 +137,7 @@ class Api:
                 return self._static(parts)
             if self.read_token and not self._authorized(h):
                 return _json(401, {"error": "this endpoint needs the API token (fix: send Authorization: Bearer <token>)"})
-            return self._get(parts[1:], parse_qs(url.query), h.headers.get("If-None-Match"))
+            return self._get(parts[1:], parse_qs(url.query), h.headers.get("If-None-Match"), h.headers)
         if method != "POST" or parts[0] != "api":
             return _json(405, {"error": f"{method} is not allowed here (fix: see GET /api/openapi.json)"})
         if not self._authorized(h):
@@ -142,7 +152,7 @@ class Api:
             return _json(400, {"error": "who and why must be texts (fix: send e.g. {\"who\": \"ann\", \"why\": \"welding\"})"})
         return self._post(parts[1:], body)
 
-    def _get(self, p: list[str], q: dict[str, list[str]], etag: str | None = None) -> tuple[Any, ...]:
+    def _get(self, p: list[str], q: dict[str, list[str]], etag: str | None = None, headers: Any = None) -> tuple[Any, ...]:
         c = self.controls
         if p == ["cameras"]:
             return _json(*c.cameras())
@@ -157,7 +167,7 @@ class Api:
         if len(p) == 2 and p[0] == "incidents":
             return _json(*c.incident(p[1]))
         if len(p) in (2, 3) and p[0] == "events":
-            return self._event(p[1], p[2] if len(p) == 3 else None, q.get("annotated", ["0"])[0] in ("1", "true"))
+            return self._event(p[1], p[2] if len(p) == 3 else None, q, headers)
         if p == ["openapi.json"]:
             from edgeseg.apps.gateway.openapi import SPEC  # noqa: PLC0415
 
@@ -227,25 +237,32 @@ class Api:
             return _json(400, {"error": "limit must be 1..1000 (fix: e.g. ?limit=100)"})
         return _json(*self.controls.incidents(state, camera, int(raw_limit or 100)))
 
-    def _event(self, raw_id: str, what: str | None, annotated: bool = False) -> tuple[int, str, bytes]:
+    def _event(self, raw_id: str, what: str | None, q: dict[str, list[str]], headers: Any = None) -> tuple[Any, ...]:
+        """One event with its evidence links (``files``: what the page's viewer offers, with sha256), or one
+        of its files: a clip (or snapshot) answered with HTTP Range, so a player seeks (:mod:`.evidence_http`)."""
         if not _ID.match(raw_id) or raw_id.startswith("-"):
             return _json(404, {"error": "no such event (fix: an event id is a number: GET /api/events)"})
+        flag = {k: q.get(k, ["0"])[0] in ("1", "true") for k in ("annotated", "download")}
+        raw_part = q.get("part", ["1"])[0]
+        if not raw_part.isascii() or not raw_part.isdigit() or not 1 <= int(raw_part) <= 999:
+            return _json(400, {"error": "part must be a clip part number (fix: e.g. ?part=2; see the event's files)"})
         ev = self.store.get(int(raw_id))
         if ev is None:
             return _json(404, {"error": f"no event {raw_id} (fix: GET /api/events lists them; old ones are dropped)"})
-        roots = evidence_roots(self.gw.config)
-        snap, clip = evidence_file(ev, "snapshot", annotated, roots), evidence_file(ev, "clip", annotated, roots)
+        roots, base = evidence_roots(self.gw.config), f"/api/events/{raw_id}"
         if what is None:
-            links = {**({"snapshot_url": f"/api/events/{raw_id}/snapshot.jpg"} if snap else {}),
-                     **({"clip_url": f"/api/events/{raw_id}/clip"} if clip else {})}
-            return _json(200, {**ev, **links})
+            found = evidence_http.files(ev, base, roots)
+            snap = next((f for f in found if f["kind"] == "snapshot" and not f["annotated"]), None)
+            clip = next((f for f in found if f["kind"] == "clip" and not f["annotated"] and f["part"] == 1), None)
+            links = {**({"snapshot_url": snap["url"]} if snap else {}), **({"clip_url": clip["url"]} if clip else {})}
+            return _json(200, {**ev, **links, "files": found})
         # the file's path comes from the event the gateway recorded, never from the request; a
-        # link planted in its place (or swapped in since) is refused by read_evidence
-        data = read_evidence(snap if what == "snapshot.jpg" else clip if what == "clip" else None, roots)
-        if what == "snapshot.jpg" and data is not None:
-            return 200, "image/jpeg", data
-        if what == "clip" and clip and data is not None:
-            return 200, "video/mp4" if clip.suffix == ".mp4" else "video/x-matroska", data
+        # link planted in its place (or swapped in since) is refused by evidence_http.open_evidence
+        kind = {"snapshot.jpg": "snapshot", "clip": "clip"}.get(what)
+        path = evidence_file(ev, kind, flag["annotated"], roots, int(raw_part) if kind == "clip" else None) if kind else None
+        got = evidence_http.answer(ev, path, roots, headers, flag["download"]) if path is not None else None
+        if got is not None:
+            return got
         return _json(404, {"error": f"event {raw_id} has no such file (fix: GET /api/events/{raw_id} names what it "
                                     "has; a clip exists once its alarm's post-roll is written)"})
 
@@ -255,54 +272,6 @@ class Api:
             return _json(404, {"error": "not found (fix: the status page is at /, the API under /api)"})
         name, ctype = STATIC[key]
         return 200, ctype, resources.files("edgeseg.apps.gateway").joinpath("static", name).read_bytes()
-
-
-def evidence_roots(cfg: Any) -> list[Path]:
-    """The real paths of the folders evidence is written to: every camera's clips.dir, sinks.snapshots.dir."""
-    dirs = [c.clips.dir for c in cfg.cameras if c.clips is not None]
-    dirs += [cfg.snapshots.dir] if cfg.snapshots is not None else []
-    return [Path(os.path.realpath(Path(d).expanduser())) for d in dirs]
-
-
-def _inside(path: Path, roots: list[Path]) -> bool:
-    """``path`` is no link itself and its real path lies inside one of ``roots`` (no link out of them)."""
-    if path.is_symlink():
-        return False
-    real = Path(os.path.realpath(path))
-    return any(real != root and real.is_relative_to(root) for root in roots)
-
-
-def read_evidence(path: Path | None, roots: list[Path]) -> bytes | None:
-    """The bytes of evidence file ``path``: None unless it is a regular file, not a link, inside ``roots``."""
-    if path is None or not _inside(path, roots):
-        return None
-    try:  # O_NOFOLLOW: a link swapped in after the check is refused too
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        return f.read() if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
-
-
-def evidence_file(ev: dict[str, Any], what: str, annotated: bool = False, roots: list[Path] | None = None) -> Path | None:
-    """The finished clip / snapshot an event names (``evidence`` of #24, or a sinks.snapshots
-    JPEG), when it is on disk; files are renamed to their final name only when complete. With
-    ``roots``, only a file that is no link and lies inside them (:func:`read_evidence`)."""
-    evd = ev.get("evidence") if isinstance(ev.get("evidence"), dict) else {}
-    candidates: list[Any] = []
-    if what == "clip":
-        candidates = [c.get("path") for c in evd.get("clips") or [] if isinstance(c, dict)
-                      and bool(c.get("annotated")) == annotated]
-        if not annotated:
-            candidates.append(evd.get("clip"))
-    else:
-        snaps = [c.get("path") for c in evd.get("snapshots") or [] if isinstance(c, dict)]
-        candidates = [p for p in snaps if isinstance(p, str) and p.endswith(".annotated.jpg") == annotated]
-        candidates.append(evd.get("snapshot_annotated" if annotated else "snapshot"))
-        if not annotated:
-            candidates.append(ev.get("snapshot"))
-    return next((Path(c) for c in candidates if isinstance(c, str) and Path(c).is_file()
-                 and (roots is None or _inside(Path(c), roots))), None)
 
 
 def _json(code: int, body: Any) -> tuple[int, str, bytes]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from edgeseg.apps.gateway.readers import CameraReader
@@ -20,12 +21,25 @@ class CameraState:
         self.processed = 0
         self.started_at = time.monotonic()
         self.last_result_at: float | None = None
+        self.last_frame_wall: float | None = None  # wall clock of the last processed frame: "last frame at" (#35)
+        self.trouble_records: dict[str, dict[str, Any]] = {}  # raised trouble -> its fix, since when (trouble.follow)
+        self.result_times: deque[float] = deque(maxlen=64)  # monotonic times of the last results: the fps now
         self.stop_requested_at: float | None = None
         self.stop_reason = "stopped"
         self.removed = False  # stopped because a reload dropped it (not a shutdown): its HA entities go too
         self.finished = threading.Event()
         self.latencies: list[float] = []  # the last few thousand, for stats()
         self._fps_mark = (time.monotonic(), 0)
+
+    def fps(self, now: float | None = None, window_s: float = 3.0) -> float:
+        """Frames processed per second over the last results (at most 64): 0 once the camera went quiet
+        for ``window_s`` (or three of its frame intervals): an offline camera must not show the fps it had."""
+        now = time.monotonic() if now is None else now
+        times = list(self.result_times)
+        if len(times) < 2 or times[-1] <= times[0]:
+            return 0.0
+        rate = (len(times) - 1) / (times[-1] - times[0])
+        return rate if now - times[-1] <= max(window_s, 3.0 / rate) else 0.0
 
     def stats(self) -> dict[str, Any]:
         lat = sorted(self.latencies)

@@ -49,24 +49,28 @@ class Commands:
             done.set()
 
 
-def camera_state(cam: Any, incidents: Any = None) -> dict[str, Any]:
-    """One camera as the API shows it (called on the dispatcher thread)."""
+def camera_state(cam: Any, incidents: Any = None, silent_after_s: float = 30.0) -> dict[str, Any]:
+    """One camera as the API shows it (called on the dispatcher thread): an offline or stalled camera
+    is trouble with its fix text and "last frame at", and 0 fps (:mod:`.trouble`, #35 point 3)."""
+    from edgeseg.apps.gateway import trouble  # noqa: PLC0415
+
     unit, r = cam.unit, cam.reader
-    troubles = sorted(unit.guard.troubles) if unit.guard is not None else []
-    if r.stalled:
-        troubles.append("stalled")
+    details = trouble.describe(cam)
+    troubles = [d["trouble"] for d in details]
     online = bool(r.online or not cam.cfg.live)
     suspended = unit.suspended
     state = ("ended" if cam.finished.is_set() else "offline" if not online else "alarm" if unit.open_alarm
              else "suspended" if suspended else "trouble" if troubles else "ok")
     until = unit.suspended_until
-    fps = cam.processed / max(1e-6, time.monotonic() - cam.started_at)
+    stale = trouble.stale(cam, silent_after_s)
+    fps = 0.0 if stale else cam.fps() if cam.cfg.live else cam.processed / max(1e-6, time.monotonic() - cam.started_at)
     store = getattr(incidents, "newest_unacknowledged", None)
     return {"unacknowledged_incident": store(cam.name) if store else None,
             "unacknowledged_incidents": incidents.unacknowledged(cam.name) if store else 0, "name": cam.name, "state": state, "online": online, "fps": round(fps, 2), "processed": cam.processed,
             "drops": r.dropped, "reconnects": r.reconnects, "open_alarm": unit.open_alarm, "open_alarms": unit.open_alarms,
             "acknowledged": bool(unit.open_alarms and unit.open_alarms[0]["acknowledged"]), "suspended": suspended,
-            "suspended_until": None if until is None or math.isinf(until) else until, "troubles": troubles}
+            "suspended_until": None if until is None or math.isinf(until) else until, "troubles": troubles,
+            "trouble_details": details, "stale": stale, **trouble.last_frame(cam)}
 
 
 class Controls:
@@ -86,7 +90,7 @@ class Controls:
         return self.run(lambda: (200, [self.state(c) for c in list(self.gw.cameras.values())]))
 
     def state(self, cam: Any) -> dict[str, Any]:
-        return camera_state(cam, getattr(self.gw, "incidents", None))
+        return camera_state(cam, getattr(self.gw, "incidents", None), self.gw.config.silent_after_s)
 
     def camera(self, name: str) -> tuple[int, Any]:
         def fn() -> tuple[int, Any]:
@@ -161,11 +165,20 @@ class Controls:
         return 200, inc
 
     def latest(self, name: str) -> tuple[int, Any]:
-        """``(200, (image, result, regions, annotate))`` of the camera's last processed frame."""
+        """``(200, (image, result, regions, annotate))`` of the camera's last processed frame; 503 while
+        that frame is stale (the camera offline, stalled or silent): an old frame is never served as live."""
+        from edgeseg.apps.gateway import trouble  # noqa: PLC0415
+
         def fn() -> tuple[int, Any]:
             cam = self._cam(name)
             if cam is None:
                 return _unknown_camera(name)
+            if trouble.stale(cam, self.gw.config.silent_after_s):
+                last = trouble.last_frame(cam)
+                what = ", ".join(d["trouble"] for d in trouble.describe(cam)) or "silent"
+                fixes = "; ".join(d["fix"] for d in trouble.describe(cam)) or "check the camera and the gateway's log"
+                return 503, {"error": f"camera {name} is {what}: its last frame (at {last['last_frame_iso'] or 'never'}) "
+                                      f"is stale (fix: {fixes})", "stale": True, **last}
             if cam.unit.latest is None:
                 return 404, {"error": f"camera {name} has no processed frame yet (fix: wait for it to come online)"}
             return 200, (*cam.unit.latest, cam.unit.annotate)

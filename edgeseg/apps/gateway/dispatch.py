@@ -41,7 +41,8 @@ class Dispatcher:
     def _handle(self, cam: CameraState, item: Item, result: Any, now: float) -> None:
         cam.unit.handle(Frame(item.index, item.timestamp, item.image, cam.name), result)
         cam.processed += 1
-        cam.last_result_at = now
+        cam.last_result_at, cam.last_frame_wall = now, time.time()
+        cam.result_times.append(now)
         lat = now - item.read_at
         cam.latencies.append(lat)
         if len(cam.latencies) > 4096:

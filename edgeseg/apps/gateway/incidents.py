@@ -102,6 +102,10 @@ class IncidentStore(Sink):
             last = getattr(self.events, "last_id", None)
             if last is not None and kind != "update" and len(ids) < MAX_EVENT_IDS:
                 ids.append(last)
+            proof = inc.setdefault("evidence_event_ids", [])  # the page's evidence viewer: starts and ends with files
+            if last is not None and kind in ("start", "end") and (record.get("snapshot") or record.get("evidence")) \
+                    and len(proof) < MAX_EVENT_IDS:
+                proof.append(last)
             inc["state"] = state_of(inc)
             self._bound()
             snapshot = list(self._items.values())
@@ -185,6 +189,7 @@ class IncidentStore(Sink):
 
 def _shown(inc: dict[str, Any]) -> dict[str, Any]:
     """A copy as the API shows it (the state recomputed, the event ids as a new list)."""
-    out = {**inc, "state": state_of(inc), "event_ids": list(inc.get("event_ids") or [])}
+    out = {**inc, "state": state_of(inc), "event_ids": list(inc.get("event_ids") or []),
+           "evidence_event_ids": list(inc.get("evidence_event_ids") or [])}
     out["acknowledged"] = dict(inc["acknowledged"]) if inc.get("acknowledged") else None
     return out

@@ -47,7 +47,7 @@ log = logging.getLogger("edgeseg")
 STATE_EVENTS = frozenset({"camera_started", "camera_online", "camera_offline", "camera_stopped", "camera_finished",
                           "start", "update", "end", "suspended", "resumed", "acknowledged", "trouble", "trouble_cleared"})
 #: counters that change with every frame: on the HTTP API, not in the retained MQTT state
-VOLATILE = frozenset({"fps", "processed", "drops", "reconnects"})
+VOLATILE = frozenset({"fps", "processed", "drops", "reconnects", "last_frame_wall_time", "last_frame_iso"})
 #: a signed command's ``ts`` may differ from the gateway's clock by this much; its nonce is remembered as long
 WINDOW_S = 60.0
 MAX_NONCES = 10000

@@ -21,6 +21,8 @@ _INCIDENT = {"content": {"application/json": {"schema": {"type": "object", "prop
         "who": {"type": "string"}, "note": {"type": "string"}, "wall_time": {"type": "number"},
         "time_iso": {"type": "string", "format": "date-time"}, "while_open": {"type": "boolean"}}},
     "event_ids": {"type": "array", "items": {"type": "integer"}, "description": "its start / end / ack events"},
+    "evidence_event_ids": {"type": "array", "items": {"type": "integer"},
+                           "description": "its start / end events with evidence files (GET /api/events/{id}: files)"},
 }}}}}
 _INCIDENTS = {"content": {"application/json": {"schema": {"type": "array",
                                                            "items": _INCIDENT["content"]["application/json"]["schema"]}}}}
@@ -54,15 +56,60 @@ _CAM = _path("name", "^[A-Za-z0-9_.-]{1,64}$")
 _JPG = {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}
 _MP4 = {"content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}}
 _ANNOTATED = {"name": "annotated", "in": "query", "required": False, "schema": {"type": "integer", "enum": [0, 1]}}
+_DOWNLOAD = {"name": "download", "in": "query", "required": False, "schema": {"type": "integer", "enum": [0, 1]},
+             "description": "1: Content-Disposition attachment (a download keeps the file's name)"}
+_PART = {"name": "part", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 999},
+         "description": "the clip part (a long alarm continues in parts of clips.max_s); default 1"}
+_RANGE = {"name": "Range", "in": "header", "required": False, "schema": {"type": "string", "example": "bytes=0-1"},
+          "description": "one byte range (bytes=a-b, bytes=a-, bytes=-n): 206 with that part; several ranges: 200"}
+_FILE_HEADERS = {"Accept-Ranges": {"schema": {"type": "string", "enum": ["bytes"]}},
+                 "ETag": {"schema": {"type": "string"}, "description": "If-Range may name it"},
+                 "Repr-Digest": {"schema": {"type": "string"}, "description": "sha-256 the recorder wrote down (RFC 9530)"}}
+_FILE = {"type": "object", "properties": {
+    "kind": {"type": "string", "enum": ["clip", "snapshot"]}, "annotated": {"type": "boolean"},
+    "part": {"type": "integer", "nullable": True}, "name": {"type": "string"}, "url": {"type": "string"},
+    "download_url": {"type": "string"}, "mime": {"type": "string"}, "bytes": {"type": "integer", "nullable": True},
+    "sha256": {"type": "string", "nullable": True, "description": "set once the alarm's evidence is final (its end)"},
+    "duration_s": {"type": "number", "nullable": True}}}
+_EVENT = {"content": {"application/json": {"schema": {"type": "object", "properties": {
+    "id": {"type": "integer"}, "event": {"type": "string"}, "snapshot_url": {"type": "string"},
+    "clip_url": {"type": "string"}, "files": {"type": "array", "items": _FILE}}}}}}
+_CAMERA = {"content": {"application/json": {"schema": {"type": "object", "properties": {
+    "state": {"type": "string", "enum": ["ok", "alarm", "suspended", "trouble", "offline", "ended"]},
+    "fps": {"type": "number", "description": "over the last frames; 0 while stale"},
+    "stale": {"type": "boolean", "description": "offline, stalled or silent: latest.jpg answers 503"},
+    "troubles": {"type": "array", "items": {"type": "string"}},
+    "trouble_details": {"type": "array", "items": {"type": "object", "properties": {
+        "trouble": {"type": "string"}, "fix": {"type": "string"}, "since_wall_time": {"type": "number", "nullable": True},
+        "since_iso": {"type": "string", "format": "date-time", "nullable": True}}}},
+    "last_frame_wall_time": {"type": "number", "nullable": True},
+    "last_frame_iso": {"type": "string", "format": "date-time", "nullable": True}}}}}}
+
+
+def _stale(op: dict) -> dict:
+    op["responses"]["503"] = {**_ERR, "description": "the camera is offline, stalled or silent: its last frame is "
+                                                     "stale and not served (last_frame_iso says when it was)"}
+    return op
+
+
+def _file_op(summary: str, ok: dict, params: list) -> dict:
+    """A file answered with HTTP Range: 200 whole, 206 a part, 416 outside the file."""
+    op = _op(summary, ok, params)
+    op["responses"]["200"]["headers"] = _FILE_HEADERS
+    op["responses"]["206"] = {"description": "the range asked for (Content-Range)", **ok,
+                              "headers": {**_FILE_HEADERS, "Content-Range": {"schema": {"type": "string"}}}}
+    op["responses"]["416"] = {**_ERR, "description": "the range is outside the file (Content-Range: bytes */size)"}
+    return op
 SPEC = {
     "openapi": "3.0.3",
     "info": {"title": "edgeseg watch", "version": "1", "description": "The camera gateway's HTTP API (`edgeseg docs gateway`)"},
     "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                                    "description": "the token of api.token_file"}}},
     "paths": {
-        "/api/cameras": {"get": _op("Every camera: state, online, fps, drops, open alarm", _JSON)},
-        "/api/cameras/{name}": {"get": _op("One camera", _JSON, [_CAM])},
-        "/api/cameras/{name}/latest.jpg": {"get": _op("The camera's latest frame, annotated", _JPG, [_CAM])},
+        "/api/cameras": {"get": _op("Every camera: state, online, fps, drops, open alarm, troubles with their fix, "
+                                    "last frame at", _JSON)},
+        "/api/cameras/{name}": {"get": _op("One camera", _CAMERA, [_CAM])},
+        "/api/cameras/{name}/latest.jpg": {"get": _stale(_op("The camera's latest frame, annotated", _JPG, [_CAM]))},
         "/api/cameras/{name}/suspend": {"post": _op("No alarm for minutes (or until resumed); an open one ends",
                                                     _JSON, [_CAM], _SUSPEND, write=True)},
         "/api/cameras/{name}/resume": {"post": _op("End a suspension", _JSON, [_CAM], _WHO, write=True)},
@@ -77,12 +124,13 @@ SPEC = {
                                    "update events; the default without since)", _JSON,
                                    [_query("since", "integer"), _query("camera", "string"), _query("limit", "integer"),
                                     _query("updates", "integer")])},
-        "/api/events/{id}": {"get": _op("One event (snapshot_url / clip_url when it has them)", _JSON,
-                                        [_path("id", "^[0-9]+$")])},
-        "/api/events/{id}/snapshot.jpg": {"get": _op("The event's snapshot (?annotated=1: its annotated twin)", _JPG,
-                                                     [_path("id", "^[0-9]+$"), _ANNOTATED])},
-        "/api/events/{id}/clip": {"get": _op("The event's alarm clip (?annotated=1: the annotated clip)", _MP4,
-                                             [_path("id", "^[0-9]+$"), _ANNOTATED])},
+        "/api/events/{id}": {"get": _op("One event (snapshot_url / clip_url, files: every clip part and snapshot "
+                                        "with its URLs and sha256)", _EVENT, [_path("id", "^[0-9]+$")])},
+        "/api/events/{id}/snapshot.jpg": {"get": _file_op("The event's snapshot, full size (?annotated=1: its annotated "
+                                                          "twin)", _JPG, [_path("id", "^[0-9]+$"), _ANNOTATED, _DOWNLOAD, _RANGE])},
+        "/api/events/{id}/clip": {"get": _file_op("The event's alarm clip with HTTP Range: a player seeks (?annotated=1: "
+                                                  "the annotated clip)", _MP4,
+                                                  [_path("id", "^[0-9]+$"), _ANNOTATED, _PART, _DOWNLOAD, _RANGE])},
         "/api/openapi.json": {"get": _op("This description", _JSON)},
     },
 }

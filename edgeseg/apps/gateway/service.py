@@ -34,6 +34,7 @@ from edgeseg.apps.gateway.events import EventStore
 from edgeseg.apps.gateway.incidents import IncidentStore
 from edgeseg.apps.gateway.dispatch import STOP_GRACE_S, Dispatcher
 from edgeseg.apps.gateway.readers import CameraReader, capture_factory
+from edgeseg.apps.gateway import trouble
 from edgeseg.core.outdir import lock_folder
 from edgeseg.io.sinks.base import Sink, close_all, deliver, stamp
 from edgeseg.io.sinks.registry import open_sinks
@@ -147,9 +148,10 @@ class Gateway(Dispatcher):
             self.sinks += attach(self, self.sinks, read_token(cfg.settings.api.token_file) if cfg.settings.api.token_file else None)
             for sink in self.sinks:
                 sink.trouble = self._on_trouble
-            self._snapshots = SnapshotWriter(cfg.snapshots.dir, cfg.snapshots.quality) if cfg.snapshots else None
             check_clips(cfg.cameras)  # evidence (#24): PyAV and a writable clips.dir, or no start
-            self._open_metrics()
+            self._open_metrics()  # before the snapshots' first sweep: its deletions are counted
+            self._snapshots = SnapshotWriter(cfg.snapshots.dir, cfg.snapshots.quality, cfg.snapshots, self._deleted_evidence,
+                                             self._on_trouble) if cfg.snapshots else None  # swept like clips (#35)
         except BaseException:
             self._release()  # nothing half-open stays behind (sink threads, locks, runtimes)
             raise
@@ -209,6 +211,8 @@ class Gateway(Dispatcher):
             close_all(self.sinks)
         finally:
             self.sinks = []
+            if self._snapshots is not None:
+                self._snapshots.close()
             if self.server is not None:
                 self.server.close()
                 self.server = None
@@ -396,24 +400,8 @@ class Gateway(Dispatcher):
 
     # -- health ------------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, Any]]:
-        now = time.monotonic()
-        limit = self.config.silent_after_s
-        silent, stalled, cams = [], [], {}
-        with self.cond:
-            items = list(self.cameras.items())
-        for name, cam in items:
-            last = cam.last_result_at or cam.started_at
-            age = now - last
-            ended = cam.finished.is_set()
-            cams[name] = {"online": cam.reader.online or not cam.cfg.live, "stalled": cam.reader.stalled,
-                          "last_frame_age_s": round(age, 2), "ended": ended}
-            if not ended and age > limit:
-                silent.append(name)
-            if not ended and cam.reader.stalled:
-                stalled.append(name)
-        ok = not silent and not stalled and self._running and self._crash is None
-        return ok, {"status": "ok" if ok else "unhealthy", "silent": silent, "stalled": stalled,
-                    "silent_after_s": limit, "cameras": cams}
+        """``/healthz``: see :func:`edgeseg.apps.gateway.trouble.health` (offline is unhealthy at once)."""
+        return trouble.health(self)
 
     def stats(self) -> dict[str, Any]:
         with self.cond:
@@ -427,6 +415,7 @@ class Gateway(Dispatcher):
         def observe(record: dict[str, Any]) -> None:
             if self.metrics:
                 self.metrics.events.labels(name, record["event"]).inc()
+            trouble.follow(self.cameras.get(name), record)  # what the page shows as trouble (#35)
             if record["event"] in ("start", "end", "suspended", "resumed"):
                 try:
                     self._journal.record(record)

@@ -72,11 +72,12 @@ def free_bytes(root: Path) -> int:
 
 def sweep(root: str | Path, retain_days: float, max_gb: float, min_free_gb: float,
           now: float | None = None, keep_min_hours: float = 0.0,
-          report: Callable[[dict[str, Any]], None] | None = None) -> list[tuple[str, str]]:
+          report: Callable[[dict[str, Any]], None] | None = None, section: str = "clips") -> list[tuple[str, str]]:
     """Delete what retention asks for; returns ``(path, reason)`` per deleted file, reason ``age``,
     ``size`` or ``disk_low``. Files younger than ``keep_min_hours`` (at most ``retain_days``) are kept
     whatever the space; ``report`` (when given) hears ``evidence_at_risk`` when ``max_gb`` or
     ``min_free_gb`` is still not met after the sweep, once per folder until it is met again.
+    ``section``: the settings named in the trouble's text (``clips``, ``sinks.snapshots``).
     Never raises (a failed deletion is logged)."""
     root = Path(root)
     if not root.is_dir():
@@ -117,13 +118,17 @@ def sweep(root: str | Path, retain_days: float, max_gb: float, min_free_gb: floa
         pass
     if report is not None:
         kept = len(everything) - len(deleted) - len(keep)  # open alarms' and those awaiting review
-        _report(root, report, _shortfall(total, free, max_gb, min_free_gb, kept, keep_min_hours))
+        _report(root, report, _shortfall(total, free, max_gb, min_free_gb, kept, keep_min_hours, section))
     return deleted
 
 
 def _shortfall(total: int, free: int | None, max_gb: float, min_free_gb: float, kept: int,
-               keep_min_hours: float) -> dict[str, Any] | None:
+               keep_min_hours: float, section: str = "clips") -> dict[str, Any] | None:
     """The evidence_at_risk fields when the folder or the disk is still out of bounds, else None."""
+    if section != "clips":  # the same words, naming the settings of that folder
+        short = _shortfall(total, free, max_gb, min_free_gb, kept, keep_min_hours)
+        return None if short is None else {k: v.replace("clips.", f"{section}.").replace("clips ", f"{section} ")
+                                           if isinstance(v, str) else v for k, v in short.items()}
     why = f"{kept} evidence file(s) of open alarms or younger than clips.keep_min_hours ({keep_min_hours:g} h) are kept"
     if free is not None and free < min_free_gb * GB:
         return {"error": f"the clips disk has {free / 1024 ** 2:.1f} MB free, below clips.min_free_gb "

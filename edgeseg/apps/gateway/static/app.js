@@ -76,13 +76,30 @@ async function refresh() {
         card = document.createElement("div");
         card.className = "cam";
         card.dataset.camera = c.name;
-        card.innerHTML = '<img alt="latest frame"><div class="info"></div>';
+        card.innerHTML = '<img alt="latest frame"><div class="trouble" hidden></div><div class="info"></div>';
         grid.appendChild(card);
         if (watcher) watcher.observe(card.querySelector("img"));
       }
       card.querySelector(".info").innerHTML = `<b>${esc(c.name)}</b> <span class="state state-${esc(c.state)}">${esc(c.state)}</span>
-        ${c.fps} fps, ${c.drops} dropped${c.troubles.length ? ", trouble: " + esc(c.troubles.join(", ")) : ""}`;
-      if (c.processed) image(card.querySelector("img"), "/api/cameras/" + encodeURIComponent(c.name) + "/latest.jpg");
+        ${c.stale ? "no frames" : c.fps + " fps"}, ${c.drops} dropped`;
+      // trouble is shown, never an old frame as if live (#35): offline / stalled hide the last picture
+      const box = card.querySelector(".trouble"), img = card.querySelector("img");
+      const details = c.trouble_details || [];
+      box.hidden = !details.length && !c.stale;
+      box.innerHTML = (details.length ? details : [{ trouble: "silent", fix: "no frame for a while: check the camera" }])
+        .map((t) => `<p class="trouble-${esc(t.trouble)}"><b>trouble: ${esc(t.trouble)}</b>${t.since_wall_time ? " since " + esc(when(t.since_wall_time)) : ""}
+          <br>fix: ${esc(t.fix)}</p>`).join("")
+        + `<p class="last-frame">last frame at ${c.last_frame_wall_time ? esc(when(c.last_frame_wall_time)) : "never"}</p>`;
+      card.classList.toggle("stale", !!c.stale);
+      if (c.stale) {
+        img.hidden = true;
+        if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+        img.removeAttribute("src");
+        img.dataset.etag = "";
+      } else {
+        img.hidden = false;
+        if (c.processed) image(img, "/api/cameras/" + encodeURIComponent(c.name) + "/latest.jpg");
+      }
     }
     // incidents latch: unresolved ones first, each until someone acknowledges it (#35)
     const incidents = await (await api("/api/incidents?limit=50")).json();
@@ -93,21 +110,94 @@ async function refresh() {
       <td>${i.active ? "leak on" : esc(when(i.cleared_wall_time))}</td>
       <td>${i.acknowledged ? esc(`${i.acknowledged.who || "?"}, ${when(i.acknowledged.wall_time)}`
         + (i.acknowledged.note ? `: ${i.acknowledged.note}` : "")) : ""}</td>
+      <td>${(i.evidence_event_ids || []).length ? `<button class="evidence" data-incident="${esc(i.id)}">evidence</button>` : ""}</td>
       <td>${i.acknowledged ? "" : `<button class="ack" data-id="${esc(i.id)}">acknowledge</button>`}</td></tr>`).join("")
-      || '<tr><td colspan="7">none</td></tr>';
+      || '<tr><td colspan="8">none</td></tr>';
     document.querySelectorAll("button.ack").forEach((b) => { b.onclick = () => ack(b.dataset.id); });
+    const byId = new Map(incidents.map((i) => [i.id, i]));
+    document.querySelectorAll("button[data-incident]").forEach((b) => {
+      const i = byId.get(b.dataset.incident);
+      b.onclick = () => showEvidence(i.evidence_event_ids, `incident ${i.id} (${i.camera}${i.zone ? " / " + i.zone : ""})`);
+    });
     // without the alarms' update events: a long leak's updates never push a start, an end or a trouble off
     const events = (await (await api("/api/events?limit=30&updates=0")).json()).reverse();
     $("#events tbody").innerHTML = events.map((e) => `<tr><td>${e.id}</td>
       <td>${esc(when(e.wall_time))}</td><td>${esc(e.camera)}</td>
       <td>${esc(e.event)}${e.rejoined ? " (rejoined)" : ""}</td><td>${esc(e.trouble || e.reason || e.alarm_id || "")}</td>
-      <td>${e.snapshot ? `<img data-event="${e.id}" alt="snapshot">` : ""}</td></tr>`).join("");
+      <td>${e.snapshot ? `<img data-event="${e.id}" alt="snapshot">` : ""}</td>
+      <td>${e.snapshot || e.evidence ? `<button class="evidence" data-event-id="${e.id}" data-alarm="${esc(e.alarm_id || "")}">evidence</button>` : ""}</td></tr>`).join("");
     document.querySelectorAll("img[data-event]").forEach((i) => snapshot(i, i.dataset.event));
+    document.querySelectorAll("button[data-event-id]").forEach((b) => { b.onclick = () => eventEvidence(b.dataset.eventId, b.dataset.alarm); });
     $("#status").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
     $("#status").textContent = "error: " + e.message;
   }
 }
+
+// -- the evidence viewer (#35 point 2): the clip in a player (the API answers Range: it seeks), the
+// full-size clean and annotated snapshots, each file's download with the sha256 the recorder wrote down.
+// Without a token the media load straight from their URLs; with one they are fetched with the header.
+const media = [];
+async function mediaUrl(url) {
+  if (!token()) return url;
+  const u = URL.createObjectURL(await (await api(url)).blob());
+  media.push(u);
+  return u;
+}
+const size = (n) => (n == null ? "" : n > 1048576 ? (n / 1048576).toFixed(1) + " MB" : Math.ceil(n / 1024) + " KB");
+
+async function showEvidence(ids, title) {
+  const view = $("#viewer"), body = $("#viewer-body");
+  media.splice(0).forEach((u) => URL.revokeObjectURL(u));
+  $("#viewer-title").textContent = "Evidence: " + title;
+  body.innerHTML = "loading";
+  view.hidden = false;
+  view.scrollIntoView();
+  const seen = new Set(), items = [];
+  // newest first: an alarm's end names its final files with their sha256, its start only where they go
+  for (const id of [...ids].reverse()) {
+    try {
+      const ev = await (await api("/api/events/" + encodeURIComponent(id))).json();
+      for (const f of ev.files || []) {
+        if (seen.has(f.name)) continue;
+        seen.add(f.name);
+        items.push({ ...f, event: ev });
+      }
+    } catch (e) { /* an event trimmed from the store: the others still show */ }
+  }
+  if (!items.length) { body.innerHTML = "<p>no evidence file on disk (clips and snapshots off, not written yet, or deleted by retention)</p>"; return; }
+  items.sort((a, b) => (a.kind === b.kind ? (a.part || 0) - (b.part || 0) || a.annotated - b.annotated : a.kind === "clip" ? -1 : 1));
+  body.innerHTML = items.map((f, k) => `<figure class="file file-${f.kind}" data-name="${esc(f.name)}">
+    ${f.kind === "clip" ? `<video controls preload="metadata" playsinline data-k="${k}"></video>`
+      : `<a class="full" data-k="${k}" target="_blank" rel="noopener"><img alt="${esc(f.name)}" data-k="${k}"></a>`}
+    <figcaption>${esc(f.kind)}${f.annotated ? " (annotated)" : " (clean)"}${f.part > 1 ? " part " + f.part : ""}
+      ${f.duration_s ? esc(f.duration_s) + " s," : ""} ${esc(size(f.bytes))} - ${esc(when(f.event.wall_time))}
+      <a class="download" data-k="${k}" download="${esc(f.name)}">download ${esc(f.name)}</a>
+      <br><span class="sha256">sha256 ${f.sha256 ? esc(f.sha256) : "(recorded when the alarm's evidence is final)"}</span></figcaption></figure>`).join("");
+  for (const [k, f] of items.entries()) {
+    const src = await mediaUrl(f.url).catch(() => "");
+    body.querySelectorAll(`[data-k="${k}"]`).forEach((el) => {
+      if (el.tagName === "A" && el.classList.contains("download")) el.href = token() ? src : f.download_url;
+      else if (el.tagName === "A") el.href = src;
+      else el.src = src;
+    });
+  }
+}
+
+async function eventEvidence(id, alarm) {
+  if (alarm) {  // an alarm's event: every file of its incident (the end holds the final clip and sha256)
+    try {
+      const inc = await (await api("/api/incidents/" + encodeURIComponent(alarm))).json();
+      if ((inc.evidence_event_ids || []).length) return showEvidence(inc.evidence_event_ids, `incident ${alarm} (${inc.camera})`);
+    } catch (e) { /* not an incident (any more): the event's own files */ }
+  }
+  return showEvidence([id], "event " + id);
+}
+$("#viewer-close").onclick = () => {
+  $("#viewer").hidden = true;
+  $("#viewer-body").innerHTML = "";
+  media.splice(0).forEach((u) => URL.revokeObjectURL(u));
+};
 
 $("#tokenform").onsubmit = (ev) => {
   ev.preventDefault();
