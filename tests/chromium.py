@@ -77,10 +77,23 @@ class Browser:
             time.sleep(0.2)
         raise TimeoutError(expression)
 
-    def screenshot(self) -> bytes:
+    def viewport(self, width: int, height: int, mobile: bool = False) -> None:
+        """Lay the page out at exactly ``width`` x ``height`` CSS pixels (``mobile``: a phone's viewport,
+        touch), whatever size the headless window has."""
+        self.send("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
+                  deviceScaleFactor=1, mobile=mobile)
+        self.send("Emulation.setTouchEmulationEnabled", session=True, enabled=mobile)
+
+    def screenshot(self, full_page: bool = False) -> bytes:
+        """PNG of the viewport, or of the whole page scrolled through (``full_page``) at the viewport's width."""
         import base64
 
-        return base64.b64decode(self.send("Page.captureScreenshot", session=True, format="png")["data"])
+        extra: dict[str, Any] = {}
+        if full_page:
+            size = self.send("Page.getLayoutMetrics", session=True)["cssContentSize"]
+            extra = {"captureBeyondViewport": True,
+                     "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}}
+        return base64.b64decode(self.send("Page.captureScreenshot", session=True, format="png", **extra)["data"])
 
     def close(self) -> None:
         try:

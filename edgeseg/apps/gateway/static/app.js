@@ -1,9 +1,12 @@
 // The status page: polls the gateway's own API (no build step, no CDN). The token, when the
-// gateway has one, is kept in this browser's localStorage and sent as a Bearer header.
+// gateway has one, is kept for this tab only (sessionStorage: gone when the tab closes, never in
+// localStorage without expiry, #35) and sent as a Bearer header with every request.
 "use strict";
 const $ = (s) => document.querySelector(s);
-const token = () => localStorage.getItem("edgeseg-token") || "";
+const token = () => sessionStorage.getItem("edgeseg-token") || "";
 const headers = () => (token() ? { Authorization: "Bearer " + token() } : {});
+// who did it: the name typed in the header (not a secret: kept in this browser), else "status page"
+const who = () => $("#who").value.trim() || "status page";
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
 
 async function api(path, opts = {}) {
@@ -52,18 +55,85 @@ async function snapshot(img, id) {
   img.src = snaps.get(id);
 }
 
-// an incident is acknowledged with the note typed above the table (the table is redrawn every refresh)
+const post = (path, body) => api(path, {
+  method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+});
+
+// an incident is acknowledged with the note typed above the table (the table is redrawn when it
+// changes, a field inside it would lose what was typed), by the name typed in the header
 async function ack(id) {
   const note = $("#ack-note").value.trim();
-  await api("/api/incidents/" + encodeURIComponent(id) + "/ack", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ who: "status page", ...(note ? { note } : {}) }),
-  }).then(() => { $("#ack-note").value = ""; }).catch((e) => alert(e.message));
+  await post("/api/incidents/" + encodeURIComponent(id) + "/ack", { who: who(), ...(note ? { note } : {}) })
+    .then(() => { $("#ack-note").value = ""; $("#ack-msg").textContent = `incident ${id} acknowledged`; })
+    .catch((e) => { $("#ack-msg").textContent = "not acknowledged: " + e.message; });
   refresh();
 }
 
-// a date and time a person reads without guessing the day: the browser's locale, the date included
-const when = (wall) => (wall ? new Date(wall * 1000).toLocaleString() : "");
+// -- suspend / resume a camera (maintenance, hot work): the same POST API as curl, with who and why.
+// The form is made once per card and never redrawn, so what is typed stays while the page refreshes.
+const CONTROLS = `<div class="controls">
+  <button type="button" class="suspend">suspend...</button>
+  <form class="resume-form" hidden><input name="why" maxlength="200" placeholder="why resume (optional)" aria-label="why resume">
+    <button type="submit" class="resume">resume</button></form>
+  <form class="suspend-form" hidden>
+    <label>for <input name="minutes" type="number" min="1" max="525600" step="any" placeholder="minutes"></label>
+    <label>or until <input name="until" type="datetime-local"></label>
+    <label class="wide">why <input name="why" maxlength="200" placeholder="e.g. welding at the compressor"></label>
+    <p class="hint">Empty both: suspended until someone resumes it. A suspended camera raises no alarm.</p>
+    <button type="submit" class="confirm-suspend">suspend camera</button> <button type="button" class="cancel">cancel</button>
+  </form><p class="msg" role="status"></p></div>`;
+
+// minutes of a suspension from the form: "for N minutes", or "until" a local date and time
+function minutesOf(form) {
+  const m = form.elements.minutes.value, until = form.elements.until.value;
+  if (m !== "") return Number(m);
+  if (until === "") return null;
+  const left = (new Date(until).getTime() - Date.now()) / 60000;
+  if (!(left > 0)) throw new Error("that time has passed (fix: pick a time in the future)");
+  return Math.round(left * 100) / 100;
+}
+
+function wire(card, name) {
+  const base = "/api/cameras/" + encodeURIComponent(name), form = card.querySelector(".suspend-form");
+  const msg = card.querySelector(".msg"), rform = card.querySelector(".resume-form");
+  const done = (text) => { msg.textContent = text; refresh(); };
+  card.querySelector("button.suspend").onclick = () => { form.hidden = false; msg.textContent = ""; };
+  card.querySelector("button.cancel").onclick = () => { form.hidden = true; };
+  form.onsubmit = async (ev) => {
+    ev.preventDefault();
+    try {
+      const minutes = minutesOf(form), why = form.elements.why.value.trim();
+      const cam = await (await post(base + "/suspend", { who: who(), ...(minutes != null ? { minutes } : {}), ...(why ? { why } : {}) })).json();
+      form.reset();
+      form.hidden = true;
+      done(`suspended by ${who()} ${cam.suspended_until ? "until " + when(cam.suspended_until) : "until resumed"}`);
+    } catch (e) { msg.textContent = "not suspended: " + e.message; }
+  };
+  rform.onsubmit = async (ev) => {
+    ev.preventDefault();
+    const why = rform.elements.why.value.trim();
+    try {
+      await post(base + "/resume", { who: who(), ...(why ? { why } : {}) });
+      rform.reset();
+      done(`resumed by ${who()} at ${when(Date.now() / 1000)}`);
+    } catch (e) { msg.textContent = "not resumed: " + e.message; }
+  };
+}
+
+// a date and time a person reads without guessing the day or the format: 2026-12-07 15:04:05, in
+// the browser's local zone (an operator compares it with the clock on the wall)
+const pad = (n) => String(n).padStart(2, "0");
+const when = (wall) => {
+  if (!wall) return "";
+  const d = new Date(wall * 1000);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+};
+// what an operator does next about an incident that nobody has acknowledged yet
+const nextStep = (i) => (i.active
+  ? `Leak on now: check the site at ${i.camera}${i.zone ? " / " + i.zone : ""} (safely, as your site's procedure says), then acknowledge with a note of what you found and did.`
+  : "The leak stopped: check the site and the evidence, then acknowledge with a note of what you found.");
+// a table body is redrawn only when its rows changed: a button does not vanish under a finger
+const fill = (el, html) => { if (el.dataset.html !== html) { el.innerHTML = html; el.dataset.html = html; return true; } return false; };
 const STATE_TEXT = { open: "open", cleared_unacknowledged: "cleared, unacknowledged", acknowledged: "acknowledged" };
 
 async function refresh() {
@@ -76,12 +146,17 @@ async function refresh() {
         card = document.createElement("div");
         card.className = "cam";
         card.dataset.camera = c.name;
-        card.innerHTML = '<img alt="latest frame"><div class="trouble" hidden></div><div class="info"></div>';
+        card.innerHTML = '<img alt="latest frame"><div class="trouble" hidden></div><div class="info"></div>' + CONTROLS;
         grid.appendChild(card);
+        wire(card, c.name);
         if (watcher) watcher.observe(card.querySelector("img"));
       }
       card.querySelector(".info").innerHTML = `<b>${esc(c.name)}</b> <span class="state state-${esc(c.state)}">${esc(c.state)}</span>
-        ${c.stale ? "no frames" : c.fps + " fps"}, ${c.drops} dropped`;
+        ${c.stale ? "no frames" : c.fps + " fps"}, ${c.drops} dropped`
+        + (c.suspended ? `<br><span class="suspended-until">suspended ${c.suspended_until ? "until " + esc(when(c.suspended_until)) : "until resumed"}</span>` : "");
+      card.querySelector("button.suspend").hidden = !!c.suspended;
+      card.querySelector(".resume-form").hidden = !c.suspended;
+      if (c.suspended) card.querySelector("form.suspend-form").hidden = true;
       // trouble is shown, never an old frame as if live (#35): offline / stalled hide the last picture
       const box = card.querySelector(".trouble"), img = card.querySelector("img");
       const details = c.trouble_details || [];
@@ -103,16 +178,18 @@ async function refresh() {
     }
     // incidents latch: unresolved ones first, each until someone acknowledges it (#35)
     const incidents = await (await api("/api/incidents?limit=50")).json();
-    $("#alarms tbody").innerHTML = incidents.map((i) => `<tr data-alarm="${esc(i.id)}" class="incident-${esc(i.state)}">
-      <td>${esc(i.camera)}${i.zone ? " / " + esc(i.zone) : ""}</td>
-      <td>${esc(i.id)}</td><td>${esc(i.state)}</td>
-      <td>${esc(when(i.opened_wall_time))}${i.episodes > 1 ? ` (${i.episodes} episodes)` : ""}</td>
-      <td>${i.active ? "leak on" : esc(when(i.cleared_wall_time))}</td>
-      <td>${i.acknowledged ? esc(`${i.acknowledged.who || "?"}, ${when(i.acknowledged.wall_time)}`
+    // data-label: the column's name, shown beside each value where a narrow screen stacks the cells
+    fill($("#alarms tbody"), incidents.map((i) => `<tr data-alarm="${esc(i.id)}" class="incident-${esc(i.state)}">
+      <td data-label="camera">${esc(i.camera)}${i.zone ? " / " + esc(i.zone) : ""}</td>
+      <td data-label="incident">${esc(i.id)}</td><td data-label="state">${esc(i.state)}</td>
+      <td data-label="opened">${esc(when(i.opened_wall_time))}${i.episodes > 1 ? ` (${i.episodes} episodes)` : ""}</td>
+      <td data-label="cleared">${i.active ? "leak on" : esc(when(i.cleared_wall_time))}</td>
+      <td data-label="acknowledged">${i.acknowledged ? esc(`${i.acknowledged.who || "?"}, ${when(i.acknowledged.wall_time)}`
         + (i.acknowledged.note ? `: ${i.acknowledged.note}` : "")) : ""}</td>
-      <td>${(i.evidence_event_ids || []).length ? `<button class="evidence" data-incident="${esc(i.id)}">evidence</button>` : ""}</td>
-      <td>${i.acknowledged ? "" : `<button class="ack" data-id="${esc(i.id)}">acknowledge</button>`}</td></tr>`).join("")
-      || '<tr><td colspan="8">none</td></tr>';
+      <td data-label="evidence">${(i.evidence_event_ids || []).length ? `<button class="evidence" data-incident="${esc(i.id)}">evidence</button>` : ""}</td>
+      <td class="actions">${i.acknowledged ? "" : `<p class="next"><b>What to do next:</b> ${esc(nextStep(i))}</p>
+        <button class="ack" data-id="${esc(i.id)}">acknowledge</button>`}</td></tr>`).join("")
+      || '<tr><td colspan="8">none</td></tr>');
     document.querySelectorAll("button.ack").forEach((b) => { b.onclick = () => ack(b.dataset.id); });
     const byId = new Map(incidents.map((i) => [i.id, i]));
     document.querySelectorAll("button[data-incident]").forEach((b) => {
@@ -121,14 +198,15 @@ async function refresh() {
     });
     // without the alarms' update events: a long leak's updates never push a start, an end or a trouble off
     const events = (await (await api("/api/events?limit=30&updates=0")).json()).reverse();
-    $("#events tbody").innerHTML = events.map((e) => `<tr><td>${e.id}</td>
-      <td>${esc(when(e.wall_time))}</td><td>${esc(e.camera)}</td>
-      <td>${esc(e.event)}${e.rejoined ? " (rejoined)" : ""}</td><td>${esc(e.trouble || e.reason || e.alarm_id || "")}</td>
-      <td>${e.snapshot ? `<img data-event="${e.id}" alt="snapshot">` : ""}</td>
-      <td>${e.snapshot || e.evidence ? `<button class="evidence" data-event-id="${e.id}" data-alarm="${esc(e.alarm_id || "")}">evidence</button>` : ""}</td></tr>`).join("");
-    document.querySelectorAll("img[data-event]").forEach((i) => snapshot(i, i.dataset.event));
+    fill($("#events tbody"), events.map((e) => `<tr><td data-label="id">${e.id}</td>
+      <td data-label="time">${esc(when(e.wall_time))}</td><td data-label="camera">${esc(e.camera)}</td>
+      <td data-label="event">${esc(e.event)}${e.rejoined ? " (rejoined)" : ""}</td>
+      <td data-label="detail">${esc([e.trouble || e.reason || e.alarm_id || "", e.who ? "by " + e.who : "", e.why || "", e.note ? "note: " + e.note : ""].filter(Boolean).join(", "))}</td>
+      <td data-label="snapshot">${e.snapshot ? `<img data-event="${e.id}" alt="snapshot">` : ""}</td>
+      <td data-label="evidence">${e.snapshot || e.evidence ? `<button class="evidence" data-event-id="${e.id}" data-alarm="${esc(e.alarm_id || "")}">evidence</button>` : ""}</td></tr>`).join(""));
+    document.querySelectorAll("img[data-event]").forEach((i) => { if (!i.getAttribute("src")) snapshot(i, i.dataset.event); });
     document.querySelectorAll("button[data-event-id]").forEach((b) => { b.onclick = () => eventEvidence(b.dataset.eventId, b.dataset.alarm); });
-    $("#status").textContent = "updated " + new Date().toLocaleTimeString();
+    $("#status").textContent = "updated " + when(Date.now() / 1000);
   } catch (e) {
     $("#status").textContent = "error: " + e.message;
   }
@@ -201,8 +279,12 @@ $("#viewer-close").onclick = () => {
 
 $("#tokenform").onsubmit = (ev) => {
   ev.preventDefault();
-  localStorage.setItem("edgeseg-token", $("#token").value);
+  sessionStorage.setItem("edgeseg-token", $("#token").value);
+  $("#token").value = "";
   refresh();
 };
+localStorage.removeItem("edgeseg-token");  // where an older page kept it without expiry: gone
+$("#who").value = localStorage.getItem("edgeseg-who") || "";  // a name is no secret: remembered
+$("#who").onchange = () => localStorage.setItem("edgeseg-who", $("#who").value.trim());
 refresh();
 setInterval(refresh, 2000);
