@@ -91,7 +91,9 @@ def test_offline_camera_is_trouble_with_last_frame_and_fix_no_stale_frame_and_un
                 const t = c && c.querySelector('.trouble');
                 return t && !t.hidden && { text: t.textContent, img: c.querySelector('img').hidden,
                   src: c.querySelector('img').getAttribute('src'), info: c.querySelector('.info').textContent }; })()""")
-            want = browser.js(f"new Date({cam['last_frame_wall_time']} * 1000).toLocaleString()")
+            # the date and time in the browser's zone, as every time on the page (#35 point 4): 2026-12-07 15:04:05
+            want = browser.js(f"""(() => {{ const d = new Date({cam['last_frame_wall_time']} * 1000), p = (n) => String(n).padStart(2, '0');
+                return `${{d.getFullYear()}}-${{p(d.getMonth() + 1)}}-${{p(d.getDate())}} ${{p(d.getHours())}}:${{p(d.getMinutes())}}:${{p(d.getSeconds())}}`; }})()""")
             assert f"last frame at {want}" in " ".join(card["text"].split()), card
             assert "trouble: offline" in card["text"] and FIX["offline"] in " ".join(card["text"].split()), card
             assert card["img"] is True and card["src"] is None, card  # no stale annotated frame
