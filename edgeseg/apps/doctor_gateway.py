@@ -63,13 +63,16 @@ def place_findings(config: Optional[Path] = None) -> list[Finding]:
         from edgeseg.apps.gateway.preflight import disk_problems, folders  # noqa: PLC0415
 
         places, low = folders(cfg), disk_problems(cfg)
-        host, port = cfg.settings.metrics.host, cfg.settings.metrics.port
+        from edgeseg.config.settings import DEFAULT_PAGE_PORT  # noqa: PLC0415
+
+        where = cfg.settings.metrics.listen(DEFAULT_PAGE_PORT)  # port left out: watch's default (#35)
+        host, port, chosen = where if where is not None else ("127.0.0.1", None, False)
     else:
         from edgeseg.config.settings import GatewaySettings  # noqa: PLC0415
 
         places = [("state_dir", Path(GatewaySettings.model_fields["state_dir"].default)), ("current folder", Path("."))]
         low = []
-        host, port = "127.0.0.1", DOCS_PORT
+        host, port, chosen = "127.0.0.1", DOCS_PORT, False
     out = []
     for key, folder in places:
         problem, fix = folder_problem(folder)
@@ -84,7 +87,7 @@ def place_findings(config: Optional[Path] = None) -> list[Finding]:
         found = listen_problem(host, port)
         if found:
             key, problem, fix = found
-            out.append(Finding("warn" if config is None else "error", "gateway: port",
+            out.append(Finding("error" if chosen else "warn", "gateway: port",
                                f"{key}: metrics / API / status page on {host}:{port}: {problem}", fix))
         else:
             out.append(Finding("ok", "gateway: port", f"{host}:{port} (metrics / API / status page) is free"))

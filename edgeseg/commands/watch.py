@@ -53,11 +53,12 @@ def watch_cmd(
         logging.getLogger("edgeseg").warning("%s", w)
     from edgeseg.core.errors import BackendUnavailable, ModelError, OutputError
     from edgeseg.apps.gateway.service import Gateway
+    from edgeseg.config.settings import DEFAULT_PAGE_PORT
     from edgeseg.core.native_memory import tune
 
     tune()  # frames in their own mappings: a service's RSS stays flat for months (#37 point 11)
     try:
-        code = Gateway(cfg).run()
+        code = Gateway(cfg, default_port=DEFAULT_PAGE_PORT).run()  # the page on by default, on loopback (#35)
     except (ModelError, OutputError, BackendUnavailable, ConfigError) as exc:
         fail(str(exc))
     _exit_now_if_reads_hang(code)

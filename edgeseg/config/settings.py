@@ -294,10 +294,34 @@ class BatchSettings(Strict):
     max_wait_ms: float = setting(5.0, "Milliseconds to wait for a fuller batch", fix="e.g. 5", ge=0.0, le=1000.0)
 
 
+#: where ``edgeseg watch`` serves the status page, the API, /metrics and /healthz when ``metrics.port`` is
+#: left out: on loopback, so a new site has its page without a setting and nothing is open to the network
+DEFAULT_PAGE_PORT = 8088
+
+
 class MetricsSettings(Strict):
-    host: str = setting("127.0.0.1", "Address of /metrics and /healthz", min_length=1)
-    port: Optional[int] = setting(None, "Port of /metrics and /healthz (0: any free port; none: no HTTP server)",
-                                  fix="e.g. port: 9108; 0 picks a free port; leave it out for none", ge=0, le=65535)
+    """The HTTP server: the status page, the API, /metrics and /healthz on one port. On by default on
+    127.0.0.1:8088 (#35): an operator without a page cannot see, suspend or acknowledge anything."""
+
+    enabled: bool = setting(True, "Serve the status page, the HTTP API, /metrics and /healthz (false: no HTTP server)",
+                            fix="true, or false to turn the page and the API off")
+    host: str = setting("127.0.0.1", "Address of the status page, the API, /metrics and /healthz (when port is set)",
+                        min_length=1)
+    port: Optional[int] = setting(None, "Port of the status page, the API, /metrics and /healthz (0: any free port; "
+                                  f"left out: edgeseg watch serves them on 127.0.0.1:{DEFAULT_PAGE_PORT} and, when that "
+                                  "port is taken, starts without them and logs a warning; null: no HTTP server)",
+                                  fix="e.g. port: 9108; 0 picks a free port; null for none", ge=0, le=65535)
+
+    def listen(self, default_port: Optional[int]) -> Optional[tuple[str, int, bool]]:
+        """``(host, port, chosen)`` of the HTTP server, or None for none: off (``enabled: false`` or an
+        explicit ``port: null``), or port left out and no default given (a Gateway embedded in a
+        program). ``chosen``: the config named the port, so a port in use stops the start; the default
+        one only warns (a second gateway on the machine still runs, without its page)."""
+        if not self.enabled or (self.port is None and ("port" in self.model_fields_set or default_port is None)):
+            return None
+        if self.port is not None:
+            return self.host, self.port, True
+        return "127.0.0.1", default_port, False  # type: ignore[return-value]
 
 
 class HealthSettings(Strict):
@@ -346,7 +370,8 @@ class GatewaySettings(StreamSettings):
 
     @model_validator(mode="after")
     def _token_beyond_loopback(self) -> "GatewaySettings":
-        if self.metrics.port is not None and not is_loopback(self.metrics.host) and self.api.token_file is None:
+        if self.metrics.enabled and self.metrics.port is not None and not is_loopback(self.metrics.host) \
+                and self.api.token_file is None:
             raise bad(f"{self.metrics.host} is reachable from other machines and api.token_file is not set",
                       "set api.token_file (a file with a long random token), or bind metrics.host: 127.0.0.1",
                       sub="metrics.host")

@@ -122,7 +122,7 @@ def preflight(cfg: GatewayConfig) -> list[str]:
         problem, fix = folder_problem(folder, " (this camera's folder in clips.dir)" if key.endswith(".clips.dir") else "")
         if problem:
             raise ConfigError(f"{key}: {problem} (fix: {fix})")
-    if s.metrics.port is not None:
+    if s.metrics.enabled and s.metrics.port is not None:  # the default port only warns at start (#35)
         found = listen_problem(s.metrics.host, s.metrics.port)
         if found:
             raise ConfigError("{}: {} (fix: {})".format(*found))

@@ -47,11 +47,13 @@ log = logging.getLogger("edgeseg")
 class Gateway(Dispatcher):
     """The camera gateway; see the module doc. ``sinks``: extra :class:`Sink` objects (beside the
     config's); ``segmenter``: a ready Segmenter every camera uses (else one is opened per distinct
-    model setting); ``capture_factory``: stand-in for ``cv2.VideoCapture`` (tests, benchmarks)."""
+    model setting); ``capture_factory``: stand-in for ``cv2.VideoCapture`` (tests, benchmarks);
+    ``default_port``: where the page and API go when ``metrics.port`` is left out (``edgeseg watch``: 8088)."""
 
     def __init__(self, config: GatewayConfig | str | Path | dict, sinks: Sequence[Sink] = (), segmenter: Any = None,
-                 capture_factory: Callable[[Any], Any] | None = None, reconnect_unit_s: float = 0.5) -> None:
-        self.config = self._load(config)
+                 capture_factory: Callable[[Any], Any] | None = None, reconnect_unit_s: float = 0.5,
+                 default_port: int | None = None) -> None:
+        self.config, self.default_port = self._load(config), default_port
         self.extra_sinks = list(sinks)
         self._given = segmenter
         self.segmenters: dict[tuple, Any] = {}
@@ -190,18 +192,22 @@ class Gateway(Dispatcher):
         except ImportError:
             log.warning("prometheus-client is not installed (pip install 'edgeseg[gateway]'): no /metrics")
             self.metrics = None
-        cfg = self.config
-        if cfg.metrics_port is not None and self.metrics is not None:
+        cfg, where = self.config, self.config.settings.metrics.listen(self.default_port)
+        if where is not None and self.metrics is not None:
             from edgeseg.apps.gateway.metrics import MetricsServer
 
+            (host, port, chosen), a = where, cfg.settings.api  # connections bounded before any auth (#37 point 8)
             try:
                 from edgeseg.apps.gateway.api import Api
 
-                a = cfg.settings.api  # connections bounded before any auth (#37 point 8)
-                self.server = MetricsServer(self.metrics, self.health, cfg.metrics_host, cfg.metrics_port, a.max_connections,
+                self.server = MetricsServer(self.metrics, self.health, host, port, a.max_connections,
                                             a.header_timeout_s, api=Api(self, read_token(a.token_file) if a.token_file else None))
             except OSError as exc:
-                raise OutputError(f"metrics.port: cannot listen on {cfg.metrics_host}:{cfg.metrics_port}: {exc.strerror} "
+                if not chosen:  # the default port (#35): a second gateway on this machine runs without a page
+                    return log.warning("no status page: cannot listen on %s:%d (the default; metrics.port is not set): %s "
+                                       "(fix: set metrics.port to a free port, 0 for any free one, or metrics.enabled: "
+                                       "false for no page)", host, port, exc.strerror)
+                raise OutputError(f"metrics.port: cannot listen on {host}:{port}: {exc.strerror} "
                                   "(fix: another program uses it: choose another port, or 0 for any free one)") from None
             log.info("status page on %s/, API on %s/api, metrics on %s/metrics, health on %s/healthz", *[self.server.url] * 4)
 
