@@ -164,6 +164,7 @@ def test_controls_dates_next_steps_and_layout_at_desktop_and_phone_width(tiny_on
         until = dt.datetime.fromtimestamp(cam["suspended_until"], ZoneInfo(ZONE)).strftime("%Y-%m-%d %H:%M:%S")
         assert until in browser.wait_js(f"{card}.querySelector('.suspended-until') && {card}.querySelector('.suspended-until').textContent")
         layout_ok(browser, 5)
+        browser.js(f"{card}.scrollIntoView()")
         shot(browser, tmp_path, "page-390x844-suspended.png")
 
         # resume, with why
@@ -198,6 +199,12 @@ def test_controls_dates_next_steps_and_layout_at_desktop_and_phone_width(tiny_on
             return r && r.cells[2].textContent === 'acknowledged' && r.cells[5].textContent; }})()""")
         assert cell.startswith("ann, ") and cell.endswith(": valve 3 closed"), cell
         assert not browser.js(f"document.querySelector('#alarms tr[data-alarm=\"{alarm}\"] .next')")
+
+        # a notification's link (sinks.notify page_url + #incident=<id>) lands on its row
+        other = js(call(gw, "GET", "/api/incidents"))[0]["id"]
+        browser.goto(gw.server.url + f"/#incident={other}")
+        assert browser.wait_js(f"!!document.querySelector('#alarms tr.linked[data-alarm=\"{other}\"]')")
+        assert browser.js("document.querySelectorAll('#alarms tr.linked').length") == 1
 
         # its evidence, full width on the phone
         browser.js(f"document.querySelector('#alarms tr[data-alarm=\"{alarm}\"] button.evidence').click()")

@@ -136,6 +136,7 @@ const nextStep = (i) => (i.active
 const fill = (el, html) => { if (el.dataset.html !== html) { el.innerHTML = html; el.dataset.html = html; return true; } return false; };
 const STATE_TEXT = { open: "open", cleared_unacknowledged: "cleared, unacknowledged", acknowledged: "acknowledged" };
 
+let focusOnce = null;  // the linked incident is scrolled to once, not on every refresh
 async function refresh() {
   try {
     const cams = await (await api("/api/cameras")).json();
@@ -181,7 +182,7 @@ async function refresh() {
     // data-label: the column's name, shown beside each value where a narrow screen stacks the cells
     fill($("#alarms tbody"), incidents.map((i) => `<tr data-alarm="${esc(i.id)}" class="incident-${esc(i.state)}">
       <td data-label="camera">${esc(i.camera)}${i.zone ? " / " + esc(i.zone) : ""}</td>
-      <td data-label="incident">${esc(i.id)}</td><td data-label="state">${esc(i.state)}</td>
+      <td data-label="incident">${esc(i.id)}</td><td data-label="state">${esc(STATE_TEXT[i.state] || i.state)}</td>
       <td data-label="opened">${esc(when(i.opened_wall_time))}${i.episodes > 1 ? ` (${i.episodes} episodes)` : ""}</td>
       <td data-label="cleared">${i.active ? "leak on" : esc(when(i.cleared_wall_time))}</td>
       <td data-label="acknowledged">${i.acknowledged ? esc(`${i.acknowledged.who || "?"}, ${when(i.acknowledged.wall_time)}`
@@ -191,6 +192,10 @@ async function refresh() {
         <button class="ack" data-id="${esc(i.id)}">acknowledge</button>`}</td></tr>`).join("")
       || '<tr><td colspan="8">none</td></tr>');
     document.querySelectorAll("button.ack").forEach((b) => { b.onclick = () => ack(b.dataset.id); });
+    // a notification's link (sinks.notify page_url: .../#incident=<id>) points at its incident's row
+    const linked = (location.hash.match(/^#incident=([0-9a-f]{16})$/) || [])[1];
+    const row = linked && document.querySelector(`#alarms tr[data-alarm="${linked}"]`);
+    if (row && !row.classList.contains("linked")) { row.classList.add("linked"); if (focusOnce !== linked) { focusOnce = linked; row.scrollIntoView({ block: "center" }); } }
     const byId = new Map(incidents.map((i) => [i.id, i]));
     document.querySelectorAll("button[data-incident]").forEach((b) => {
       const i = byId.get(b.dataset.incident);
