@@ -133,7 +133,8 @@ const nextStep = (i) => (i.active
   ? `Leak on now: check the site at ${i.camera}${i.zone ? " / " + i.zone : ""} (safely, as your site's procedure says), then acknowledge with a note of what you found and did.`
   : "The leak stopped: check the site and the evidence, then acknowledge with a note of what you found.");
 // a table body is redrawn only when its rows changed: a button does not vanish under a finger
-const fill = (el, html) => { if (el.dataset.html !== html) { el.innerHTML = html; el.dataset.html = html; return true; } return false; };
+const drawn = new WeakMap();
+const fill = (el, html) => { if (drawn.get(el) !== html) { el.innerHTML = html; drawn.set(el, html); } };
 const STATE_TEXT = { open: "open", cleared_unacknowledged: "cleared, unacknowledged", acknowledged: "acknowledged" };
 
 let focusOnce = null;  // the linked incident is scrolled to once, not on every refresh
