@@ -109,7 +109,9 @@ def test_cameras_latest_events_suspend_resume_ack(tiny_onnx, tmp_path):
         assert [e["id"] for e in later][:3] == ids[3:6]
         start = next(e for e in events if e["event"] == "start")
         one = js(call(gw, "GET", f"/api/events/{start['id']}"))
-        assert one["alarm_id"] == start["alarm_id"] and one["snapshot_url"] == f"/api/events/{start['id']}/snapshot.jpg"
+        # a camera without clips: the snapshots sink's JPEG is the annotated one, and its link says so
+        assert one["alarm_id"] == start["alarm_id"] and one["snapshot"].endswith(".annotated.jpg")
+        assert one["snapshot_url"] == f"/api/events/{start['id']}/snapshot.jpg?annotated=1"
         code, ctype, snap = call(gw, "GET", one["snapshot_url"])
         assert code == 200 and ctype == "image/jpeg" and snap == Path(one["snapshot"]).read_bytes()
         newest = js(call(gw, "GET", "/api/events?limit=3"))

@@ -252,7 +252,8 @@ class Api:
         roots, base = evidence_roots(self.gw.config), f"/api/events/{raw_id}"
         if what is None:
             found = evidence_http.files(ev, base, roots)
-            snap = next((f for f in found if f["kind"] == "snapshot" and not f["annotated"]), None)
+            snaps = sorted((f for f in found if f["kind"] == "snapshot"), key=lambda f: f["annotated"])
+            snap = snaps[0] if snaps else None  # the clean one, else the annotated (a camera without clips)
             clip = next((f for f in found if f["kind"] == "clip" and not f["annotated"] and f["part"] == 1), None)
             links = {**({"snapshot_url": snap["url"]} if snap else {}), **({"clip_url": clip["url"]} if clip else {})}
             return _json(200, {**ev, **links, "files": found})

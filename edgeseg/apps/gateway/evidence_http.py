@@ -108,8 +108,9 @@ def evidence_file(ev: dict[str, Any], what: str, annotated: bool = False, roots:
         snaps = [c.get("path") for c in _records(ev, "snapshot")]
         candidates = [p for p in snaps if isinstance(p, str) and p.endswith(".annotated.jpg") == annotated]
         candidates.append(evd.get("snapshot_annotated" if annotated else "snapshot"))
-        if not annotated:
-            candidates.append(ev.get("snapshot"))
+        own = ev.get("snapshot")  # a sinks.snapshots JPEG (a camera without clips): annotated, and named so
+        if isinstance(own, str) and own.endswith(".annotated.jpg") == annotated:
+            candidates.append(own)
     return next((Path(c) for c in candidates if isinstance(c, str) and Path(c).is_file()
                  and (roots is None or inside(Path(c), roots))), None)
 

@@ -50,7 +50,8 @@ class SnapshotWriter:
     def write(self, stream: str, frame_index: int, annotated: np.ndarray) -> str | None:
         """The snapshot's path, or None (logged) when it could not be written; never raises."""
         folder = self.folder / stream
-        path = folder / f"{stream}_{frame_index:09d}_{int(time.time() * 1000)}.jpg"
+        # annotated (mask, boxes): named so, as the evidence viewer and the API tell clean from annotated by name
+        path = folder / f"{stream}_{frame_index:09d}_{int(time.time() * 1000)}.annotated.jpg"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             ok, buf = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, self.quality])

@@ -44,7 +44,9 @@ async function snapshot(img, id) {
     if (fetching >= 10) return;  // the next refresh fetches it
     fetching++;
     try {
-      snaps.set(id, URL.createObjectURL(await (await api(`/api/events/${id}/snapshot.jpg`)).blob()));
+      let got;  // the clean snapshot, else the annotated one (a camera without clips has only that)
+      try { got = await api(`/api/events/${id}/snapshot.jpg`); } catch (e) { got = await api(`/api/events/${id}/snapshot.jpg?annotated=1`); }
+      snaps.set(id, URL.createObjectURL(await got.blob()));
     } catch (e) { img.alt = e.message; return; } finally { fetching--; }
     if (snaps.size > 100) {
       const [oldest, url] = snaps.entries().next().value;
