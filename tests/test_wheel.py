@@ -39,12 +39,13 @@ def installed(tmp_path_factory) -> dict:
     (wheel,) = dist.glob("edgeseg-*.whl")
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    # no PYTHONPATH: a checkout on it (its edgeseg.egg-info) would make pip think edgeseg is installed already
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{wheel}[gateway]"],
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=900, env=env)
     assert pip.returncode == 0, pip.stderr[-3000:]
     elsewhere = base / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return {"venv": venv, "bin": venv / "bin", "cwd": elsewhere, "env": env, "wheel": wheel}
 
