@@ -23,7 +23,7 @@ import pytest
 
 from edgeseg.io.sinks.queue import DurableQueue, pending
 from test_faults import tmpfs  # noqa: F401,F811 - fixture, used by name
-from test_gateway import Collect, FakeCam, Receiver, cams, free_port, paired, stop_proc, wait_for
+from test_gateway import Collect, CountingReceiver, FakeCam, cams, free_port, paired, stop_proc, wait_for
 from training.synth import render_clip, write_clip_video
 from fakes import DEMO_ALARM
 
@@ -39,32 +39,6 @@ def _events(path: Path) -> list[dict]:
 
 
 # -- 1. delivery is off the camera path ---------------------------------------------------------------
-class CountingReceiver(Receiver):
-    """A receiver that answers with ``status_for(event)`` (default 204) and keeps what it got."""
-
-    def __init__(self, port: int, status_for=lambda ev: 204) -> None:
-        super().__init__(port)
-        self.status_for = status_for
-
-    def up(self) -> None:
-        got, status_for = self.got, self.status_for
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                ev = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                code = status_for(ev)
-                if 200 <= code < 300:
-                    got.append(ev)
-                self.send_response(code)
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
 def test_webhook_backlog_drains_in_order_while_cameras_keep_running(tiny_onnx, tmp_path):
     from edgeseg import Gateway
 

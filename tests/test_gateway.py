@@ -16,6 +16,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -347,6 +349,43 @@ class Receiver:
             self.httpd.shutdown()
             self.httpd.server_close()
             self.httpd = None
+
+
+class CountingReceiver(Receiver):
+    """A receiver that answers with ``status_for(event)`` (default 204), keeps what it accepted (``got``)
+    and counts every POST (``posts``)."""
+
+    def __init__(self, port: int, status_for=lambda ev: 204) -> None:
+        super().__init__(port)
+        self.status_for, self.posts = status_for, 0
+
+    def up(self) -> None:
+        got, status_for, owner = self.got, self.status_for, self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                ev = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.posts += 1
+                code = status_for(ev)
+                if 200 <= code < 300:
+                    got.append(ev)
+                self.send_response(code)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def health(gw) -> tuple[int, dict]:
+    """``/healthz`` of a running Gateway: (status, body), 503 included."""
+    try:
+        with urllib.request.urlopen(gw.server.url + "/healthz", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
 
 
 def test_webhook_queue_survives_receiver_outage_and_gateway_restart(tiny_onnx, tmp_path):

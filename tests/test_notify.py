@@ -6,10 +6,7 @@ next message, messages queued on disk while the receiver is down."""
 from __future__ import annotations
 
 import base64
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,44 +15,24 @@ pytest.importorskip("apprise", reason="the notify sink needs Apprise (pip instal
 
 from edgeseg import Gateway  # noqa: E402
 from edgeseg.io.sinks.notify import NotifySettings, message  # noqa: E402
-from test_gateway import Collect, wait_for  # noqa: E402
+from test_gateway import Collect, CountingReceiver, free_port, wait_for  # noqa: E402
 from test_incidents import LEAK, LeakCam, _no_leak, leak_until  # noqa: E402,F401 - the fixture resets LEAK
 
 
-class Receiver:
-    """A local HTTP server that records every JSON body; ``status`` is what it answers."""
+class Receiver(CountingReceiver):
+    """The local receiver Apprise's json:// posts to: ``status`` is what it answers now, ``got`` what it took."""
 
     def __init__(self) -> None:
-        self.bodies: list[dict] = []
         self.status = 200
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if outer.status == 200:
-                    outer.bodies.append(json.loads(raw))
-                self.send_response(outer.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(free_port(), lambda body: self.status)
+        self.up()
 
 
 @pytest.fixture
 def receiver():
     r = Receiver()
     yield r
-    r.close()
+    r.down()
 
 
 def start(tiny_onnx, tmp_path, col, port, **notify) -> Gateway:
@@ -73,12 +50,12 @@ def test_a_leak_notifies_with_its_snapshot_and_a_link_to_the_incident(tiny_onnx,
     gw = start(tiny_onnx, tmp_path, col, receiver.port)
     try:
         leak_until(col, "start", 1, True)
-        assert wait_for(lambda: len(receiver.bodies) >= 1, 20)
+        assert wait_for(lambda: len(receiver.got) >= 1, 20)
         leak_until(col, "end", 1, False)
     finally:
         gw.stop()
     start_ev = col.of("start")[0]
-    got = receiver.bodies[0]
+    got = receiver.got[0]
     assert got["title"] == "Gas leak at yard"
     assert f"https://gw.site.example/#incident={start_ev['alarm_id']}" in got["message"]
     snap = Path(start_ev["evidence"]["snapshot_annotated"])
@@ -102,18 +79,18 @@ def test_the_rate_limit_counts_what_it_holds_back_and_a_down_receiver_loses_noth
         leak_until(col, "start", 1, True)
         assert wait_for(lambda: any(e.get("trouble") == "notify_failed" for e in col.of("trouble")), 20)
         receiver.status = 200  # back: the queued message goes out
-        assert wait_for(lambda: len(receiver.bodies) >= 1, 20)
+        assert wait_for(lambda: len(receiver.got) >= 1, 20)
         leak_until(col, "end", 1, False)
         leak_until(col, "start", 2, True)  # within min_interval_s: held back, counted
         assert col.of("start")[1]["wall_time"] - col.of("start")[0]["wall_time"] < 8.0
         leak_until(col, "end", 2, False)
         assert wait_for(lambda: time.time() - col.of("start")[0]["wall_time"] > 8.5, 15)
         leak_until(col, "start", 3, True)  # after the interval: sent, naming the one held back
-        assert wait_for(lambda: len(receiver.bodies) >= 2, 20)
+        assert wait_for(lambda: len(receiver.got) >= 2, 20)
     finally:
         gw.stop()
-    assert len(receiver.bodies) == 2, [b["title"] for b in receiver.bodies]
-    assert "(+1 more message(s) held back by the rate limit" in receiver.bodies[1]["message"]
+    assert len(receiver.got) == 2, [b["title"] for b in receiver.got]
+    assert "(+1 more message(s) held back by the rate limit" in receiver.got[1]["message"]
 
 
 def test_settings_refuse_what_cannot_work():

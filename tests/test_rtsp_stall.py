@@ -10,16 +10,13 @@ as long as it lasted and kept the alarm open.
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from test_gateway import Collect, _rtsp_available, free_port, paired, stop_proc, wait_for
+from test_gateway import Collect, _rtsp_available, free_port, health, paired, stop_proc, wait_for
 from fakes import DEMO_ALARM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,14 +60,6 @@ def _gateway(tiny_onnx, tmp_path, url):
     return gw, col
 
 
-def _health(gw) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(gw.server.url + "/healthz", timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
 def _stalled(col) -> list[dict]:
     return [t for t in col.of("trouble", "cam") if t["trouble"] == "stalled"]
 
@@ -89,8 +78,8 @@ def _frozen_then_back(gw, col, send, how: str) -> dict:
     before = _processed(gw)
     assert wait_for(lambda: _stalled(col), 30), col.events
     noticed = time.monotonic() - t0
-    code, health = _health(gw)
-    assert (code, health["stalled"]) == (503, ["cam"]), health
+    code, body = health(gw)
+    assert (code, body["stalled"]) == (503, ["cam"]), body
     after = _processed(gw)
     assert wait_for(lambda: col.of("end", "cam"), 5)
     assert col.of("end", "cam")[-1]["reason"] == "camera_offline"  # the frozen picture keeps no alarm open
@@ -98,8 +87,8 @@ def _frozen_then_back(gw, col, send, how: str) -> dict:
     # started: they are no recovery, /healthz stays 503 (it used to flap back to 200 ~3 s after the flag)
     deadline, codes = time.monotonic() + STALL_S + 1.5, []
     while time.monotonic() < deadline:
-        code, health = _health(gw)
-        codes.append((code, tuple(health["stalled"])))
+        code, body = health(gw)
+        codes.append((code, tuple(body["stalled"])))
         time.sleep(0.2)
     held = _processed(gw) - after
     assert set(codes) == {(503, ("cam",))}, codes
@@ -108,7 +97,7 @@ def _frozen_then_back(gw, col, send, how: str) -> dict:
     send("resume")
     t1 = time.monotonic()
     assert wait_for(lambda: col.of("trouble_cleared", "cam"), 30), col.events
-    assert wait_for(lambda: _health(gw)[0] == 200, 10)
+    assert wait_for(lambda: health(gw)[0] == 200, 10)
     return {"noticed_s": noticed, "processed_while_frozen": after - before, "recovered_s": time.monotonic() - t1}
 
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -23,34 +21,7 @@ from edgeseg.io.sinks.queue import pending
 from edgeseg.io.sinks.snapshots import SnapshotWriter
 from edgeseg.io.sinks.webhook import WebhookSink
 from test_faults import tmpfs  # noqa: F401 - a real, small filesystem to fill
-from test_gateway import free_port, wait_for
-
-
-class Answer500:
-    """A real HTTP receiver that answers every POST with 500, counting them."""
-
-    def __init__(self) -> None:
-        self.posts = 0
-        owner = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                self.rfile.read(int(self.headers["Content-Length"]))
-                owner.posts += 1
-                self.send_response(500)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+from test_gateway import CountingReceiver, free_port, wait_for
 
 
 def _queued_sink(url: str, queue_dir: Path) -> WebhookSink:
@@ -83,14 +54,15 @@ def test_webhook_stop_with_receiver_down_is_prompt_and_quiet(tmp_path, caplog):
 
 
 def test_webhook_stop_with_receiver_answering_500_is_prompt_and_quiet(tmp_path, caplog):
-    rx = Answer500()
+    rx = CountingReceiver(free_port(), lambda ev: 500)  # a real HTTP receiver answering every POST with 500
+    rx.up()
     try:
         sink = _queued_sink(f"http://127.0.0.1:{rx.port}/ev", tmp_path / "q")
         posts = rx.posts
         took, tries_after_stop, lines = _stop(sink, caplog)
         posts_after_stop = rx.posts - posts
     finally:
-        rx.close()
+        rx.down()
     assert took < 2.0, took
     assert tries_after_stop <= 2 and posts_after_stop <= 2, (tries_after_stop, posts_after_stop)
     assert len(lines) < 5, lines

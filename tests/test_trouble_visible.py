@@ -7,15 +7,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 
 
 import chromium
 from edgeseg import Gateway
 from edgeseg.apps.gateway.trouble import FIX
 from test_api import call, js
-from test_gateway import Collect, FakeCam, cams, wait_for
+from test_gateway import Collect, FakeCam, cams, health, wait_for
 
 EXE = chromium.find()
 
@@ -38,14 +36,6 @@ class Switch:
                     sw.release.wait(60)
                 return super().read()
         return Cam(spec, fps=15)
-
-
-def health(gw) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(gw.server.url + "/healthz", timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 def start(tiny_onnx, tmp_path, sw: Switch, silent_after_s: float, **extra) -> Gateway:

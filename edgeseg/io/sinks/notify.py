@@ -25,6 +25,7 @@ from pydantic import field_validator
 
 from edgeseg.core.backoff import Backoff
 from edgeseg.core.declare import Strict, bad, setting
+from edgeseg.core.errors import OutputError
 from edgeseg.core.redact import redact_url
 from edgeseg.io.sinks.base import Sink
 from edgeseg.io.sinks.queue import DurableQueue, dead_letter
@@ -98,15 +99,11 @@ class NotifySink(Sink):
         try:
             import apprise  # noqa: PLC0415
         except ImportError:
-            from edgeseg.core.errors import OutputError  # noqa: PLC0415
-
             raise OutputError("the notify sink needs Apprise (fix: pip install 'edgeseg[notify]')") from None
         self.s = s
         self.apprise = apprise.Apprise()
         for url in s.urls:
             if not self.apprise.add(url):
-                from edgeseg.core.errors import OutputError  # noqa: PLC0415
-
                 raise OutputError(f"sinks.notify.urls: Apprise does not know {redact_url(url)!r} "
                                   "(fix: see https://github.com/caronc/apprise/wiki for the URL of your service)")
         self.dir = Path(s.queue_dir)

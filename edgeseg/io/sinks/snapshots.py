@@ -28,7 +28,7 @@ SWEEP_EVERY_S = 60.0
 
 
 class SnapshotWriter:
-    """Writes ``<dir>/<stream>/<stream>_<frame>_<ms>.jpg`` atomically (temporary name, fsync, rename).
+    """Writes ``<dir>/<stream>/<stream>_<frame>_<ms>.annotated.jpg`` atomically (temporary name, fsync, rename).
     ``retention``: the ``sinks.snapshots`` settings (retain_days, max_gb, min_free_gb, keep_min_hours):
     its folder is swept by them; None: never swept (``edgeseg detect``'s own folder)."""
 
