@@ -583,3 +583,29 @@ def test_api_serves_each_alarms_clip_and_snapshots(tiny_onnx, tmp_path):
         assert err.value.code == 404 and "no such file" in json.loads(err.value.read())["error"]
     finally:
         gw.stop()
+
+
+def test_writer_queue_stays_within_its_byte_bound_and_counts_dropped_frames(tmp_path):
+    """#37.11: frames reach the recorder far faster than its idle-priority writer encodes them (here:
+    1080p frames handed over in a tight loop); the frames waiting for it stay within MAX_PENDING_BYTES
+    (a gateway's memory does not jump by hundreds of MB on a busy host) and the frames left out are
+    counted in the alarm's ``end`` event."""
+    from edgeseg.config.settings import ClipSettings
+    from edgeseg.io.evidence import recorder as rec_mod
+    from edgeseg.runtime.annotate import Annotator
+
+    settings = ClipSettings(dir=str(tmp_path / "clips"), pre_s=5.0, post_s=0.0)
+    rec = rec_mod.Recorder("cam", settings, Annotator(1))
+    image = np.full((1080, 1920, 3), 90, np.uint8)  # 6.2 MB: the bound holds 10 of them
+    mask = np.zeros((1080, 1920), np.uint8)
+    out = rec.handle(0, 0.0, image, mask, [], [{"event": "start", "frame": 0, "timestamp": 0.0, "active": True}])
+    for i in range(1, 400):
+        out += rec.handle(i, i / 25, image, mask, [], [])
+    out += rec.handle(400, 400 / 25, image, mask, [], [{"event": "end", "frame": 400, "timestamp": 16.0, "active": False}])
+    out += rec.finish([], timeout=120)
+    assert rec.pending_peak_bytes <= rec_mod.MAX_PENDING_BYTES + image.nbytes
+    (end,) = [e for e in out if e.get("event") == "end"]
+    ev = end["evidence"]
+    assert ev["dropped_frames"] > 0, "a writer 400 frames behind must have dropped some"
+    annotated = [c for c in ev["clips"] if c["annotated"]]
+    assert annotated and annotated[0]["frames"] + ev["dropped_frames"] + ev.get("thinned_frames", 0) >= 400
