@@ -25,7 +25,7 @@ import pytest
 import chromium
 from edgeseg import Gateway
 from test_api import call, js
-from test_gateway import Collect, _rtsp_available, free_port, health, start_rtsp, stop_proc, wait_for
+from test_gateway import ROOT, SYS_PY, Collect, _rtsp_available, free_port, health, stop_proc, wait_for
 
 pytest.importorskip("av", reason="clips need PyAV: pip install 'edgeseg[gateway]'")
 
@@ -35,19 +35,29 @@ SIZE = (120, 160)  # the camera's picture (h, w): the full-size snapshot has it
 
 @pytest.fixture(scope="module")
 def leak_clip(tmp_path_factory) -> Path:
-    """3 s of a textured test picture (the tiny model at threshold 0.2 finds "gas" in it), then a minute of
-    near-black noise (none; each picture differs, so the camera is not frozen), 10 fps H.264."""
+    """3 s of near-black noise (no leak for the tiny model at threshold 0.2; each picture differs, so the
+    camera is not frozen), 3 s of a textured test picture (it finds "gas" in it), then a minute of the
+    noise again: 10 fps H.264 with a key frame a second."""
     reason = _rtsp_available()
     if reason:
         pytest.skip(reason)
     clip = tmp_path_factory.mktemp("rtsp-operator") / "leak.mp4"
     w, h = SIZE[1], SIZE[0]
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y",
-                    "-f", "lavfi", "-i", f"testsrc=size={w}x{h}:rate=10:duration=3",
-                    "-f", "lavfi", "-i", f"color=c=0x080808:size={w}x{h}:rate=10:duration=60,noise=alls=6:allf=t",
-                    "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]",
+    quiet = f"color=c=0x080808:size={w}x{h}:rate=10:duration={{}},noise=alls=6:allf=t"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", quiet.format(3),
+                    "-f", "lavfi", "-i", f"testsrc=size={w}x{h}:rate=10:duration=3", "-f", "lavfi", "-i", quiet.format(60),
+                    "-filter_complex", "[0:v][1:v][2:v]concat=n=3:v=1[v]", "-map", "[v]",
                     "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "10", "-bf", "0", str(clip)], check=True)
     return clip
+
+
+def camera(clip: Path, port: int) -> subprocess.Popen:
+    """The RTSP camera: one shared live pipeline, as a real camera's (the reader and the clips' packet
+    ring see the same pictures at the same time)."""
+    p = subprocess.Popen([SYS_PY, str(ROOT / "tests" / "rtsp_server.py"), str(clip), str(port), "/cam", "shared"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    return p
 
 
 def get(gw, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
@@ -61,7 +71,7 @@ def get(gw, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
 
 def test_rtsp_camera_incident_evidence_and_offline_trouble(tiny_onnx, leak_clip, tmp_path):
     port = free_port()
-    server = start_rtsp(leak_clip, port)
+    server = camera(leak_clip, port)
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.2, "guards": {"enabled": False},
                   "alarm": {"k": 1, "n": 1, "m": 1, "verify_s": 0.2, "clear_s": 0.5, "cooldown_s": 0.0,
@@ -96,6 +106,8 @@ def test_rtsp_camera_incident_evidence_and_offline_trouble(tiny_onnx, leak_clip,
         events = js(call(gw, "GET", "/api/events?since=0&limit=1000"))
         listed = next(e for e in events if e["event"] == "end" and e.get("alarm_id") == first)
         clip = Path(listed["evidence"]["clip"])
+        record = next(c for c in listed["evidence"]["clips"] if c["path"] == str(clip))
+        assert record.get("stream_copy") is True, record  # the camera's own H.264 packets, not re-encoded
         data, size = clip.read_bytes(), clip.stat().st_size
         url = f"/api/events/{listed['id']}/clip"
         code, h, body = get(gw, url, {"Range": "bytes=0-1"})
