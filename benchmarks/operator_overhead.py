@@ -284,9 +284,10 @@ def run_window(on: bool, a: argparse.Namespace, ports: dict[str, int], index: in
         m0 = (mq.messages, mq.discovery) if mq else (0, 0)
         r0 = (rx.posts, rx.attachments) if rx else (0, 0)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", str(cfg_path),
-                                 "--warmup", str(a.warmup), "--duration", str(a.duration)],
-                                stdout=subprocess.PIPE, stderr=(work / "worker.log").open("w"), text=True, cwd=work, env=env)
+        with (work / "worker.log").open("w") as log:
+            proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", str(cfg_path),
+                                     "--warmup", str(a.warmup), "--duration", str(a.duration)],
+                                    stdout=subprocess.PIPE, stderr=log, text=True, cwd=work, env=env)
         browser = None
         lines: dict[str, dict] = {}
         try:
