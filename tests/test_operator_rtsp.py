@@ -51,13 +51,18 @@ def leak_clip(tmp_path_factory) -> Path:
     return clip
 
 
-def camera(clip: Path, port: int) -> subprocess.Popen:
-    """The RTSP camera: one shared live pipeline, as a real camera's (the reader and the clips' packet
-    ring see the same pictures at the same time)."""
-    p = subprocess.Popen([SYS_PY, str(ROOT / "tests" / "rtsp_server.py"), str(clip), str(port), "/cam", "shared"],
+@pytest.fixture
+def camera(leak_clip):
+    """The RTSP camera ``(port, server process)``: one shared live pipeline, as a real camera's (the reader
+    and the clips' packet ring see the same pictures at the same time); stopped by its PID at the end."""
+    port = free_port()
+    p = subprocess.Popen([SYS_PY, str(ROOT / "tests" / "rtsp_server.py"), str(leak_clip), str(port), "/cam", "shared"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-    return p
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        yield port, p
+    finally:
+        stop_proc(p)
 
 
 def get(gw, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
@@ -69,9 +74,8 @@ def get(gw, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
     return out
 
 
-def test_rtsp_camera_incident_evidence_and_offline_trouble(tiny_onnx, leak_clip, tmp_path):
-    port = free_port()
-    server = camera(leak_clip, port)
+def test_rtsp_camera_incident_evidence_and_offline_trouble(tiny_onnx, camera, tmp_path):
+    port, server = camera
     col = Collect()
     gw = Gateway({"model": str(tiny_onnx), "threads": 1, "threshold": 0.2, "guards": {"enabled": False},
                   "alarm": {"k": 1, "n": 1, "m": 1, "verify_s": 0.2, "clear_s": 0.5, "cooldown_s": 0.0,
@@ -151,4 +155,3 @@ def test_rtsp_camera_incident_evidence_and_offline_trouble(tiny_onnx, leak_clip,
         if browser is not None:
             browser.close()
         gw.stop()
-        stop_proc(server)
