@@ -201,7 +201,7 @@ class Gateway(Dispatcher):
                 from edgeseg.apps.gateway.api import Api
 
                 self.server = MetricsServer(self.metrics, self.health, host, port, a.max_connections,
-                                            a.header_timeout_s, api=Api(self, read_token(a.token_file) if a.token_file else None))
+                                            a.header_timeout_s, api=Api(self, self._auth(host)), tls=self._tls())
             except OSError as exc:
                 if not chosen:  # the default port (#35): a second gateway on this machine runs without a page
                     return log.warning("no status page: cannot listen on %s:%d (the default; metrics.port is not set): %s "
@@ -210,6 +210,26 @@ class Gateway(Dispatcher):
                 raise OutputError(f"metrics.port: cannot listen on {host}:{port}: {exc.strerror} "
                                   "(fix: another program uses it: choose another port, or 0 for any free one)") from None
             log.info("status page on %s/, API on %s/api, metrics on %s/metrics, health on %s/healthz", *[self.server.url] * 4)
+
+    def _auth(self, host: str) -> Any:
+        """The users (``api.users_file``, and ``api.token_file`` as one admin named ``token``) and whether
+        reads need one: always beyond loopback, on loopback with ``api.read_token`` (#35 point 6)."""
+        from edgeseg.apps.gateway.auth import Auth  # noqa: PLC0415
+        from edgeseg.apps.gateway.users import UserStore, read_users  # noqa: PLC0415
+        from edgeseg.config.settings_ops import is_loopback  # noqa: PLC0415
+
+        a = self.config.settings.api
+        store = UserStore(read_users(a.users_file) if a.users_file else [],
+                          read_token(a.token_file) if a.token_file else None)
+        return Auth(store, a.read_token or not is_loopback(host))
+
+    def _tls(self) -> Any:
+        a = self.config.settings.api
+        if a.tls_cert is None or a.tls_key is None:
+            return None
+        from edgeseg.apps.gateway.tls import server_context  # noqa: PLC0415
+
+        return server_context(a.tls_cert, a.tls_key)
 
     def _release(self) -> None:
         """Close what a start opened (also after a failed start)."""

@@ -1,10 +1,12 @@
-// The status page: polls the gateway's own API (no build step, no CDN). The token, when the
-// gateway has one, is kept for this tab only (sessionStorage: gone when the tab closes, never in
-// localStorage without expiry, #35) and sent as a Bearer header with every request.
+// The status page: polls the gateway's own API (no build step, no CDN). The credential, when the
+// gateway has users or a token, is kept for this tab only (sessionStorage: gone when the tab closes,
+// never in localStorage without expiry, #35 point 6) and sent with every request: a token as
+// "Bearer", a user name with its password as "Basic".
 "use strict";
 const $ = (s) => document.querySelector(s);
 const token = () => sessionStorage.getItem("edgeseg-token") || "";
-const headers = () => (token() ? { Authorization: "Bearer " + token() } : {});
+const basic = () => sessionStorage.getItem("edgeseg-basic") || "";
+const headers = () => (token() ? { Authorization: "Bearer " + token() } : basic() ? { Authorization: "Basic " + basic() } : {});
 // who did it: the name typed in the header (not a secret: kept in this browser), else "status page"
 const who = () => $("#who").value.trim() || "status page";
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
@@ -225,7 +227,7 @@ async function refresh() {
 // Without a token the media load straight from their URLs; with one they are fetched with the header.
 const media = [];
 async function mediaUrl(url) {
-  if (!token()) return url;
+  if (!headers().Authorization) return url;
   const u = URL.createObjectURL(await (await api(url)).blob());
   media.push(u);
   return u;
@@ -263,7 +265,7 @@ async function showEvidence(ids, title) {
   for (const [k, f] of items.entries()) {
     const src = await mediaUrl(f.url).catch(() => "");
     body.querySelectorAll(`[data-k="${k}"]`).forEach((el) => {
-      if (el.tagName === "A" && el.classList.contains("download")) el.href = token() ? src : f.download_url;
+      if (el.tagName === "A" && el.classList.contains("download")) el.href = headers().Authorization ? src : f.download_url;
       else if (el.tagName === "A") el.href = src;
       else el.src = src;
     });
@@ -285,12 +287,25 @@ $("#viewer-close").onclick = () => {
   media.splice(0).forEach((u) => URL.revokeObjectURL(u));
 };
 
+// sign in: a password with the user name typed beside it, a token without one; whoami says as whom
 $("#tokenform").onsubmit = (ev) => {
   ev.preventDefault();
-  sessionStorage.setItem("edgeseg-token", $("#token").value);
+  const user = $("#user").value.trim(), secret = $("#token").value;
+  sessionStorage.removeItem("edgeseg-token");
+  sessionStorage.removeItem("edgeseg-basic");
+  if (user) sessionStorage.setItem("edgeseg-basic", btoa(unescape(encodeURIComponent(user + ":" + secret))));
+  else sessionStorage.setItem("edgeseg-token", secret);
   $("#token").value = "";
+  whoami();
   refresh();
 };
+async function whoami() {
+  try {
+    const me = await (await api("/api/whoami")).json();
+    $("#me").textContent = me.user ? `signed in as ${me.user} (${me.role})` : "";
+  } catch (e) { $("#me").textContent = "not signed in: " + e.message; }
+}
+whoami();
 localStorage.removeItem("edgeseg-token");  // where an older page kept it without expiry: gone
 $("#who").value = localStorage.getItem("edgeseg-who") || "";  // a name is no secret: remembered
 $("#who").onchange = () => localStorage.setItem("edgeseg-who", $("#who").value.trim());
