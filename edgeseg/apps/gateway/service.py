@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 from edgeseg.core.errors import OutputError
 from edgeseg.io.evidence.setup import check_clips, recorders_for
 from edgeseg.apps.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config, read_token
+from edgeseg.config.settings import ConfigError
 from edgeseg.apps.gateway.journal import AlarmJournal
 from edgeseg.apps.gateway.camera import CameraState
 from edgeseg.apps.gateway.control import Commands
@@ -64,6 +65,7 @@ class Gateway(Dispatcher):
         self.sinks: list[Sink] = []
         self.metrics = None
         self.server = None
+        self.api: Any = None  # the HTTP API (its users are read again on reload)
         self._dispatcher: threading.Thread | None = None
         self._stopping = self._running = False
         self._finished = threading.Event()
@@ -200,8 +202,9 @@ class Gateway(Dispatcher):
             try:
                 from edgeseg.apps.gateway.api import Api
 
+                self.api = Api(self, self._auth(host))
                 self.server = MetricsServer(self.metrics, self.health, host, port, a.max_connections,
-                                            a.header_timeout_s, api=Api(self, self._auth(host)), tls=self._tls())
+                                            a.header_timeout_s, api=self.api, tls=self._tls())
             except OSError as exc:
                 if not chosen:  # the default port (#35): a second gateway on this machine runs without a page
                     return log.warning("no status page: cannot listen on %s:%d (the default; metrics.port is not set): %s "
@@ -222,6 +225,17 @@ class Gateway(Dispatcher):
         store = UserStore(read_users(a.users_file) if a.users_file else [],
                           read_token(a.token_file) if a.token_file else None)
         return Auth(store, a.read_token or not is_loopback(host))
+
+    def _reload_users(self) -> None:
+        """SIGHUP: the users file is read again, so a removed user is refused from now on; a file that no
+        longer loads keeps the users it had (one error line)."""
+        api = getattr(self, "api", None)
+        if api is None or self.server is None:
+            return
+        try:
+            api.auth = self._auth(self.server.host)
+        except ConfigError as exc:
+            log.error("reload: users not reloaded, the old ones stay: %s", exc)
 
     def _tls(self) -> Any:
         a = self.config.settings.api
@@ -375,6 +389,7 @@ class Gateway(Dispatcher):
         with self.cond:
             for n in added + changed:
                 self._add_camera(wanted[n])
+        self._reload_users()
         self._emit(None, {"event": "gateway_reloaded", "added": added, "removed": removed, "changed": changed})
         return {"added": added, "removed": removed, "changed": changed}
 
