@@ -65,11 +65,12 @@ class Auth:
             return Verdict(user, None, bearer and user is not None)
         if user is None:
             what = "wrong or unknown credentials" if given else "no credentials"
-            return Verdict(None, (401, f"{what}: this needs a {need} (fix: send Authorization: Bearer <token>, or "
+            return Verdict(None, (401, f"{what}: this needs the role {need} (fix: send Authorization: Bearer <token>, or "
                                        "Basic with name:password; edgeseg users add makes a user)"))
         if not user.may(need):
-            return Verdict(user, (403, f"user {user.name} is a {user.role}; this needs a {need} or above (fix: ask an "
-                                       f"admin for the role {need}: edgeseg users add FILE {user.name} --role {need})"),
+            return Verdict(user, (403, f"user {user.name} is a {user.role}; this needs the role {need} or above (fix: "
+                                       f"sign in as a user with that role, or ask an admin: edgeseg users add FILE "
+                                       f"{user.name} --role {need} --replace)"),
                            bearer)
         return Verdict(user, None, bearer)
 
