@@ -65,8 +65,9 @@ class Auth:
             return Verdict(user, None, bearer and user is not None)
         if user is None:
             what = "wrong or unknown credentials" if given else "no credentials"
-            return Verdict(None, (401, f"{what}: this needs the role {need} (fix: send Authorization: Bearer <token>, or "
-                                       "Basic with name:password; edgeseg users add makes a user)"))
+            return Verdict(None, (401, f"{what}: this needs the role {need} (fix: send the API token as "
+                                       "Authorization: Bearer <token>, or Basic with name:password; edgeseg users add "
+                                       "makes a user)"))
         if not user.may(need):
             return Verdict(user, (403, f"user {user.name} is a {user.role}; this needs the role {need} or above (fix: "
                                        f"sign in as a user with that role, or ask an admin: edgeseg users add FILE "
