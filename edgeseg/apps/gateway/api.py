@@ -51,7 +51,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import cv2
 
-from edgeseg.apps.gateway.auth import Auth, Verdict, action_role
+from edgeseg.apps.gateway.auth import Verdict, action_role, auth_for
+from edgeseg.config.settings import ConfigError
 from edgeseg.apps.gateway.control import NAME, Controls
 from edgeseg.apps.gateway import evidence_http
 from edgeseg.apps.gateway.evidence_http import evidence_file, evidence_roots, inside as _inside, read_evidence  # noqa: F401
@@ -66,14 +67,22 @@ STATIC = {"": ("index.html", "text/html; charset=utf-8"), "app.js": ("app.js", "
 
 
 class Api:
-    def __init__(self, gw: Any, auth: Auth) -> None:
-        self.gw, s = gw, gw.config.settings.api
-        self.controls, self.store, self.auth = Controls(gw), gw.store, auth
+    def __init__(self, gw: Any, host: str) -> None:
+        """The API of gateway ``gw`` on a server bound to ``host`` (beyond loopback every read needs a viewer)."""
+        self.gw, s, self.host = gw, gw.config.settings.api, host
+        self.controls, self.store, self.auth = Controls(gw), gw.store, auth_for(s, host)
         self.public_metrics, self.max_body = s.public_metrics, s.max_body_bytes
         self.limit = Limiter(s)  # charged by the HTTP server before any path is routed (metrics._Server)
         self._jpg: dict[str, tuple[Any, str, bytes]] = {}  # camera -> (its frame, ETag, JPEG): encoded once
         self._tag = os.urandom(4).hex()
         self.guard = Guard(gw.config.settings.metrics.host, s.allowed_hosts, s.allowed_origins)
+
+    def reload_users(self) -> None:
+        """On reload (SIGHUP): read the users again; a file that no longer loads keeps the old ones."""
+        try:
+            self.auth = auth_for(self.gw.config.settings.api, self.host)
+        except ConfigError as exc:
+            log.error("reload: users not reloaded, the old ones stay: %s", exc)
 
     # -- the request ---------------------------------------------------------------------------
     def handle(self, h: Any, method: str) -> None:

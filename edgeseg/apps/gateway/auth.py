@@ -81,3 +81,16 @@ def action_role(parts: list[str]) -> str:
     role = ACTIONS.get(parts[-1] if parts else "", "admin")
     assert role in ROLES
     return role
+
+
+def auth_for(api: Any, host: str) -> Auth:
+    """The :class:`Auth` of settings ``api`` for a server bound to ``host``: the users of
+    ``api.users_file`` and ``api.token_file`` (one admin named ``token``); reads need a viewer beyond
+    loopback, and on loopback with ``api.read_token``."""
+    from edgeseg.apps.gateway.config import read_token  # noqa: PLC0415
+    from edgeseg.apps.gateway.users import read_users  # noqa: PLC0415
+    from edgeseg.config.settings_ops import is_loopback  # noqa: PLC0415
+
+    store = UserStore(read_users(api.users_file) if api.users_file else [],
+                      read_token(api.token_file) if api.token_file else None)
+    return Auth(store, api.read_token or not is_loopback(host))

@@ -27,8 +27,8 @@ from typing import Any, Callable, Sequence
 from edgeseg.core.errors import OutputError
 from edgeseg.io.evidence.setup import check_clips, recorders_for
 from edgeseg.apps.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config, read_token
-from edgeseg.config.settings import ConfigError
 from edgeseg.apps.gateway.journal import AlarmJournal
+from edgeseg.apps.gateway.tls import context_for
 from edgeseg.apps.gateway.camera import CameraState
 from edgeseg.apps.gateway.control import Commands
 from edgeseg.apps.gateway.events import EventStore
@@ -202,9 +202,9 @@ class Gateway(Dispatcher):
             try:
                 from edgeseg.apps.gateway.api import Api
 
-                self.api = Api(self, self._auth(host))
+                self.api = Api(self, host)  # its users and roles; TLS (#35 point 6)
                 self.server = MetricsServer(self.metrics, self.health, host, port, a.max_connections,
-                                            a.header_timeout_s, api=self.api, tls=self._tls())
+                                            a.header_timeout_s, api=self.api, tls=context_for(a))
             except OSError as exc:
                 if not chosen:  # the default port (#35): a second gateway on this machine runs without a page
                     return log.warning("no status page: cannot listen on %s:%d (the default; metrics.port is not set): %s "
@@ -213,37 +213,6 @@ class Gateway(Dispatcher):
                 raise OutputError(f"metrics.port: cannot listen on {host}:{port}: {exc.strerror} "
                                   "(fix: another program uses it: choose another port, or 0 for any free one)") from None
             log.info("status page on %s/, API on %s/api, metrics on %s/metrics, health on %s/healthz", *[self.server.url] * 4)
-
-    def _auth(self, host: str) -> Any:
-        """The users (``api.users_file``, and ``api.token_file`` as one admin named ``token``) and whether
-        reads need one: always beyond loopback, on loopback with ``api.read_token`` (#35 point 6)."""
-        from edgeseg.apps.gateway.auth import Auth  # noqa: PLC0415
-        from edgeseg.apps.gateway.users import UserStore, read_users  # noqa: PLC0415
-        from edgeseg.config.settings_ops import is_loopback  # noqa: PLC0415
-
-        a = self.config.settings.api
-        store = UserStore(read_users(a.users_file) if a.users_file else [],
-                          read_token(a.token_file) if a.token_file else None)
-        return Auth(store, a.read_token or not is_loopback(host))
-
-    def _reload_users(self) -> None:
-        """SIGHUP: the users file is read again, so a removed user is refused from now on; a file that no
-        longer loads keeps the users it had (one error line)."""
-        api = getattr(self, "api", None)
-        if api is None or self.server is None:
-            return
-        try:
-            api.auth = self._auth(self.server.host)
-        except ConfigError as exc:
-            log.error("reload: users not reloaded, the old ones stay: %s", exc)
-
-    def _tls(self) -> Any:
-        a = self.config.settings.api
-        if a.tls_cert is None or a.tls_key is None:
-            return None
-        from edgeseg.apps.gateway.tls import server_context  # noqa: PLC0415
-
-        return server_context(a.tls_cert, a.tls_key)
 
     def _release(self) -> None:
         """Close what a start opened (also after a failed start)."""
@@ -389,7 +358,8 @@ class Gateway(Dispatcher):
         with self.cond:
             for n in added + changed:
                 self._add_camera(wanted[n])
-        self._reload_users()
+        if self.api is not None:  # the users file again: a removed user is refused from now on (#35)
+            self.api.reload_users()
         self._emit(None, {"event": "gateway_reloaded", "added": added, "removed": removed, "changed": changed})
         return {"added": added, "removed": removed, "changed": changed}
 

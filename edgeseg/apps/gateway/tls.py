@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Any
 
 from edgeseg.config.settings import ConfigError
 
@@ -36,3 +37,8 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
 def _no_passphrase() -> str:
     """An encrypted key cannot be unlocked unattended: fail instead of prompting on the terminal."""
     raise ssl.SSLError("the key is encrypted with a passphrase")
+
+
+def context_for(api: Any) -> ssl.SSLContext | None:
+    """The server context of settings ``api`` (``tls_cert`` + ``tls_key``), None for plain HTTP."""
+    return server_context(api.tls_cert, api.tls_key) if api.tls_cert and api.tls_key else None
