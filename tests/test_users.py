@@ -91,6 +91,26 @@ def test_settings_refuse_a_network_bind_without_users_or_token_and_half_a_tls_pa
     parse_config({**raw, "api": {"users_file": str(path)}})  # users alone are enough
     with pytest.raises(ConfigError, match=r"^api.tls_key: is not set while api.tls_cert is \(fix: set both"):
         parse_config({**raw, "api": {"users_file": str(path), "tls_cert": str(path)}})
+    with pytest.raises(ConfigError, match=r"^api.trusted_proxies: is set .* neither api.token_file nor api.users_file"):
+        parse_config({"cameras": cams(1), "api": {"trusted_proxies": ["127.0.0.1"]}})
+
+
+@pytest.mark.parametrize("public_metrics", [False, True])
+def test_behind_a_proxy_reads_need_a_viewer_also_on_loopback(tiny_onnx, tmp_path, public_metrics):
+    path, tok = users_file(tmp_path)
+    gw = gateway(tiny_onnx, tmp_path, n=1, api={"users_file": str(path), "trusted_proxies": ["127.0.0.1"],
+                                                 "rate": 1000, "public_metrics": public_metrics}).start()
+    try:
+        fwd = {"X-Forwarded-For": "203.0.113.9"}
+        one_line_error(call(gw, "GET", "/api/cameras", headers=fwd), 401)
+        if public_metrics:  # a Prometheus without credentials, by choice
+            assert call(gw, "GET", "/metrics", headers=fwd)[0] == 200
+        else:
+            one_line_error(call(gw, "GET", "/metrics", headers=fwd), 401)
+        assert call(gw, "GET", "/api/cameras", headers={**fwd, "Authorization": f"Bearer {tok['viewer']}"})[0] == 200
+        assert call(gw, "GET", "/", headers=fwd)[0] == 200 and call(gw, "GET", "/healthz", headers=fwd)[0] in (200, 503)
+    finally:
+        gw.stop()
 
 
 # -- the command line ---------------------------------------------------------------------------

@@ -375,6 +375,10 @@ class GatewaySettings(StreamSettings):
             raise bad(f"{self.metrics.host} is reachable from other machines and neither api.token_file nor "
                       "api.users_file is set", "set api.token_file (a file with a long random token) or api.users_file "
                       "(edgeseg users add FILE NAME --role viewer), or bind metrics.host: 127.0.0.1", sub="metrics.host")
+        if self.api.trusted_proxies and self.api.token_file is None and self.api.users_file is None:
+            raise bad("is set (a proxy forwards other machines' requests) and neither api.token_file nor "
+                      "api.users_file is set", "set api.users_file (edgeseg users add FILE NAME --role viewer)",
+                      sub="api.trusted_proxies")
         mq = self.sinks.mqtt
         if mq is not None and mq.control and mq.control_auth == "signed" and not is_loopback(mq.host) \
                 and self.api.token_file is None:

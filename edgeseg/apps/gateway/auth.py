@@ -6,9 +6,9 @@ password user). No cookie and no server-side session: a browser's page keeps its
 ``sessionStorage`` (gone with the tab), so nothing a cross-site page could ride on is ever stored.
 
 What each request needs (:data:`ACTIONS`): reads a viewer, suspend / resume / ack an operator, any
-other state change an admin. Reads are open only while the server listens on loopback and
-``api.read_token`` is off; beyond loopback every read but ``/healthz`` (and ``/metrics`` with
-``api.public_metrics``) needs a viewer. With neither users nor a token (loopback only: the settings
+other state change an admin. Reads are open only while the server listens on loopback, with
+``api.read_token`` off and no ``api.trusted_proxies`` (a proxy forwards other machines' requests);
+otherwise every read but ``/healthz`` (and ``/metrics`` with ``api.public_metrics``) needs a viewer. With neither users nor a token (loopback only: the settings
 refuse otherwise) everyone is ``anonymous`` and may do all, as before users existed.
 """
 from __future__ import annotations
@@ -86,11 +86,12 @@ def action_role(parts: list[str]) -> str:
 def auth_for(api: Any, host: str) -> Auth:
     """The :class:`Auth` of settings ``api`` for a server bound to ``host``: the users of
     ``api.users_file`` and ``api.token_file`` (one admin named ``token``); reads need a viewer beyond
-    loopback, and on loopback with ``api.read_token``."""
+    loopback, behind a proxy (``api.trusted_proxies``), and on loopback with ``api.read_token``."""
     from edgeseg.apps.gateway.config import read_token  # noqa: PLC0415
     from edgeseg.apps.gateway.users import read_users  # noqa: PLC0415
     from edgeseg.config.settings_ops import is_loopback  # noqa: PLC0415
 
     store = UserStore(read_users(api.users_file) if api.users_file else [],
                       read_token(api.token_file) if api.token_file else None)
-    return Auth(store, api.read_token or not is_loopback(host))
+    # behind a reverse proxy (api.trusted_proxies) the requests come from other machines, whatever the bind
+    return Auth(store, api.read_token or not is_loopback(host) or bool(api.trusted_proxies))
