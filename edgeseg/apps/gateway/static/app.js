@@ -7,8 +7,11 @@ const $ = (s) => document.querySelector(s);
 const token = () => sessionStorage.getItem("edgeseg-token") || "";
 const basic = () => sessionStorage.getItem("edgeseg-basic") || "";
 const headers = () => (token() ? { Authorization: "Bearer " + token() } : basic() ? { Authorization: "Basic " + basic() } : {});
-// who did it: the name typed in the header (not a secret: kept in this browser), else "status page"
+// the name typed in the header (a note beside the signed-in user, which the audit records; not a secret:
+// kept in this browser), else "status page"
 const who = () => $("#who").value.trim() || "status page";
+// who acted: the signed-in user (the audit trail), with the name typed beside it when that differs
+const by = (r) => [r.user, r.who && r.who !== r.user ? r.who : ""].filter(Boolean).join(" / ");
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
 
 async function api(path, opts = {}) {
@@ -190,7 +193,7 @@ async function refresh() {
       <td data-label="incident">${esc(i.id)}</td><td data-label="state">${esc(STATE_TEXT[i.state] || i.state)}</td>
       <td data-label="opened">${esc(when(i.opened_wall_time))}${i.episodes > 1 ? ` (${i.episodes} episodes)` : ""}</td>
       <td data-label="cleared">${i.active ? "leak on" : esc(when(i.cleared_wall_time))}</td>
-      <td data-label="acknowledged">${i.acknowledged ? esc(`${i.acknowledged.who || "?"}, ${when(i.acknowledged.wall_time)}`
+      <td data-label="acknowledged">${i.acknowledged ? esc(`${by(i.acknowledged) || "?"}, ${when(i.acknowledged.wall_time)}`
         + (i.acknowledged.note ? `: ${i.acknowledged.note}` : "")) : ""}</td>
       <td data-label="evidence">${(i.evidence_event_ids || []).length ? `<button class="evidence" data-incident="${esc(i.id)}">evidence</button>` : ""}</td>
       <td class="actions">${i.acknowledged ? "" : `<p class="next"><b>What to do next:</b> ${esc(nextStep(i))}</p>
@@ -211,7 +214,7 @@ async function refresh() {
     fill($("#events tbody"), events.map((e) => `<tr><td data-label="id">${e.id}</td>
       <td data-label="time">${esc(when(e.wall_time))}</td><td data-label="camera">${esc(e.camera)}</td>
       <td data-label="event">${esc(e.event)}${e.rejoined ? " (rejoined)" : ""}</td>
-      <td data-label="detail">${esc([e.trouble || e.reason || e.alarm_id || "", e.who ? "by " + e.who : "", e.why || "", e.note ? "note: " + e.note : ""].filter(Boolean).join(", "))}</td>
+      <td data-label="detail">${esc([e.trouble || e.reason || e.alarm_id || "", by(e) ? "by " + by(e) : "", e.why || "", e.note ? "note: " + e.note : ""].filter(Boolean).join(", "))}</td>
       <td data-label="snapshot">${e.snapshot ? `<img data-event="${e.id}" alt="snapshot">` : ""}</td>
       <td data-label="evidence">${e.snapshot || e.evidence ? `<button class="evidence" data-event-id="${e.id}" data-alarm="${esc(e.alarm_id || "")}">evidence</button>` : ""}</td></tr>`).join(""));
     document.querySelectorAll("img[data-event]").forEach((i) => { if (!i.getAttribute("src")) snapshot(i, i.dataset.event); });
