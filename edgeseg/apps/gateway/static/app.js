@@ -305,7 +305,8 @@ $("#tokenform").onsubmit = (ev) => {
 async function whoami() {
   try {
     const me = await (await api("/api/whoami")).json();
-    $("#me").textContent = me.user ? `signed in as ${me.user} (${me.role})` : "";
+    // "anonymous": a gateway without users (loopback only), where everyone may do all: nothing to say
+    $("#me").textContent = me.user && me.user !== "anonymous" ? `signed in as ${me.user} (${me.role})` : "";
   } catch (e) { $("#me").textContent = "not signed in: " + e.message; }
 }
 whoami();
