@@ -1,7 +1,8 @@
 """``edgeseg users add|list|remove FILE``: the people of ``api.users_file`` (issue #35 point 6).
 
 The command writes hashes only: a new token is printed once and never stored, a password is typed
-twice (hidden) and stored as scrypt. The gateway reads the file at start and on reload (SIGHUP), so an admin never edits hashes by hand and a removed user is refused at once after a reload.
+twice (hidden) and stored as scrypt, so an admin never edits hashes by hand. The gateway reads the
+file at start and on reload (SIGHUP): a removed user is refused from the reload on.
 """
 from __future__ import annotations
 

@@ -8,8 +8,9 @@ password user). No cookie and no server-side session: a browser's page keeps its
 What each request needs (:data:`ACTIONS`): reads a viewer, suspend / resume / ack an operator, any
 other state change an admin. Reads are open only while the server listens on loopback, with
 ``api.read_token`` off and no ``api.trusted_proxies`` (a proxy forwards other machines' requests);
-otherwise every read but ``/healthz`` (and ``/metrics`` with ``api.public_metrics``) needs a viewer. With neither users nor a token (loopback only: the settings
-refuse otherwise) everyone is ``anonymous`` and may do all, as before users existed.
+otherwise every read but ``/healthz`` (and ``/metrics`` with ``api.public_metrics``) needs a viewer.
+With neither users nor a token (loopback only: the settings refuse otherwise) everyone is
+``anonymous`` and may do all, as before users existed.
 """
 from __future__ import annotations
 
