@@ -20,10 +20,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 
 class Browser:
-    def __init__(self, exe: str, profile: str, size: tuple[int, int] = (1280, 900)) -> None:
+    def __init__(self, exe: str, profile: str, size: tuple[int, int] = (1280, 900), flags: tuple[str, ...] = ()) -> None:
         to_chrome_r, self._w = os.pipe()
         self._r, from_chrome_w = os.pipe()
-        cmd = [exe, *FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
+        cmd = [exe, *FLAGS, *flags, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
                "--remote-debugging-pipe", "about:blank"]
         # chromium wants the pipe on fds 3 and 4: move them there in the child
         self.proc = subprocess.Popen(["bash", "-c", f'exec 3<&{to_chrome_r} 4>&{from_chrome_w}; exec "$@"', "chromium", *cmd],

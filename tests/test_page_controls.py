@@ -195,9 +195,11 @@ def test_controls_dates_next_steps_and_layout_at_desktop_and_phone_width(tiny_on
         assert wait_for(lambda: [e for e in col.of("acknowledged") if e["alarm_id"] == alarm], 10)
         ev = [e for e in col.of("acknowledged") if e["alarm_id"] == alarm][0]
         assert (ev["who"], ev["note"]) == ("ann", "valve 3 closed")
+        assert (ev["user"], ev["role"]) == ("token", "admin")  # the audit trail: who signed in, not who was typed
         cell = browser.wait_js(f"""(() => {{ const r = document.querySelector('#alarms tr[data-alarm="{alarm}"]');
             return r && r.cells[2].textContent === 'acknowledged' && r.cells[5].textContent; }})()""")
-        assert cell.startswith("ann, ") and cell.endswith(": valve 3 closed"), cell
+        # the signed-in user first (the token of api.token_file is the admin "token"), then the name typed (#35 point 6)
+        assert cell.startswith("token / ann, ") and cell.endswith(": valve 3 closed"), cell
         assert not browser.js(f"document.querySelector('#alarms tr[data-alarm=\"{alarm}\"] .next')")
 
         # a notification's link (sinks.notify page_url + #incident=<id>) lands on its row

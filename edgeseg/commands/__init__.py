@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from edgeseg.commands import about, bench, build, detect, doctor, export, inspect, serve, verify, watch
+from edgeseg.commands import about, bench, build, detect, doctor, export, inspect, serve, users, verify, watch
 
 app = typer.Typer(
     help="edgeseg: gas-leak / smoke segmentation on edge devices.",
@@ -46,6 +46,7 @@ bench_app.command("int8-configs")(bench.bench_int8_configs_cmd)
 export_app.command("triton")(export.export_triton_cmd)
 app.command("serve")(serve.serve_cmd)
 app.command("docs")(about.docs_cmd)
+app.add_typer(users.users_app, name="users")
 
 
 def _register_plugins() -> None:

@@ -371,10 +371,14 @@ class GatewaySettings(StreamSettings):
     @model_validator(mode="after")
     def _token_beyond_loopback(self) -> "GatewaySettings":
         if self.metrics.enabled and self.metrics.port is not None and not is_loopback(self.metrics.host) \
-                and self.api.token_file is None:
-            raise bad(f"{self.metrics.host} is reachable from other machines and api.token_file is not set",
-                      "set api.token_file (a file with a long random token), or bind metrics.host: 127.0.0.1",
-                      sub="metrics.host")
+                and self.api.token_file is None and self.api.users_file is None:
+            raise bad(f"{self.metrics.host} is reachable from other machines and neither api.token_file nor "
+                      "api.users_file is set", "set api.token_file (a file with a long random token) or api.users_file "
+                      "(edgeseg users add FILE NAME --role viewer), or bind metrics.host: 127.0.0.1", sub="metrics.host")
+        if self.api.trusted_proxies and self.api.token_file is None and self.api.users_file is None:
+            raise bad("is set (a proxy forwards other machines' requests) and neither api.token_file nor "
+                      "api.users_file is set", "set api.users_file (edgeseg users add FILE NAME --role viewer)",
+                      sub="api.trusted_proxies")
         mq = self.sinks.mqtt
         if mq is not None and mq.control and mq.control_auth == "signed" and not is_loopback(mq.host) \
                 and self.api.token_file is None:
@@ -386,9 +390,13 @@ class GatewaySettings(StreamSettings):
                       "from anyone else, and an anonymous broker lets anyone command the cameras",
                       "set sinks.mqtt.username and password, and give the broker a password_file and an acl_file "
                       "(docs/gateway.md, Home Assistant)", sub="sinks.mqtt.control_auth")
-        if self.api.read_token and self.api.token_file is None:
-            raise bad("is true but api.token_file is not set", "set api.token_file, or drop read_token",
-                      sub="api.read_token")
+        if self.api.read_token and self.api.token_file is None and self.api.users_file is None:
+            raise bad("is true but api.token_file is not set", "set api.token_file or api.users_file, or drop "
+                      "read_token", sub="api.read_token")
+        if (self.api.tls_cert is None) != (self.api.tls_key is None):
+            which = "tls_cert" if self.api.tls_cert is None else "tls_key"
+            raise bad(f"is not set while api.{'tls_key' if which == 'tls_cert' else 'tls_cert'} is", "set both "
+                      "(a PEM certificate and its key), or neither for plain HTTP", sub=f"api.{which}")
         return self
 
     def resolved_cameras(self) -> tuple[CameraConfig, ...]:

@@ -45,7 +45,19 @@ class ApiSettings(Strict):
     token_file: Optional[str] = setting(None, "File holding the API / MQTT control token (required when metrics.host "
                                         "is not loopback); requests send it as 'Authorization: Bearer <token>'",
                                         fix="e.g. token_file: /etc/edgeseg/token (one line, 16+ characters)", min_length=1)
-    read_token: bool = setting(False, "Read endpoints (GET /api/..., the status page) need the token too")
+    users_file: Optional[str] = setting(None, "File of users (name, role viewer | operator | admin, and a token's "
+                                        "sha256 or a scrypt password hash; written by 'edgeseg users add'): reads "
+                                        "need a viewer, suspend / resume / ack an operator, anything else an admin",
+                                        fix="e.g. users_file: /etc/edgeseg/users.yaml (edgeseg users add FILE NAME "
+                                        "--role operator)", min_length=1)
+    read_token: bool = setting(False, "Read endpoints (GET /api/..., /metrics) need a viewer (a user or the token) "
+                               "also on loopback; beyond loopback they always do")
+    public_metrics: bool = setting(False, "/metrics is open to anyone who reaches the server, also beyond loopback "
+                                   "(a Prometheus without credentials); off: it needs a viewer like other reads")
+    tls_cert: Optional[str] = setting(None, "PEM certificate (chain) the HTTP server speaks HTTPS with (TLS 1.2+); "
+                                      "needs tls_key", fix="e.g. tls_cert: /etc/edgeseg/tls/cert.pem", min_length=1)
+    tls_key: Optional[str] = setting(None, "PEM private key of tls_cert (unencrypted; mode 0600)",
+                                     fix="e.g. tls_key: /etc/edgeseg/tls/key.pem", min_length=1)
     max_body_bytes: int = setting(4096, "Largest request body accepted (413 above)", ge=0, le=1048576)
     rate: float = setting(20.0, "Requests per second one client address may make besides images and probes "
                           "(429 above; bursts of 2x)", gt=0, le=100000)

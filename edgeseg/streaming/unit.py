@@ -91,23 +91,26 @@ class StreamUnit:
             self.emit({"event": "resumed", "reason": "suspension expired"})
         return self.suspended_until is not None
 
-    def suspend(self, minutes: float | None = None, who: str | None = None, why: str | None = None) -> dict[str, Any]:
-        """No alarm for ``minutes`` (None: until :meth:`resume`); an open alarm ends (reason ``suspended``)."""
+    def suspend(self, minutes: float | None = None, who: str | None = None, why: str | None = None,
+                audit: dict[str, str] | None = None) -> dict[str, Any]:
+        """No alarm for ``minutes`` (None: until :meth:`resume`); an open alarm ends (reason ``suspended``).
+        ``audit`` (the authenticated ``user`` and ``role``) is recorded in the event as it is."""
         self.suspended_until = float("inf") if minutes is None else time.time() + 60.0 * minutes
         self.end_alarm("suspended")
-        event = {"event": "suspended", "minutes": minutes, **_who(who, why),
+        event = {"event": "suspended", "minutes": minutes, **_who(who, why), **(audit or {}),
                  **({"until_wall_time": self.suspended_until} if minutes is not None else {})}
         self.emit(event)
         return event
 
-    def resume(self, who: str | None = None, why: str | None = None) -> dict[str, Any]:
+    def resume(self, who: str | None = None, why: str | None = None,
+               audit: dict[str, str] | None = None) -> dict[str, Any]:
         self.suspended_until = None
-        event = {"event": "resumed", **_who(who, why)}
+        event = {"event": "resumed", **_who(who, why), **(audit or {})}
         self.emit(event)
         return event
 
     def acknowledge(self, alarm_id: str, who: str | None = None, why: str | None = None,
-                    note: str | None = None) -> dict[str, Any] | None:
+                    note: str | None = None, audit: dict[str, str] | None = None) -> dict[str, Any] | None:
         """Acknowledge incident ``alarm_id``: the open alarm, or the last one that cleared (it then
         rejoins nothing); None when it is neither of this unit's."""
         found = next(((z, a.active) for z, a in self.alarms if a.acknowledge(alarm_id)), None)
@@ -115,7 +118,7 @@ class StreamUnit:
             return None
         zone, active = found
         event = {"event": "acknowledged", "alarm_id": alarm_id, **({"zone": zone} if zone else {}), "active": active,
-                 **_who(who, why), **({"note": str(note)[:500]} if note else {})}
+                 **_who(who, why), **({"note": str(note)[:500]} if note else {}), **(audit or {})}
         self.emit(event)
         return event
 

@@ -20,23 +20,26 @@
     POST /api/cameras/<name>/suspend        {"minutes": 30, "who": "...", "why": "..."} (no minutes: until resumed)
     POST /api/cameras/<name>/resume         {"who": "...", "why": "..."}
     POST /api/alarms/<id>/ack               {"who": "...", "note": "..."} (as /api/incidents/<id>/ack; "why" too)
+    GET  /api/whoami                        the user the request's credentials name, and its role
     GET  /api/openapi.json                  this, as OpenAPI 3
     GET  /                                  the status page (static files of edgeseg/apps/gateway/static)
 
 HEAD answers as GET without the body; OPTIONS answers 204 with ``Allow`` (no CORS grant). A
 client that closes the connection mid-answer is one debug line (``metrics._Server``).
 
-Security: a state-changing request needs ``Authorization: Bearer <token>`` whenever
-``api.token_file`` is set (it must be, to bind beyond loopback: the settings refuse otherwise);
-read requests too with ``api.read_token``. The token is compared in constant time. Without the
-token, a request must name the gateway in ``Host`` (DNS rebinding) and a state-changing one must
-come from the gateway's own page (``Origin``), else 403 (:mod:`edgeseg.apps.gateway.origin`).
+Security: users and roles (:mod:`.users`, :mod:`.auth`): with ``api.users_file`` or
+``api.token_file`` set (one must be, to bind beyond loopback: the settings refuse otherwise) a
+state-changing request needs an operator (suspend, resume, ack) or an admin (anything else), 401
+without credentials, 403 with a role too low; reads need a viewer beyond loopback or with
+``api.read_token``. Each control action is recorded with the authenticated user and role (the body's
+``who`` stays a display note). Without a Bearer token, a request must name the gateway in ``Host``
+(DNS rebinding) and a state-changing one must come from the gateway's own page (``Origin``), else
+403 (:mod:`edgeseg.apps.gateway.origin`).
 Bodies over ``api.max_body_bytes`` get 413, a client over its budget 429 (:mod:`.ratelimit`);
 every refusal is a 4xx JSON ``{"error": "<one line naming the fix>"}``, never a traceback.
 """
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import os
@@ -48,6 +51,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import cv2
 
+from edgeseg.apps.gateway.auth import Verdict, action_role, auth_for
+from edgeseg.config.settings import ConfigError
 from edgeseg.apps.gateway.control import NAME, Controls
 from edgeseg.apps.gateway import evidence_http
 from edgeseg.apps.gateway.evidence_http import evidence_file, evidence_roots, inside as _inside, read_evidence  # noqa: F401
@@ -62,14 +67,22 @@ STATIC = {"": ("index.html", "text/html; charset=utf-8"), "app.js": ("app.js", "
 
 
 class Api:
-    def __init__(self, gw: Any, token: str | None) -> None:
-        self.gw, s = gw, gw.config.settings.api
-        self.controls, self.store, self.token = Controls(gw), gw.store, token
-        self.read_token, self.max_body = s.read_token, s.max_body_bytes
+    def __init__(self, gw: Any, host: str) -> None:
+        """The API of gateway ``gw`` on a server bound to ``host`` (beyond loopback every read needs a viewer)."""
+        self.gw, s, self.host = gw, gw.config.settings.api, host
+        self.controls, self.store, self.auth = Controls(gw), gw.store, auth_for(s, host)
+        self.public_metrics, self.max_body = s.public_metrics, s.max_body_bytes
         self.limit = Limiter(s)  # charged by the HTTP server before any path is routed (metrics._Server)
         self._jpg: dict[str, tuple[Any, str, bytes]] = {}  # camera -> (its frame, ETag, JPEG): encoded once
         self._tag = os.urandom(4).hex()
         self.guard = Guard(gw.config.settings.metrics.host, s.allowed_hosts, s.allowed_origins)
+
+    def reload_users(self) -> None:
+        """On reload (SIGHUP): read the users again; a file that no longer loads keeps the old ones."""
+        try:
+            self.auth = auth_for(self.gw.config.settings.api, self.host)
+        except ConfigError as exc:
+            log.error("reload: users not reloaded, the old ones stay: %s", exc)
 
     # -- the request ---------------------------------------------------------------------------
     def handle(self, h: Any, method: str) -> None:
@@ -99,17 +112,11 @@ class Api:
         elif method != "HEAD":
             h.wfile.write(body)
 
-    def _authorized(self, h: Any) -> bool:
-        if self.token is None:
-            return True
-        given = h.headers.get("Authorization", "")
-        given = given[7:].strip() if given.lower().startswith("bearer ") else ""
-        return hmac.compare_digest(given.encode(), self.token.encode())
-
-    def refusal(self, h: Any, write: bool) -> str | None:
-        """Why the request is refused by the Host / Origin checks (:mod:`.origin`); a request with the
-        right token passes them (a page on another origin cannot know it)."""
-        if self.token is not None and self._authorized(h):
+    def refusal(self, h: Any, write: bool, verdict: Verdict | None = None) -> str | None:
+        """Why the request is refused by the Host / Origin checks (:mod:`.origin`); a request with a
+        known Bearer token passes them (a page on another origin cannot know it, and no browser sends
+        it on its own). Basic credentials do not: a browser may send those it remembers cross-site."""
+        if (verdict or self.auth.check(h.headers, None)).bearer:
             return None
         why = self.guard.refusal(h, write)
         if why is not None:
@@ -129,19 +136,26 @@ class Api:
             return _json(413, {"error": f"request body over {self.max_body} bytes (fix: send a small JSON object)"})
         raw = h.rfile.read(size) if size else b""
         getattr(h, "request_read", lambda: None)()  # the body is in: the request deadline is met (#37 point 8)
-        refused = self.refusal(h, write=method not in ("GET", "HEAD"))
+        read = method in ("GET", "HEAD")
+        need = None if read and parts[0] != "api" else "viewer" if read else action_role(parts[1:])
+        verdict = self.auth.check(h.headers, need)  # the page itself is public: it holds no data
+        refused = self.refusal(h, not read, verdict)
         if refused is not None:
             return _json(403, {"error": refused})
-        if method in ("GET", "HEAD"):
+        if verdict.refusal is not None:
+            code, why = verdict.refusal
+            if code == 403:
+                log.info("API refused %s %s: %s", method, url.path[:200], why)
+            return _json(code, {"error": why})
+        if read:
             if parts[0] != "api":
                 return self._static(parts)
-            if self.read_token and not self._authorized(h):
-                return _json(401, {"error": "this endpoint needs the API token (fix: send Authorization: Bearer <token>)"})
+            if parts[1:] == ["whoami"]:
+                u = verdict.user
+                return _json(200, {"user": u.name if u else None, "role": u.role if u else None})
             return self._get(parts[1:], parse_qs(url.query), h.headers.get("If-None-Match"), h.headers)
         if method != "POST" or parts[0] != "api":
             return _json(405, {"error": f"{method} is not allowed here (fix: see GET /api/openapi.json)"})
-        if not self._authorized(h):
-            return _json(401, {"error": "changing state needs the API token (fix: send Authorization: Bearer <token>)"})
         try:
             body = json.loads(raw) if raw.strip() else {}
         except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...]]]] nested too deep
@@ -150,7 +164,8 @@ class Api:
             return _json(400, {"error": "the body must be a JSON object (fix: send e.g. {\"minutes\": 30})"})
         if any(not isinstance(body.get(k), (str, type(None))) for k in ("who", "why", "note")):
             return _json(400, {"error": "who and why must be texts (fix: send e.g. {\"who\": \"ann\", \"why\": \"welding\"})"})
-        return self._post(parts[1:], body)
+        user = verdict.user
+        return self._post(parts[1:], body, {"user": user.name, "role": user.role} if user else {})
 
     def _get(self, p: list[str], q: dict[str, list[str]], etag: str | None = None, headers: Any = None) -> tuple[Any, ...]:
         c = self.controls
@@ -174,14 +189,15 @@ class Api:
             return _json(200, SPEC)
         return _json(404, {"error": "no such endpoint (fix: GET /api/openapi.json lists them)"})
 
-    def _post(self, p: list[str], body: dict[str, Any]) -> tuple[int, str, bytes]:
+    def _post(self, p: list[str], body: dict[str, Any], by: dict[str, str]) -> tuple[int, str, bytes]:
+        """Run an action; ``by`` (the authenticated user and role) is what the audit trail records."""
         c, who, why = self.controls, body.get("who"), body.get("why")
         if len(p) == 3 and p[0] == "cameras" and p[2] == "suspend":
-            return _json(*c.suspend(p[1], body.get("minutes"), who, why))
+            return _json(*c.suspend(p[1], body.get("minutes"), who, why, by))
         if len(p) == 3 and p[0] == "cameras" and p[2] == "resume":
-            return _json(*c.resume(p[1], who, why))
+            return _json(*c.resume(p[1], who, why, by))
         if len(p) == 3 and p[0] in ("alarms", "incidents") and p[2] == "ack":
-            return _json(*c.ack(p[1], who, why, body.get("note")))
+            return _json(*c.ack(p[1], who, why, body.get("note"), by))
         return _json(404, {"error": "no such action (fix: POST /api/cameras/<name>/suspend|resume or "
                                    "/api/incidents/<id>/ack)"})
 

@@ -95,6 +95,10 @@ def parse_config(raw: Any, source_path: str | None = None) -> GatewayConfig:
                     for c in cameras)
     if settings.api.token_file is not None:
         read_token(settings.api.token_file)
+    if settings.api.users_file is not None:  # a plain secret or a bad entry stops the config, in one line
+        from edgeseg.apps.gateway.users import read_users  # noqa: PLC0415
+
+        read_users(settings.api.users_file)
     return GatewayConfig(settings, cameras, source_path)
 
 
@@ -154,8 +158,9 @@ def _relative_to(base: Path, raw: Any) -> Any:
             holder["clips"]["dir"] = rel(holder["clips"]["dir"])
     sinks = raw.get("sinks") if isinstance(raw.get("sinks"), dict) else {}
     api = raw.get("api") if isinstance(raw.get("api"), dict) else {}
-    if isinstance(api.get("token_file"), str):
-        api["token_file"] = rel(api["token_file"])
+    for key in ("token_file", "users_file", "tls_cert", "tls_key"):
+        if isinstance(api.get(key), str):
+            api[key] = rel(api[key])
     if isinstance(raw.get("state_dir"), str):
         raw["state_dir"] = rel(raw["state_dir"])
     else:

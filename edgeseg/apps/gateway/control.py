@@ -98,7 +98,10 @@ class Controls:
             return (200, self.state(cam)) if cam else _unknown_camera(name)
         return self.run(fn)
 
-    def suspend(self, name: str, minutes: Any = None, who: Any = None, why: Any = None) -> tuple[int, Any]:
+    def suspend(self, name: str, minutes: Any = None, who: Any = None, why: Any = None,
+                by: dict[str, str] | None = None) -> tuple[int, Any]:
+        """Suspend camera ``name``; ``by`` (``{"user", "role"}`` of the authenticated caller) goes into the
+        ``suspended`` event, the audit trail; ``who`` is only the name the caller typed (#35 point 6)."""
         if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
                                     or not 0 < minutes <= 525600):
             return 400, {"error": f"minutes must be a number of minutes between 0 and 525600, got {minutes!r} "
@@ -108,20 +111,21 @@ class Controls:
             cam = self._cam(name)
             if cam is None:
                 return _unknown_camera(name)
-            cam.unit.suspend(minutes, _text(who), _text(why))
+            cam.unit.suspend(minutes, _text(who), _text(why), by)
             return 200, self.state(cam)
         return self.run(fn)
 
-    def resume(self, name: str, who: Any = None, why: Any = None) -> tuple[int, Any]:
+    def resume(self, name: str, who: Any = None, why: Any = None, by: dict[str, str] | None = None) -> tuple[int, Any]:
         def fn() -> tuple[int, Any]:
             cam = self._cam(name)
             if cam is None:
                 return _unknown_camera(name)
-            cam.unit.resume(_text(who), _text(why))
+            cam.unit.resume(_text(who), _text(why), by)
             return 200, self.state(cam)
         return self.run(fn)
 
-    def ack(self, alarm_id: str, who: Any = None, why: Any = None, note: Any = None) -> tuple[int, Any]:
+    def ack(self, alarm_id: str, who: Any = None, why: Any = None, note: Any = None,
+            by: dict[str, str] | None = None) -> tuple[int, Any]:
         """Acknowledge incident ``alarm_id``: its alarm open or cleared, its camera running or gone (removed
         by a reload, or the incident is from before a restart). The ``acknowledged`` event is emitted like
         any other, and the incident store follows it."""
@@ -136,14 +140,14 @@ class Controls:
                 return 200, {"alarm_id": alarm_id, "camera": inc["camera"], "acknowledged": True, "already": True,
                              "incident": inc}
             for cam in list(self.gw.cameras.values()):
-                if cam.unit.acknowledge(alarm_id, _text(who), _text(why), _text(note, 500)) is not None:
+                if cam.unit.acknowledge(alarm_id, _text(who), _text(why), _text(note, 500), by) is not None:
                     return 200, {"alarm_id": alarm_id, "camera": cam.name, "acknowledged": True,
                                  "incident": store.get(alarm_id) if store else None}
             if inc is None:
                 return 404, {"error": f"no incident {alarm_id} (fix: the id is wrong or long gone: GET /api/incidents)"}
             record = {"event": "acknowledged", "alarm_id": alarm_id, **({"zone": inc["zone"]} if inc.get("zone") else {}),
                       "active": False, **{k: v for k, v in (("who", _text(who)), ("why", _text(why)),
-                                                            ("note", _text(note, 500))) if v}}
+                                                            ("note", _text(note, 500))) if v}, **(by or {})}
             cam = self.gw.cameras.get(inc["camera"])
             if cam is not None:
                 cam.unit.emit(record)

@@ -95,7 +95,8 @@ class IncidentStore(Sink):
                 inc.update(active=False, cleared_wall_time=record.get("wall_time"), cleared_iso=record.get("time_iso"),
                            reason=record.get("reason"))
             elif not inc.get("acknowledged"):  # the first acknowledgment is the one kept
-                inc["acknowledged"] = {"who": record.get("who"), "note": record.get("note") or record.get("why"),
+                inc["acknowledged"] = {"who": record.get("who"), "user": record.get("user"), "role": record.get("role"),
+                                       "note": record.get("note") or record.get("why"),
                                        "wall_time": record.get("wall_time"), "time_iso": record.get("time_iso"),
                                        "while_open": bool(inc.get("active"))}
             ids = inc.setdefault("event_ids", [])

@@ -19,6 +19,7 @@ import json
 import logging
 import sys
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -169,7 +170,9 @@ class _Server(ThreadingHTTPServer):
         """A client that went away mid-answer (a browser closing a tab) is one debug line, not the
         standard library's traceback on stderr; any other failure is one error line."""
         exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
+        if isinstance(exc, ssl.SSLError):  # a plain-HTTP client, a scanner, a browser refusing the cert
+            log.debug("TLS handshake with %s failed: %s", client_address[0], getattr(exc, "reason", None) or exc)
+        elif isinstance(exc, (ConnectionError, TimeoutError)):
             log.debug("HTTP client %s closed the connection early (%s)", client_address[0], type(exc).__name__)
         else:
             log.error("HTTP request from %s failed: %s: %s", client_address[0], type(exc).__name__, exc)
@@ -180,11 +183,16 @@ class MetricsServer:
 
     def __init__(self, metrics: GatewayMetrics, health: Callable[[], tuple[bool, dict[str, Any]]],
                  host: str = "127.0.0.1", port: int = 0, max_connections: int = 64, header_timeout_s: float = 10.0,
-                 api: Any = None) -> None:
+                 api: Any = None, tls: ssl.SSLContext | None = None) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         class Handler(BaseHTTPRequestHandler):
             timeout = header_timeout_s  # each read and write; the whole request has the same time (reap)
+
+            def setup(self) -> None:  # TLS: the handshake runs here, on this connection's thread, under its
+                super().setup()       # timeout and deadline: a client stalling it holds no one else up
+                if tls is not None:
+                    self.connection.do_handshake()
 
             def handle_one_request(self) -> None:  # the next request of a kept-alive connection: a new deadline
                 self.server.arm(self.connection, True)
@@ -243,11 +251,13 @@ class MetricsServer:
                 if api is not None and path not in ("/metrics", "/healthz"):
                     api.handle(self, self.command)  # GET or HEAD
                     return
-                refused = api.refusal(self, write=False) if api is not None and path == "/metrics" else None
+                verdict = api.auth.check(self.headers, None if api.public_metrics else "viewer") \
+                    if api is not None and path == "/metrics" else None
+                refused = api.refusal(self, False, verdict) if verdict is not None else None
                 if refused is not None:  # a page re-pointed at this server by DNS rebinding reads nothing
                     body, ctype, code = json.dumps({"error": refused}).encode(), "application/json", 403
-                elif path == "/metrics" and api is not None and api.read_token and not api._authorized(self):
-                    body, ctype, code = b'{"error": "needs the API token (fix: send Authorization: Bearer <token>)"}', "application/json", 401
+                elif verdict is not None and verdict.refusal is not None:  # beyond loopback: a viewer (#35 point 6)
+                    body, ctype, code = json.dumps({"error": verdict.refusal[1]}).encode(), "application/json", verdict.refusal[0]
                 elif path == "/metrics":
                     body, ctype, code = metrics.text(), CONTENT_TYPE_LATEST, 200
                 elif path == "/healthz":
@@ -276,6 +286,9 @@ class MetricsServer:
                     self.wfile.write(body)
 
         self.httpd = _Server((host, port), Handler, connection_cap(max_connections), header_timeout_s)
+        if tls is not None:  # accept() must not handshake: that would run on the one accepting thread
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
+        self.scheme = "https" if tls is not None else "http"
         self.host, self.port = host, self.httpd.server_address[1]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="edgeseg-metrics", daemon=True)
@@ -290,7 +303,7 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def close(self) -> None:
         self._stop.set()

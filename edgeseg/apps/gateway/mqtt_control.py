@@ -147,10 +147,12 @@ class MqttControl(Sink):
                 return 401, {"error": f"{refused} (fix: sign each command with the API token: ts, nonce, sig; "
                                       "see docs/gateway.md, MQTT control)"}
         action, who, why = msg.get("action"), msg.get("who"), msg.get("why")
+        # the audit trail's identity (#35 point 6): what proved the command, not the "who" it carries
+        by = {"user": "token", "role": "admin", "via": "mqtt"} if self.signed else {"user": "mqtt broker", "via": "mqtt"}
         if action == "suspend":
-            code, body = self.controls.suspend(camera, msg.get("minutes"), who, why)
+            code, body = self.controls.suspend(camera, msg.get("minutes"), who, why, by)
         elif action == "resume":
-            code, body = self.controls.resume(camera, who, why)
+            code, body = self.controls.resume(camera, who, why, by)
         elif action == "ack":
             alarm_id = msg.get("alarm_id")
             if alarm_id is None:
@@ -160,7 +162,7 @@ class MqttControl(Sink):
                 alarm_id = cam["open_alarm"] or cam.get("unacknowledged_incident") or ""  # open, else cleared (#35)
                 if not alarm_id:
                     return 404, {"error": f"camera {camera} has no unacknowledged incident (fix: nothing to acknowledge)"}
-            code, body = self.controls.ack(str(alarm_id), who, why, msg.get("note"))
+            code, body = self.controls.ack(str(alarm_id), who, why, msg.get("note"), by)
         else:
             return 400, {"error": "unknown action (fix: action is suspend, resume or ack)"}
         return code, body if isinstance(body, dict) else {"result": body}

@@ -18,7 +18,9 @@ _INCIDENT = {"content": {"application/json": {"schema": {"type": "object", "prop
     "cleared_iso": {"type": "string", "format": "date-time", "nullable": True},
     "episodes": {"type": "integer", "description": "1 + the times the leak came back within cooldown_s"},
     "acknowledged": {"type": "object", "nullable": True, "properties": {
-        "who": {"type": "string"}, "note": {"type": "string"}, "wall_time": {"type": "number"},
+        "who": {"type": "string", "description": "the name typed (a note)"},
+        "user": {"type": "string", "description": "the authenticated user (the audit trail)"},
+        "role": {"type": "string"}, "note": {"type": "string"}, "wall_time": {"type": "number"},
         "time_iso": {"type": "string", "format": "date-time"}, "while_open": {"type": "boolean"}}},
     "event_ids": {"type": "array", "items": {"type": "integer"}, "description": "its start / end / ack events"},
     "evidence_event_ids": {"type": "array", "items": {"type": "integer"},
@@ -33,14 +35,13 @@ _SUSPEND = {"type": "object", "properties": {**_WHO["properties"], "minutes": {
 
 
 def _op(summary: str, ok: dict, params: list | None = None, body: dict | None = None, write: bool = False) -> dict:
-    op: dict = {"summary": summary, "responses": {"200": {"description": "ok", **ok}, "400": _ERR, "403": _ERR, "404": _ERR,
-                                                  "429": _ERR, **({"401": _ERR, "413": _ERR} if write else {})}}
+    op: dict = {"summary": summary, "responses": {"200": {"description": "ok", **ok}, "400": _ERR, "401": _ERR,
+                                                  "403": _ERR, "404": _ERR, "429": _ERR, **({"413": _ERR} if write else {})}}
     if params:
         op["parameters"] = params
     if body:
         op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
-    if write:
-        op["security"] = [{"bearer": []}]
+    op["security"] = [{"bearer": []}, {"basic": []}]  # reads: a viewer beyond loopback; writes: an operator (#35)
     return op
 
 
@@ -103,8 +104,10 @@ def _file_op(summary: str, ok: dict, params: list) -> dict:
 SPEC = {
     "openapi": "3.0.3",
     "info": {"title": "edgeseg watch", "version": "1", "description": "The camera gateway's HTTP API (`edgeseg docs gateway`)"},
-    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                                   "description": "the token of api.token_file"}}},
+    "components": {"securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "a token user of api.users_file, or the token "
+                   "of api.token_file (an admin)"},
+        "basic": {"type": "http", "scheme": "basic", "description": "a password user of api.users_file: name:password"}}},
     "paths": {
         "/api/cameras": {"get": _op("Every camera: state, online, fps, drops, open alarm, troubles with their fix, "
                                     "last frame at", _JSON)},
@@ -131,6 +134,8 @@ SPEC = {
         "/api/events/{id}/clip": {"get": _file_op("The event's alarm clip with HTTP Range: a player seeks (?annotated=1: "
                                                   "the annotated clip)", _MP4,
                                                   [_path("id", "^[0-9]+$"), _ANNOTATED, _PART, _DOWNLOAD, _RANGE])},
+        "/api/whoami": {"get": _op("The user the credentials name and its role (viewer, operator, admin); "
+                                   "user null without credentials", _JSON)},
         "/api/openapi.json": {"get": _op("This description", _JSON)},
     },
 }

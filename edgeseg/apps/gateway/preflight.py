@@ -1,6 +1,7 @@
 """What ``edgeseg watch`` checks beyond the file itself, so that a config that passes it starts:
 the backends are known, the folders and files can really be written (probed: a probe file is created
-and removed), the metrics address resolves and its port is free. ``watch --check`` and ``watch`` run
+and removed), the metrics address resolves and its port is free, the TLS certificate and key load
+together. ``watch --check`` and ``watch`` run
 the same checks, before anything starts; each refusal is one line with its fix.
 What lets it start but puts evidence at risk (:func:`disk_problems`: a clips disk already below
 ``clips.min_free_gb``) is returned as warnings; ``watch --check`` exits 1 on them."""
@@ -126,6 +127,10 @@ def preflight(cfg: GatewayConfig) -> list[str]:
         found = listen_problem(s.metrics.host, s.metrics.port)
         if found:
             raise ConfigError("{}: {} (fix: {})".format(*found))
+    if s.api.tls_cert is not None and s.api.tls_key is not None:  # both there, and one pair (#35 point 6)
+        from edgeseg.apps.gateway.tls import server_context  # noqa: PLC0415
+
+        server_context(s.api.tls_cert, s.api.tls_key)
     return disk_problems(cfg)
 
 

@@ -28,6 +28,7 @@ from edgeseg.core.errors import OutputError
 from edgeseg.io.evidence.setup import check_clips, recorders_for
 from edgeseg.apps.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config, read_token
 from edgeseg.apps.gateway.journal import AlarmJournal
+from edgeseg.apps.gateway.tls import context_for
 from edgeseg.apps.gateway.camera import CameraState
 from edgeseg.apps.gateway.control import Commands
 from edgeseg.apps.gateway.events import EventStore
@@ -64,6 +65,7 @@ class Gateway(Dispatcher):
         self.sinks: list[Sink] = []
         self.metrics = None
         self.server = None
+        self.api: Any = None  # the HTTP API (its users are read again on reload)
         self._dispatcher: threading.Thread | None = None
         self._stopping = self._running = False
         self._finished = threading.Event()
@@ -200,8 +202,9 @@ class Gateway(Dispatcher):
             try:
                 from edgeseg.apps.gateway.api import Api
 
+                self.api = Api(self, host)  # its users and roles; TLS (#35 point 6)
                 self.server = MetricsServer(self.metrics, self.health, host, port, a.max_connections,
-                                            a.header_timeout_s, api=Api(self, read_token(a.token_file) if a.token_file else None))
+                                            a.header_timeout_s, api=self.api, tls=context_for(a))
             except OSError as exc:
                 if not chosen:  # the default port (#35): a second gateway on this machine runs without a page
                     return log.warning("no status page: cannot listen on %s:%d (the default; metrics.port is not set): %s "
@@ -355,6 +358,8 @@ class Gateway(Dispatcher):
         with self.cond:
             for n in added + changed:
                 self._add_camera(wanted[n])
+        if self.api is not None:  # the users file again: a removed user is refused from now on (#35)
+            self.api.reload_users()
         self._emit(None, {"event": "gateway_reloaded", "added": added, "removed": removed, "changed": changed})
         return {"added": added, "removed": removed, "changed": changed}
 

@@ -1,12 +1,17 @@
-// The status page: polls the gateway's own API (no build step, no CDN). The token, when the
-// gateway has one, is kept for this tab only (sessionStorage: gone when the tab closes, never in
-// localStorage without expiry, #35) and sent as a Bearer header with every request.
+// The status page: polls the gateway's own API (no build step, no CDN). The credential, when the
+// gateway has users or a token, is kept for this tab only (sessionStorage: gone when the tab closes,
+// never in localStorage without expiry, #35 point 6) and sent with every request: a token as
+// "Bearer", a user name with its password as "Basic".
 "use strict";
 const $ = (s) => document.querySelector(s);
 const token = () => sessionStorage.getItem("edgeseg-token") || "";
-const headers = () => (token() ? { Authorization: "Bearer " + token() } : {});
-// who did it: the name typed in the header (not a secret: kept in this browser), else "status page"
+const basic = () => sessionStorage.getItem("edgeseg-basic") || "";
+const headers = () => (token() ? { Authorization: "Bearer " + token() } : basic() ? { Authorization: "Basic " + basic() } : {});
+// the name typed in the header (a note beside the signed-in user, which the audit records; not a secret:
+// kept in this browser), else "status page"
 const who = () => $("#who").value.trim() || "status page";
+// who acted: the signed-in user (the audit trail), with the name typed beside it when that differs
+const by = (r) => [r.user, r.who && r.who !== r.user ? r.who : ""].filter(Boolean).join(" / ");
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
 
 async function api(path, opts = {}) {
@@ -188,7 +193,7 @@ async function refresh() {
       <td data-label="incident">${esc(i.id)}</td><td data-label="state">${esc(STATE_TEXT[i.state] || i.state)}</td>
       <td data-label="opened">${esc(when(i.opened_wall_time))}${i.episodes > 1 ? ` (${i.episodes} episodes)` : ""}</td>
       <td data-label="cleared">${i.active ? "leak on" : esc(when(i.cleared_wall_time))}</td>
-      <td data-label="acknowledged">${i.acknowledged ? esc(`${i.acknowledged.who || "?"}, ${when(i.acknowledged.wall_time)}`
+      <td data-label="acknowledged">${i.acknowledged ? esc(`${by(i.acknowledged) || "?"}, ${when(i.acknowledged.wall_time)}`
         + (i.acknowledged.note ? `: ${i.acknowledged.note}` : "")) : ""}</td>
       <td data-label="evidence">${(i.evidence_event_ids || []).length ? `<button class="evidence" data-incident="${esc(i.id)}">evidence</button>` : ""}</td>
       <td class="actions">${i.acknowledged ? "" : `<p class="next"><b>What to do next:</b> ${esc(nextStep(i))}</p>
@@ -209,7 +214,7 @@ async function refresh() {
     fill($("#events tbody"), events.map((e) => `<tr><td data-label="id">${e.id}</td>
       <td data-label="time">${esc(when(e.wall_time))}</td><td data-label="camera">${esc(e.camera)}</td>
       <td data-label="event">${esc(e.event)}${e.rejoined ? " (rejoined)" : ""}</td>
-      <td data-label="detail">${esc([e.trouble || e.reason || e.alarm_id || "", e.who ? "by " + e.who : "", e.why || "", e.note ? "note: " + e.note : ""].filter(Boolean).join(", "))}</td>
+      <td data-label="detail">${esc([e.trouble || e.reason || e.alarm_id || "", by(e) ? "by " + by(e) : "", e.why || "", e.note ? "note: " + e.note : ""].filter(Boolean).join(", "))}</td>
       <td data-label="snapshot">${e.snapshot ? `<img data-event="${e.id}" alt="snapshot">` : ""}</td>
       <td data-label="evidence">${e.snapshot || e.evidence ? `<button class="evidence" data-event-id="${e.id}" data-alarm="${esc(e.alarm_id || "")}">evidence</button>` : ""}</td></tr>`).join(""));
     document.querySelectorAll("img[data-event]").forEach((i) => { if (!i.getAttribute("src")) snapshot(i, i.dataset.event); });
@@ -225,7 +230,7 @@ async function refresh() {
 // Without a token the media load straight from their URLs; with one they are fetched with the header.
 const media = [];
 async function mediaUrl(url) {
-  if (!token()) return url;
+  if (!headers().Authorization) return url;
   const u = URL.createObjectURL(await (await api(url)).blob());
   media.push(u);
   return u;
@@ -263,7 +268,7 @@ async function showEvidence(ids, title) {
   for (const [k, f] of items.entries()) {
     const src = await mediaUrl(f.url).catch(() => "");
     body.querySelectorAll(`[data-k="${k}"]`).forEach((el) => {
-      if (el.tagName === "A" && el.classList.contains("download")) el.href = token() ? src : f.download_url;
+      if (el.tagName === "A" && el.classList.contains("download")) el.href = headers().Authorization ? src : f.download_url;
       else if (el.tagName === "A") el.href = src;
       else el.src = src;
     });
@@ -285,12 +290,26 @@ $("#viewer-close").onclick = () => {
   media.splice(0).forEach((u) => URL.revokeObjectURL(u));
 };
 
+// sign in: a password with the user name typed beside it, a token without one; whoami says as whom
 $("#tokenform").onsubmit = (ev) => {
   ev.preventDefault();
-  sessionStorage.setItem("edgeseg-token", $("#token").value);
+  const user = $("#user").value.trim(), secret = $("#token").value;
+  sessionStorage.removeItem("edgeseg-token");
+  sessionStorage.removeItem("edgeseg-basic");
+  if (user) sessionStorage.setItem("edgeseg-basic", btoa(unescape(encodeURIComponent(user + ":" + secret))));
+  else sessionStorage.setItem("edgeseg-token", secret);
   $("#token").value = "";
+  whoami();
   refresh();
 };
+async function whoami() {
+  try {
+    const me = await (await api("/api/whoami")).json();
+    // "anonymous": a gateway without users (loopback only), where everyone may do all: nothing to say
+    $("#me").textContent = me.user && me.user !== "anonymous" ? `signed in as ${me.user} (${me.role})` : "";
+  } catch (e) { $("#me").textContent = "not signed in: " + e.message; }
+}
+whoami();
 localStorage.removeItem("edgeseg-token");  // where an older page kept it without expiry: gone
 $("#who").value = localStorage.getItem("edgeseg-who") || "";  // a name is no secret: remembered
 $("#who").onchange = () => localStorage.setItem("edgeseg-who", $("#who").value.trim());
