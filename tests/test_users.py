@@ -235,3 +235,34 @@ def test_the_legacy_token_file_is_one_admin_named_token(tiny_onnx, tmp_path):
         assert {k: col.of("suspended")[-1][k] for k in ("user", "role", "who")} == {"user": "token", "role": "admin", "who": "ann"}
     finally:
         gw.stop()
+
+
+def test_an_unknown_name_costs_the_same_scrypt_as_a_wrong_password():
+    """No timing oracle for which user names exist: an unknown name is checked against a decoy hash
+    (the scrypt runs either way), so both answers take about as long."""
+    import time
+
+    store = UserStore([User("ann", "operator", password=hash_password("correct horse"))])
+    store.by_password("nobody", "x", now=0.0)  # the decoy is made once, outside the timing
+    times = {"wrong password": [], "unknown name": []}
+    for _ in range(3):
+        for label, name in (("wrong password", "ann"), ("unknown name", "nobody")):
+            t0 = time.perf_counter()
+            assert store.by_password(name, "guess", now=0.0) is None
+            times[label].append(time.perf_counter() - t0)
+    wrong, unknown = min(times["wrong password"]), min(times["unknown name"])
+    assert unknown > 0.3 * wrong, times  # without the decoy an unknown name answers ~1000x faster
+
+
+def test_a_users_file_others_can_read_is_warned_about(tmp_path, caplog):
+    path = tmp_path / "users.json"
+    path.write_text(json.dumps({"users": [{"name": "ann", "role": "viewer", "token_sha256": "a" * 64}]}))
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="edgeseg"):
+        read_users(path)
+    assert any("chmod 600" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    path.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="edgeseg"):
+        read_users(path)
+    assert not any("chmod 600" in r.getMessage() for r in caplog.records)

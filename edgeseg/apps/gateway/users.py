@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from edgeseg.config.settings import ConfigError
+
+log = logging.getLogger("edgeseg")
 
 #: roles in order of what they may do: each may do what the ones before it may
 ROLES = ("viewer", "operator", "admin")
@@ -144,9 +147,13 @@ def read_users(path: str | Path) -> list[User]:
     p = Path(path).expanduser()
     try:
         text = p.read_text()
+        mode = p.stat().st_mode
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"api.users_file: {p} cannot be read: {getattr(exc, 'strerror', None) or exc} "
                           f"(fix: {_FIX_ADD})") from None
+    if mode & 0o077:  # hashes only, but an offline guess at a weak password needs just the file
+        log.warning("api.users_file: %s can be read by other local users (mode %o); fix: chmod 600 %s",
+                    p, mode & 0o777, p)
     try:
         import yaml  # noqa: PLC0415
 
@@ -195,6 +202,12 @@ class UserStore:
     def __bool__(self) -> bool:
         return bool(self.users)
 
+    def _decoy(self) -> str:
+        """A hash no password matches, made once: what an unknown name is checked against."""
+        if getattr(self, "_decoy_hash", None) is None:
+            self._decoy_hash = hash_password(os.urandom(16).hex())
+        return self._decoy_hash
+
     def by_token(self, token: str) -> User | None:
         """The user whose token this is; every stored hash is compared (constant time each)."""
         digest, found = token_sha256(token).encode(), None
@@ -205,7 +218,8 @@ class UserStore:
 
     def by_password(self, name: str, password: str, now: float) -> User | None:
         user = next((u for u in self.users if u.name == name and u.password is not None), None)
-        if user is None:
+        if user is None:  # the same scrypt as a wrong password: the answer's time does not tell which names exist
+            verify_password(password, self._decoy())
             return None
         key = hmac.new(self._key, f"{name}\0{password}".encode(), hashlib.sha256).digest()
         seen = self._seen.get(key)
