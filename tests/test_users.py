@@ -266,3 +266,32 @@ def test_a_users_file_others_can_read_is_warned_about(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="edgeseg"):
         read_users(path)
     assert not any("chmod 600" in r.getMessage() for r in caplog.records)
+
+
+def test_only_an_admin_reloads_over_http_and_a_broken_file_changes_nothing(tiny_onnx, tmp_path):
+    """The admin role's own action: POST /api/reload re-reads the config file as SIGHUP does; an
+    operator gets 403; a file that no longer loads answers 400 in one line and the cameras run on."""
+    from edgeseg import Gateway
+    from test_api import FakeCam
+
+    path, tok = users_file(tmp_path)
+    cfg = {"model": str(tiny_onnx), "threads": 1, "cameras": cams(1), "metrics": {"port": 0},
+           "state_dir": str(tmp_path / "state"), "api": {"users_file": str(path), "rate": 1000}}
+    conf = tmp_path / "gateway.yaml"
+    conf.write_text(json.dumps(cfg))  # JSON is YAML
+    col = Collect()
+    gw = Gateway(str(conf), sinks=[col], capture_factory=lambda spec: FakeCam(spec, fps=20)).start()
+    o, a = ({"Authorization": f"Bearer {tok[r]}"} for r in ("operator", "admin"))
+    try:
+        err = one_line_error(call(gw, "POST", "/api/reload", {}, headers=o), 403)
+        assert "needs the role admin" in err
+        conf.write_text(json.dumps({**cfg, "cameras": cams(2)}))
+        assert js(call(gw, "POST", "/api/reload", {}, headers=a))["added"] == ["cam1"]
+        (ev,) = col.of("gateway_reloaded")
+        assert (ev["user"], ev["role"], ev["added"]) == ("adm-user", "admin", ["cam1"])
+        conf.write_text("cameras: [unclosed")
+        err = one_line_error(call(gw, "POST", "/api/reload", {}, headers=a), 400)
+        assert "running config stays" in err
+        assert [c["name"] for c in js(call(gw, "GET", "/api/cameras", headers=a))] == ["cam0", "cam1"]
+    finally:
+        gw.stop()

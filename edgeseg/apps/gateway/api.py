@@ -20,6 +20,7 @@
     POST /api/cameras/<name>/suspend        {"minutes": 30, "who": "...", "why": "..."} (no minutes: until resumed)
     POST /api/cameras/<name>/resume         {"who": "...", "why": "..."}
     POST /api/alarms/<id>/ack               {"who": "...", "note": "..."} (as /api/incidents/<id>/ack; "why" too)
+    POST /api/reload                        re-read the config file, as SIGHUP (an admin's action)
     GET  /api/whoami                        the user the request's credentials name, and its role
     GET  /api/openapi.json                  this, as OpenAPI 3
     GET  /                                  the status page (static files of edgeseg/apps/gateway/static)
@@ -198,8 +199,10 @@ class Api:
             return _json(*c.resume(p[1], who, why, by))
         if len(p) == 3 and p[0] in ("alarms", "incidents") and p[2] == "ack":
             return _json(*c.ack(p[1], who, why, body.get("note"), by))
-        return _json(404, {"error": "no such action (fix: POST /api/cameras/<name>/suspend|resume or "
-                                   "/api/incidents/<id>/ack)"})
+        if p == ["reload"]:
+            return _json(*c.reload(by))
+        return _json(404, {"error": "no such action (fix: POST /api/cameras/<name>/suspend|resume, "
+                                   "/api/incidents/<id>/ack or /api/reload)"})
 
     # -- answers -------------------------------------------------------------------------------
     def _latest(self, name: str, etag: str | None = None) -> tuple[Any, ...]:

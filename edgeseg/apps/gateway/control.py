@@ -78,6 +78,25 @@ class Controls:
 
     def __init__(self, gw: Any) -> None:
         self.gw = gw
+        self._reloading = threading.Lock()
+
+    def reload(self, by: dict[str, str] | None = None) -> tuple[int, Any]:
+        """Re-read the config file, as SIGHUP does (an admin's action: it can add, stop and change
+        cameras). Runs on the caller's thread, not the gateway loop's: stopping a changed camera may take
+        seconds. A file that no longer loads changes nothing and says why."""
+        from edgeseg.config.settings import ConfigError  # noqa: PLC0415
+
+        if self.gw.config.source_path is None:
+            return 409, {"error": "this gateway was started from settings in code, not a file: there is nothing "
+                                  "to re-read (fix: call Gateway.reload(new_config) in that code)"}
+        if not self._reloading.acquire(blocking=False):
+            return 409, {"error": "a reload is under way (fix: try again in a few seconds)"}
+        try:
+            return 200, self.gw.reload(by=by)
+        except ConfigError as exc:
+            return 400, {"error": f"{exc} (the running config stays)"}
+        finally:
+            self._reloading.release()
 
     def run(self, fn: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:
         return self.gw.commands.call(fn)

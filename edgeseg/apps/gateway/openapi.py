@@ -134,6 +134,9 @@ SPEC = {
         "/api/events/{id}/clip": {"get": _file_op("The event's alarm clip with HTTP Range: a player seeks (?annotated=1: "
                                                   "the annotated clip)", _MP4,
                                                   [_path("id", "^[0-9]+$"), _ANNOTATED, _PART, _DOWNLOAD, _RANGE])},
+        "/api/reload": {"post": _op("Re-read the config file, as SIGHUP: cameras added, stopped, changed (an admin's "
+                                    "action; 400 with the reason when the file does not load, nothing changed)", _JSON,
+                                    write=True)},
         "/api/whoami": {"get": _op("The user the credentials name and its role (viewer, operator, admin); "
                                    "user null without credentials", _JSON)},
         "/api/openapi.json": {"get": _op("This description", _JSON)},

@@ -328,7 +328,7 @@ class Gateway(Dispatcher):
             cam.stop_reason = reason
             cam.reader.stop()
 
-    def reload(self, config: GatewayConfig | str | Path | dict | None = None) -> dict[str, list[str]]:
+    def reload(self, config: GatewayConfig | str | Path | dict | None = None, by: dict | None = None) -> dict[str, list[str]]:
         """Apply a new config (default: re-read the file): added cameras start, removed ones stop
         (with their ``end`` events), changed ones (model settings included) restart, unchanged
         ones keep running untouched. Threads, batch, sink and server settings need a restart
@@ -360,7 +360,7 @@ class Gateway(Dispatcher):
                 self._add_camera(wanted[n])
         if self.api is not None:  # the users file again: a removed user is refused from now on (#35)
             self.api.reload_users()
-        self._emit(None, {"event": "gateway_reloaded", "added": added, "removed": removed, "changed": changed})
+        self._emit(None, {"event": "gateway_reloaded", "added": added, "removed": removed, "changed": changed, **(by or {})})
         return {"added": added, "removed": removed, "changed": changed}
 
     @property
