@@ -8,7 +8,8 @@ What is measured, for the candidate (temporal input, through ``Segmenter.stream(
 thermal cameras run today (the bundled single-frame model at its shipped operating point):
 
 - operating point (threshold, min area): chosen for the candidate on rendered clips over the unseen
-  HIT-UAV ``select`` frames (``training.ir_eval.choose``), never on the footage below;
+  HIT-UAV ``select`` frames (:func:`choose_for_recall`: >= 0.85 of the leak clips raising, the fewest
+  leak-free clips raising), never on the footage below;
 - rendered held-out: ``CLIPS`` clips with gas and ``CLIPS`` without (``training.thermal_video``, all the
   nuisances) over smoke-free TNO frames: plume IoU, flagged pixels on the plume, leak clips raising,
   leak-free clips raising (the last frame of each 10-frame clip);
@@ -36,6 +37,27 @@ CLIPS, SELECT_CLIPS, CLIP = 100, 60, 10
 SELECT_SEED, HELDOUT_SEED = 71_000_000, 91_000_000
 ALARM = (3, 5, 10)  # k of n, clear after m: LeakAlarm's defaults
 RECORDS = Path(__file__).resolve().parent / "records" / "thermal"
+#: the share of rendered ``select`` leak clips the candidate's operating point must raise: above the gate's 0.8
+#: on the held-out, so a point chosen on ``select`` is not a coin toss there
+SELECT_RECALL = 0.85
+
+
+def choose_for_recall(grid: list[dict], recall: float = SELECT_RECALL) -> dict:
+    """The operating point on ``select`` that raises at least ``recall`` of the leak clips with the fewest
+    leak-free clips raising (then the best plume IoU, then the higher threshold); ``training.ir_eval.choose``
+    (the largest gap between the two) when no point reaches ``recall``.
+
+    Why not the largest gap alone: run 1 (training/records/thermal) was chosen that way at threshold
+    0.75 and raised 0.72 of select / 0.66 of held-out leak clips: it failed the gate's 0.8 on recall
+    while its false alarms on real leak-free video were 16x below today's model. The gate asks for
+    0.8 recall and no more false alarms than today's; the point is chosen for that, on rendered clips
+    only (never on the real footage that judges it)."""
+    from training.ir_eval import choose
+
+    enough = [r for r in grid if r["leak_frames_raising"] >= recall]
+    if not enough:
+        return choose(grid)
+    return min(enough, key=lambda r: (round(r["leak_free_raising"], 6), -round(r["plume_iou_dataset"], 6), -r["threshold"]))
 
 
 def rendered(split: str, n: int) -> dict:
@@ -122,7 +144,7 @@ def measure(candidate: Path, current: Path, clips: int = CLIPS, select_clips: in
     for name, model in (("candidate", candidate), ("current", current)):
         ps = last_frame_probs(model, sel["gas"]), last_frame_probs(model, sel["free"])
         grid = [score(ps[0], sel["truths"], ps[1], t, a) for t in THRESHOLDS for a in MIN_AREAS]
-        chosen = choose(grid)
+        chosen = choose_for_recall(grid) if name == "candidate" else choose(grid)
         point = (chosen["threshold"], chosen["min_area"]) if name == "candidate" else shipped
         ph = last_frame_probs(model, held["gas"]), last_frame_probs(model, held["free"])
         res[name] = {"model": str(model), "select_chosen": chosen,
