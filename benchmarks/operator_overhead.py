@@ -103,6 +103,12 @@ def config(on: bool, work: Path, a: argparse.Namespace, ports: dict[str, int], w
 
 
 # -- the other side of the features: a browser tab, Home Assistant's broker, a notification service --------
+def kind_of(path: str) -> str:
+    """A request's path without its ids: /api/events/17/snapshot.jpg -> /api/events/<id>/snapshot.jpg."""
+    parts = path.split("?")[0].split("/")
+    return "/".join("<id>" if p.isdigit() or (i == 3 and parts[2] == "cameras") else p for i, p in enumerate(parts))
+
+
 class Browser(threading.Thread):
     """Requests what the status page's ``refresh()`` requests, every ``period`` s (static/app.js)."""
 
@@ -113,6 +119,7 @@ class Browser(threading.Thread):
         self.ok = self.not_modified = self.failed = self.refreshes = 0
         self.etags: dict[str, str] = {}
         self.snapshots: set[int] = set()
+        self.failures: dict[str, int] = {}  # "<status> <path kind>" or "unreachable": what the failed ones were
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes] | None:
         try:
@@ -123,10 +130,14 @@ class Browser(threading.Thread):
             if err.code == 304:  # the frame shown is still the latest: answered, no body
                 self.not_modified += 1
                 return 304, dict(err.headers), b""
-            self.failed += 1
+            self._fail(f"{err.code} {kind_of(path)}")
         except OSError:  # not up yet (the first refresh of a window) or gone: counted
-            self.failed += 1
+            self._fail("unreachable")
         return None
+
+    def _fail(self, why: str) -> None:
+        self.failed += 1
+        self.failures[why] = self.failures.get(why, 0) + 1
 
     def refresh(self) -> None:
         got = self.get("/api/cameras")
@@ -145,9 +156,11 @@ class Browser(threading.Thread):
         for ev in json.loads(events[2]) if events else []:
             if ev.get("snapshot") and ev["id"] not in self.snapshots and fetched < 10:
                 fetched += 1
-                if self.get(f"/api/events/{ev['id']}/snapshot.jpg") is None:
-                    self.get(f"/api/events/{ev['id']}/snapshot.jpg?annotated=1")
-                self.snapshots.add(ev["id"])
+                got = self.get(f"/api/events/{ev['id']}/snapshot.jpg")
+                if got is None:
+                    got = self.get(f"/api/events/{ev['id']}/snapshot.jpg?annotated=1")
+                if got is not None:  # as app.js: one not written yet is asked again at the next refresh
+                    self.snapshots.add(ev["id"])
         self.refreshes += 1
 
     def run(self) -> None:
@@ -158,7 +171,7 @@ class Browser(threading.Thread):
 
     def counts(self) -> dict[str, int]:
         return {"refreshes": self.refreshes, "answered": self.ok + self.not_modified, "not_modified": self.not_modified,
-                "failed": self.failed, "snapshots": len(self.snapshots)}
+                "failed": self.failed, "failures": dict(self.failures), "snapshots": len(self.snapshots)}
 
 
 class Receiver:
@@ -234,6 +247,23 @@ class Mosquitto:
 
 
 # -- one window: a gateway in a process of its own ---------------------------------------------------------
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads: Python threads by name (digits dropped, so one entry per
+    kind of thread), the runtimes' native threads together as ``native (inference runtime, ...)``."""
+    import re as _re
+
+    names = {t.native_id: _re.sub(r"[-_]?\d+$", "", t.name) for t in threading.enumerate()}
+    tick, out = os.sysconf("SC_CLK_TCK"), {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = names.get(int(tid), "native (inference runtime, ...)")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def worker(cfg_path: str, warmup: float, duration: float) -> int:
     """``--worker``: run the gateway of ``cfg_path``, measure, print one JSON line per phase."""
     from edgeseg import Gateway
@@ -259,11 +289,14 @@ def worker(cfg_path: str, warmup: float, duration: float) -> int:
 
     try:
         time.sleep(warmup)
-        n0, t0, c0 = processed(), time.perf_counter(), time.process_time()
+        n0, t0, c0, th0 = processed(), time.perf_counter(), time.process_time(), thread_cpu()
         time.sleep(duration)
-        n1, t1, c1 = processed(), time.perf_counter(), time.process_time()
+        n1, t1, c1, th1 = processed(), time.perf_counter(), time.process_time(), thread_cpu()
+        frames = max(1, n1 - n0)
+        by_thread = {k: round(1000 * (v - th0.get(k, 0.0)) / frames, 2) for k, v in th1.items()}
         print(json.dumps({"phase": "measured", "frames": n1 - n0, "seconds": t1 - t0, "fps": (n1 - n0) / (t1 - t0),
-                          "cpu_s_per_frame": (c1 - c0) / max(1, n1 - n0), "cpu_cores_busy": (c1 - c0) / (t1 - t0)}),
+                          "cpu_s_per_frame": (c1 - c0) / frames, "cpu_cores_busy": (c1 - c0) / (t1 - t0),
+                          "cpu_ms_per_frame_by_thread": dict(sorted(by_thread.items(), key=lambda kv: -kv[1]))}),
               flush=True)
     finally:
         gw.stop()
