@@ -99,6 +99,14 @@ def config(on: bool, work: Path, a: argparse.Namespace, ports: dict[str, int], w
                      "discovery": "homeassistant", "queue_dir": str(work / "mqtt-queue")},
             "notify": {"urls": [f"json://127.0.0.1:{ports['notify']}/hook"], "queue_dir": str(work / "notify-queue"),
                        "page_url": f"http://127.0.0.1:{ports['http']}/"}}
+        for part in getattr(a, "without", ()):  # a diagnostic: which feature costs what (not a result)
+            if part == "clips":
+                cfg.pop("clips")
+            elif part == "page":
+                cfg["metrics"] = {"enabled": False}
+                cfg["sinks"]["notify"].pop("page_url")
+            else:
+                cfg["sinks"].pop(part)
     return cfg
 
 
@@ -330,7 +338,7 @@ def run_window(on: bool, a: argparse.Namespace, ports: dict[str, int], index: in
                     continue
                 msg = json.loads(line)
                 lines[msg["phase"]] = msg
-                if msg["phase"] == "started" and on:
+                if msg["phase"] == "started" and on and "page" not in a.without:
                     browser = Browser(ports["http"], a.poll_s)
                     browser.start()
                 elif msg["phase"] == "measured" and browser is not None:
@@ -455,14 +463,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip-max-s", type=float, default=10.0, help="clip part length (parts close inside a window)")
     ap.add_argument("--poll-s", type=float, default=2.0, help="the status page's refresh period")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "reports" / "operator")
+    ap.add_argument("--without", default="", help="a diagnostic, not a result: ON leaves these out, comma-separated "
+                    "(clips, page, mqtt, notify, jsonl), to see what each costs; the report is named after them")
     a = ap.parse_args(argv)
     if a.worker:
         return worker(a.worker, a.warmup, a.duration)
+    a.without = tuple(w for w in a.without.split(",") if w)
+    unknown = set(a.without) - {"clips", "page", "mqtt", "notify", "jsonl"}
+    if unknown:
+        ap.error(f"--without: unknown {', '.join(sorted(unknown))} (fix: clips, page, mqtt, notify, jsonl)")
     if a.quick:
         a.rounds, a.duration, a.warmup = min(a.rounds, 1), min(a.duration, 4.0), min(a.warmup, 3.0)
     argv_s = " ".join(argv if argv is not None else sys.argv[1:])
     a.out.mkdir(parents=True, exist_ok=True)
     name = "operator_overhead.quick" if a.quick else "operator_overhead"
+    if a.without:
+        name += ".without-" + "-".join(a.without)
     with tempfile.TemporaryDirectory(prefix="edgeseg-opov-") as tmp:
         work = Path(tmp)
         resolve_model(a, work)
