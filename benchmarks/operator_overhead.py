@@ -37,7 +37,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,27 +53,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.ports import free_port, wait_port  # noqa: E402
+
 DEMO_CLIP = ROOT / "edgeseg" / "assets" / "demo_gas_leak.mp4"
 TARGET = 0.95
 #: the alarm of both configs: "site" is the shipped default (what users run); "demo" starts, updates and
 #: ends as fast as it goes (an event per frame: a stress for every sink and the page)
 ALARMS = {"site": {}, "demo": {"verify_s": 0.0, "clear_s": 0.0, "cooldown_s": 0.0, "update_every_s": 0.0}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.05)
-    return False
 
 
 # -- the configs ---------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from edgeseg.config.settings import ConfigError
+
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 ALARM_ID = re.compile(r"^[0-9a-f]{16}$")
 
@@ -84,8 +86,6 @@ class Controls:
         """Re-read the config file, as SIGHUP does (an admin's action: it can add, stop and change
         cameras). Runs on the caller's thread, not the gateway loop's: stopping a changed camera may take
         seconds. A file that no longer loads changes nothing and says why."""
-        from edgeseg.config.settings import ConfigError  # noqa: PLC0415
-
         if self.gw.config.source_path is None:
             return 409, {"error": "this gateway was started from settings in code, not a file: there is nothing "
                                   "to re-read (fix: call Gateway.reload(new_config) in that code)"}

@@ -127,10 +127,9 @@ def preflight(cfg: GatewayConfig) -> list[str]:
         found = listen_problem(s.metrics.host, s.metrics.port)
         if found:
             raise ConfigError("{}: {} (fix: {})".format(*found))
-    if s.api.tls_cert is not None and s.api.tls_key is not None:  # both there, and one pair (#35 point 6)
-        from edgeseg.apps.gateway.tls import server_context  # noqa: PLC0415
+    from edgeseg.apps.gateway.tls import context_for  # noqa: PLC0415
 
-        server_context(s.api.tls_cert, s.api.tls_key)
+    context_for(s.api)  # the certificate and key load together, as at start (#35 point 6)
     return disk_problems(cfg)
 
 

@@ -198,13 +198,14 @@ class UserStore:
             self.users.append(User("token", "admin", token_sha256(legacy_token)))
         self._key = os.urandom(32)
         self._seen: dict[bytes, tuple[User, float]] = {}
+        self._decoy_hash: str | None = None  # made at the first unknown name (a scrypt: not at start)
 
     def __bool__(self) -> bool:
         return bool(self.users)
 
     def _decoy(self) -> str:
         """A hash no password matches, made once: what an unknown name is checked against."""
-        if getattr(self, "_decoy_hash", None) is None:
+        if self._decoy_hash is None:
             self._decoy_hash = hash_password(os.urandom(16).hex())
         return self._decoy_hash
 
