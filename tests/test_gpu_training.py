@@ -90,13 +90,17 @@ def test_gpu_augment_is_seeded_and_keeps_labels_valid():
 
 
 def test_device_choice_is_refused_in_one_line_without_cuda(monkeypatch):
-    from training.accel import amp_dtype, pick_device
+    from training.accel import amp_dtype, cpu_has_amx_bf16, pick_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert pick_device("auto").type == "cpu"
     with pytest.raises(SystemExit, match="sees no CUDA GPU.*--device cpu"):
         pick_device("cuda")
-    assert amp_dtype("auto", torch.device("cpu")) is None
+    # auto on the CPU: bf16 exactly where this host's /proc/cpuinfo lists amx_bf16, else fp32
+    flags = next((ln.split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")), [])
+    assert cpu_has_amx_bf16() == ("amx_bf16" in flags)
+    assert amp_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if "amx_bf16" in flags else None)
+    assert amp_dtype("none", torch.device("cpu")) is None
     with pytest.raises(SystemExit, match="--amp bf16"):
         amp_dtype("fp16", torch.device("cpu"))
 

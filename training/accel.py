@@ -38,13 +38,30 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU has AMX bf16 tiles (``amx_bf16`` in /proc/cpuinfo's flags), read at run time:
+    the host's CPU changes between machines. With AMX, oneDNN runs bf16 convolutions ~3-4x faster
+    than fp32 (a U-Net training step on 2 cores: 0.7 s against 2.5 s); without it bf16 is slower."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        pass
+    return False
+
+
 def amp_dtype(amp: str, dev: torch.device) -> torch.dtype | None:
-    """``auto``: bf16 on a GPU that has it, else fp16 on CUDA; none on the CPU (fp32 is faster there
-    unless the CPU has AMX). ``bf16`` / ``fp16`` force it (bf16 autocast also runs on CPUs)."""
+    """``auto``: bf16 on a GPU that has it, else fp16 on CUDA; on the CPU bf16 only where it has AMX
+    (:func:`cpu_has_amx_bf16`), else none (fp32 is faster there). ``bf16`` / ``fp16`` force it (bf16
+    autocast also runs on CPUs)."""
     if amp not in AMP_CHOICES:
         raise SystemExit(f"error: --amp {amp!r}: use one of {', '.join(AMP_CHOICES)}")
-    if amp == "none" or (amp == "auto" and dev.type != "cuda"):
+    if amp == "none":
         return None
+    if amp == "auto" and dev.type != "cuda":
+        return torch.bfloat16 if dev.type == "cpu" and cpu_has_amx_bf16() else None
     if amp == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if amp == "fp16" and dev.type == "cpu":

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from edgeseg.runtime import temporal
+from training.accel import AMP_CHOICES
 
 CLIP = 10
 TRAIN_SEED = 5_000_000
@@ -65,6 +66,7 @@ def metadata(record: dict) -> dict[str, str]:
 
 
 def train(args: argparse.Namespace) -> dict:
+    from training.accel import amp_dtype
     from training.ir_backgrounds import files
     from training.ir_plumes import read_gray
     from training.losses import segmentation_loss
@@ -88,6 +90,8 @@ def train(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    amp = amp_dtype(args.amp, device)
+    print(f"device {device}, mixed precision: {amp or 'none (fp32)'}", flush=True)
     bgs = [read_gray(p) for p in files("train")]
     log = (out / "log.jsonl").open("a")
     t0, step, budget = time.time(), start, args.minutes * 60
@@ -103,7 +107,7 @@ def train(args: argparse.Namespace) -> dict:
             g["lr"] = lr
         model.train()
         freeze_bn(model)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
             logits = model.logits(x.to(device).contiguous(memory_format=torch.channels_last))
         loss = segmentation_loss(logits.float(), y.to(device), leak_weight=args.leak_weight)
         opt.zero_grad(set_to_none=True)
@@ -123,6 +127,7 @@ def train(args: argparse.Namespace) -> dict:
               "steps": step, "steps_planned": args.steps, "batch_clips": args.batch, "clip_frames": CLIP,
               "images_per_step": 2 * args.batch, "minutes": round(wall / 60, 2), "lr": args.lr, "seed": args.seed,
               "p_leak": args.p_leak, "leak_weight": args.leak_weight, "device": args.device, "threads": args.threads,
+              "amp": str(amp).replace("torch.", "") if amp else "none",
               "data": "HIT-UAV train frames (training/ir_sources.json, CC BY 4.0) made into clips by "
                       "training.thermal_video; rendered plumes; no filmed gas",
               "host": {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine()}}
@@ -151,6 +156,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="weight of gas pixels in the NLL: >1 trades leak-free quiet for faint-plume recall")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", default="auto", choices=AMP_CHOICES,
+                    help="mixed precision: auto = bf16 on CUDA and on CPUs with AMX (read from /proc/cpuinfo), "
+                         "else fp32; the loss is always fp32")
     ap.add_argument("--seed", type=int, default=38)
     ap.add_argument("--save-every", type=int, default=50)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
