@@ -53,7 +53,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import rtsp_camera  # noqa: E402
 from benchmarks.ports import free_port, wait_port  # noqa: E402
+from benchmarks.rtsp_camera import DEMO_720P  # noqa: E402
 
 DEMO_CLIP = ROOT / "edgeseg" / "assets" / "demo_gas_leak.mp4"
 TARGET = 0.95
@@ -65,7 +67,10 @@ ALARMS = {"site": {}, "demo": {"verify_s": 0.0, "clear_s": 0.0, "cooldown_s": 0.
 # -- the configs ---------------------------------------------------------------------------------------
 def config(on: bool, work: Path, a: argparse.Namespace, ports: dict[str, int], window: int) -> dict[str, Any]:
     """The gateway of one window: the same cameras, model and alarm; ``on`` adds every operator feature."""
-    cams = [{"name": f"cam{i}", "source": str(a.clip), "loop": True} for i in range(a.cameras)]
+    if a.source:  # a live camera (--rtsp): frames at the camera's rate, the clean clip copied from its packets
+        cams = [{"name": f"cam{i}", "source": a.source} for i in range(a.cameras)]
+    else:
+        cams = [{"name": f"cam{i}", "source": str(a.clip), "loop": True} for i in range(a.cameras)]
     cfg: dict[str, Any] = {"cameras": cams, "state_dir": str(work / "state"), "backend": a.backend,
                            "alarm": dict(ALARMS[a.alarm]), "metrics": {"enabled": False}}
     if a.model_path is not None:
@@ -280,15 +285,18 @@ def worker(cfg_path: str, warmup: float, duration: float) -> int:
     def processed() -> int:
         return sum(c.processed for c in list(gw.cameras.values()))
 
+    def read() -> int:  # frames the cameras delivered (live: more than processed when the gateway is at capacity)
+        return sum(c.reader.read for c in list(gw.cameras.values()))
+
     try:
         time.sleep(warmup)
-        n0, t0, c0, th0 = processed(), time.perf_counter(), time.process_time(), thread_cpu()
+        n0, r0, t0, c0, th0 = processed(), read(), time.perf_counter(), time.process_time(), thread_cpu()
         time.sleep(duration)
-        n1, t1, c1, th1 = processed(), time.perf_counter(), time.process_time(), thread_cpu()
+        n1, r1, t1, c1, th1 = processed(), read(), time.perf_counter(), time.process_time(), thread_cpu()
         frames = max(1, n1 - n0)
         by_thread = {k: round(1000 * (v - th0.get(k, 0.0)) / frames, 2) for k, v in th1.items()}
         print(json.dumps({"phase": "measured", "frames": n1 - n0, "seconds": t1 - t0, "fps": (n1 - n0) / (t1 - t0),
-                          "cpu_s_per_frame": (c1 - c0) / frames, "cpu_cores_busy": (c1 - c0) / (t1 - t0),
+                          "frames_read": r1 - r0, "cpu_s_per_frame": (c1 - c0) / frames, "cpu_cores_busy": (c1 - c0) / (t1 - t0),
                           "cpu_ms_per_frame_by_thread": dict(sorted(by_thread.items(), key=lambda kv: -kv[1]))}),
               flush=True)
     finally:
@@ -438,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=6.0, help="seconds each window's gateway runs before it is measured")
     ap.add_argument("--cameras", type=int, default=2)
     ap.add_argument("--clip", type=Path, default=DEMO_CLIP, help="the leak clip every camera loops")
+    ap.add_argument("--rtsp", default=None, metavar="VIDEO",
+                    help=f"cameras are live instead: this H.264 MP4 served by a local RTSP server ({DEMO_720P}: the "
+                         "bundled clip at 1280x720, 12 fps); use --cameras so they offer more frames than the host "
+                         "processes (the gateway at capacity)")
     ap.add_argument("--model", default=None, help="an ONNX model, 'tiny' (a test model: smoke runs only) or none: the "
                     "bundled model (what users run)")
     ap.add_argument("--threshold", type=float, default=None)
@@ -462,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     argv_s = " ".join(argv if argv is not None else sys.argv[1:])
     a.out.mkdir(parents=True, exist_ok=True)
     name = "operator_overhead.quick" if a.quick else "operator_overhead"
+    if a.rtsp:
+        name = name.replace("operator_overhead", "operator_overhead_rtsp")
     if a.without:
         name += ".without-" + "-".join(a.without)
     with tempfile.TemporaryDirectory(prefix="edgeseg-opov-") as tmp:
@@ -470,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         info = host()
         print(f"host: {info['cpu']}, {info['cores']} cores, {info['cpu_features']}, load {info['load_1m_at_start']}",
               flush=True)
+        camera, a.source = rtsp_camera.serve(a.rtsp) if a.rtsp else (None, None)
         mq, rx = Mosquitto(work), Receiver()
         ports = {"mqtt": mq.port, "notify": rx.port}
         windows, rounds = [], []
@@ -489,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             mq.close()
             rx.close()
+            if camera is not None:
+                rtsp_camera.stop(camera)
     ratio = statistics.median(r["ratio"] for r in rounds)
     ons = [w for w in windows if w["on"]]
     must = ("alarm_starts", "incidents", "clips_written", "snapshots_written", "jsonl_lines", "mqtt_messages",
@@ -498,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": f"python benchmarks/operator_overhead.py {argv_s}".strip(), "quick": a.quick,
               "note": "a smoke run (--quick): proves the script works, measures nothing" if a.quick else None,
               "settings": {"rounds": a.rounds, "duration_s": a.duration, "warmup_s": a.warmup, "cameras": a.cameras,
-                           "clip": str(a.clip), "model": a.model or "bundled", "threshold": a.threshold,
+                           "clip": str(a.clip), "rtsp": a.rtsp, "model": a.model or "bundled", "threshold": a.threshold,
                            "backend": a.backend_requested, "backend_used": windows[0]["backend"], "model_used": windows[0]["model"],
                            "threads": a.threads, "alarm": a.alarm, "alarm_settings": ALARMS[a.alarm] or "defaults",
                            "clip_max_s": a.clip_max_s, "poll_s": a.poll_s},

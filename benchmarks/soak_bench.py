@@ -43,7 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import rtsp_camera  # noqa: E402
 from benchmarks.ports import free_port  # noqa: E402
+from benchmarks.rtsp_camera import DEMO_720P  # noqa: E402
 
 
 #: samples whose median stands for the start and the end of the run
@@ -222,24 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         return soak(args, name)
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(10)
-
-
-DEMO_720P = "demo-720p"
-
-
-def demo_720p() -> Path:
-    """The bundled gas-leak clip as 10 minutes of 1280x720 H.264 at 12 fps (a GOP of 2 s), made once by ffmpeg."""
-    out = Path(tempfile.gettempdir()) / "edgeseg-soak-demo-720p.mp4"
-    if not out.exists():
-        tmp = out.with_suffix(".part.mp4")
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", "60", "-i",
-                        str(ROOT / "edgeseg" / "assets" / "demo_gas_leak.mp4"), "-vf", "scale=1280:720", "-r", "12",
-                        "-t", "600", "-c:v", "libx264", "-preset", "ultrafast", "-g", "24", "-bf", "0",
-                        "-pix_fmt", "yuv420p", str(tmp)], check=True)
-        tmp.replace(out)
-    return out
+            rtsp_camera.stop(server)
 
 
 def rescore(path: Path) -> int:
@@ -255,16 +240,7 @@ def rescore(path: Path) -> int:
 
 def serve_rtsp(args: argparse.Namespace) -> subprocess.Popen:
     """The RTSP camera of ``--rtsp``: started, ready, and ``args.source`` pointing at it."""
-    if str(args.rtsp) == DEMO_720P:
-        args.rtsp = demo_720p()
-    port = free_port()
-    server = subprocess.Popen(["/usr/bin/python3", str(ROOT / "tests" / "rtsp_server.py"), str(args.rtsp.resolve()),
-                               str(port), "/cam", "shared"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if server.stdout is None or server.stdout.readline().strip() != "ready":
-        server.kill()
-        raise SystemExit(f"the RTSP server did not start: {server.stderr.read() if server.stderr else ''}"
-                         "(fix: make system-deps, or pass --source rtsp://your-camera)")
-    args.source = f"rtsp://127.0.0.1:{port}/cam"
+    server, args.source = rtsp_camera.serve(args.rtsp)
     return server
 
 
