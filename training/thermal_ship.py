@@ -40,8 +40,9 @@ def ship(candidate: Path, gate: dict) -> Path:
         "classes": json.loads(meta["classes"]), "input_size": json.loads(meta["input_size"]),
         "mean": json.loads(meta["mean"]), "std": json.loads(meta["std"]), "color_order": "RGB", "activation": "softmax",
         "leak_threshold": op["threshold"], "leak_min_area": op["min_area"],
-        "operating_point": "chosen by training.ir_eval.choose on rendered clips over the unseen HIT-UAV select frames "
-                           "(never on the real footage of the gate); leak_min_area is a fraction of the frame area",
+        "operating_point": "chosen by training.thermal_gate.choose_for_recall on rendered clips over the unseen HIT-UAV "
+                           "select frames (>= 0.85 of the leak clips raising, the fewest leak-free clips raising; never "
+                           "on the real footage of the gate); leak_min_area is a fraction of the frame area",
         "onnx_sha256": sha256_file(stored), "fp32_export_sha256": sha256_file(candidate),
         "stored_as": f"fp16 weights, fp32 inputs/outputs (mask IoU {iou:.4f} vs the fp32 export on image-like inputs, "
                      f"max prob error {perr:.1e}, {clamped} tiny weights clamped)",
