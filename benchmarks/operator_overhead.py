@@ -54,7 +54,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import rtsp_camera  # noqa: E402
-from benchmarks.ports import free_port, wait_port  # noqa: E402
+from benchmarks.ports import free_port, kind_of, wait_port  # noqa: E402
 from benchmarks.rtsp_camera import DEMO_720P  # noqa: E402
 
 DEMO_CLIP = ROOT / "edgeseg" / "assets" / "demo_gas_leak.mp4"
@@ -101,12 +101,6 @@ def config(on: bool, work: Path, a: argparse.Namespace, ports: dict[str, int], w
 
 
 # -- the other side of the features: a browser tab, Home Assistant's broker, a notification service --------
-def kind_of(path: str) -> str:
-    """A request's path without its ids: /api/events/17/snapshot.jpg -> /api/events/<id>/snapshot.jpg."""
-    parts = path.split("?")[0].split("/")
-    return "/".join("<id>" if p.isdigit() or (i == 3 and parts[2] == "cameras") else p for i, p in enumerate(parts))
-
-
 class Browser(threading.Thread):
     """Requests what the status page's ``refresh()`` requests, every ``period`` s (static/app.js)."""
 

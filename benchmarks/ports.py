@@ -1,4 +1,5 @@
-"""Loopback ports for the services a benchmark starts itself (a broker, a receiver, a gateway's page)."""
+"""Loopback ports for the services a benchmark starts itself (a broker, a receiver, a gateway's page),
+and how a benchmark names the API requests it counts."""
 from __future__ import annotations
 
 import socket
@@ -21,3 +22,11 @@ def wait_port(port: int, timeout: float = 10.0) -> bool:
                 return True
         time.sleep(0.05)
     return False
+
+
+def kind_of(path: str) -> str:
+    """A request's path without its ids or query, for counting failures by kind:
+    /api/events/17/snapshot.jpg -> /api/events/<id>/snapshot.jpg, /api/cameras/cam0/latest.jpg ->
+    /api/cameras/<id>/latest.jpg."""
+    parts = path.split("?")[0].split("/")
+    return "/".join("<id>" if p.isdigit() or (i == 3 and parts[2] == "cameras") else p for i, p in enumerate(parts))

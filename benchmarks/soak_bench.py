@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import rtsp_camera  # noqa: E402
-from benchmarks.ports import free_port  # noqa: E402
+from benchmarks.ports import free_port, kind_of  # noqa: E402
 from benchmarks.rtsp_camera import DEMO_720P  # noqa: E402
 
 
@@ -105,15 +106,24 @@ class Poller(threading.Thread):
         self.base, self.period = f"http://127.0.0.1:{port}", 1.0 / hz
         self.stop = threading.Event()
         self.ok = self.failed = 0
+        self.failures: dict[str, int] = {}  # "<status> <path kind>", "unreachable" or the error's type: what failed
 
     def get(self, path: str) -> bytes | None:
         try:
             with urllib.request.urlopen(self.base + path, timeout=10) as r:
                 self.ok += 1
                 return r.read()
-        except Exception:  # noqa: BLE001 - counted; the soak goes on
-            self.failed += 1
-            return None
+        except urllib.error.HTTPError as err:  # counted by status and path; the soak goes on
+            self._fail(f"{err.code} {kind_of(path)}")
+        except OSError:
+            self._fail(f"unreachable {kind_of(path)}")
+        except Exception as exc:  # noqa: BLE001 - counted; the soak goes on
+            self._fail(f"{type(exc).__name__} {kind_of(path)}")
+        return None
+
+    def _fail(self, why: str) -> None:
+        self.failed += 1
+        self.failures[why] = self.failures.get(why, 0) + 1
 
     def run(self) -> None:
         while not self.stop.wait(self.period):
@@ -294,7 +304,7 @@ def soak(args: argparse.Namespace, name: str) -> int:
               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "host": {"cpu": cpu_model(), "cpu_features": describe_cpu_features(), "cores": os.cpu_count(), "python": platform.python_version()},
               "exit_code": proc.returncode, "events": kinds,
-              "api": {"ok": poller.ok, "failed": poller.failed} if poller else None,
+              "api": {"ok": poller.ok, "failed": poller.failed, "failures": poller.failures} if poller else None,
               "verdict": verdict(samples, args), "samples": samples}
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=1))
     plot(samples, args.out / f"{name}.png", f"{report['command']}  -  flat: {report['verdict'].get('flat')}")

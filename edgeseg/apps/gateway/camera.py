@@ -29,7 +29,7 @@ class CameraState:
         self.removed = False  # stopped because a reload dropped it (not a shutdown): its HA entities go too
         self.finished = threading.Event()
         self.latencies: list[float] = []  # the last few thousand, for stats()
-        self._fps_mark = (time.monotonic(), 0)
+        self._fps_mark = 0.0  # when the metrics' fps gauge was last set (dispatch._sync_metrics)
 
     def fps(self, now: float | None = None, window_s: float = 3.0) -> float:
         """Frames processed per second over the last results (at most 64): 0 once the camera went quiet

@@ -77,10 +77,9 @@ class Dispatcher:
             if value > prev:
                 counter.labels(cam.name).inc(value - prev)
                 setattr(cam, attr, value)
-        t0, n0 = cam._fps_mark
-        if now - t0 >= 1.0:
-            m.fps.labels(cam.name).set((cam.processed - n0) / (now - t0))
-            cam._fps_mark = (now, cam.processed)
+        if now - cam._fps_mark >= 1.0:  # the page's number (CameraState.fps), at most once a second
+            m.fps.labels(cam.name).set(cam.fps(now))
+            cam._fps_mark = now
 
     def _dispatch_loop(self) -> None:
         try:
