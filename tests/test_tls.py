@@ -20,7 +20,7 @@ from edgeseg.apps.gateway.config import ConfigError, parse_config
 from edgeseg.apps.gateway.preflight import preflight
 from edgeseg.apps.gateway.users import User, hash_password, new_token, token_sha256, write_users
 from test_api import gateway
-from test_gateway import cams, wait_for
+from test_gateway import Collect, cams, wait_for
 
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed (apt-get install openssl)")
@@ -84,6 +84,52 @@ def test_https_end_to_end_and_plain_http_or_old_tls_get_nothing(tiny_onnx, tmp_p
                 got = b""
             assert b"cam0" not in got and not got.startswith(b"HTTP/1.1 200")
         assert get(base + "/api/cameras", cert, {"Authorization": f"Bearer {tok}"})[0] == 200  # still serving
+    finally:
+        gw.stop()
+
+
+def served_cert(port: int) -> bytes:
+    """The certificate (DER) a new TLS connection to 127.0.0.1:``port`` is given."""
+    return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", port), timeout=10))
+
+
+def der(cert: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(cert.read_text())
+
+
+def test_a_renewed_certificate_is_served_after_a_reload_and_a_bad_pair_changes_nothing(tiny_onnx, tmp_path):
+    """Renewal keeps the paths and replaces the files (certbot): a reload (SIGHUP / POST /api/reload)
+    serves the new pair to new connections; a pair that does not load fails the reload in one line and
+    the running certificate stays."""
+    live = tmp_path / "live"
+    live.mkdir()
+    cert, key = self_signed(live, "site")
+    old = self_signed(tmp_path, "old")
+    shutil.copy(old[0], cert)
+    shutil.copy(old[1], key)
+    path, tok = users(tmp_path)
+    col = Collect()
+    raw = {"model": str(tiny_onnx), "threads": 1, "cameras": cams(1), "metrics": {"port": 0},
+           "state_dir": str(tmp_path / "state"), "api": {"users_file": str(path), "read_token": True, "rate": 1000,
+                                                        "tls_cert": str(cert), "tls_key": str(key)}}
+    gw = gateway(tiny_onnx, tmp_path, n=1, col=col, api=raw["api"]).start()
+    try:
+        port = gw.server.port
+        assert served_cert(port) == der(old[0])
+        new = self_signed(tmp_path, "new")  # renewed: the same paths, new files
+        shutil.copy(new[0], cert)
+        shutil.copy(new[1], key)
+        gw.reload(raw)
+        assert served_cert(port) == der(new[0])
+        assert col.of("gateway_reloaded")[-1]["tls_reloaded"] is True
+        code, body = get(f"https://localhost:{port}/api/cameras", cert, {"Authorization": f"Bearer {tok}"})
+        assert code == 200 and json.loads(body)[0]["name"] == "cam0"  # clients trusting the new one get in
+        shutil.copy(old[0], cert)  # half-way through a renewal: a certificate with another's key
+        with pytest.raises(ConfigError, match=r"^api.tls_cert / api.tls_key: .* do not load together.*\(fix: ") as got:
+            gw.reload(raw)
+        assert "\n" not in str(got.value)
+        assert served_cert(port) == der(new[0])  # the running certificate stays
+        assert len(col.of("gateway_reloaded")) == 1
     finally:
         gw.stop()
 

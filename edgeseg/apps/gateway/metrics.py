@@ -104,10 +104,22 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, addr: Any, handler: Any, cap: int, header_timeout_s: float) -> None:
         self.cap, self.header_timeout_s = cap, header_timeout_s
+        #: the TLS context new connections get (None: plain HTTP); replaced whole, never changed in place,
+        #: when the certificate is renewed (a reload): connections already open keep theirs
+        self.tls: ssl.SSLContext | None = None
         self._lock = threading.Lock()
         self._conns: dict[Any, float | None] = {}  # in order of arrival: deadline of its request, None: answering
         self.closed_slow = self.refused = 0
         super().__init__(addr, handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Accept, and wrap in TLS without a handshake: that runs on the connection's own thread
+        (``Handler.setup``), so a client stalling it holds no one else up."""
+        sock, addr = self.socket.accept()
+        tls = self.tls
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
 
     # -- the connection slots ------------------------------------------------------------------
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -286,8 +298,7 @@ class MetricsServer:
                     self.wfile.write(body)
 
         self.httpd = _Server((host, port), Handler, connection_cap(max_connections), header_timeout_s)
-        if tls is not None:  # accept() must not handshake: that would run on the one accepting thread
-            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
+        self.httpd.tls = tls
         self.scheme = "https" if tls is not None else "http"
         self.host, self.port = host, self.httpd.server_address[1]
         self._stop = threading.Event()
@@ -304,6 +315,12 @@ class MetricsServer:
     @property
     def url(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
+
+    def renew_tls(self, ctx: ssl.SSLContext) -> None:
+        """Serve new connections with ``ctx`` (a renewed certificate, loaded and checked by the caller)."""
+        if self.httpd.tls is None:
+            raise ValueError("this server speaks plain HTTP: TLS starts only with a restart")
+        self.httpd.tls = ctx
 
     def close(self) -> None:
         self._stop.set()

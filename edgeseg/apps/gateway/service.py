@@ -335,6 +335,9 @@ class Gateway(Dispatcher):
         (logged when they differ)."""
         new = self._load(config if config is not None else self.config.source_path)
         old = self.config
+        # the running api.tls_cert / tls_key again (a renewed certificate at the same paths): a pair that
+        # does not load raises here, before anything changed (#35: a gateway runs longer than a certificate)
+        renewed_tls = context_for(old.settings.api) if self.server is not None and self.server.scheme == "https" else None
         with self.cond:
             current = {name: cam.cfg for name, cam in self.cameras.items() if cam.stop_requested_at is None}
         wanted = {c.name: c for c in new.cameras}
@@ -360,7 +363,10 @@ class Gateway(Dispatcher):
                 self._add_camera(wanted[n])
         if self.api is not None:  # the users file again: a removed user is refused from now on (#35)
             self.api.reload_users()
-        self._emit(None, {"event": "gateway_reloaded", "added": added, "removed": removed, "changed": changed, **(by or {})})
+        if renewed_tls is not None:
+            self.server.renew_tls(renewed_tls)
+        self._emit(None, {"event": "gateway_reloaded", "added": added, "removed": removed, "changed": changed,
+                          **({"tls_reloaded": True} if renewed_tls is not None else {}), **(by or {})})
         return {"added": added, "removed": removed, "changed": changed}
 
     @property

@@ -4,6 +4,10 @@ Tokens and passwords cross the network with every request, so beyond a trusted L
 either here (a PEM certificate chain and its key) or in a reverse proxy in front (docs/operator.md).
 TLS 1.2 is the floor; Python's defaults choose the ciphers. Both ``watch --check`` and the start load
 the pair, so a wrong path, a key of another certificate or a passphrase-protected key is one line.
+
+Renewal (certbot, an internal CA) keeps the paths and replaces the files: a reload (SIGHUP, ``POST
+/api/reload``) loads the pair again into a new context and new connections get it; a pair that does
+not load fails the reload in one line and the running certificate stays (nothing else changes either).
 """
 from __future__ import annotations
 
