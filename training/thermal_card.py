@@ -46,7 +46,8 @@ camera, 1.3 MB at 256x256); a still picture gets the single-frame answer with a 
 
 - Command: `{rec.get('command', '?')}`; {rec.get('steps', '?')} steps of {rec.get('images_per_step', '?')} images
   ({rec.get('batch_clips', '?')} clips of {rec.get('clip_frames', '?')} frames, two frames each) in
-  {rec.get('minutes', '?')} min on {rec.get('device', '?')} ({rec.get('threads', '?')} threads), from the bundled model's weights.
+  {rec.get('minutes', '?')} min on {rec.get('device', '?')} ({rec.get('threads', '?')} threads, mixed precision
+  {rec.get('amp', 'none')}), from the bundled model's weights.
 - Data: {rec.get('data', '?')}. Two clips of three have no gas; every clip has the motion that is not gas
   (`training.thermal_video`: walking warm objects, wind in vegetation, pans, shake, shimmer, gain jumps,
   palette switches, cheap-sensor noise, 160x120 upscaling). Gas: rendered plumes (`training.ir_plumes`),
@@ -55,8 +56,9 @@ camera, 1.3 MB at 256x256); a still picture gets the single-frame answer with a 
 
 ## Ship gate
 
-Operating point: chosen for the candidate on {gate['sets']['select']} (`training.ir_eval.choose`);
-today's model at its shipped point. Rendered held-out: {gate['sets']['rendered_heldout']}.
+Operating point: chosen for the candidate on {gate['sets']['select']}
+(`training.thermal_gate.choose_for_recall`: at least 85 % of those leak clips raising, then the fewest
+leak-free clips raising); today's model at its shipped point. Rendered held-out: {gate['sets']['rendered_heldout']}.
 Real leak-free video (`training/thermal_sources.json`; measurement only):
 
 {real}
