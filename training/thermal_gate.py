@@ -47,7 +47,7 @@ def choose_for_recall(grid: list[dict], recall: float = SELECT_RECALL) -> dict:
     leak-free clips raising (then the best plume IoU, then the higher threshold); ``training.ir_eval.choose``
     (the largest gap between the two) when no point reaches ``recall``.
 
-    Why not the largest gap alone: run 1 (training/records/thermal) was chosen that way at threshold
+    Why not the largest gap alone: run 1 (training/records/thermal/run1) was chosen that way at threshold
     0.75 and raised 0.72 of select / 0.66 of held-out leak clips: it failed the gate's 0.8 on recall
     while its false alarms on real leak-free video were 16x below today's model. The gate asks for
     0.8 recall and no more false alarms than today's; the point is chosen for that, on rendered clips
