@@ -65,8 +65,10 @@ Real leak-free video (`training/thermal_sources.json`; measurement only):
 
 {table(gate)}
 
-Alarms: `LeakAlarm` 3 of 5 frames, cleared after 10 (the defaults); per camera-hour at the clips' frame
-rates (Lepton 9 fps; TNO assumed 25 fps).
+Alarms: `LeakAlarm` 3 of 5 frames, cleared after 10 frames (a strict count: every flicker that lasts 3
+frames is an alarm); and, on the rows marked `watch` alarm defaults, the incidents `edgeseg watch` pages
+for with its shipped settings (3 s to confirm, 10 s of quiet to clear, a leak back within 60 s rejoins its
+incident). Per camera-hour at the clips' frame rates (Lepton 9 fps; TNO assumed 25 fps).
 
 Checks (all must pass to ship):
 
