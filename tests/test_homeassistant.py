@@ -230,8 +230,9 @@ def test_a_camera_removed_by_reload_and_a_stale_one_lose_their_discovery_configs
     ha = Broker(mosquitto)
     gw = gateway(tiny_onnx, tmp_path, mosquitto, col, cams(2), control=True)
     try:
+        assert wait_for(lambda: other in ha.retained(), 10)  # the broker's retained configs have arrived here
         assert wait_for(lambda: not any("/ghost_" in t for t in ha.retained()), 10)  # swept at connect
-        assert other in ha.retained()
+        assert other in ha.retained()  # another gateway's node: untouched
         assert wait_for(lambda: len(configs(ha.retained(), "cam1")) == 6)
         assert wait_for(lambda: "site/cam1/state" in ha.retained())
         gw.reload({"model": str(tiny_onnx), "threads": 1, "cameras": cams(1), "state_dir": str(tmp_path / "state"),

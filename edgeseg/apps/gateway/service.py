@@ -28,7 +28,7 @@ from edgeseg.core.errors import OutputError
 from edgeseg.io.evidence.setup import check_clips, recorders_for
 from edgeseg.apps.gateway.config import CameraConfig, GatewayConfig, load_config, parse_config, read_token
 from edgeseg.apps.gateway.journal import AlarmJournal
-from edgeseg.apps.gateway.tls import context_for
+from edgeseg.apps.gateway.tls import apply_tls_renewal, context_for, tls_renewal
 from edgeseg.apps.gateway.camera import CameraState
 from edgeseg.apps.gateway.control import Commands
 from edgeseg.apps.gateway.events import EventStore
@@ -331,13 +331,10 @@ class Gateway(Dispatcher):
     def reload(self, config: GatewayConfig | str | Path | dict | None = None, by: dict | None = None) -> dict[str, list[str]]:
         """Apply a new config (default: re-read the file): added cameras start, removed ones stop
         (with their ``end`` events), changed ones (model settings included) restart, unchanged
-        ones keep running untouched. Threads, batch, sink and server settings need a restart
-        (logged when they differ)."""
-        new = self._load(config if config is not None else self.config.source_path)
-        old = self.config
-        # the running api.tls_cert / tls_key again (a renewed certificate at the same paths): a pair that
-        # does not load raises here, before anything changed (#35: a gateway runs longer than a certificate)
-        renewed_tls = context_for(old.settings.api) if self.server is not None and self.server.scheme == "https" else None
+        ones keep running untouched; the users file and the TLS pair are read again. Threads, batch,
+        sink and server settings need a restart (logged when they differ)."""
+        new, old = self._load(config if config is not None else self.config.source_path), self.config
+        renewed_tls = tls_renewal(self.server, old.settings.api)  # raises before anything changed
         with self.cond:
             current = {name: cam.cfg for name, cam in self.cameras.items() if cam.stop_requested_at is None}
         wanted = {c.name: c for c in new.cameras}
@@ -363,10 +360,8 @@ class Gateway(Dispatcher):
                 self._add_camera(wanted[n])
         if self.api is not None:  # the users file again: a removed user is refused from now on (#35)
             self.api.reload_users()
-        if renewed_tls is not None:
-            self.server.renew_tls(renewed_tls)
         self._emit(None, {"event": "gateway_reloaded", "added": added, "removed": removed, "changed": changed,
-                          **({"tls_reloaded": True} if renewed_tls is not None else {}), **(by or {})})
+                          **apply_tls_renewal(self.server, renewed_tls), **(by or {})})
         return {"added": added, "removed": removed, "changed": changed}
 
     @property

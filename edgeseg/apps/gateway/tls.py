@@ -46,3 +46,18 @@ def _no_passphrase() -> str:
 def context_for(api: Any) -> ssl.SSLContext | None:
     """The server context of settings ``api`` (``tls_cert`` + ``tls_key``), None for plain HTTP."""
     return server_context(api.tls_cert, api.tls_key) if api.tls_cert and api.tls_key else None
+
+
+def tls_renewal(server: Any, api: Any) -> ssl.SSLContext | None:
+    """On a reload: the running ``api.tls_cert`` / ``tls_key`` loaded again into a new context (a renewed
+    certificate at the same paths), None when ``server`` speaks plain HTTP. A pair that does not load
+    raises ConfigError here, before the reload changed anything (a gateway runs longer than a certificate)."""
+    return context_for(api) if server is not None and server.scheme == "https" else None
+
+
+def apply_tls_renewal(server: Any, ctx: ssl.SSLContext | None) -> dict[str, bool]:
+    """New connections get ``ctx`` (from :func:`tls_renewal`); what the ``gateway_reloaded`` event says of it."""
+    if ctx is None:
+        return {}
+    server.renew_tls(ctx)
+    return {"tls_reloaded": True}
