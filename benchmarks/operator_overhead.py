@@ -54,7 +54,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import rtsp_camera  # noqa: E402
-from benchmarks.ports import free_port, kind_of, wait_port  # noqa: E402
+from benchmarks.ports import free_port, kind_of, stop_process, wait_port  # noqa: E402
 from benchmarks.rtsp_camera import DEMO_720P  # noqa: E402
 
 DEMO_CLIP = ROOT / "edgeseg" / "assets" / "demo_gas_leak.mp4"
@@ -89,7 +89,7 @@ def config(on: bool, work: Path, a: argparse.Namespace, ports: dict[str, int], w
                      "discovery": "homeassistant", "queue_dir": str(work / "mqtt-queue")},
             "notify": {"urls": [f"json://127.0.0.1:{ports['notify']}/hook"], "queue_dir": str(work / "notify-queue"),
                        "page_url": f"http://127.0.0.1:{ports['http']}/"}}
-        for part in getattr(a, "without", ()):  # a diagnostic: which feature costs what (not a result)
+        for part in a.without:  # a diagnostic: which feature costs what (not a result)
             if part == "clips":
                 cfg.pop("clips")
             elif part == "page":
@@ -229,13 +229,7 @@ class Mosquitto:
         if getattr(self, "client", None) is not None:
             self.client.loop_stop()
             self.client.disconnect()
-        if self.proc.poll() is None:
-            self.proc.terminate()  # by its PID
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)  # by its PID
 
 
 # -- one window: a gateway in a process of its own ---------------------------------------------------------
@@ -499,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             mq.close()
             rx.close()
             if camera is not None:
-                rtsp_camera.stop(camera)
+                stop_process(camera)
     ratio = statistics.median(r["ratio"] for r in rounds)
     ons = [w for w in windows if w["on"]]
     must = ("alarm_starts", "incidents", "clips_written", "snapshots_written", "jsonl_lines", "mqtt_messages",

@@ -1,8 +1,9 @@
-"""Loopback ports for the services a benchmark starts itself (a broker, a receiver, a gateway's page),
-and how a benchmark names the API requests it counts."""
+"""Loopback ports for the services a benchmark (or a test) starts itself (a broker, a receiver, an RTSP
+camera, a gateway's page), how it stops them, and how a benchmark names the API requests it counts."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 
@@ -22,6 +23,17 @@ def wait_port(port: int, timeout: float = 10.0) -> bool:
                 return True
         time.sleep(0.05)
     return False
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """Stop a service this program started, by its PID: SIGTERM, then SIGKILL after ``grace_s``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def kind_of(path: str) -> str:

@@ -29,7 +29,7 @@ def demo_720p() -> Path:
 
 def serve(video: str | Path) -> tuple[subprocess.Popen, str]:
     """``video`` (an H.264 MP4, or ``demo-720p``) served live on a free loopback port; the server process
-    (stop it with ``terminate()``) and its URL. Every client shares one pipeline, as one camera would."""
+    (stop it with :func:`benchmarks.ports.stop_process`) and its URL. Every client shares one pipeline, as one camera would."""
     path = demo_720p() if str(video) == DEMO_720P else Path(video)
     port = free_port()
     server = subprocess.Popen(["/usr/bin/python3", str(ROOT / "tests" / "rtsp_server.py"), str(path.resolve()),
@@ -40,13 +40,3 @@ def serve(video: str | Path) -> tuple[subprocess.Popen, str]:
                          "(fix: make system-deps, or point the benchmark at your own camera)")
     return server, f"rtsp://127.0.0.1:{port}/cam"
 
-
-def stop(server: subprocess.Popen) -> None:
-    """Stop the server by its PID (SIGTERM, then SIGKILL after 10 s)."""
-    if server.poll() is None:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)

@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import rtsp_camera  # noqa: E402
-from benchmarks.ports import free_port, kind_of  # noqa: E402
+from benchmarks.ports import free_port, kind_of, stop_process  # noqa: E402
 from benchmarks.rtsp_camera import DEMO_720P  # noqa: E402
 
 
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return soak(args, name)
     finally:
         if server is not None:
-            rtsp_camera.stop(server)
+            stop_process(server)
 
 
 def rescore(path: Path) -> int:

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from edgeseg.apps.gateway.config import ConfigError, Zones, load_config, parse_c
 from edgeseg.streaming.zones import ZoneFilter
 from edgeseg.runtime.postprocess import Region
 from edgeseg.io.sinks import Sink
+from benchmarks.ports import free_port, stop_process, wait_port  # noqa: F401 - free_port / wait_port: tests import them from here
 from fakes import DEMO_YAML, DEMO_ALARM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,22 +35,6 @@ SYS_PY = "/usr/bin/python3"
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.05)
-    return False
-
-
 def wait_for(cond, timeout: float = 20.0, step: float = 0.05) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -61,13 +45,8 @@ def wait_for(cond, timeout: float = 20.0, step: float = 0.05) -> bool:
 
 
 def stop_proc(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
+    """A service a test started, stopped by its PID (SIGTERM, SIGKILL after 5 s)."""
+    stop_process(p, grace_s=5.0)
 
 
 class Collect(Sink):
