@@ -10,7 +10,7 @@ import torch
 
 from export.checkpoint import load_model
 from training.data import NOT_LEAK, load_folder, synthetic_gas
-from training.losses import partial_nll, soft_dice
+from training.losses import instance_dice, partial_nll, soft_dice
 from training.train import Config, Phase, StageConfig, train
 
 
@@ -21,6 +21,20 @@ def test_partial_nll_merges_background_and_machine():
                            (NOT_LEAK, -torch.log(p[0] + p[2]))]:
         got = partial_nll(logits, torch.tensor([[[code]]]))
         assert torch.isclose(got, expected, atol=1e-6), code
+
+
+def test_instance_dice_counts_a_missed_small_plume_as_much_as_a_found_large_one():
+    truth = torch.zeros(2, 64, 64)
+    truth[0, :48, :48] = 1  # a large plume, found
+    truth[1, 10:14, 10:14] = 1  # a small one (16 px), missed
+    prob = truth.clone()
+    prob[1] = 0
+    assert soft_dice(prob, truth).item() < 0.01  # the batch Dice hardly notices the miss
+    assert instance_dice(prob, truth).item() == pytest.approx(0.5 * (1 - 1 / 17), abs=1e-4)  # per image it is half the loss
+    empty = torch.zeros(2, 8, 8, requires_grad=True)
+    zero = instance_dice(empty, torch.zeros(2, 8, 8))  # no gas anywhere: no term, but a graph to backprop through
+    zero.backward()
+    assert zero.item() == 0.0 and empty.grad is not None
 
 
 def test_soft_dice_perfect_and_disjoint():

@@ -3,6 +3,7 @@
 
     python -m training.thermal_real            # fetch check: which clips are readable, frames per clip
     python -m training.thermal_real --pack     # copy them to data/thermal_real (gitignored) for a lent GPU
+    python -m training.thermal_real --sheet    # contact sheet of the TNO sequences that show a hot plume
 
 Lepton clips are read from the bare git mirrors the ``fetch`` tool leaves in ``/work/.mirror``
 (``git show COMMIT:PATH``), checked against their sha256, decoded with the PyPI ``cptv`` package and
@@ -94,14 +95,19 @@ def pack(mirrors: Path = MIRRORS) -> int:
     return total
 
 
-def tno_clips() -> list[Clip]:
-    """TNO's real thermal sequences (data/ir heldout entries with a ``sequence``), each one stream."""
+def tno_clips(plume: bool = False) -> list[Clip]:
+    """TNO's real thermal sequences (data/ir heldout entries with a ``sequence``), each one stream.
+
+    ``plume=False``: the leak-free ones. ``plume=True``: the sequences ``thermal_sources.json`` lists
+    under ``not_leak_free`` (a hot plume in every frame, see ``--sheet``): real plume footage, never
+    counted as false alarms, measured apart (sensor ``tno-plume``)."""
     from training.ir_backgrounds import OUT, load_manifest
 
     spec = json.loads(SOURCES.read_text())["sensors"]["tno"]
+    apart = set(spec.get("not_leak_free", {}))
     seqs: dict[str, list[tuple[str, Path]]] = {}
     for e in load_manifest()["files"]:
-        if e["split"] == "heldout" and e.get("sequence"):
+        if e["split"] == "heldout" and e.get("sequence") and (e["sequence"] in apart) == plume:
             seqs.setdefault(e["sequence"] + "/" + e["path"].rsplit("/", 2)[-2], []).append((e["path"], OUT / e["file"]))
     clips = []
     for name, items in sorted(seqs.items()):
@@ -109,8 +115,32 @@ def tno_clips() -> list[Clip]:
         frames = [cv2.imread(str(p)) for _, p in items]
         if any(f is None for f in frames):
             raise SystemExit(f"error: {name}: data/ir is incomplete; run python -m training.ir_backgrounds")
-        clips.append(Clip(f"tno:{name}", "tno", float(spec["fps"]), frames))
+        clips.append(Clip(f"tno:{name}", "tno-plume" if plume else "tno", float(spec["fps"]), frames))
     return clips
+
+
+def plume_files() -> set[str]:
+    """File names (in data/ir) of the TNO frames from the sequences set apart as not leak-free: never a
+    "leak-free" background for the rendered held-out either (a rendered clip there shows a real plume)."""
+    from training.ir_backgrounds import load_manifest
+
+    apart = set(json.loads(SOURCES.read_text())["sensors"]["tno"].get("not_leak_free", {}))
+    return {Path(e["file"]).name for e in load_manifest()["files"] if e.get("sequence") in apart}
+
+
+def plume_sheet(out: Path) -> Path:
+    """A contact sheet of the TNO sequences set apart as not leak-free (every 4th frame), the evidence
+    for ``not_leak_free`` in ``thermal_sources.json``."""
+    rows = []
+    for clip in tno_clips(plume=True):
+        tiles = [cv2.resize(f, (184, 152)) for f in clip.frames[::4]][:8]
+        tiles += [np.zeros_like(tiles[0])] * (8 - len(tiles))
+        row = np.hstack(tiles)
+        cv2.putText(row, clip.name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 255, 0), 1, cv2.LINE_AA)
+        rows.append(row)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), np.vstack(rows), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return out
 
 
 def main() -> None:
@@ -119,8 +149,11 @@ def main() -> None:
     if "--pack" in sys.argv[1:]:
         print(f"packed {pack() / 1e6:.1f} MB into {PACKED}")
         return
+    if "--sheet" in sys.argv[1:]:
+        print(plume_sheet(Path(__file__).resolve().parent / "records" / "thermal" / "tno_plume_clips.png"))
+        return
     clips, missing = lepton_clips()
-    for c in clips + tno_clips():
+    for c in clips + tno_clips() + tno_clips(plume=True):
         print(f"{c.name}: {len(c.frames)} frames {c.frames[0].shape[1]}x{c.frames[0].shape[0]}")
     for m in missing:
         print("MISSING", m)

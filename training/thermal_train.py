@@ -109,7 +109,8 @@ def train(args: argparse.Namespace) -> dict:
         freeze_bn(model)
         with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
             logits = model.logits(x.to(device).contiguous(memory_format=torch.channels_last))
-        loss = segmentation_loss(logits.float(), y.to(device), leak_weight=args.leak_weight)
+        loss = segmentation_loss(logits.float(), y.to(device), leak_weight=args.leak_weight,
+                                 instance_weight=args.instance_dice)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -126,7 +127,8 @@ def train(args: argparse.Namespace) -> dict:
     record = {"command": "python -m training.thermal_train " + " ".join(args.argv), "init": str(args.init),
               "steps": step, "steps_planned": args.steps, "batch_clips": args.batch, "clip_frames": CLIP,
               "images_per_step": 2 * args.batch, "minutes": round(wall / 60, 2), "lr": args.lr, "seed": args.seed,
-              "p_leak": args.p_leak, "leak_weight": args.leak_weight, "device": args.device, "threads": args.threads,
+              "p_leak": args.p_leak, "leak_weight": args.leak_weight, "instance_dice": args.instance_dice,
+              "device": args.device, "threads": args.threads,
               "amp": str(amp).replace("torch.", "") if amp else "none",
               "data": "HIT-UAV train frames (training/ir_sources.json, CC BY 4.0) made into clips by "
                       "training.thermal_video; rendered plumes; no filmed gas",
@@ -154,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="share of clips with a rendered plume (the rest: motion that is not gas)")
     ap.add_argument("--leak-weight", type=float, default=1.0,
                     help="weight of gas pixels in the NLL: >1 trades leak-free quiet for faint-plume recall")
+    ap.add_argument("--instance-dice", type=float, default=0.0,
+                    help="weight of a per-image Dice on gas (every plume counts the same, small ones too)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", default="auto", choices=AMP_CHOICES,
