@@ -1,7 +1,7 @@
 """Annotators: drawing results onto frames (edgeseg.runtime.annotate)."""
 import numpy as np
 
-from edgeseg.runtime.annotate import CLASS_COLORS, Annotator, overlay
+from edgeseg.runtime.annotate import CLASS_COLORS, Annotator, fit_width, overlay
 from edgeseg.runtime.postprocess import extract_regions
 
 
@@ -49,3 +49,20 @@ def test_annotator_draws_gray_and_bgra_frames():
         out = Annotator(leak_class=1)(frame, m, extract_regions(m))
         assert out.shape == (20, 30, 3) and out.dtype == np.uint8
         assert (out[7, 10] != 90).any()  # the leak pixel is coloured
+
+
+def test_fit_width_shrinks_frame_mask_and_regions_together():
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    m = np.zeros((720, 1280), np.uint8)
+    m[100:300, 400:800] = 1
+    regions = extract_regions(m)
+    small, sm, sr = fit_width(frame, m, regions, 640)
+    assert small.shape == (360, 640, 3) and sm.shape == (360, 640)
+    assert (sr[0].x, sr[0].y, sr[0].w, sr[0].h) == (200, 50, 200, 100)  # the box where the blob now is
+    ys, xs = np.nonzero(sm == 1)
+    assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (200, 50, 400, 150)
+    out = overlay(small, sm, sr)  # draws on the small frame without complaint
+    assert out.shape == small.shape
+    same = fit_width(frame, m, regions, 1920)  # narrower than the width, or 0: untouched
+    assert same[0] is frame and same[1] is m and same[2] is regions
+    assert fit_width(frame, m, regions, 0)[0] is frame

@@ -335,25 +335,36 @@ def test_odd_numbers_and_nested_json_get_one_line_4xx(tiny_onnx, tmp_path, caplo
 
 
 def test_client_closing_early_is_one_debug_line_not_a_traceback(tiny_onnx, tmp_path, capfd, caplog):
-    """A client (a browser tab closed mid-download) resets the connection while a large latest.jpg
-    is being sent: the gateway logs one debug line, never the standard library's traceback."""
+    """A client (a browser tab closed mid-download) resets the connection while a large file (a 4K
+    alarm's full-size snapshot) is being sent: the gateway logs one debug line, never the standard
+    library's traceback."""
     import logging
     import socket
     import struct
 
+    pytest.importorskip("av", reason="clips need PyAV: pip install 'edgeseg[gateway]'")
     caplog.set_level(logging.DEBUG, logger="edgeseg")
+    col = Collect()
     cfg = {"model": str(tiny_onnx), "threads": 1, "cameras": cams(1), "metrics": {"port": 0},
-           "state_dir": str(tmp_path / "state")}
-    gw = Gateway(cfg, capture_factory=lambda spec: FakeCam(spec, size=(2160, 3840), fps=2)).start()
+           "state_dir": str(tmp_path / "state"), "guards": {"enabled": False},
+           "clips": {"dir": str(tmp_path / "clips"), "pre_s": 0.0, "post_s": 0.0, "annotated": False},
+           "alarm": {"verify_s": 0.0}}
+    gw = Gateway(cfg, sinks=[col], capture_factory=lambda spec: FakeCam(spec, size=(2160, 3840), fps=2)).start()
     try:
-        assert wait_for(lambda: call(gw, "GET", "/api/cameras/cam0/latest.jpg")[0] == 200, 30)
-        size = len(call(gw, "GET", "/api/cameras/cam0/latest.jpg")[2])
+        assert wait_for(lambda: col.of("start", "cam0"), 60)
+        start = next(e for e in js(call(gw, "GET", "/api/events?since=0&limit=1000")) if e["event"] == "start")
+        path = f"/api/events/{start['id']}/snapshot.jpg"
+        assert wait_for(lambda: call(gw, "GET", path)[0] == 200, 30)
+        size = len(call(gw, "GET", path)[2])
         assert size > 4_000_000, size  # more than the socket buffers hold: the server blocks writing it
+        # ... while the live picture the page polls is drawn and encoded at most LATEST_WIDTH wide (#35)
+        live = cv2.imdecode(np.frombuffer(call(gw, "GET", "/api/cameras/cam0/latest.jpg")[2], np.uint8), cv2.IMREAD_COLOR)
+        assert live.shape[:2] == (540, 960)
         for _ in range(3):
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             s.connect(("127.0.0.1", gw.server.port))
-            s.sendall(b"GET /api/cameras/cam0/latest.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
             s.recv(1024)  # the answer started
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()  # RST mid-body

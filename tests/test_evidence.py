@@ -609,3 +609,35 @@ def test_writer_queue_stays_within_its_byte_bound_and_counts_dropped_frames(tmp_
     assert ev["dropped_frames"] > 0, "a writer 400 frames behind must have dropped some"
     annotated = [c for c in ev["clips"] if c["annotated"]]
     assert annotated and annotated[0]["frames"] + ev["dropped_frames"] + ev.get("thinned_frames", 0) >= 400
+
+
+def test_a_growing_leak_rewrites_its_snapshots_at_most_every_interval_and_ends_on_the_largest(tmp_path):
+    """#35: a 720p leak that grew every frame had the writer draw and encode both full-size JPEGs for
+    nearly every frame. Now: the first pair at once, then at most every SNAPSHOT_EVERY_S, and the
+    last (the largest leak area of the alarm) when the files close."""
+    import cv2
+
+    from edgeseg.config.settings import ClipSettings
+    from edgeseg.io.evidence import recorder as rec_mod
+    from edgeseg.runtime.annotate import Annotator
+    from edgeseg.runtime.postprocess import extract_regions
+
+    settings = ClipSettings(dir=str(tmp_path / "clips"), pre_s=1.0, post_s=0.0, annotated=False)
+    rec = rec_mod.Recorder("cam", settings, Annotator(1))
+    frames = 40  # fed in well under SNAPSHOT_EVERY_S: one pair at the start, one at the end
+    out = []
+    t0 = time.monotonic()
+    for i in range(frames):
+        image = np.full((720, 1280, 3), 40 + i, np.uint8)  # each frame its own grey: the snapshot tells which
+        mask = np.zeros((720, 1280), np.uint8)
+        mask[100:140 + 10 * i, 100:140 + 20 * i] = 1  # grows every frame
+        ev = [{"event": "start", "frame": 0, "timestamp": 0.0, "active": True}] if i == 0 else []
+        out += rec.handle(i, i / 25, image, mask, extract_regions(mask), ev)
+    out += rec.handle(frames, frames / 25, image, np.zeros_like(mask), [],
+                      [{"event": "end", "frame": frames, "timestamp": frames / 25, "active": False}])
+    out += rec.finish([], timeout=60)
+    fed_s = time.monotonic() - t0
+    (end,) = [e for e in out if e.get("event") == "end"]
+    snap = cv2.imread(end["evidence"]["snapshots"][0]["path"])
+    assert abs(float(snap.mean()) - (40 + frames - 1)) < 1.5  # the last, largest leak's frame
+    assert rec.snapshot_writes <= 2 + int(fed_s / rec_mod.SNAPSHOT_EVERY_S) + 1, (rec.snapshot_writes, fed_s)

@@ -59,10 +59,14 @@ from edgeseg.apps.gateway import evidence_http
 from edgeseg.apps.gateway.evidence_http import evidence_file, evidence_roots, inside as _inside, read_evidence  # noqa: F401
 from edgeseg.apps.gateway.origin import Guard
 from edgeseg.apps.gateway.ratelimit import Limiter
+from edgeseg.runtime.annotate import fit_width
 
 log = logging.getLogger("edgeseg")
 #: an event id / since / limit: ASCII digits (str.isdigit takes '²' and '١' too) within SQLite's INTEGER
 _ID = re.compile(r"^-?[0-9]{1,18}$")
+#: the live picture's width at most (the page shows it in a camera card; full-size evidence is the
+#: incident's snapshot): drawn and encoded at this width, a 720p frame costs a third of the pixels
+LATEST_WIDTH = 960
 STATIC = {"": ("index.html", "text/html; charset=utf-8"), "app.js": ("app.js", "text/javascript"),
           "style.css": ("style.css", "text/css")}
 
@@ -206,15 +210,17 @@ class Api:
 
     # -- answers -------------------------------------------------------------------------------
     def _latest(self, name: str, etag: str | None = None) -> tuple[Any, ...]:
-        """The camera's latest frame as JPEG, encoded once per frame however many pages read it; a
-        request naming its ETag in If-None-Match gets 304 without a body (the page polls cheaply)."""
+        """The camera's latest frame as JPEG (at most ``LATEST_WIDTH`` wide), encoded once per frame however
+        many pages read it; a request naming its ETag in If-None-Match gets 304 without a body (the page
+        polls cheaply)."""
         code, got = self.controls.latest(name)
         if code != 200:
             return _json(code, got)
         image, result, regions, annotate = got  # drawn here, off the dispatcher thread
         cached = self._jpg.get(name)
         if cached is None or cached[0][0] is not image:
-            ok, jpg = cv2.imencode(".jpg", annotate(image, result.mask, regions), [cv2.IMWRITE_JPEG_QUALITY, 80])
+            small, mask, drawn = fit_width(image, result.mask, regions, LATEST_WIDTH)
+            ok, jpg = cv2.imencode(".jpg", annotate(small, mask, drawn), [cv2.IMWRITE_JPEG_QUALITY, 80])
             if not ok:
                 return _json(500, {"error": "JPEG encoding failed"})
             cached = ((image,), f'"{self._tag}-{time.monotonic_ns():x}"', jpg.tobytes())

@@ -9,7 +9,8 @@ frames, counted in the ``end`` event, never camera frames).
 Event fields (``evidence``):
 
 - ``start``: ``clip`` (the path the first part will have), ``snapshot`` and ``snapshot_annotated``
-  (JPEGs of the frame with the largest leak area so far; rewritten in place while it grows),
+  (JPEGs of the frame with the largest leak area so far; rewritten in place while it grows, at most
+  every ``SNAPSHOT_EVERY_S``, and a last time when the files close),
 - ``update`` with ``evidence.clip_part``: a clip reached ``max_s`` and continues in a new part,
 - ``end``: emitted once the post-roll (``post_s`` after the alarm cleared) is written and every file
   is final: ``clips`` (path, sha256, frames, duration_s, bytes, annotated, part), ``snapshots``
@@ -25,7 +26,6 @@ import os
 import queue
 import threading
 import time
-from dataclasses import is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from edgeseg.core import native_memory
+from edgeseg.runtime.annotate import fit_width
 from edgeseg.io.evidence import retention
 from edgeseg.io.evidence.budget import EncodeBudget
 from edgeseg.io.evidence.clipfile import ClipFile, write_file
@@ -48,6 +49,11 @@ log = logging.getLogger("edgeseg")
 #: 256 MiB bound jumped 100-400 MB whenever the host was busy). Dropped frames leave the annotated clip
 #: thinner (counted in ``end``: ``dropped_frames``); a live camera's clean clip is its packets and loses none.
 MAX_PENDING = 256
+#: while a leak grows, its snapshots (two full-size JPEGs, one of them drawn) are rewritten at most this
+#: often: the first at once (a notification and the page need a picture while the leak is on), the
+#: final one (the largest leak area of the alarm) when the alarm's files close. A 720p leak that grew
+#: every frame had the writer draw and encode both JPEGs for nearly every frame (#35, FPS with clips on)
+SNAPSHOT_EVERY_S = 2.0
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 SWEEP_EVERY_S = 60.0
 
@@ -125,6 +131,7 @@ class Recorder:
         self._disk_full = False
         self.deleted = 0
         self.writer_cpu_s = 0.0  # CPU seconds the writer thread spent (what clips cost a saturated host)
+        self.snapshot_writes = 0  # times a pair of snapshots was written (a growing leak rewrites them)
         self.budget = EncodeBudget(getattr(settings, "encode_share", 1.0))  # re-encoding thins past its share
         self._send(("sweep",))
 
@@ -303,9 +310,11 @@ class Recorder:
                 self._add(st, item[2])
         elif kind == "snap" and st is not None:
             st["best"] = item[2]
-            # under load only the last best frame is drawn (at the end), but the first is written at once:
-            # a notification and the operator's page need a picture while the leak is on
-            if self._q.qsize() < 8 or not st["snaps"]:
+            # the first is written at once: a notification and the operator's page need a picture while the
+            # leak is on; later ones at most every SNAPSHOT_EVERY_S (and not under load), the last at the end
+            now = time.monotonic()
+            if not st["snaps"] or (self._q.qsize() < 8 and now - st.get("snap_at", 0.0) >= SNAPSHOT_EVERY_S):
+                st["snap_at"] = now
                 self._snapshots(st)
         elif kind == "stop_at" and st is not None and st.get("rec") is not None:
             st["rec"].stop_at = item[2]
@@ -355,16 +364,8 @@ class Recorder:
 
     def _draw(self, shot: Shot, small: bool = False) -> np.ndarray:
         image, mask, regions = shot.image, shot.mask, shot.regions
-        if small and image.shape[1] > (self.s.annotated_width or image.shape[1]):
-            # shrink first, then draw: blending and outlining a 720p / 4K frame only to shrink it
-            # afterwards cost the writer (and so the host's cores) several times the pixels
-            h, w = self._drawn_shape(image.shape)
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-            if mask is not None:
-                sx, sy = w / shot.image.shape[1], h / shot.image.shape[0]
-                mask = cv2.resize(np.asarray(mask, np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-                regions = [replace(r, x=int(r.x * sx), y=int(r.y * sy), w=max(1, round(r.w * sx)),
-                                   h=max(1, round(r.h * sy))) if is_dataclass(r) else r for r in regions]
+        if small:  # the annotated clip shows where (the clean clip shows what): drawn at its own width
+            image, mask, regions = fit_width(image, mask, regions, self._drawn_shape(image.shape)[1])
         img = self.annotate(image, mask, regions) if mask is not None else image.copy()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(shot.ts)) if shot.ts > 1e8 else f"t={shot.ts:.2f}s"
         cv2.putText(img, f"{self.camera}{f' / {self.zone}' if self.zone else ''} {stamp} #{shot.index}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
@@ -406,6 +407,7 @@ class Recorder:
         if shot is None or st["error"] is not None:
             return
         st["snaps"] = []
+        self.snapshot_writes += 1
         for path, image in ((Path(f"{st['base']}.jpg"), shot.image), (Path(f"{st['base']}.annotated.jpg"), self._draw(shot))):
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
             if not ok:
