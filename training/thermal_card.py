@@ -17,6 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CARD = ROOT / "docs" / "model-card-thermal.md"
 
 
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
 def card(gate: dict, record: dict | None, shipped: bool) -> str:
     d = gate["decision"]
     checks = "\n".join(f"- {'pass' if ok else 'FAIL'}: {name}" for name, ok in d["checks"].items())
@@ -30,8 +34,12 @@ def card(gate: dict, record: dict | None, shipped: bool) -> str:
                  "not a gas leak).")
     rec = record or {}
     init = str(rec.get("init", ""))
+    earlier = RECORDS / Path(init).parent.name.replace("thermal", "run") / "record.json"
     start = ("the bundled model's weights" if init.endswith(".onnx") or not init else
-             f"`{init}` (the checkpoint of an earlier run, whose record is kept beside this one)")
+             f"`{init}`, the last checkpoint of an earlier run" + (
+                 f" (its record: `{earlier.relative_to(ROOT)}`: {_read(earlier).get('steps', '?')} steps in "
+                 f"{_read(earlier).get('minutes', '?')} min; the time above is this run's alone)"
+                 if earlier.is_file() else ""))
     p_leak = float(rec.get("p_leak", 1 / 3))
     recipe = (f"{p_leak:.0%} of the clips have gas; gas pixels weigh {rec.get('leak_weight', 1.0):g}x in the NLL"
               + (f", plus a per-image Dice (weight {rec['instance_dice']:g}: every plume counts the same, small ones too)"
