@@ -100,7 +100,7 @@ class PacketRing:
 
     def __init__(self, url: str, keep_s: float, timeout_s: float = 10.0, start_delay_s: float = 1.0) -> None:
         self.url, self.keep_s, self.timeout_s, self.start_delay_s = url, float(keep_s), timeout_s, start_delay_s
-        self.packets: deque[tuple[float, Any]] = deque()
+        self.packets: deque[tuple[float, Any, bool]] = deque()  # (arrival, packet, key frame)
         self.stream: Any = None
         self.recordings: list[Recording] = []
         self.lock = threading.Lock()
@@ -113,12 +113,12 @@ class PacketRing:
         """A recording from the key frame at or before ``t0`` (the ring's oldest when none is);
         None while the ring has no key frame (then the clip is re-encoded)."""
         with self.lock:
-            keys = [i for i, (ts, p) in enumerate(self.packets) if p.is_keyframe]
+            keys = [i for i, (ts, _, key) in enumerate(self.packets) if key]
             if not keys or self.stream is None:
                 return None
             start = max([i for i in keys if self.packets[i][0] <= t0] or [keys[0]])
             rec = Recording(Path(path), self.stream)
-            for ts, pkt in list(self.packets)[start:]:
+            for ts, pkt, _ in list(self.packets)[start:]:
                 rec.add(ts, pkt)
             self.recordings.append(rec)
             return rec
@@ -161,15 +161,18 @@ class PacketRing:
             self.stopped.wait(1.0)
 
     def _push(self, ts: float, pkt: Any) -> None:
+        key = bool(pkt.is_keyframe)  # read once: asking every packet in the ring at each push cost ~1 ms a frame
         with self.lock:
             q = self.packets
-            q.append((ts, pkt))
-            # drop whole GOPs older than keep_s, always keeping a key frame at or before the window
+            q.append((ts, pkt, key))
+            # drop whole GOPs older than keep_s, always keeping a key frame at or before the window: while
+            # the key frame after the oldest packet is itself at or before the window, all before it can go
+            cut = ts - self.keep_s
             while len(q) > 1:
-                keys = [i for i, (t, p) in enumerate(q) if p.is_keyframe and t <= ts - self.keep_s]
-                if len(keys) < 1 or keys[-1] == 0:
+                nxt = next((i for i in range(1, len(q)) if q[i][2]), None)
+                if nxt is None or q[nxt][0] > cut:
                     break
-                for _ in range(keys[-1]):
+                for _ in range(nxt):
                     q.popleft()
             for rec in list(self.recordings):
                 rec.add(ts, pkt)
