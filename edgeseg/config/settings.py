@@ -125,9 +125,9 @@ class ClipSettings(Strict):  # evidence per alarm (edgeseg.io.evidence): clip, s
     annotated: bool = setting(True, "Also write an annotated clip (mask, region boxes, confidence, time)")
     annotated_width: int = setting(640, "Width of the annotated clip (at most the camera's; 0: the camera's)", ge=0, le=7680)
     encode_share: float = setting(
-        0.03, "Most of the host's CPU (share of all cores, all cameras) re-encoding clips may take; past it a "
+        0.015, "Most of the host's CPU (share of all cores, all cameras) re-encoding clips may take; past it a "
         "re-encoded clip is thinned evenly (`thinned_frames`); 1: never. Stream copies are never thinned",
-        fix="a share of all cores above 0 and at most 1, e.g. 0.03; 1 keeps every frame", gt=0.0, le=1.0)
+        fix="a share of all cores above 0 and at most 1, e.g. 0.015; 1 keeps every frame", gt=0.0, le=1.0)
 
 
 class StreamSettings(Strict):

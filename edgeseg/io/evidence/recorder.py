@@ -49,10 +49,9 @@ log = logging.getLogger("edgeseg")
 #: 256 MiB bound jumped 100-400 MB whenever the host was busy). Dropped frames leave the annotated clip
 #: thinner (counted in ``end``: ``dropped_frames``); a live camera's clean clip is its packets and loses none.
 MAX_PENDING = 256
-#: while a leak grows, its snapshots (two full-size JPEGs, one of them drawn) are rewritten at most this
-#: often: the first at once (a notification and the page need a picture while the leak is on), the
-#: final one (the largest leak area of the alarm) when the alarm's files close. A 720p leak that grew
-#: every frame had the writer draw and encode both JPEGs for nearly every frame (#35, FPS with clips on)
+#: a growing leak's snapshots (two full-size JPEGs) are rewritten at most this often; the first at once (for the
+#: notification and the page), the largest when the files close. A 720p leak that grew every frame had the
+#: writer draw and encode both for nearly every frame (#35, FPS with clips on)
 SNAPSHOT_EVERY_S = 2.0
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 SWEEP_EVERY_S = 60.0
