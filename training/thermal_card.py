@@ -17,10 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CARD = ROOT / "docs" / "model-card-thermal.md"
 
 
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
 def card(gate: dict, record: dict | None, shipped: bool) -> str:
     d = gate["decision"]
     checks = "\n".join(f"- {'pass' if ok else 'FAIL'}: {name}" for name, ok in d["checks"].items())
@@ -35,11 +31,11 @@ def card(gate: dict, record: dict | None, shipped: bool) -> str:
     rec = record or {}
     init = str(rec.get("init", ""))
     earlier = RECORDS / Path(init).parent.name.replace("thermal", "run") / "record.json"
+    before = json.loads(earlier.read_text()) if earlier.is_file() else None
     start = ("the bundled model's weights" if init.endswith(".onnx") or not init else
              f"`{init}`, the last checkpoint of an earlier run" + (
-                 f" (its record: `{earlier.relative_to(ROOT)}`: {_read(earlier).get('steps', '?')} steps in "
-                 f"{_read(earlier).get('minutes', '?')} min; the time above is this run's alone)"
-                 if earlier.is_file() else ""))
+                 f" (its record: `{earlier.relative_to(ROOT)}`: {before.get('steps', '?')} steps in "
+                 f"{before.get('minutes', '?')} min; the time above is this run's alone)" if before else ""))
     p_leak = float(rec.get("p_leak", 1 / 3))
     recipe = (f"{p_leak:.0%} of the clips have gas; gas pixels weigh {rec.get('leak_weight', 1.0):g}x in the NLL"
               + (f", plus a per-image Dice (weight {rec['instance_dice']:g}: every plume counts the same, small ones too)"

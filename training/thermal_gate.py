@@ -11,8 +11,8 @@ thermal cameras run today (the bundled single-frame model at its shipped operati
   HIT-UAV ``select`` frames (:func:`choose_for_recall`: >= 0.85 of the leak clips raising, the fewest
   leak-free clips raising), never on the footage below;
 - rendered held-out: ``CLIPS`` clips with gas and ``CLIPS`` without (``training.thermal_video``, all the
-  nuisances) over smoke-free TNO frames (not the plume sequences below): plume IoU, flagged pixels on the plume, leak clips raising,
-  leak-free clips raising (the last frame of each 10-frame clip);
+  nuisances) over smoke-free TNO frames (not the plume sequences below): plume IoU, flagged pixels on
+  the plume, leak clips raising, leak-free clips raising (the last frame of each 10-frame clip);
 - real leak-free video (``training.thermal_real``): FLIR Lepton trail-camera clips and TNO's thermal
   sequences (not the two that show a hot plume in every frame: those are measured apart, frames
   raising, informative only: no mask, and hot exhaust is not a gas leak), every frame in order

@@ -104,7 +104,7 @@ def tno_clips(plume: bool = False) -> list[Clip]:
     from training.ir_backgrounds import OUT, load_manifest
 
     spec = json.loads(SOURCES.read_text())["sensors"]["tno"]
-    apart = set(spec.get("not_leak_free", {}))
+    apart = plume_sequences()
     seqs: dict[str, list[tuple[str, Path]]] = {}
     for e in load_manifest()["files"]:
         if e["split"] == "heldout" and e.get("sequence") and (e["sequence"] in apart) == plume:
@@ -119,12 +119,17 @@ def tno_clips(plume: bool = False) -> list[Clip]:
     return clips
 
 
+def plume_sequences() -> set[str]:
+    """The TNO sequences ``thermal_sources.json`` sets apart as not leak-free (``not_leak_free``)."""
+    return set(json.loads(SOURCES.read_text())["sensors"]["tno"].get("not_leak_free", {}))
+
+
 def plume_files() -> set[str]:
     """File names (in data/ir) of the TNO frames from the sequences set apart as not leak-free: never a
     "leak-free" background for the rendered held-out either (a rendered clip there shows a real plume)."""
     from training.ir_backgrounds import load_manifest
 
-    apart = set(json.loads(SOURCES.read_text())["sensors"]["tno"].get("not_leak_free", {}))
+    apart = plume_sequences()
     return {Path(e["file"]).name for e in load_manifest()["files"] if e.get("sequence") in apart}
 
 

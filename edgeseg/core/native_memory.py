@@ -56,7 +56,8 @@ _trimmer: threading.Thread | None = None
 
 def tune(every_s: float = TRIM_EVERY_S) -> bool:
     """Start this process's trimmer thread (once; later calls find it running); True when it runs.
-    Call when frames start to live for seconds (``edgeseg watch`` with clips does)."""
+    Call where frames start to live for seconds: every evidence ``Recorder`` does (``watch`` and ``detect``
+    with clips)."""
     global _trimmer
     if _glibc() is None:
         return False

@@ -132,6 +132,7 @@ class Recorder:
         self.writer_cpu_s = 0.0  # CPU seconds the writer thread spent (what clips cost a saturated host)
         self.snapshot_writes = 0  # times a pair of snapshots was written (a growing leak rewrites them)
         self.budget = EncodeBudget(getattr(settings, "encode_share", 1.0))  # re-encoding thins past its share
+        native_memory.tune()  # frames live here for seconds: the process's trimmer gives their pages back (#37, #35)
         self._send(("sweep",))
 
     # -- feeding thread ----------------------------------------------------------------------------
@@ -292,7 +293,6 @@ class Recorder:
                                                 keep_min_hours=getattr(self.s, "keep_min_hours", 0.0), report=self.trouble):
                 self.deleted += 1
                 self.on_deleted(path, reason)
-            native_memory.trim()  # what the finished clips' encoders and frames left free goes back
             return
         st = open_.get(item[1])
         if kind == "open":

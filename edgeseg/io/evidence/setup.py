@@ -30,13 +30,11 @@ def recorders_for(c: Any, leak_class: int, trouble: Callable[[dict[str, Any]], N
     ``loop``) gets its clean clips cut from the file, an RTSP camera from one packet ring they share."""
     if c.clips is None or not c.clips.enabled:
         return None, {}
-    from edgeseg.core import native_memory  # noqa: PLC0415
     from edgeseg.runtime.annotate import Annotator  # noqa: PLC0415
     from edgeseg.io.evidence.copy import can_copy  # noqa: PLC0415
     from edgeseg.io.evidence.packets import PacketRing  # noqa: PLC0415
     from edgeseg.io.evidence.recorder import Recorder  # noqa: PLC0415
 
-    native_memory.tune()  # clips hold frames for seconds: without it the heap fragments (#37 point 11)
     copy = c.source if not c.live and not c.loop and can_copy(c.source) else None
     ring = PacketRing(c.source, c.clips.pre_s + 2.0) if c.source.startswith("rtsp") else None
 
