@@ -276,15 +276,19 @@ def worker(cfg_path: str, warmup: float, duration: float) -> int:
     def read() -> int:  # frames the cameras delivered (live: more than processed when the gateway is at capacity)
         return sum(c.reader.read for c in list(gw.cameras.values()))
 
+    def dropped() -> int:  # live frames replaced by a newer one before they were processed
+        return sum(c.reader.dropped for c in list(gw.cameras.values()))
+
     try:
         time.sleep(warmup)
         n0, r0, t0, c0, th0 = processed(), read(), time.perf_counter(), time.process_time(), thread_cpu()
+        in_flight = r0 - n0 - dropped()  # read before the window, processed (or not) in it
         time.sleep(duration)
         n1, r1, t1, c1, th1 = processed(), read(), time.perf_counter(), time.process_time(), thread_cpu()
         frames = max(1, n1 - n0)
         by_thread = {k: round(1000 * (v - th0.get(k, 0.0)) / frames, 2) for k, v in th1.items()}
         print(json.dumps({"phase": "measured", "frames": n1 - n0, "seconds": t1 - t0, "fps": (n1 - n0) / (t1 - t0),
-                          "frames_read": r1 - r0, "cpu_s_per_frame": (c1 - c0) / frames, "cpu_cores_busy": (c1 - c0) / (t1 - t0),
+                          "frames_read": r1 - r0, "frames_in_flight_at_start": in_flight, "cpu_s_per_frame": (c1 - c0) / frames, "cpu_cores_busy": (c1 - c0) / (t1 - t0),
                           "cpu_ms_per_frame_by_thread": dict(sorted(by_thread.items(), key=lambda kv: -kv[1]))}),
               flush=True)
     finally:

@@ -45,8 +45,9 @@ def test_operator_benchmark_runs_with_live_rtsp_cameras(leak_clip, tmp_path):
     on = [w for w in report["windows"] if w["on"]]
     off = [w for w in report["windows"] if not w["on"]]
     assert len(on) == 1 and len(off) == 1
-    for w in on + off:  # live frames were read and processed in both windows
-        assert w["frames"] > 0 and w["frames_read"] >= w["frames"]
+    for w in on + off:  # live frames were read and processed in both windows (a frame read just before the
+        # window may be processed in it: the worker records those in flight at its start)
+        assert w["frames"] > 0 and w["frames_read"] + w["frames_in_flight_at_start"] >= w["frames"]
     work = on[0]["work"]
     assert work["incidents"] >= 1 and work["clips_written"] >= 1 and work["mqtt_messages"] > 0
     assert work["notifications"] >= 1 and work["page"]["answered"] > 0
